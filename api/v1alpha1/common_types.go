@@ -1,0 +1,73 @@
+package v1alpha1
+
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+// Condition types shared by every resource of this group. They follow kstatus:
+// Ready is always present once an object has been reconciled; Reconciling and
+// Stalled are present only while they are True.
+const (
+	// ReadyCondition says whether the object has reached the state its spec asks for.
+	ReadyCondition = "Ready"
+	// ReconcilingCondition is True while the operator is still working towards
+	// the desired state (a job is running, a migration is scheduled, ...).
+	ReconcilingCondition = "Reconciling"
+	// StalledCondition is True when progress stopped and needs a person's help.
+	StalledCondition = "Stalled"
+)
+
+// FinalizerName guards remote resources (jobs, endpoints, webhook
+// registrations) so that deleting a custom resource also cleans them up.
+const FinalizerName = "together.ai/finalizer"
+
+// MaxProcessedEvents bounds status.processedEvents: enough to absorb the
+// redelivery window of a sender, small enough to keep objects compact.
+const MaxProcessedEvents = 64
+
+// DeletionPolicy says what happens to remote work when its resource is deleted.
+// +kubebuilder:validation:Enum=Cancel;Retain
+type DeletionPolicy string
+
+const (
+	// DeletionPolicyCancel cancels remote work that is still running and
+	// deletes what the operator created for the resource.
+	DeletionPolicyCancel DeletionPolicy = "Cancel"
+	// DeletionPolicyRetain leaves remote work and outputs in place.
+	DeletionPolicyRetain DeletionPolicy = "Retain"
+)
+
+// ConfigMapKeyRef selects one key of a ConfigMap in the resource's namespace.
+type ConfigMapKeyRef struct {
+	// Name of the ConfigMap.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// Key within the ConfigMap's data.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key"`
+}
+
+// EventRecord names the last event that changed a resource, for people who
+// want to know why status says what it says.
+type EventRecord struct {
+	// ID of the event (a pushed delivery's id or a poller's synthetic id).
+	ID string `json:"id"`
+	// Type of the event, such as fine_tune.checkpoint.
+	Type string `json:"type"`
+	// Time the event was applied.
+	Time metav1.Time `json:"time"`
+}
+
+// SubmissionMarker is written to status before the operator asks Together to
+// create paid work. If the process dies after the remote call succeeded but
+// before the result was recorded, the marker's tag lets the next reconcile find
+// the job it created instead of creating a second one.
+type SubmissionMarker struct {
+	// Attempt this submission belongs to (1-based).
+	Attempt int32 `json:"attempt"`
+	// Tag is derived from the resource's UID and attempt and is carried by the
+	// remote job (in the fine-tune suffix, or the batch input file name).
+	Tag string `json:"tag"`
+	// StartedAt is when the submission began.
+	StartedAt metav1.Time `json:"startedAt"`
+}

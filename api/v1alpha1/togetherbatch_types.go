@@ -1,0 +1,247 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// BatchPhase is where a batch is in its life.
+// +kubebuilder:validation:Enum=Pending;Validating;InProgress;Succeeded;Failed;Expired;Cancelled
+type BatchPhase string
+
+const (
+	BatchPending    BatchPhase = "Pending"
+	BatchValidating BatchPhase = "Validating"
+	BatchInProgress BatchPhase = "InProgress"
+	BatchSucceeded  BatchPhase = "Succeeded"
+	BatchFailed     BatchPhase = "Failed"
+	BatchExpired    BatchPhase = "Expired"
+	BatchCancelled  BatchPhase = "Cancelled"
+)
+
+// IsTerminal reports whether no further transition of the same batch can follow.
+func (p BatchPhase) IsTerminal() bool {
+	return p == BatchSucceeded || p == BatchFailed || p == BatchExpired || p == BatchCancelled
+}
+
+// BatchInput is the requests of a batch: an uploaded file or a ConfigMap key.
+// +kubebuilder:validation:XValidation:rule="has(self.fileID) != has(self.configMapRef)",message="set exactly one of spec.input.fileID or spec.input.configMapRef"
+type BatchInput struct {
+	// FileID of an uploaded Together file (purpose batch-api).
+	// +kubebuilder:validation:MinLength=1
+	// +optional
+	FileID string `json:"fileID,omitempty"`
+	// ConfigMapRef is a ConfigMap key holding JSONL requests, which the
+	// operator validates and uploads.
+	// +optional
+	ConfigMapRef *ConfigMapKeyRef `json:"configMapRef,omitempty"`
+}
+
+// ConfigMapOutput writes the output to a ConfigMap (up to about 1 MiB).
+type ConfigMapOutput struct {
+	// Name of the ConfigMap to create.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// PVCOutput writes the output to a file on a PersistentVolumeClaim, through a
+// Job that runs the operator's image in fetch mode.
+type PVCOutput struct {
+	// ClaimName of the PersistentVolumeClaim.
+	// +kubebuilder:validation:MinLength=1
+	ClaimName string `json:"claimName"`
+	// Path of the file within the volume.
+	// +kubebuilder:default=output.jsonl
+	// +kubebuilder:validation:Pattern=`^[^/].*$`
+	// +kubebuilder:validation:XValidation:rule="!self.contains('..')",message="spec.output.persistentVolumeClaim.path must stay inside the volume (no '..')"
+	// +optional
+	Path string `json:"path,omitempty"`
+}
+
+// BatchOutput says where the results go.
+// +kubebuilder:validation:XValidation:rule="has(self.configMap) != has(self.persistentVolumeClaim)",message="set exactly one of spec.output.configMap or spec.output.persistentVolumeClaim"
+type BatchOutput struct {
+	// ConfigMap output for small results.
+	// +optional
+	ConfigMap *ConfigMapOutput `json:"configMap,omitempty"`
+	// PersistentVolumeClaim output for results of any size.
+	// +optional
+	PersistentVolumeClaim *PVCOutput `json:"persistentVolumeClaim,omitempty"`
+}
+
+// TogetherBatchSpec is a batch to submit or adopt and where its output goes.
+// +kubebuilder:validation:XValidation:rule="has(self.batchID) != has(self.input)",message="set exactly one of spec.batchID (adopt an existing batch) or spec.input (submit a new batch)"
+// +kubebuilder:validation:XValidation:rule="!has(self.input) || has(self.model)",message="spec.model is required when submitting a batch from spec.input"
+// +kubebuilder:validation:XValidation:rule="has(self.batchID) == has(oldSelf.batchID) && (!has(self.batchID) || self.batchID == oldSelf.batchID)",message="spec.batchID cannot be changed; create a new TogetherBatch to follow another batch"
+type TogetherBatchSpec struct {
+	// BatchID of an existing Together batch to follow.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +optional
+	BatchID string `json:"batchID,omitempty"`
+	// Input requests of a new batch.
+	// +optional
+	Input *BatchInput `json:"input,omitempty"`
+	// Model to run the requests on.
+	// +optional
+	Model string `json:"model,omitempty"`
+	// Endpoint the requests are for.
+	// +kubebuilder:default=/v1/chat/completions
+	// +kubebuilder:validation:Enum=/v1/chat/completions;/v1/completions;/v1/audio/transcriptions;/v1/audio/translations
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+	// CompletionWindow of the batch; Together accepts 24h.
+	// +kubebuilder:default="24h"
+	// +optional
+	CompletionWindow string `json:"completionWindow,omitempty"`
+	// MaxRequestsPerBatch splits a large input into several batches, each
+	// with at most this many requests; their outputs are merged in input order.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=50000
+	// +optional
+	MaxRequestsPerBatch int32 `json:"maxRequestsPerBatch,omitempty"`
+	// Output says where to write the results.
+	// +optional
+	Output *BatchOutput `json:"output,omitempty"`
+	// DeletionPolicy: Cancel (default) cancels running batches and lets
+	// outputs be garbage-collected with this resource; Retain keeps both.
+	// +kubebuilder:default=Cancel
+	// +optional
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+	// PollInterval overrides the manager's poll interval for this batch.
+	// +optional
+	PollInterval *metav1.Duration `json:"pollInterval,omitempty"`
+}
+
+// BatchPart is one Together batch of a split input.
+type BatchPart struct {
+	// Index of the part, in input order.
+	Index int32 `json:"index"`
+	// BatchID of the part.
+	// +optional
+	BatchID string `json:"batchID,omitempty"`
+	// InputFileID uploaded for the part.
+	// +optional
+	InputFileID string `json:"inputFileID,omitempty"`
+	// Requests in the part.
+	Requests int32 `json:"requests"`
+	// Phase of the part.
+	// +optional
+	Phase BatchPhase `json:"phase,omitempty"`
+	// Progress of the part, 0 to 100.
+	// +optional
+	Progress int32 `json:"progress,omitempty"`
+	// OutputFileID of the part.
+	// +optional
+	OutputFileID string `json:"outputFileID,omitempty"`
+	// ErrorFileID of the part.
+	// +optional
+	ErrorFileID string `json:"errorFileID,omitempty"`
+	// TotalTokens of the part.
+	// +optional
+	TotalTokens int64 `json:"totalTokens,omitempty"`
+}
+
+// OutputStatus reports what was written and lets a person verify it.
+type OutputStatus struct {
+	// Location written, e.g. configmap/NAME or pvc/CLAIM/PATH.
+	Location string `json:"location"`
+	// Bytes written.
+	Bytes int64 `json:"bytes"`
+	// SHA256 of what was written, hex.
+	SHA256 string `json:"sha256"`
+	// Records is the number of output lines (successful requests).
+	Records int64 `json:"records"`
+	// FailedRecords is the number of lines in the error file.
+	// +optional
+	FailedRecords int64 `json:"failedRecords,omitempty"`
+}
+
+// TogetherBatchStatus is what the operator knows about the batch.
+type TogetherBatchStatus struct {
+	// BatchID of the batch (the first part's, when split).
+	// +optional
+	BatchID string `json:"batchID,omitempty"`
+	// Phase of the batch.
+	// +optional
+	Phase BatchPhase `json:"phase,omitempty"`
+	// Progress, 0 to 100.
+	// +optional
+	Progress int32 `json:"progress,omitempty"`
+	// TotalTokens used.
+	// +optional
+	TotalTokens int64 `json:"totalTokens,omitempty"`
+	// OutputFileID of the results.
+	// +optional
+	OutputFileID string `json:"outputFileID,omitempty"`
+	// ErrorFileID of the failed requests.
+	// +optional
+	ErrorFileID string `json:"errorFileID,omitempty"`
+	// OutputURL from a batch.done event, if given.
+	// +optional
+	OutputURL string `json:"outputURL,omitempty"`
+	// Error reported by Together for a failed batch.
+	// +optional
+	Error string `json:"error,omitempty"`
+	// Parts of a split batch.
+	// +optional
+	Parts []BatchPart `json:"parts,omitempty"`
+	// Output written.
+	// +optional
+	Output *OutputStatus `json:"output,omitempty"`
+	// TokensAccounted is set once totalTokens has been added to the billing
+	// metric, so that it is counted once per batch.
+	// +optional
+	TokensAccounted bool `json:"tokensAccounted,omitempty"`
+	// FetchAttempts counts fetch Jobs started for a PVC output.
+	// +optional
+	FetchAttempts int32 `json:"fetchAttempts,omitempty"`
+	// Submission is set while a batch creation may be in flight.
+	// +optional
+	Submission *SubmissionMarker `json:"submission,omitempty"`
+	// ProcessedEvents holds the IDs of the newest applied events (bounded).
+	// +optional
+	ProcessedEvents []string `json:"processedEvents,omitempty"`
+	// LastEvent is the event that last changed this status.
+	// +optional
+	LastEvent *EventRecord `json:"lastEvent,omitempty"`
+	// ObservedGeneration is the generation last reconciled.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Ready, OutputReady, Reconciling, Stalled.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// TogetherBatch follows a Together batch inference job and fetches its output.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=tbatch,categories=together
+// +kubebuilder:printcolumn:name="Batch",type=string,JSONPath=`.status.batchID`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Progress",type=integer,JSONPath=`.status.progress`
+// +kubebuilder:printcolumn:name="Tokens",type=integer,JSONPath=`.status.totalTokens`
+// +kubebuilder:printcolumn:name="Output",type=string,JSONPath=`.status.output.location`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type TogetherBatch struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   TogetherBatchSpec   `json:"spec,omitempty"`
+	Status TogetherBatchStatus `json:"status,omitempty"`
+}
+
+// TogetherBatchList is a list of TogetherBatch.
+// +kubebuilder:object:root=true
+type TogetherBatchList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []TogetherBatch `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&TogetherBatch{}, &TogetherBatchList{})
+}

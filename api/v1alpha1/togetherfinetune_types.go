@@ -1,0 +1,372 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// FineTunePhase is where a fine-tune job is in its life.
+// +kubebuilder:validation:Enum=Pending;Queued;Running;Succeeded;Failed;Cancelled
+type FineTunePhase string
+
+const (
+	FineTunePending   FineTunePhase = "Pending"
+	FineTuneQueued    FineTunePhase = "Queued"
+	FineTuneRunning   FineTunePhase = "Running"
+	FineTuneSucceeded FineTunePhase = "Succeeded"
+	FineTuneFailed    FineTunePhase = "Failed"
+	FineTuneCancelled FineTunePhase = "Cancelled"
+)
+
+// IsTerminal reports whether no further transition of the same job can follow.
+func (p FineTunePhase) IsTerminal() bool {
+	return p == FineTuneSucceeded || p == FineTuneFailed || p == FineTuneCancelled
+}
+
+// MaxCheckpoints bounds status.checkpoints; the newest are kept.
+const MaxCheckpoints = 20
+
+// LoRASpec selects LoRA training and its parameters. Omit lora (or set
+// enabled: false) for full fine-tuning.
+type LoRASpec struct {
+	// Enabled turns LoRA on.
+	// +kubebuilder:default=true
+	// +optional
+	Enabled bool `json:"enabled"`
+	// Rank (lora_r).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:default=8
+	// +optional
+	Rank int32 `json:"rank,omitempty"`
+	// Alpha (lora_alpha).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:default=16
+	// +optional
+	Alpha int32 `json:"alpha,omitempty"`
+	// Dropout (lora_dropout), between 0 and 1.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1
+	// +optional
+	Dropout *float64 `json:"dropout,omitempty"`
+	// TrainableModules (lora_trainable_modules), e.g. all-linear.
+	// +optional
+	TrainableModules string `json:"trainableModules,omitempty"`
+}
+
+// TrainingSpec describes a fine-tune job to submit.
+// +kubebuilder:validation:XValidation:rule="has(self.trainingFile) != has(self.trainingData)",message="set exactly one of spec.training.trainingFile (a Together file ID) or spec.training.trainingData (a ConfigMap key holding JSONL)"
+type TrainingSpec struct {
+	// Model is the base model to fine-tune.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Model string `json:"model"`
+	// TrainingFile is the ID of an uploaded Together file.
+	// +kubebuilder:validation:MinLength=1
+	// +optional
+	TrainingFile string `json:"trainingFile,omitempty"`
+	// TrainingData is a ConfigMap key holding JSONL training data, which the
+	// operator validates and uploads.
+	// +optional
+	TrainingData *ConfigMapKeyRef `json:"trainingData,omitempty"`
+	// ValidationFile is the ID of an uploaded Together file for evaluation.
+	// +optional
+	ValidationFile string `json:"validationFile,omitempty"`
+	// NEpochs is the number of epochs.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	NEpochs int32 `json:"nEpochs,omitempty"`
+	// NCheckpoints is the number of checkpoints saved during training.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	NCheckpoints int32 `json:"nCheckpoints,omitempty"`
+	// NEvals is the number of evaluations on the validation set.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	NEvals int32 `json:"nEvals,omitempty"`
+	// LearningRate; Together's default is 1e-5.
+	// +kubebuilder:validation:ExclusiveMinimum=true
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1
+	// +optional
+	LearningRate *float64 `json:"learningRate,omitempty"`
+	// BatchSize; omitted means the largest the model allows ("max").
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	BatchSize int32 `json:"batchSize,omitempty"`
+	// WarmupRatio of the learning-rate schedule.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1
+	// +optional
+	WarmupRatio *float64 `json:"warmupRatio,omitempty"`
+	// LoRA parameters; omitted means LoRA with Together's defaults.
+	// +optional
+	LoRA *LoRASpec `json:"lora,omitempty"`
+	// Suffix is added to the output model's name. The operator appends a short
+	// tag of its own so it can recognise the job after a crash.
+	// +kubebuilder:validation:MaxLength=40
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9-]*$`
+	// +optional
+	Suffix string `json:"suffix,omitempty"`
+}
+
+// DeploymentTarget names a Deployment whose container env var receives the
+// output model.
+type DeploymentTarget struct {
+	// Name of the Deployment in the fine-tune's namespace.
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// Container to patch; empty means the first container.
+	// +optional
+	Container string `json:"container,omitempty"`
+	// Env is the environment variable that holds the model name.
+	// +kubebuilder:default=TOGETHER_MODEL
+	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_]*$`
+	// +optional
+	Env string `json:"env,omitempty"`
+}
+
+// EndpointSpec asks for a Together dedicated endpoint serving the output model.
+// +kubebuilder:validation:XValidation:rule="self.maxReplicas >= self.minReplicas",message="spec.deploy.endpoint.maxReplicas must be at least minReplicas"
+type EndpointSpec struct {
+	// Hardware ID, e.g. 1x_nvidia_a100_80gb_sxm.
+	// +kubebuilder:validation:MinLength=1
+	Hardware string `json:"hardware"`
+	// MinReplicas of the autoscaler.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:default=1
+	// +optional
+	MinReplicas int32 `json:"minReplicas"`
+	// MaxReplicas of the autoscaler.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:default=1
+	// +optional
+	MaxReplicas int32 `json:"maxReplicas"`
+	// DisplayName of the endpoint; defaults to the resource's namespace/name.
+	// +optional
+	DisplayName string `json:"displayName,omitempty"`
+}
+
+// DeploySpec says what to do with a successful fine-tune's model.
+type DeploySpec struct {
+	// MaxEvalLoss is a quality gate: the model is not deployed when its
+	// evaluation loss is higher or unknown.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MaxEvalLoss *float64 `json:"maxEvalLoss,omitempty"`
+	// Deployment to patch with the model name.
+	// +optional
+	Deployment *DeploymentTarget `json:"deployment,omitempty"`
+	// Endpoint to create for the model.
+	// +optional
+	Endpoint *EndpointSpec `json:"endpoint,omitempty"`
+}
+
+// RetrySpec resubmits a failed fine-tune with adjusted parameters.
+type RetrySpec struct {
+	// MaxAttempts in all, the first included.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10
+	// +kubebuilder:default=1
+	// +optional
+	MaxAttempts int32 `json:"maxAttempts,omitempty"`
+	// LearningRateFactor multiplies the learning rate for each new attempt.
+	// +kubebuilder:validation:ExclusiveMinimum=true
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10
+	// +optional
+	LearningRateFactor *float64 `json:"learningRateFactor,omitempty"`
+}
+
+// TogetherFineTuneSpec is a fine-tune to submit or adopt, and what to do with
+// its result.
+// +kubebuilder:validation:XValidation:rule="has(self.jobID) != has(self.training)",message="set exactly one of spec.jobID (adopt an existing job) or spec.training (submit a new job)"
+// +kubebuilder:validation:XValidation:rule="has(self.jobID) == has(oldSelf.jobID) && (!has(self.jobID) || self.jobID == oldSelf.jobID)",message="spec.jobID cannot be changed; create a new TogetherFineTune to follow another job"
+type TogetherFineTuneSpec struct {
+	// JobID of an existing Together fine-tune job to follow.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +optional
+	JobID string `json:"jobID,omitempty"`
+	// Training describes a new job to submit.
+	// +optional
+	Training *TrainingSpec `json:"training,omitempty"`
+	// Deploy says where the resulting model goes.
+	// +optional
+	Deploy *DeploySpec `json:"deploy,omitempty"`
+	// Retry resubmits failed jobs with adjusted parameters.
+	// +optional
+	Retry *RetrySpec `json:"retry,omitempty"`
+	// DeletionPolicy: Cancel (default) cancels a running job and deletes a
+	// created endpoint when this resource is deleted; Retain leaves them.
+	// +kubebuilder:default=Cancel
+	// +optional
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+	// PollInterval overrides the manager's poll interval for this job.
+	// +optional
+	PollInterval *metav1.Duration `json:"pollInterval,omitempty"`
+}
+
+// Checkpoint is one saved checkpoint of a training run.
+type Checkpoint struct {
+	// Step at which it was saved.
+	Step int64 `json:"step"`
+	// Loss at that step.
+	// +optional
+	Loss *float64 `json:"loss,omitempty"`
+	// Time it was recorded.
+	// +optional
+	Time *metav1.Time `json:"time,omitempty"`
+}
+
+// JobError is what Together reported about a failed job.
+type JobError struct {
+	// Message from Together.
+	Message string `json:"message"`
+	// Step at which the job failed.
+	// +optional
+	Step int64 `json:"step,omitempty"`
+}
+
+// FineTuneAttempt records one submitted job, for the history of retries.
+type FineTuneAttempt struct {
+	// Attempt number (1-based).
+	Attempt int32 `json:"attempt"`
+	// JobID of the attempt's job.
+	JobID string `json:"jobID"`
+	// LearningRate the attempt used, if set.
+	// +optional
+	LearningRate *float64 `json:"learningRate,omitempty"`
+	// Phase the attempt ended in.
+	// +optional
+	Phase FineTunePhase `json:"phase,omitempty"`
+	// Error of a failed attempt.
+	// +optional
+	Error *JobError `json:"error,omitempty"`
+}
+
+// DeploymentStatus reports the Deployment that received the model.
+type DeploymentStatus struct {
+	// Name of the Deployment.
+	Name string `json:"name"`
+	// Container patched.
+	Container string `json:"container"`
+	// Generation of the Deployment after the patch.
+	Generation int64 `json:"generation"`
+	// PreviousValue the env var held before.
+	// +optional
+	PreviousValue string `json:"previousValue,omitempty"`
+}
+
+// EndpointStatus reports a dedicated endpoint the operator created.
+type EndpointStatus struct {
+	// ID of the endpoint.
+	ID string `json:"id"`
+	// Name of the endpoint, which is also the model name clients call.
+	// +optional
+	Name string `json:"name,omitempty"`
+	// State as Together reports it (PENDING, STARTING, STARTED, ...).
+	// +optional
+	State string `json:"state,omitempty"`
+}
+
+// TogetherFineTuneStatus is what the operator knows about the job.
+type TogetherFineTuneStatus struct {
+	// JobID of the current attempt's job.
+	// +optional
+	JobID string `json:"jobID,omitempty"`
+	// Phase of the current job.
+	// +optional
+	Phase FineTunePhase `json:"phase,omitempty"`
+	// RemoteStatus is Together's own status word for the job.
+	// +optional
+	RemoteStatus string `json:"remoteStatus,omitempty"`
+	// Step of the newest checkpoint.
+	// +optional
+	Step int64 `json:"step,omitempty"`
+	// Loss at the newest checkpoint.
+	// +optional
+	Loss *float64 `json:"loss,omitempty"`
+	// EvalLoss of the finished model.
+	// +optional
+	EvalLoss *float64 `json:"evalLoss,omitempty"`
+	// OutputModel is the name of the fine-tuned model.
+	// +optional
+	OutputModel string `json:"outputModel,omitempty"`
+	// Checkpoints, bounded, newest last.
+	// +optional
+	Checkpoints []Checkpoint `json:"checkpoints,omitempty"`
+	// Error of a failed job.
+	// +optional
+	Error *JobError `json:"error,omitempty"`
+	// DeployedModel is the model name last deployed.
+	// +optional
+	DeployedModel string `json:"deployedModel,omitempty"`
+	// DeployedAttempt is the attempt whose model was deployed.
+	// +optional
+	DeployedAttempt int32 `json:"deployedAttempt,omitempty"`
+	// Deployment that received the model.
+	// +optional
+	Deployment *DeploymentStatus `json:"deployment,omitempty"`
+	// Endpoint created for the model.
+	// +optional
+	Endpoint *EndpointStatus `json:"endpoint,omitempty"`
+	// TrainingFileID is the file uploaded from spec.training.trainingData.
+	// +optional
+	TrainingFileID string `json:"trainingFileID,omitempty"`
+	// Attempt is the current attempt number (1-based).
+	// +optional
+	Attempt int32 `json:"attempt,omitempty"`
+	// Attempts is the history of submitted jobs.
+	// +optional
+	Attempts []FineTuneAttempt `json:"attempts,omitempty"`
+	// Submission is set while a job creation may be in flight.
+	// +optional
+	Submission *SubmissionMarker `json:"submission,omitempty"`
+	// ProcessedEvents holds the IDs of the newest applied events (bounded);
+	// a delivery whose ID is here is a duplicate.
+	// +optional
+	ProcessedEvents []string `json:"processedEvents,omitempty"`
+	// LastEvent is the event that last changed this status.
+	// +optional
+	LastEvent *EventRecord `json:"lastEvent,omitempty"`
+	// ObservedGeneration is the generation last reconciled.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Ready, Deployed, Reconciling, Stalled.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// TogetherFineTune follows a Together fine-tune job to its end and deploys
+// the result.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=tft,categories=together
+// +kubebuilder:printcolumn:name="Job",type=string,JSONPath=`.status.jobID`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Step",type=integer,JSONPath=`.status.step`
+// +kubebuilder:printcolumn:name="Loss",type=number,JSONPath=`.status.loss`
+// +kubebuilder:printcolumn:name="Model",type=string,JSONPath=`.status.outputModel`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type TogetherFineTune struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   TogetherFineTuneSpec   `json:"spec,omitempty"`
+	Status TogetherFineTuneStatus `json:"status,omitempty"`
+}
+
+// TogetherFineTuneList is a list of TogetherFineTune.
+// +kubebuilder:object:root=true
+type TogetherFineTuneList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []TogetherFineTune `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&TogetherFineTune{}, &TogetherFineTuneList{})
+}

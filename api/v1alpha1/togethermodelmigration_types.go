@@ -1,0 +1,166 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// MigrationStrategy says when workloads are moved to the replacement model.
+// +kubebuilder:validation:Enum=Immediate;BeforeSunset;Manual
+type MigrationStrategy string
+
+const (
+	// MigrationImmediate migrates as soon as the resource exists.
+	MigrationImmediate MigrationStrategy = "Immediate"
+	// MigrationBeforeSunset migrates at sunsetDate minus leadTime.
+	MigrationBeforeSunset MigrationStrategy = "BeforeSunset"
+	// MigrationManual waits for the approval annotation.
+	MigrationManual MigrationStrategy = "Manual"
+)
+
+// ApproveMigrationAnnotation, set to "true" on a Manual migration, approves it.
+const ApproveMigrationAnnotation = "together.ai/approve-migration"
+
+// ModelAnnotation on a workload names the model it uses, for applications
+// that read the model from somewhere other than env or args.
+const ModelAnnotation = "together.ai/model"
+
+// PreviousModelAnnotationPrefix prefixes the annotations that record what a
+// migrated workload held before, so that a person can roll back.
+const PreviousModelAnnotationPrefix = "migration.together.ai/previous."
+
+// MigrationPhase is where a migration is.
+// +kubebuilder:validation:Enum=Pending;Scheduled;Migrating;Completed;Failed
+type MigrationPhase string
+
+const (
+	MigrationPending   MigrationPhase = "Pending"
+	MigrationScheduled MigrationPhase = "Scheduled"
+	MigrationMigrating MigrationPhase = "Migrating"
+	MigrationCompleted MigrationPhase = "Completed"
+	MigrationFailed    MigrationPhase = "Failed"
+)
+
+// TogetherModelMigrationSpec names a deprecated model and its replacement.
+// +kubebuilder:validation:XValidation:rule="self.strategy != 'BeforeSunset' || has(self.sunsetDate)",message="spec.sunsetDate is required when spec.strategy is BeforeSunset"
+// +kubebuilder:validation:XValidation:rule="self.modelID != self.replacementModel",message="spec.replacementModel must differ from spec.modelID"
+type TogetherModelMigrationSpec struct {
+	// ModelID is the deprecated model.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	ModelID string `json:"modelID"`
+	// ReplacementModel is the model workloads move to.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	ReplacementModel string `json:"replacementModel"`
+	// SunsetDate is the day (YYYY-MM-DD, UTC) after which the model stops serving.
+	// +kubebuilder:validation:Format=date
+	// +optional
+	SunsetDate string `json:"sunsetDate,omitempty"`
+	// Strategy: Immediate, BeforeSunset (at sunsetDate - leadTime), or Manual
+	// (after the together.ai/approve-migration=true annotation).
+	// +kubebuilder:default=Immediate
+	// +optional
+	Strategy MigrationStrategy `json:"strategy,omitempty"`
+	// LeadTime before the sunset date at which BeforeSunset migrates.
+	// +kubebuilder:default="168h"
+	// +optional
+	LeadTime *metav1.Duration `json:"leadTime,omitempty"`
+	// DryRun lists what would change and changes nothing.
+	// +optional
+	DryRun bool `json:"dryRun,omitempty"`
+	// Selector limits the Deployments and StatefulSets considered; empty
+	// means all in the namespace.
+	// +optional
+	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+}
+
+// MigrationTarget is one field of one workload that used the old model.
+type MigrationTarget struct {
+	// Kind of workload: Deployment or StatefulSet.
+	Kind string `json:"kind"`
+	// Name of the workload.
+	Name string `json:"name"`
+	// Container holding the field, empty for the workload annotation.
+	// +optional
+	Container string `json:"container,omitempty"`
+	// Field path, e.g. spec.template.spec.containers[app].env[MODEL].
+	Field string `json:"field"`
+	// From is the value before.
+	From string `json:"from"`
+	// To is the value after.
+	To string `json:"to"`
+	// PatchedAt is when the change was written; empty in a dry run or when
+	// the patch failed.
+	// +optional
+	PatchedAt *metav1.Time `json:"patchedAt,omitempty"`
+	// Error says why the workload could not be patched.
+	// +optional
+	Error string `json:"error,omitempty"`
+}
+
+// TogetherModelMigrationStatus reports what was found and changed.
+type TogetherModelMigrationStatus struct {
+	// Phase of the migration.
+	// +optional
+	Phase MigrationPhase `json:"phase,omitempty"`
+	// ScheduledTime is when a BeforeSunset migration runs.
+	// +optional
+	ScheduledTime *metav1.Time `json:"scheduledTime,omitempty"`
+	// Targets found, with what was (or would be) changed.
+	// +optional
+	Targets []MigrationTarget `json:"targets,omitempty"`
+	// Migrated counts targets patched.
+	// +optional
+	Migrated int32 `json:"migrated,omitempty"`
+	// AtRisk counts targets still on the old model after the sunset date.
+	// +optional
+	AtRisk int32 `json:"atRisk,omitempty"`
+	// LastScanTime is when workloads were last scanned.
+	// +optional
+	LastScanTime *metav1.Time `json:"lastScanTime,omitempty"`
+	// ProcessedEvents holds the IDs of the newest applied events (bounded).
+	// +optional
+	ProcessedEvents []string `json:"processedEvents,omitempty"`
+	// LastEvent is the event that last changed this resource.
+	// +optional
+	LastEvent *EventRecord `json:"lastEvent,omitempty"`
+	// ObservedGeneration is the generation last reconciled.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Ready, Reconciling, Stalled.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// TogetherModelMigration moves workloads off a deprecated model.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=tmm,categories=together
+// +kubebuilder:printcolumn:name="Model",type=string,JSONPath=`.spec.modelID`
+// +kubebuilder:printcolumn:name="Replacement",type=string,JSONPath=`.spec.replacementModel`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Migrated",type=integer,JSONPath=`.status.migrated`
+// +kubebuilder:printcolumn:name="Sunset",type=string,JSONPath=`.spec.sunsetDate`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type TogetherModelMigration struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   TogetherModelMigrationSpec   `json:"spec,omitempty"`
+	Status TogetherModelMigrationStatus `json:"status,omitempty"`
+}
+
+// TogetherModelMigrationList is a list of TogetherModelMigration.
+// +kubebuilder:object:root=true
+type TogetherModelMigrationList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []TogetherModelMigration `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&TogetherModelMigration{}, &TogetherModelMigrationList{})
+}

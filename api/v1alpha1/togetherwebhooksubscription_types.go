@@ -1,0 +1,171 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// EventType names one kind of event of the push contract this project defines.
+// Together's public API does not push events today; the poller synthesizes the
+// same types from API state.
+// +kubebuilder:validation:Enum=fine_tune.completed;fine_tune.failed;fine_tune.checkpoint;batch.done;model.deprecated
+type EventType string
+
+const (
+	// EventFineTuneCompleted reports a fine-tune that finished and produced a model.
+	EventFineTuneCompleted EventType = "fine_tune.completed"
+	// EventFineTuneFailed reports a fine-tune that ended in an error.
+	EventFineTuneFailed EventType = "fine_tune.failed"
+	// EventFineTuneCheckpoint reports a checkpoint saved during training.
+	EventFineTuneCheckpoint EventType = "fine_tune.checkpoint"
+	// EventBatchDone reports a batch that reached a terminal state.
+	EventBatchDone EventType = "batch.done"
+	// EventModelDeprecated reports a model scheduled for removal.
+	EventModelDeprecated EventType = "model.deprecated"
+)
+
+// AllEventTypes lists every event type in the push contract.
+var AllEventTypes = []EventType{
+	EventFineTuneCompleted, EventFineTuneFailed, EventFineTuneCheckpoint, EventBatchDone, EventModelDeprecated,
+}
+
+// WebhookSecretRef points at the Secret holding the HMAC signing secret.
+// To rotate without dropping deliveries, copy the current value to
+// previousKey, write the new value to key, update the sender, then remove
+// previousKey: both are accepted while both exist.
+type WebhookSecretRef struct {
+	// Name of the Secret in the subscription's namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// Key holding the current secret.
+	// +kubebuilder:default=secret
+	// +optional
+	Key string `json:"key,omitempty"`
+	// PreviousKey holds the secret being rotated out, if present.
+	// +kubebuilder:default=previousSecret
+	// +optional
+	PreviousKey string `json:"previousKey,omitempty"`
+}
+
+// ModelReplacement declares which model replaces a deprecated one, for
+// deprecations that arrive without a replacement (the model catalogue marks a
+// model deprecated but does not name its successor).
+type ModelReplacement struct {
+	// ModelID is the deprecated model.
+	// +kubebuilder:validation:MinLength=1
+	ModelID string `json:"modelID"`
+	// ReplacementModel is the model workloads move to.
+	// +kubebuilder:validation:MinLength=1
+	ReplacementModel string `json:"replacementModel"`
+}
+
+// MigrationTemplate holds the settings given to TogetherModelMigrations that
+// this subscription creates from model.deprecated events.
+type MigrationTemplate struct {
+	// Strategy for created migrations.
+	// +kubebuilder:default=BeforeSunset
+	// +optional
+	Strategy MigrationStrategy `json:"strategy,omitempty"`
+	// LeadTime before the sunset date at which BeforeSunset migrations run.
+	// +optional
+	LeadTime *metav1.Duration `json:"leadTime,omitempty"`
+	// DryRun makes created migrations report without changing workloads.
+	// +optional
+	DryRun bool `json:"dryRun,omitempty"`
+}
+
+// TogetherWebhookSubscriptionSpec defines which events are accepted and how
+// they are verified.
+// +kubebuilder:validation:XValidation:rule="!has(self.register) || !self.register || (has(self.url) && size(self.url) > 0)",message="spec.url is required when spec.register is true: the remote API needs to know where to deliver"
+type TogetherWebhookSubscriptionSpec struct {
+	// Events this subscription accepts. Empty accepts all five types.
+	// +listType=set
+	// +optional
+	Events []EventType `json:"events,omitempty"`
+	// SecretRef names the Secret holding the HMAC signing secret.
+	SecretRef WebhookSecretRef `json:"secretRef"`
+	// URL is the public address a sender (Together, or a relay) posts to; it
+	// should route to this subscription's status.webhookPath on the manager.
+	// +kubebuilder:validation:Pattern=`^https?://`
+	// +kubebuilder:validation:MaxLength=2048
+	// +optional
+	URL string `json:"url,omitempty"`
+	// Register asks the remote API to create the subscription. Together's
+	// public API has no webhooks endpoint today; the operator then reports
+	// Registered=False with reason NotSupported and relies on polling.
+	// +optional
+	Register bool `json:"register,omitempty"`
+	// AdoptUnmatched creates a resource for an event whose job no resource
+	// tracks yet, instead of acknowledging and ignoring it.
+	// +optional
+	AdoptUnmatched bool `json:"adoptUnmatched,omitempty"`
+	// ModelReplacements maps deprecated models to their replacements, used
+	// when a deprecation does not name one (as Together's catalogue does not).
+	// +listType=map
+	// +listMapKey=modelID
+	// +optional
+	ModelReplacements []ModelReplacement `json:"modelReplacements,omitempty"`
+	// Migration is the template for migrations created from deprecations.
+	// +optional
+	Migration *MigrationTemplate `json:"migration,omitempty"`
+}
+
+// TogetherWebhookSubscriptionStatus reports where the subscription is served
+// and what it has received.
+type TogetherWebhookSubscriptionStatus struct {
+	// WebhookPath is the path on the manager's events endpoint that serves
+	// this subscription.
+	// +optional
+	WebhookPath string `json:"webhookPath,omitempty"`
+	// RemoteID is the ID of the registration on the remote API, if any.
+	// +optional
+	RemoteID string `json:"remoteID,omitempty"`
+	// RegisteredSecretHash is a hash of the secret last registered remotely,
+	// so a rotated secret is registered again. It never holds the secret.
+	// +optional
+	RegisteredSecretHash string `json:"registeredSecretHash,omitempty"`
+	// LastEventTime is when an event was last accepted for this subscription.
+	// +optional
+	LastEventTime *metav1.Time `json:"lastEventTime,omitempty"`
+	// UnmatchedEvents counts well-signed events that matched no resource.
+	// +optional
+	UnmatchedEvents int64 `json:"unmatchedEvents,omitempty"`
+	// ObservedGeneration is the generation last reconciled.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Ready, Registered, Reconciling, Stalled.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// TogetherWebhookSubscription accepts signed event pushes at a path of the
+// manager's events endpoint.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=tws,categories=together
+// +kubebuilder:printcolumn:name="Path",type=string,JSONPath=`.status.webhookPath`
+// +kubebuilder:printcolumn:name="Registered",type=string,JSONPath=`.status.conditions[?(@.type=="Registered")].reason`
+// +kubebuilder:printcolumn:name="Last Event",type=date,JSONPath=`.status.lastEventTime`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type TogetherWebhookSubscription struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   TogetherWebhookSubscriptionSpec   `json:"spec,omitempty"`
+	Status TogetherWebhookSubscriptionStatus `json:"status,omitempty"`
+}
+
+// TogetherWebhookSubscriptionList is a list of TogetherWebhookSubscription.
+// +kubebuilder:object:root=true
+type TogetherWebhookSubscriptionList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []TogetherWebhookSubscription `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&TogetherWebhookSubscription{}, &TogetherWebhookSubscriptionList{})
+}

@@ -1,0 +1,145 @@
+// Command manager runs the together-operator: the reconcilers of the
+// together.ai resources, the events endpoint and the Together API poller.
+package main
+
+import (
+	"crypto/tls"
+	"flag"
+	"os"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	_ "k8s.io/client-go/plugin/pkg/client/auth"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/controller"
+)
+
+var (
+	scheme   = runtime.NewScheme()
+	setupLog = ctrl.Log.WithName("setup")
+)
+
+func init() {
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(togetherv1.AddToScheme(scheme))
+}
+
+// options holds the manager's flags.
+type options struct {
+	metricsAddr     string
+	secureMetrics   bool
+	probeAddr       string
+	eventsAddr      string
+	leaderElect     bool
+	leaderElectNS   string
+	pollInterval    time.Duration
+	apiBaseURL      string
+	apiKeySecret    string
+	eventsTolerance time.Duration
+	maxBodyBytes    int64
+}
+
+func parseFlags() (options, zap.Options) {
+	var o options
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "Address the metrics endpoint binds to; :8080 for plain HTTP with --metrics-secure=false, 0 to disable.")
+	flag.BoolVar(&o.secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS with authentication and authorization.")
+	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
+	flag.StringVar(&o.eventsAddr, "events-bind-address", ":8090", "Address the events endpoint (signed pushes) binds to; served by every replica.")
+	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so that only one replica runs the reconcilers and the poller.")
+	flag.StringVar(&o.leaderElectNS, "leader-election-namespace", "", "Namespace of the leader election lease (default: the manager's namespace).")
+	flag.DurationVar(&o.pollInterval, "poll-interval", 30*time.Second, "How often the poller reads the Together API while work is moving.")
+	flag.StringVar(&o.apiBaseURL, "together-base-url", envOr("TOGETHER_BASE_URL", "https://api.together.ai/v1"), "Base URL of the Together API (env TOGETHER_BASE_URL).")
+	flag.StringVar(&o.apiKeySecret, "api-key-secret", os.Getenv("TOGETHER_API_KEY_SECRET"), "namespace/name of a Secret whose key 'api-key' holds the Together API key; otherwise env TOGETHER_API_KEY is used.")
+	flag.DurationVar(&o.eventsTolerance, "webhook-timestamp-tolerance", 5*time.Minute, "How far a Standard Webhooks timestamp may be from now.")
+	flag.Int64Var(&o.maxBodyBytes, "webhook-max-body-bytes", 1<<20, "Largest event body accepted; larger ones get 413.")
+	zo := zap.Options{Development: false}
+	zo.BindFlags(flag.CommandLine)
+	flag.Parse()
+	return o, zo
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func main() {
+	o, zo := parseFlags()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zo)))
+
+	metricsOpts := metricsserver.Options{
+		BindAddress:   o.metricsAddr,
+		SecureServing: o.secureMetrics,
+		// HTTP/2 is disabled against the Rapid Reset and Stream Cancellation CVEs.
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
+	}
+	if o.secureMetrics {
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsOpts,
+		HealthProbeBindAddress:  o.probeAddr,
+		LeaderElection:          o.leaderElect,
+		LeaderElectionID:        "together-operator.together.ai",
+		LeaderElectionNamespace: o.leaderElectNS,
+		Client: client.Options{Cache: &client.CacheOptions{
+			// Secrets are read one at a time, never cached: an informer would
+			// hold every Secret of the cluster in memory. Workloads and
+			// ConfigMaps are read on demand for the same reason.
+			DisableFor: []client.Object{&corev1.Secret{}, &corev1.ConfigMap{}, &appsv1.Deployment{}, &appsv1.StatefulSet{}},
+		}},
+	})
+	if err != nil {
+		setupLog.Error(err, "unable to create manager")
+		os.Exit(1)
+	}
+
+	if err := setupReconcilers(mgr); err != nil {
+		setupLog.Error(err, "unable to set up reconcilers")
+		os.Exit(1)
+	}
+
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		setupLog.Error(err, "unable to set up health check")
+		os.Exit(1)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		setupLog.Error(err, "unable to set up ready check")
+		os.Exit(1)
+	}
+
+	setupLog.Info("starting manager", "eventsAddr", o.eventsAddr, "apiBaseURL", o.apiBaseURL)
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		setupLog.Error(err, "manager stopped with an error")
+		os.Exit(1)
+	}
+}
+
+func setupReconcilers(mgr ctrl.Manager) error {
+	rec := func(name string) controller.EventRecorder { return mgr.GetEventRecorder(name) }
+	if err := (&controller.TogetherWebhookSubscriptionReconciler{Client: mgr.GetClient(), Recorder: rec("together-subscription")}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&controller.TogetherFineTuneReconciler{Client: mgr.GetClient(), Recorder: rec("together-finetune")}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&controller.TogetherModelMigrationReconciler{Client: mgr.GetClient(), Recorder: rec("together-migration")}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	return (&controller.TogetherBatchReconciler{Client: mgr.GetClient(), Recorder: rec("together-batch")}).SetupWithManager(mgr)
+}

@@ -1,0 +1,47 @@
+package controller
+
+import (
+	"context"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+)
+
+// TogetherBatchReconciler reconciles TogetherBatch objects.
+type TogetherBatchReconciler struct {
+	client.Client
+	Recorder EventRecorder
+}
+
+// +kubebuilder:rbac:groups=together.ai,resources=togetherbatches,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=together.ai,resources=togetherbatches/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=together.ai,resources=togetherbatches/finalizers,verbs=update
+
+// Reconcile brings a TogetherBatch towards its spec.
+func (r *TogetherBatchReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	obj := &togetherv1.TogetherBatch{}
+	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	patcher := newStatusPatcher(r.Client, obj)
+	defer func() {
+		if err := patcher.patch(ctx, obj, func(o client.Object) any { return o.(*togetherv1.TogetherBatch).Status }); err != nil && retErr == nil {
+			retErr = err
+		}
+	}()
+
+	obj.Status.ObservedGeneration = obj.Generation
+	setReady(&obj.Status.Conditions, obj.Generation, metav1.ConditionTrue, ReasonSucceeded, "Reconciled.")
+	return ctrl.Result{}, nil
+}
+
+// SetupWithManager registers the reconciler with the manager.
+func (r *TogetherBatchReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&togetherv1.TogetherBatch{}).
+		Named("togetherbatch").
+		Complete(r)
+}
