@@ -1,0 +1,257 @@
+package together
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/hashicorp/go-retryablehttp"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// DefaultBaseURL is Together's API; the legacy https://api.together.xyz/v1
+// serves the same routes.
+const DefaultBaseURL = "https://api.together.ai/v1"
+
+// Defaults used when Options leaves a field zero.
+const (
+	DefaultRateLimit    rate.Limit = 10
+	DefaultBurst                   = 20
+	DefaultMaxRetries              = 4
+	DefaultRetryWaitMin            = 500 * time.Millisecond
+	DefaultRetryWaitMax            = 30 * time.Second
+	maxErrorBody                   = 64 << 10
+)
+
+// Options configure a Client.
+type Options struct {
+	// BaseURL defaults to DefaultBaseURL.
+	BaseURL string
+	// APIKey is sent as a bearer token and never logged.
+	APIKey string
+	// HTTPClient is copied, not modified; its Transport gets the limiter.
+	HTTPClient *http.Client
+	// RateLimit and Burst bound requests per second on this client;
+	// zero means DefaultRateLimit/DefaultBurst, rate.Inf means unlimited.
+	RateLimit rate.Limit
+	Burst     int
+	// MaxRetries is the number of retries after the first attempt; zero
+	// means DefaultMaxRetries, negative disables retries.
+	MaxRetries   int
+	RetryWaitMin time.Duration
+	RetryWaitMax time.Duration
+	Logger       logr.Logger
+	// Metrics is where the requests counter is registered; nil means
+	// controller-runtime's registry.
+	Metrics prometheus.Registerer
+}
+
+// Client calls the Together API. It is safe for concurrent use.
+type Client struct {
+	base   *url.URL
+	key    string
+	http   *http.Client // limiter-wrapped; used directly for streamed uploads
+	retry  *retryablehttp.Client
+	log    logr.Logger
+	counts *prometheus.CounterVec
+}
+
+// requestsTotal is created once per process: New is called many times (every
+// test, every key rotation) and registering a fresh collector each time
+// would fail with AlreadyRegistered.
+var requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "together_api_requests_total",
+	Help: "Calls to the Together API by client operation and outcome.",
+}, []string{"operation", "outcome"})
+
+// New returns a Client for o.
+func New(o Options) (*Client, error) {
+	base, err := parseBase(o.BaseURL)
+	if err != nil {
+		return nil, err
+	}
+	if err := registerMetrics(o.Metrics); err != nil {
+		return nil, err
+	}
+	o = withDefaults(o)
+	hc := limitedHTTPClient(o.HTTPClient, rate.NewLimiter(o.RateLimit, o.Burst))
+	return &Client{
+		base:   base,
+		key:    o.APIKey,
+		http:   hc,
+		retry:  newRetryClient(hc, o),
+		log:    o.Logger,
+		counts: requestsTotal,
+	}, nil
+}
+
+func parseBase(raw string) (*url.URL, error) {
+	if raw == "" {
+		raw = DefaultBaseURL
+	}
+	u, err := url.Parse(strings.TrimSuffix(raw, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("together: base URL %q must be an absolute http(s) URL", raw)
+	}
+	return u, nil
+}
+
+func registerMetrics(r prometheus.Registerer) error {
+	if r == nil {
+		r = metrics.Registry
+	}
+	if err := r.Register(requestsTotal); err != nil {
+		if are := (prometheus.AlreadyRegisteredError{}); !errors.As(err, &are) {
+			return fmt.Errorf("together: registering metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+func withDefaults(o Options) Options {
+	if o.RateLimit == 0 {
+		o.RateLimit = DefaultRateLimit
+	}
+	if o.Burst <= 0 {
+		o.Burst = DefaultBurst
+	}
+	switch {
+	case o.MaxRetries == 0:
+		o.MaxRetries = DefaultMaxRetries
+	case o.MaxRetries < 0:
+		o.MaxRetries = 0
+	}
+	if o.RetryWaitMin <= 0 {
+		o.RetryWaitMin = DefaultRetryWaitMin
+	}
+	if o.RetryWaitMax <= 0 {
+		o.RetryWaitMax = DefaultRetryWaitMax
+	}
+	if o.RetryWaitMax < o.RetryWaitMin {
+		o.RetryWaitMax = o.RetryWaitMin
+	}
+	if o.Logger.GetSink() == nil {
+		o.Logger = logr.Discard()
+	}
+	return o
+}
+
+// call describes one API call.
+type call struct {
+	op     string
+	method string
+	path   string
+	body   any
+	// idempotent marks calls that may be retried after the server may have
+	// acted on them; see retry.go.
+	idempotent bool
+}
+
+// do runs c and decodes a 2xx JSON body into out (if non-nil).
+func (c *Client) do(ctx context.Context, k call, out any) (err error) {
+	defer func() { c.counts.WithLabelValues(k.op, outcome(err)).Inc() }()
+	resp, err := c.send(ctx, k)
+	if err != nil {
+		return err
+	}
+	defer drainClose(resp.Body)
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("together: %s: decoding response: %w", k.op, err)
+	}
+	return nil
+}
+
+// send performs k with retries and returns a 2xx response whose body the
+// caller must close, or an error (an *APIError for non-2xx answers).
+func (c *Client) send(ctx context.Context, k call) (*http.Response, error) {
+	var body io.Reader
+	if k.body != nil {
+		b, err := json.Marshal(k.body)
+		if err != nil {
+			return nil, fmt.Errorf("together: %s: encoding request: %w", k.op, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := retryablehttp.NewRequestWithContext(withIdempotency(ctx, k.idempotent), k.method, c.url(k.path), body)
+	if err != nil {
+		return nil, fmt.Errorf("together: %s: building request: %w", k.op, err)
+	}
+	c.authorize(req.Request)
+	if k.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.retry.Do(req)
+	if err != nil {
+		// The library's message names the method and URL only, never
+		// headers, so the key cannot leak through it.
+		return nil, fmt.Errorf("together: %s: %w", k.op, err)
+	}
+	return c.check(k.op, resp)
+}
+
+// check turns a non-2xx response into an *APIError and closes it.
+func (c *Client) check(op string, resp *http.Response) (*http.Response, error) {
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return resp, nil
+	}
+	defer drainClose(resp.Body)
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	return nil, parseAPIError(op, resp.StatusCode, resp.Header, b, c.key)
+}
+
+func (c *Client) authorize(r *http.Request) {
+	r.Header.Set("Authorization", "Bearer "+c.key)
+	r.Header.Set("Accept", "application/json")
+	r.Header.Set("User-Agent", "together-operator")
+}
+
+func (c *Client) url(path string) string {
+	return c.base.String() + path
+}
+
+func drainClose(rc io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(rc, maxErrorBody))
+	_ = rc.Close()
+}
+
+func pathID(prefix, id string) string { return prefix + "/" + url.PathEscape(id) }
+
+// limitedHTTPClient copies hc (or a default) with a Transport that waits on
+// lim before every attempt, retries included.
+func limitedHTTPClient(hc *http.Client, lim *rate.Limiter) *http.Client {
+	var cp http.Client
+	if hc != nil {
+		cp = *hc
+	}
+	next := cp.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	cp.Transport = &limitedTransport{next: next, lim: lim}
+	return &cp
+}
+
+type limitedTransport struct {
+	next http.RoundTripper
+	lim  *rate.Limiter
+}
+
+func (t *limitedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if err := t.lim.Wait(r.Context()); err != nil {
+		return nil, fmt.Errorf("waiting for the client-side rate limiter: %w", err)
+	}
+	return t.next.RoundTrip(r)
+}
