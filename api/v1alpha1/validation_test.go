@@ -1,0 +1,186 @@
+package v1alpha1_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+)
+
+// These tests hand the API server the specs a user could get wrong and check
+// that the CRD schema (OpenAPI and CEL rules) rejects each one with a message
+// naming the field, and accepts the well-formed ones.
+
+var k8s client.Client
+
+func TestMain(m *testing.M) {
+	env := &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		panic("starting envtest (run `make envtest` or set KUBEBUILDER_ASSETS): " + err.Error())
+	}
+	scheme := runtime.NewScheme()
+	if err := togetherv1.AddToScheme(scheme); err != nil {
+		panic(err)
+	}
+	k8s, err = client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	_ = env.Stop()
+	if code != 0 {
+		panic("tests failed")
+	}
+}
+
+func meta(name string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: name, Namespace: "default"}
+}
+
+type schemaCase struct {
+	name    string
+	obj     client.Object
+	wantErr []string // substrings the rejection must contain; empty = accepted
+}
+
+func runCases(t *testing.T, cases []schemaCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := k8s.Create(context.Background(), tc.obj)
+			if len(tc.wantErr) == 0 {
+				if err != nil {
+					t.Fatalf("expected the spec to be accepted, got: %v", err)
+				}
+				_ = k8s.Delete(context.Background(), tc.obj)
+				return
+			}
+			if err == nil {
+				_ = k8s.Delete(context.Background(), tc.obj)
+				t.Fatalf("expected rejection mentioning %q, but the API server accepted it", tc.wantErr)
+			}
+			if !apierrors.IsInvalid(err) {
+				t.Fatalf("expected an Invalid error, got %v", err)
+			}
+			for _, want := range tc.wantErr {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("rejection %q does not mention %q", err.Error(), want)
+				}
+			}
+		})
+	}
+}
+
+func TestFineTuneSchema(t *testing.T) {
+	training := &togetherv1.TrainingSpec{Model: "meta-llama/x", TrainingFile: "file-1"}
+	runCases(t, []schemaCase{
+		{"adopt by job id", &togetherv1.TogetherFineTune{ObjectMeta: meta("ok-adopt"), Spec: togetherv1.TogetherFineTuneSpec{JobID: "ft-1"}}, nil},
+		{"submit", &togetherv1.TogetherFineTune{ObjectMeta: meta("ok-submit"), Spec: togetherv1.TogetherFineTuneSpec{Training: training}}, nil},
+		{"neither jobID nor training", &togetherv1.TogetherFineTune{ObjectMeta: meta("neither")},
+			[]string{"spec.jobID", "spec.training"}},
+		{"both jobID and training", &togetherv1.TogetherFineTune{ObjectMeta: meta("both"), Spec: togetherv1.TogetherFineTuneSpec{JobID: "ft-1", Training: training}},
+			[]string{"exactly one of spec.jobID"}},
+		{"training file and data", &togetherv1.TogetherFineTune{ObjectMeta: meta("two-sources"), Spec: togetherv1.TogetherFineTuneSpec{Training: &togetherv1.TrainingSpec{
+			Model: "m", TrainingFile: "f", TrainingData: &togetherv1.ConfigMapKeyRef{Name: "cm", Key: "k"}}}},
+			[]string{"spec.training.trainingFile"}},
+		{"bad deletion policy", &togetherv1.TogetherFineTune{ObjectMeta: meta("bad-policy"), Spec: togetherv1.TogetherFineTuneSpec{JobID: "ft-1", DeletionPolicy: "Delete"}},
+			[]string{"spec.deletionPolicy", "Unsupported value"}},
+		{"learning rate out of range", &togetherv1.TogetherFineTune{ObjectMeta: meta("bad-lr"), Spec: togetherv1.TogetherFineTuneSpec{Training: &togetherv1.TrainingSpec{
+			Model: "m", TrainingFile: "f", LearningRate: ptr.To(2.0)}}},
+			[]string{"spec.training.learningRate"}},
+		{"endpoint max below min", &togetherv1.TogetherFineTune{ObjectMeta: meta("bad-replicas"), Spec: togetherv1.TogetherFineTuneSpec{JobID: "ft-1",
+			Deploy: &togetherv1.DeploySpec{Endpoint: &togetherv1.EndpointSpec{Hardware: "h", MinReplicas: 3, MaxReplicas: 1}}}},
+			[]string{"maxReplicas must be at least minReplicas"}},
+		{"retry attempts too many", &togetherv1.TogetherFineTune{ObjectMeta: meta("bad-retry"), Spec: togetherv1.TogetherFineTuneSpec{JobID: "ft-1",
+			Retry: &togetherv1.RetrySpec{MaxAttempts: 99}}},
+			[]string{"spec.retry.maxAttempts"}},
+	})
+}
+
+func TestFineTuneJobIDIsImmutable(t *testing.T) {
+	ctx := context.Background()
+	ft := &togetherv1.TogetherFineTune{ObjectMeta: meta("immutable"), Spec: togetherv1.TogetherFineTuneSpec{JobID: "ft-1"}}
+	if err := k8s.Create(ctx, ft); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = k8s.Delete(ctx, ft) }()
+	ft.Spec.JobID = "ft-2"
+	err := k8s.Update(ctx, ft)
+	if err == nil || !strings.Contains(err.Error(), "spec.jobID cannot be changed") {
+		t.Fatalf("expected the change of jobID to be refused, got %v", err)
+	}
+}
+
+func TestMigrationSchema(t *testing.T) {
+	spec := func(mut func(*togetherv1.TogetherModelMigrationSpec)) togetherv1.TogetherModelMigrationSpec {
+		s := togetherv1.TogetherModelMigrationSpec{ModelID: "old/m", ReplacementModel: "new/m", SunsetDate: "2027-01-31"}
+		mut(&s)
+		return s
+	}
+	runCases(t, []schemaCase{
+		{"valid", &togetherv1.TogetherModelMigration{ObjectMeta: meta("ok"), Spec: spec(func(*togetherv1.TogetherModelMigrationSpec) {})}, nil},
+		{"bad date", &togetherv1.TogetherModelMigration{ObjectMeta: meta("bad-date"), Spec: spec(func(s *togetherv1.TogetherModelMigrationSpec) { s.SunsetDate = "31/01/2027" })},
+			[]string{"spec.sunsetDate"}},
+		{"bad strategy", &togetherv1.TogetherModelMigration{ObjectMeta: meta("bad-strategy"), Spec: spec(func(s *togetherv1.TogetherModelMigrationSpec) { s.Strategy = "Later" })},
+			[]string{"spec.strategy", "Unsupported value"}},
+		{"before sunset without date", &togetherv1.TogetherModelMigration{ObjectMeta: meta("no-date"), Spec: spec(func(s *togetherv1.TogetherModelMigrationSpec) {
+			s.Strategy = togetherv1.MigrationBeforeSunset
+			s.SunsetDate = ""
+		})}, []string{"spec.sunsetDate is required"}},
+		{"replacement equals model", &togetherv1.TogetherModelMigration{ObjectMeta: meta("same"), Spec: spec(func(s *togetherv1.TogetherModelMigrationSpec) { s.ReplacementModel = "old/m" })},
+			[]string{"spec.replacementModel must differ"}},
+		{"missing model", &togetherv1.TogetherModelMigration{ObjectMeta: meta("no-model"), Spec: spec(func(s *togetherv1.TogetherModelMigrationSpec) { s.ModelID = "" })},
+			[]string{"spec.modelID"}},
+	})
+}
+
+func TestBatchSchema(t *testing.T) {
+	in := &togetherv1.BatchInput{FileID: "file-1"}
+	runCases(t, []schemaCase{
+		{"adopt", &togetherv1.TogetherBatch{ObjectMeta: meta("ok-adopt"), Spec: togetherv1.TogetherBatchSpec{BatchID: "b-1"}}, nil},
+		{"submit", &togetherv1.TogetherBatch{ObjectMeta: meta("ok-submit"), Spec: togetherv1.TogetherBatchSpec{Input: in, Model: "m",
+			Output: &togetherv1.BatchOutput{ConfigMap: &togetherv1.ConfigMapOutput{Name: "out"}}}}, nil},
+		{"neither", &togetherv1.TogetherBatch{ObjectMeta: meta("neither")}, []string{"spec.batchID", "spec.input"}},
+		{"both", &togetherv1.TogetherBatch{ObjectMeta: meta("both"), Spec: togetherv1.TogetherBatchSpec{BatchID: "b", Input: in, Model: "m"}},
+			[]string{"exactly one of spec.batchID"}},
+		{"input without model", &togetherv1.TogetherBatch{ObjectMeta: meta("no-model"), Spec: togetherv1.TogetherBatchSpec{Input: in}},
+			[]string{"spec.model is required"}},
+		{"two outputs", &togetherv1.TogetherBatch{ObjectMeta: meta("two-out"), Spec: togetherv1.TogetherBatchSpec{BatchID: "b", Output: &togetherv1.BatchOutput{
+			ConfigMap: &togetherv1.ConfigMapOutput{Name: "o"}, PersistentVolumeClaim: &togetherv1.PVCOutput{ClaimName: "c"}}}},
+			[]string{"exactly one of spec.output.configMap"}},
+		{"path escapes volume", &togetherv1.TogetherBatch{ObjectMeta: meta("escape"), Spec: togetherv1.TogetherBatchSpec{BatchID: "b", Output: &togetherv1.BatchOutput{
+			PersistentVolumeClaim: &togetherv1.PVCOutput{ClaimName: "c", Path: "a/../../etc"}}}},
+			[]string{"spec.output.persistentVolumeClaim.path"}},
+		{"bad endpoint", &togetherv1.TogetherBatch{ObjectMeta: meta("bad-endpoint"), Spec: togetherv1.TogetherBatchSpec{BatchID: "b", Endpoint: "/v1/embeddings"}},
+			[]string{"spec.endpoint", "Unsupported value"}},
+	})
+}
+
+func TestSubscriptionSchema(t *testing.T) {
+	ref := togetherv1.WebhookSecretRef{Name: "s"}
+	runCases(t, []schemaCase{
+		{"valid", &togetherv1.TogetherWebhookSubscription{ObjectMeta: meta("ok"), Spec: togetherv1.TogetherWebhookSubscriptionSpec{SecretRef: ref,
+			Events: []togetherv1.EventType{togetherv1.EventBatchDone}}}, nil},
+		{"unknown event type", &togetherv1.TogetherWebhookSubscription{ObjectMeta: meta("bad-type"), Spec: togetherv1.TogetherWebhookSubscriptionSpec{SecretRef: ref,
+			Events: []togetherv1.EventType{"fine_tune.started"}}}, []string{"spec.events[0]", "Unsupported value"}},
+		{"register without url", &togetherv1.TogetherWebhookSubscription{ObjectMeta: meta("no-url"), Spec: togetherv1.TogetherWebhookSubscriptionSpec{SecretRef: ref, Register: true}},
+			[]string{"spec.url is required when spec.register is true"}},
+		{"url not http", &togetherv1.TogetherWebhookSubscription{ObjectMeta: meta("bad-url"), Spec: togetherv1.TogetherWebhookSubscriptionSpec{SecretRef: ref, URL: "ftp://x"}},
+			[]string{"spec.url"}},
+		{"missing secret name", &togetherv1.TogetherWebhookSubscription{ObjectMeta: meta("no-secret")},
+			[]string{"spec.secretRef.name"}},
+	})
+}
