@@ -1,0 +1,25 @@
+// Package togethersim is an in-memory stand-in for Together AI's REST API,
+// used by envtest suites, benchmarks and `make run` where no machine can
+// reach Together. It serves the same routes and JSON shapes as the real
+// service (internal/together's golden fixtures pin both) and behaves like it
+// rather than echoing: jobs move through their real lifecycles on a clock
+// the caller sets, batch outputs answer each input line, errors use the real
+// body shapes, and requests without the key get 401.
+//
+// Lifecycle rules worth knowing when writing tests:
+//   - fine-tunes: pending → queued → running (one checkpoint_save event per
+//     step, loss decreasing) → compressing → uploading → completed, or error
+//     at the step a FineTuneScript names.
+//   - batches: VALIDATING → IN_PROGRESS → COMPLETED. An input line whose
+//     body contains the text "fail" is answered in the error file instead of
+//     the output file; output lines come back shuffled, as the real service
+//     does not keep order. FAILED and EXPIRED are reachable via BatchScript.
+//   - endpoints: PENDING → STARTING → STARTED (and STOPPING → STOPPED).
+//
+// The routes under /v1/webhooks and the signed event deliveries are NOT part
+// of Together's API: they are the push contract this project defines for
+// relays and for the day Together offers push. Deliveries are signed both
+// ways the receiver accepts (internal/signing) and retried on non-2xx with
+// exponential backoff; Faults can drop, duplicate, reorder and delay them,
+// and can make chosen routes answer 429/5xx or slowly.
+package togethersim

@@ -1,0 +1,161 @@
+package togethersim
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/together-operator/together-operator/internal/events"
+	"github.com/together-operator/together-operator/internal/together"
+)
+
+type endpoint struct {
+	together.Endpoint
+	// target is the state the endpoint is moving to (STARTED or STOPPED).
+	target together.EndpointState
+}
+
+func (s *Server) createEndpoint(w http.ResponseWriter, r *http.Request) {
+	var req together.CreateEndpointRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if msg := validateEndpoint(req); msg != "" {
+		writeError(w, r, http.StatusBadRequest, "invalid_request", msg)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := s.nextID("endpoint")
+	e := &endpoint{Endpoint: together.Endpoint{
+		ID: id, Object: "endpoint", Name: simUser + "/" + req.Model + "-" + id[len(id)-6:],
+		DisplayName: req.DisplayName, Model: req.Model, Hardware: req.Hardware, Type: "dedicated",
+		Owner: simUser, State: together.EndpointPending, Autoscaling: req.Autoscaling, CreatedAt: s.now(),
+	}, target: together.EndpointStarted}
+	if req.State == string(together.EndpointStopped) {
+		e.State, e.target = together.EndpointStopped, together.EndpointStopped
+	}
+	s.endpoints[id] = e
+	writeJSON(w, http.StatusOK, e.Endpoint)
+}
+
+func validateEndpoint(req together.CreateEndpointRequest) string {
+	switch {
+	case req.Model == "" || req.Hardware == "":
+		return "model and hardware are required"
+	case req.Autoscaling.MinReplicas < 0 || req.Autoscaling.MaxReplicas < req.Autoscaling.MinReplicas || req.Autoscaling.MaxReplicas == 0:
+		return "autoscaling needs 0 <= min_replicas <= max_replicas and max_replicas >= 1"
+	case req.State != "" && req.State != "STARTED" && req.State != "STOPPED":
+		return "state must be STARTED or STOPPED"
+	}
+	return ""
+}
+
+// stepEndpoint moves an endpoint toward its target; callers hold s.mu.
+func (s *Server) stepEndpoint(e *endpoint) {
+	switch {
+	case e.target == together.EndpointStarted && e.State == together.EndpointPending:
+		e.State = together.EndpointStarting
+	case e.target == together.EndpointStarted && e.State == together.EndpointStarting:
+		e.State = together.EndpointStarted
+	case e.target == together.EndpointStopped && e.State == together.EndpointStopping:
+		e.State = together.EndpointStopped
+	}
+}
+
+func (s *Server) lookupEndpoint(w http.ResponseWriter, r *http.Request) *endpoint {
+	e, ok := s.endpoints[r.PathValue("id")]
+	if !ok {
+		writeError(w, r, http.StatusNotFound, "not_found", fmt.Sprintf("endpoint %q not found", r.PathValue("id")))
+	}
+	return e
+}
+
+func (s *Server) getEndpoint(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.lookupEndpoint(w, r); e != nil {
+		writeJSON(w, http.StatusOK, e.Endpoint)
+	}
+}
+
+func (s *Server) updateEndpoint(w http.ResponseWriter, r *http.Request) {
+	var req together.UpdateEndpointRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.lookupEndpoint(w, r)
+	if e == nil {
+		return
+	}
+	if req.DisplayName != "" {
+		e.DisplayName = req.DisplayName
+	}
+	if req.Autoscaling != nil {
+		e.Autoscaling = *req.Autoscaling
+	}
+	switch together.EndpointState(req.State) {
+	case together.EndpointStopped:
+		if e.State != together.EndpointStopped {
+			e.State, e.target = together.EndpointStopping, together.EndpointStopped
+		}
+	case together.EndpointStarted:
+		if e.State != together.EndpointStarted {
+			e.State, e.target = together.EndpointPending, together.EndpointStarted
+		}
+	case "":
+	default:
+		writeError(w, r, http.StatusBadRequest, "invalid_request", "state must be STARTED or STOPPED")
+		return
+	}
+	writeJSON(w, http.StatusOK, e.Endpoint)
+}
+
+func (s *Server) deleteEndpoint(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.lookupEndpoint(w, r); e != nil {
+		delete(s.endpoints, e.ID)
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func defaultModels() []together.Model {
+	mk := func(id, typ, org string, ctx int) together.Model {
+		return together.Model{ID: id, Object: "model", Created: 1700000000, Type: typ, DisplayName: id,
+			Organization: org, ContextLength: ctx, Pricing: &together.ModelPricing{Input: 0.2, Output: 0.2}}
+	}
+	return []together.Model{
+		mk("meta-llama/Meta-Llama-3.1-8B-Instruct-Reference", "chat", "Meta", 131072),
+		mk("meta-llama/Llama-3.3-70B-Instruct-Turbo", "chat", "Meta", 131072),
+		mk("Qwen/Qwen2.5-7B-Instruct", "chat", "Qwen", 32768),
+		mk("BAAI/bge-large-en-v1.5", "embedding", "BAAI", 512),
+	}
+}
+
+// DeprecateModel marks a model deprecated (adding it if unknown) and pushes
+// model.deprecated. Deprecation info in /models is the simulator's
+// extension; Together's v1 list has none.
+func (s *Server) DeprecateModel(id, replacement, sunsetDate string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dep := &together.ModelDeprecation{ReplacementModel: replacement, SunsetDate: sunsetDate}
+	found := false
+	for i := range s.models {
+		if s.models[i].ID == id {
+			s.models[i].Deprecated, found = dep, true
+		}
+	}
+	if !found {
+		s.models = append(s.models, together.Model{ID: id, Object: "model", Created: s.now().Unix(), Type: "chat", Deprecated: dep})
+	}
+	s.emit(events.Type("model.deprecated"), events.ModelDeprecated{ModelID: id, ReplacementModel: replacement, SunsetDate: sunsetDate})
+}
+
+// listModels answers a bare array, like the real route.
+func (s *Server) listModels(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	writeJSON(w, http.StatusOK, s.models)
+}

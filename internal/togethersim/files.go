@@ -1,0 +1,201 @@
+package togethersim
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"errors"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"strconv"
+
+	"github.com/together-operator/together-operator/internal/together"
+)
+
+// maxUpload bounds one upload; Together's batch limit is 100 MB.
+const maxUpload = 110 << 20
+
+// file is a file's metadata plus where its bytes live: a content-addressed
+// blob (by sha256), or a generator for cheap large test files.
+type file struct {
+	together.File
+	blob      string
+	generated int64
+}
+
+// AddGeneratedFile registers a file of size bytes whose content is produced
+// on the fly when downloaded, so tests can stream 100 MiB without the
+// simulator holding it. The content is a repeating pattern; see
+// GeneratedContent for the same bytes.
+func (s *Server) AddGeneratedFile(size int64) together.File {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := &file{File: s.newFileMeta("generated.bin", "batch-generated", size), generated: size}
+	s.files[f.ID] = f
+	return f.File
+}
+
+// GeneratedContent returns a reader of the first size bytes of the pattern
+// AddGeneratedFile serves.
+func GeneratedContent(size int64) io.Reader {
+	return io.LimitReader(patternReader{}, size)
+}
+
+type patternReader struct{}
+
+func (patternReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte('a' + i%26)
+	}
+	return len(p), nil
+}
+
+// AddFile stores content as a file with purpose, as an upload would.
+func (s *Server) AddFile(name, purpose string, content []byte) together.File {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.storeFile(name, purpose, content).File
+}
+
+// storeFile keeps content once per sha256; callers hold s.mu.
+func (s *Server) storeFile(name, purpose string, content []byte) *file {
+	sum := sha256.Sum256(content)
+	key := hex.EncodeToString(sum[:])
+	if _, ok := s.blobs[key]; !ok {
+		s.blobs[key] = content
+	}
+	f := &file{File: s.newFileMeta(name, purpose, int64(len(content))), blob: key}
+	s.files[f.ID] = f
+	return f
+}
+
+func (s *Server) newFileMeta(name, purpose string, size int64) together.File {
+	return together.File{
+		ID: s.nextID("file"), Object: "file", CreatedAt: s.now().Unix(), Filename: name,
+		Bytes: size, Purpose: purpose, FileType: fileTypeOf(name), Processed: true,
+	}
+}
+
+func fileTypeOf(name string) string {
+	for _, t := range []string{"jsonl", "csv", "parquet"} {
+		if len(name) > len(t) && name[len(name)-len(t)-1:] == "."+t {
+			return t
+		}
+	}
+	return "jsonl"
+}
+
+func (s *Server) uploadFile(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxUpload)
+	mr, err := r.MultipartReader()
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, "invalid_multipart", "expected multipart/form-data: "+err.Error())
+		return
+	}
+	form, content, err := readUpload(mr)
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, "invalid_multipart", err.Error())
+		return
+	}
+	if msg := validateUpload(form, content); msg != "" {
+		writeError(w, r, http.StatusBadRequest, "invalid_request", msg)
+		return
+	}
+	s.mu.Lock()
+	f := s.storeFile(form["file_name"], form["purpose"], content)
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, f.File)
+}
+
+func validateUpload(form map[string]string, content []byte) string {
+	switch {
+	case content == nil:
+		return "file is required"
+	case form["file_name"] == "":
+		return "file_name is required"
+	case form["purpose"] != "fine-tune" && form["purpose"] != "batch-api" && form["purpose"] != "eval":
+		return fmt.Sprintf("purpose %q is not one of fine-tune, batch-api, eval", form["purpose"])
+	}
+	return ""
+}
+
+// readUpload reads the form fields and the "file" part. The simulator has
+// to keep the bytes; the client side is what must stream.
+func readUpload(mr *multipart.Reader) (map[string]string, []byte, error) {
+	form := map[string]string{}
+	var content []byte
+	for {
+		p, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			return form, content, nil
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading multipart body: %w", err)
+		}
+		b, err := io.ReadAll(p)
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading part %q: %w", p.FormName(), err)
+		}
+		if p.FormName() == "file" {
+			content = b
+		} else {
+			form[p.FormName()] = string(b)
+		}
+	}
+}
+
+func (s *Server) lookupFile(w http.ResponseWriter, r *http.Request) *file {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.files[r.PathValue("id")]
+	if !ok {
+		writeError(w, r, http.StatusNotFound, "not_found", fmt.Sprintf("file %q not found", r.PathValue("id")))
+	}
+	return f
+}
+
+func (s *Server) getFile(w http.ResponseWriter, r *http.Request) {
+	if f := s.lookupFile(w, r); f != nil {
+		writeJSON(w, http.StatusOK, f.File)
+	}
+}
+
+func (s *Server) listFiles(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]together.File, 0, len(s.files))
+	for _, id := range sortedKeys(s.files) {
+		out = append(out, s.files[id].File)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": out})
+}
+
+// fileContent streams the bytes; generated files never exist in memory.
+func (s *Server) fileContent(w http.ResponseWriter, r *http.Request) {
+	f := s.lookupFile(w, r)
+	if f == nil {
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(f.Bytes, 10))
+	var src io.Reader
+	if f.blob == "" {
+		src = GeneratedContent(f.generated)
+	} else {
+		s.mu.Lock()
+		src = bytes.NewReader(s.blobs[f.blob])
+		s.mu.Unlock()
+	}
+	_, _ = io.Copy(w, src)
+}
+
+// content returns a stored file's bytes (nil for generated files).
+func (s *Server) content(id string) []byte {
+	f, ok := s.files[id]
+	if !ok || f.blob == "" {
+		return nil
+	}
+	return s.blobs[f.blob]
+}
