@@ -2,29 +2,105 @@ package controller
 
 import (
 	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/migration"
 )
 
-// TogetherModelMigrationReconciler reconciles TogetherModelMigration objects.
+// Reasons of a TogetherModelMigration's conditions and Events.
+const (
+	// ReasonScheduled means a BeforeSunset migration waits for its time.
+	ReasonScheduled = "Scheduled"
+	// ReasonAwaitingApproval means a Manual migration waits for a person to
+	// set the approval annotation.
+	ReasonAwaitingApproval = "AwaitingApproval"
+	// ReasonDryRun means the would-be changes are listed and nothing changed.
+	ReasonDryRun = "DryRun"
+	// ReasonMigrated means workloads were moved to the replacement model.
+	ReasonMigrated = "Migrated"
+	// ReasonPartiallyMigrated means some workloads could not be patched while
+	// others were; status.targets[].error says why.
+	ReasonPartiallyMigrated = "PartiallyMigrated"
+	// ReasonMigrationFailed means no workload could be patched.
+	ReasonMigrationFailed = "MigrationFailed"
+	// ReasonPatchFailed is the Warning Event for workloads that could not be patched.
+	ReasonPatchFailed = "PatchFailed"
+	// ReasonInvalidSpec means spec.sunsetDate or spec.selector cannot be used.
+	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonWorkloadsAtRisk means workloads still use the model after its
+	// sunset date, so their requests will fail.
+	ReasonWorkloadsAtRisk = "WorkloadsAtRisk"
+	// ReasonNoWorkloadsAtRisk means the last workloads at risk moved off the model.
+	ReasonNoWorkloadsAtRisk = "NoWorkloadsAtRisk"
+)
+
+// Defaults of the reconciler's tunables.
+const (
+	// DefaultMigrationRescanInterval is how often workloads are scanned again,
+	// because Deployments are not watched (a cluster-wide informer over every
+	// Deployment costs more than a periodic paginated list of one namespace).
+	DefaultMigrationRescanInterval = 5 * time.Minute
+	// DefaultMigrationWorkers bounds concurrent workload patches.
+	DefaultMigrationWorkers = 8
+	// DefaultMigrationPageSize is the page size of workload lists.
+	DefaultMigrationPageSize = 500
+	// migrationRetryInterval is the requeue after a patch failed, shorter than
+	// the rescan interval because conflicts clear quickly.
+	migrationRetryInterval = 30 * time.Second
+	// maxErrorLen keeps one workload's error from bloating status.
+	maxErrorLen = 300
+)
+
+// TogetherModelMigrationReconciler moves Deployments and StatefulSets off a
+// deprecated model. It is exported with its tunables so benchmarks can drive
+// it directly.
 type TogetherModelMigrationReconciler struct {
 	client.Client
 	Recorder EventRecorder
+	// Now is the clock; tests move it to fire schedules. Defaults to time.Now.
+	Now func() time.Time
+	// RescanInterval is how often new workloads using the old model are
+	// looked for. Defaults to DefaultMigrationRescanInterval.
+	RescanInterval time.Duration
+	// Workers bounds concurrent patches. Defaults to DefaultMigrationWorkers.
+	Workers int
+	// PageSize is the list page size. Defaults to DefaultMigrationPageSize.
+	PageSize int64
 }
 
 // +kubebuilder:rbac:groups=together.ai,resources=togethermodelmigrations,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=together.ai,resources=togethermodelmigrations/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=together.ai,resources=togethermodelmigrations/finalizers,verbs=update
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile brings a TogetherModelMigration towards its spec.
+// Reconcile scans the namespace's workloads for the deprecated model and,
+// when the strategy says it is time, patches them to the replacement.
 func (r *TogetherModelMigrationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	obj := &togetherv1.TogetherModelMigration{}
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		if apierrors.IsNotFound(err) {
+			// Nothing outside the object to clean up but its metric series.
+			workloadsAtRisk.DeleteLabelValues(req.Namespace, req.Name)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("getting TogetherModelMigration %s: %w", req.NamespacedName, err)
 	}
 	patcher := newStatusPatcher(r.Client, obj)
 	defer func() {
@@ -32,13 +108,454 @@ func (r *TogetherModelMigrationReconciler) Reconcile(ctx context.Context, req ct
 			retErr = err
 		}
 	}()
-
+	if !obj.DeletionTimestamp.IsZero() {
+		// No finalizer: the migration owns nothing that must outlive it.
+		return ctrl.Result{}, nil
+	}
 	obj.Status.ObservedGeneration = obj.Generation
-	setReady(&obj.Status.Conditions, obj.Generation, metav1.ConditionTrue, ReasonSucceeded, "Reconciled.")
-	return ctrl.Result{}, nil
+	prev := obj.Status.DeepCopy()
+	now := r.now()
+
+	plan, ok := r.reconcileSchedule(obj, now)
+	if !ok {
+		return ctrl.Result{}, nil
+	}
+	found, err := r.reconcileScan(ctx, obj, plan.selector)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	patched := 0
+	if plan.active && !obj.Spec.DryRun {
+		patched = r.reconcilePatches(ctx, obj, found, now)
+	}
+	r.reconcileTargets(obj, found, now)
+	r.reconcileAtRisk(obj, prev, found, plan, now)
+	return r.reconcilePhase(obj, prev, found, plan, patched), nil
 }
 
-// SetupWithManager registers the reconciler with the manager.
+// migrationPlan is what the spec and the clock say about this reconcile.
+type migrationPlan struct {
+	selector  labels.Selector
+	active    bool          // time to migrate (or, in a dry run, to list)
+	wait      time.Duration // until a BeforeSunset migration fires
+	sunset    time.Time
+	hasSunset bool
+}
+
+// reconcileSchedule decides whether this reconcile migrates. It returns false
+// (with Stalled set) when the spec cannot be acted on.
+func (r *TogetherModelMigrationReconciler) reconcileSchedule(obj *togetherv1.TogetherModelMigration, now time.Time) (migrationPlan, bool) {
+	var plan migrationPlan
+	sel := labels.Everything()
+	if obj.Spec.Selector != nil {
+		s, err := metav1.LabelSelectorAsSelector(obj.Spec.Selector)
+		if err != nil {
+			markStalled(&obj.Status.Conditions, obj.Generation, ReasonInvalidSpec,
+				fmt.Sprintf("spec.selector is not a valid label selector (%v); fix it to select the Deployments and StatefulSets to migrate.", err))
+			return plan, false
+		}
+		sel = s
+	}
+	plan.selector = sel
+	if obj.Spec.SunsetDate != "" {
+		t, err := time.Parse(time.DateOnly, obj.Spec.SunsetDate)
+		if err != nil {
+			markStalled(&obj.Status.Conditions, obj.Generation, ReasonInvalidSpec,
+				fmt.Sprintf("spec.sunsetDate %q is not a date in YYYY-MM-DD form; fix it.", obj.Spec.SunsetDate))
+			return plan, false
+		}
+		plan.sunset, plan.hasSunset = t.UTC(), true
+	}
+
+	obj.Status.ScheduledTime = nil
+	switch obj.Spec.Strategy {
+	case togetherv1.MigrationBeforeSunset:
+		if !plan.hasSunset {
+			markStalled(&obj.Status.Conditions, obj.Generation, ReasonInvalidSpec,
+				"strategy BeforeSunset needs spec.sunsetDate; set it or choose another strategy.")
+			return plan, false
+		}
+		lead := 168 * time.Hour
+		if obj.Spec.LeadTime != nil {
+			lead = obj.Spec.LeadTime.Duration
+		}
+		at := plan.sunset.Add(-lead)
+		obj.Status.ScheduledTime = &metav1.Time{Time: at}
+		plan.active = !now.Before(at)
+		if !plan.active {
+			plan.wait = at.Sub(now)
+		}
+	case togetherv1.MigrationManual:
+		plan.active = obj.Annotations[togetherv1.ApproveMigrationAnnotation] == "true"
+	default:
+		plan.active = true
+	}
+	return plan, true
+}
+
+// foundWorkload is one workload that uses the old model.
+type foundWorkload struct {
+	kind    string
+	name    string
+	changes []migration.Change
+	patch   []byte
+	// result of patching: at most one of patchedAt and err is set.
+	patchedAt *metav1.Time
+	err       string
+}
+
+// reconcileScan lists the Deployments and StatefulSets selected by the spec,
+// page by page, and keeps the ones that use the old model, sorted by kind
+// and name.
+func (r *TogetherModelMigrationReconciler) reconcileScan(ctx context.Context, obj *togetherv1.TogetherModelMigration, sel labels.Selector) ([]*foundWorkload, error) {
+	var found []*foundWorkload
+	add := func(kind string, meta *metav1.ObjectMeta, tmpl *corev1.PodTemplateSpec) error {
+		w := migration.Workload{Annotations: meta.Annotations, Template: tmpl, ResourceVersion: meta.ResourceVersion}
+		changes := migration.Scan(w, obj.Spec.ModelID, obj.Spec.ReplacementModel)
+		if len(changes) == 0 {
+			return nil
+		}
+		patch, err := migration.Patch(w, changes, obj.Spec.ModelID)
+		if err != nil {
+			return fmt.Errorf("building patch for %s %s: %w", kind, meta.Name, err)
+		}
+		found = append(found, &foundWorkload{kind: kind, name: meta.Name, changes: changes, patch: patch})
+		return nil
+	}
+	opts := []client.ListOption{client.InNamespace(obj.Namespace), client.MatchingLabelsSelector{Selector: sel}, client.Limit(r.pageSize())}
+
+	deployments := &appsv1.DeploymentList{}
+	for cont := ""; ; {
+		if err := r.List(ctx, deployments, append(opts, client.Continue(cont))...); err != nil {
+			return nil, fmt.Errorf("listing Deployments in %s: %w", obj.Namespace, err)
+		}
+		for i := range deployments.Items {
+			d := &deployments.Items[i]
+			if err := add("Deployment", &d.ObjectMeta, &d.Spec.Template); err != nil {
+				return nil, err
+			}
+		}
+		if cont = deployments.Continue; cont == "" {
+			break
+		}
+	}
+	statefulSets := &appsv1.StatefulSetList{}
+	for cont := ""; ; {
+		if err := r.List(ctx, statefulSets, append(opts, client.Continue(cont))...); err != nil {
+			return nil, fmt.Errorf("listing StatefulSets in %s: %w", obj.Namespace, err)
+		}
+		for i := range statefulSets.Items {
+			s := &statefulSets.Items[i]
+			if err := add("StatefulSet", &s.ObjectMeta, &s.Spec.Template); err != nil {
+				return nil, err
+			}
+		}
+		if cont = statefulSets.Continue; cont == "" {
+			break
+		}
+	}
+	sort.Slice(found, func(i, j int) bool {
+		if found[i].kind != found[j].kind {
+			return found[i].kind < found[j].kind
+		}
+		return found[i].name < found[j].name
+	})
+	return found, nil
+}
+
+// reconcilePatches patches the found workloads with a bounded pool of
+// workers. A workload that cannot be patched records why and does not stop
+// the others. It returns how many workloads were patched.
+func (r *TogetherModelMigrationReconciler) reconcilePatches(ctx context.Context, obj *togetherv1.TogetherModelMigration, found []*foundWorkload, now time.Time) int {
+	log := logf.FromContext(ctx)
+	at := metav1.NewTime(now.UTC().Truncate(time.Second))
+	work := make(chan *foundWorkload)
+	var wg sync.WaitGroup
+	for range min(r.workers(), len(found)) {
+		wg.Go(func() {
+			for w := range work {
+				var target client.Object = &appsv1.Deployment{}
+				if w.kind == "StatefulSet" {
+					target = &appsv1.StatefulSet{}
+				}
+				target.SetNamespace(obj.Namespace)
+				target.SetName(w.name)
+				if err := r.Patch(ctx, target, client.RawPatch(types.JSONPatchType, w.patch)); err != nil {
+					log.Info("could not patch workload", "kind", w.kind, "name", w.name, "error", err.Error())
+					w.err = describePatchError(err)
+					continue
+				}
+				w.patchedAt = &at
+			}
+		})
+	}
+	for _, w := range found {
+		work <- w
+	}
+	close(work)
+	wg.Wait()
+
+	patched := 0
+	for _, w := range found {
+		if w.patchedAt != nil {
+			patched++
+		}
+	}
+	return patched
+}
+
+// describePatchError turns an API error into a short per-target reason.
+func describePatchError(err error) string {
+	msg := err.Error()
+	if reason := apierrors.ReasonForError(err); reason != metav1.StatusReasonUnknown {
+		msg = string(reason) + ": " + msg
+	}
+	if len(msg) > maxErrorLen {
+		msg = msg[:maxErrorLen] + "…"
+	}
+	return msg
+}
+
+// targetKey identifies a target across reconciles.
+func targetKey(t togetherv1.MigrationTarget) string {
+	return t.Kind + "/" + t.Name + "/" + t.Field
+}
+
+// reconcileTargets records what was found this time and keeps the record of
+// earlier patches. Targets no longer found and never patched (fixed by
+// someone else, or deleted) are dropped. lastScanTime moves only when the
+// targets change, so that a scan that finds nothing new writes nothing.
+func (r *TogetherModelMigrationReconciler) reconcileTargets(obj *togetherv1.TogetherModelMigration, found []*foundWorkload, now time.Time) {
+	targets := []togetherv1.MigrationTarget{}
+	seen := map[string]bool{}
+	for _, w := range found {
+		for _, c := range w.changes {
+			t := togetherv1.MigrationTarget{
+				Kind: w.kind, Name: w.name, Container: c.Container, Field: c.Field, From: c.From, To: c.To,
+				PatchedAt: w.patchedAt, Error: w.err,
+			}
+			seen[targetKey(t)] = true
+			targets = append(targets, t)
+		}
+	}
+	for _, t := range obj.Status.Targets {
+		if t.PatchedAt != nil && !seen[targetKey(t)] {
+			targets = append(targets, t)
+		}
+	}
+	sort.SliceStable(targets, func(i, j int) bool { return targetKey(targets[i]) < targetKey(targets[j]) })
+	if len(targets) == 0 {
+		targets = nil
+	}
+	if !equality.Semantic.DeepEqual(targets, obj.Status.Targets) {
+		obj.Status.Targets = targets
+		obj.Status.LastScanTime = &metav1.Time{Time: now.UTC().Truncate(time.Second)}
+	}
+	var migrated int32
+	for _, t := range targets {
+		if t.PatchedAt != nil {
+			migrated++
+		}
+	}
+	obj.Status.Migrated = migrated
+}
+
+// reconcileAtRisk counts, after the sunset date, the workloads still on the
+// old model, exports the count as a metric and emits one Warning Event each
+// time the set of such workloads changes (not on every rescan).
+func (r *TogetherModelMigrationReconciler) reconcileAtRisk(obj *togetherv1.TogetherModelMigration, prev *togetherv1.TogetherModelMigrationStatus, found []*foundWorkload, plan migrationPlan, now time.Time) {
+	var atRisk []string
+	if plan.hasSunset && !now.Before(plan.sunset) {
+		for _, w := range found {
+			if w.patchedAt == nil {
+				atRisk = append(atRisk, w.kind+"/"+w.name)
+			}
+		}
+	}
+	obj.Status.AtRisk = int32(len(atRisk))
+	workloadsAtRisk.WithLabelValues(obj.Namespace, obj.Name).Set(float64(len(atRisk)))
+
+	// The previous set is the unpatched targets of the previous status, when
+	// it counted any at risk.
+	var before []string
+	if prev.AtRisk > 0 {
+		set := map[string]bool{}
+		for _, t := range prev.Targets {
+			if t.PatchedAt == nil && !set[t.Kind+"/"+t.Name] {
+				set[t.Kind+"/"+t.Name] = true
+				before = append(before, t.Kind+"/"+t.Name)
+			}
+		}
+		sort.Strings(before)
+	}
+	if equality.Semantic.DeepEqual(before, atRisk) {
+		return
+	}
+	switch {
+	case len(atRisk) > 0:
+		r.event(obj, corev1.EventTypeWarning, ReasonWorkloadsAtRisk, "CheckSunset",
+			"%d workload(s) still use %s after its sunset date %s, so their requests will fail: %s. Migrate them to %s (see status.targets).",
+			len(atRisk), obj.Spec.ModelID, obj.Spec.SunsetDate, summarize(atRisk), obj.Spec.ReplacementModel)
+	case len(before) > 0:
+		r.event(obj, corev1.EventTypeNormal, ReasonNoWorkloadsAtRisk, "CheckSunset",
+			"No workload uses %s any more.", obj.Spec.ModelID)
+	}
+}
+
+// reconcilePhase sets phase, conditions and Events from what happened, and
+// says when to look again.
+func (r *TogetherModelMigrationReconciler) reconcilePhase(obj *togetherv1.TogetherModelMigration, prev *togetherv1.TogetherModelMigrationStatus, found []*foundWorkload, plan migrationPlan, patched int) ctrl.Result {
+	st := &obj.Status
+	gen := obj.Generation
+	rescan := ctrl.Result{RequeueAfter: r.rescanInterval()}
+	targets := 0
+	for _, w := range found {
+		targets += len(w.changes)
+	}
+	from, to := obj.Spec.ModelID, obj.Spec.ReplacementModel
+
+	switch {
+	case !plan.active && obj.Spec.Strategy == togetherv1.MigrationBeforeSunset:
+		st.Phase = togetherv1.MigrationScheduled
+		when := st.ScheduledTime.UTC().Format(time.RFC3339)
+		markReconciling(&st.Conditions, gen, ReasonScheduled,
+			fmt.Sprintf("%d target(s) in %d workload(s) will move from %s to %s at %s (spec.sunsetDate minus spec.leadTime); set spec.strategy to Immediate to migrate now.",
+				targets, len(found), from, to, when))
+		if prev.Phase != st.Phase || !equality.Semantic.DeepEqual(prev.ScheduledTime, st.ScheduledTime) {
+			r.event(obj, corev1.EventTypeNormal, ReasonScheduled, "Schedule", "Migration from %s to %s scheduled for %s.", from, to, when)
+		}
+		return ctrl.Result{RequeueAfter: min(plan.wait, r.rescanInterval())}
+
+	case !plan.active:
+		st.Phase = togetherv1.MigrationPending
+		setReady(&st.Conditions, gen, metav1.ConditionFalse, ReasonAwaitingApproval,
+			fmt.Sprintf("%d target(s) in %d workload(s) would move from %s to %s (see status.targets); approve with: kubectl annotate togethermodelmigration %s %s=true",
+				targets, len(found), from, to, obj.Name, togetherv1.ApproveMigrationAnnotation))
+		clearProgressConditions(&st.Conditions)
+		if prev.Phase != st.Phase {
+			r.event(obj, corev1.EventTypeNormal, ReasonAwaitingApproval, "Approve",
+				"Migration from %s to %s waits for the annotation %s=true.", from, to, togetherv1.ApproveMigrationAnnotation)
+		}
+		return rescan
+
+	case obj.Spec.DryRun:
+		st.Phase = togetherv1.MigrationCompleted
+		setReady(&st.Conditions, gen, metav1.ConditionTrue, ReasonDryRun,
+			fmt.Sprintf("Dry run: %d target(s) in %d workload(s) would move from %s to %s (see status.targets); nothing was changed. Set spec.dryRun to false to migrate.",
+				targets, len(found), from, to))
+		return rescan
+	}
+
+	var failed []string
+	for _, w := range found {
+		if w.err != "" {
+			failed = append(failed, w.kind+"/"+w.name)
+		}
+	}
+	if patched > 0 {
+		var names []string
+		for _, w := range found {
+			if w.patchedAt != nil {
+				names = append(names, w.kind+"/"+w.name)
+			}
+		}
+		r.event(obj, corev1.EventTypeNormal, ReasonMigrated, "Migrate",
+			"Moved %d workload(s) from %s to %s: %s.", patched, from, to, summarize(names))
+	}
+	if len(failed) > 0 && !equality.Semantic.DeepEqual(failedTargets(prev.Targets), failedTargets(st.Targets)) {
+		r.event(obj, corev1.EventTypeWarning, ReasonPatchFailed, "Migrate",
+			"Could not patch %d workload(s) to use %s: %s; see status.targets[].error.", len(failed), to, summarize(failed))
+	}
+
+	switch {
+	case len(failed) == 0:
+		st.Phase = togetherv1.MigrationCompleted
+		setReady(&st.Conditions, gen, metav1.ConditionTrue, ReasonSucceeded,
+			fmt.Sprintf("No selected workload uses %s; %d target(s) moved to %s so far. New workloads are checked every %s.",
+				from, st.Migrated, to, r.rescanInterval()))
+		return rescan
+	case patched == 0 && st.Migrated == 0:
+		st.Phase = togetherv1.MigrationFailed
+		markStalled(&st.Conditions, gen, ReasonMigrationFailed,
+			fmt.Sprintf("None of the %d workload(s) using %s could be patched; see status.targets[].error (for example, grant the operator patch on deployments and statefulsets, or lift the admission policy). Retried every %s.",
+				len(failed), from, migrationRetryInterval))
+	default:
+		st.Phase = togetherv1.MigrationCompleted
+		markStalled(&st.Conditions, gen, ReasonPartiallyMigrated,
+			fmt.Sprintf("%d workload(s) still use %s because they could not be patched: %s; see status.targets[].error. Retried every %s.",
+				len(failed), from, summarize(failed), migrationRetryInterval))
+	}
+	return ctrl.Result{RequeueAfter: min(migrationRetryInterval, r.rescanInterval())}
+}
+
+// failedTargets is the set of failed targets with their errors, to emit the
+// PatchFailed Event only when it changes rather than on every retry.
+func failedTargets(targets []togetherv1.MigrationTarget) []string {
+	var out []string
+	for _, t := range targets {
+		if t.Error != "" {
+			out = append(out, targetKey(t)+": "+t.Error)
+		}
+	}
+	return out
+}
+
+// clearProgressConditions removes Reconciling and Stalled, which kstatus
+// wants present only while True.
+func clearProgressConditions(conds *[]metav1.Condition) {
+	var kept []metav1.Condition
+	for _, c := range *conds {
+		if c.Type != togetherv1.ReconcilingCondition && c.Type != togetherv1.StalledCondition {
+			kept = append(kept, c)
+		}
+	}
+	*conds = kept
+}
+
+// summarize lists up to ten names so that an Event stays readable.
+func summarize(names []string) string {
+	if len(names) <= 10 {
+		return strings.Join(names, ", ")
+	}
+	return strings.Join(names[:10], ", ") + fmt.Sprintf(" and %d more", len(names)-10)
+}
+
+func (r *TogetherModelMigrationReconciler) event(obj *togetherv1.TogetherModelMigration, eventType, reason, action, note string, args ...any) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(obj, nil, eventType, reason, action, note, args...)
+	}
+}
+
+func (r *TogetherModelMigrationReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *TogetherModelMigrationReconciler) rescanInterval() time.Duration {
+	if r.RescanInterval > 0 {
+		return r.RescanInterval
+	}
+	return DefaultMigrationRescanInterval
+}
+
+func (r *TogetherModelMigrationReconciler) workers() int {
+	if r.Workers > 0 {
+		return r.Workers
+	}
+	return DefaultMigrationWorkers
+}
+
+func (r *TogetherModelMigrationReconciler) pageSize() int64 {
+	if r.PageSize > 0 {
+		return r.PageSize
+	}
+	return DefaultMigrationPageSize
+}
+
+// SetupWithManager registers the reconciler with the manager. Workloads are
+// not watched: the reconciler lists them on each (periodic) reconcile.
 func (r *TogetherModelMigrationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&togetherv1.TogetherModelMigration{}).

@@ -1,0 +1,470 @@
+package controller
+
+import (
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/migration"
+)
+
+const (
+	oldModel = "acme/old-model"
+	newModel = "acme/new-model"
+)
+
+var _ = Describe("TogetherModelMigration", func() {
+	var (
+		ns       string
+		clock    time.Time
+		recorder *events.FakeRecorder
+		r        *TogetherModelMigrationReconciler
+	)
+
+	BeforeEach(func() {
+		n := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "tmm-"}}
+		Expect(k8sClient.Create(ctx, n)).To(Succeed())
+		ns = n.Name
+		clock = time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+		recorder = events.NewFakeRecorder(100)
+		r = &TogetherModelMigrationReconciler{
+			Client: k8sClient, Recorder: recorder,
+			Now:      func() time.Time { return clock },
+			PageSize: 2, // several pages even in small tests
+		}
+	})
+
+	container := func(name string, env map[string]string, args ...string) corev1.Container {
+		c := corev1.Container{Name: name, Image: "example.com/app:1", Args: args}
+		for k, v := range env {
+			c.Env = append(c.Env, corev1.EnvVar{Name: k, Value: v})
+		}
+		return c
+	}
+	template := func(name string, containers ...corev1.Container) corev1.PodTemplateSpec {
+		return corev1.PodTemplateSpec{
+			ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": name}},
+			Spec:       corev1.PodSpec{Containers: containers},
+		}
+	}
+	makeDeployment := func(name string, annotations map[string]string, containers ...corev1.Container) *appsv1.Deployment {
+		d := &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": name}, Annotations: annotations},
+			Spec: appsv1.DeploymentSpec{
+				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
+				Template: template(name, containers...),
+			},
+		}
+		Expect(k8sClient.Create(ctx, d)).To(Succeed())
+		return d
+	}
+	makeStatefulSet := func(name string, containers ...corev1.Container) *appsv1.StatefulSet {
+		s := &appsv1.StatefulSet{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": name}},
+			Spec: appsv1.StatefulSetSpec{
+				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
+				Template: template(name, containers...),
+			},
+		}
+		Expect(k8sClient.Create(ctx, s)).To(Succeed())
+		return s
+	}
+	makeMigration := func(name string, mutate func(*togetherv1.TogetherModelMigrationSpec)) *togetherv1.TogetherModelMigration {
+		m := &togetherv1.TogetherModelMigration{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec:       togetherv1.TogetherModelMigrationSpec{ModelID: oldModel, ReplacementModel: newModel},
+		}
+		if mutate != nil {
+			mutate(&m.Spec)
+		}
+		Expect(k8sClient.Create(ctx, m)).To(Succeed())
+		return m
+	}
+	reconcile := func(m *togetherv1.TogetherModelMigration) ctrl.Result {
+		GinkgoHelper()
+		res, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(m)})
+		Expect(err).NotTo(HaveOccurred())
+		return res
+	}
+	get := func(obj client.Object) client.Object {
+		GinkgoHelper()
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(obj), obj)).To(Succeed())
+		return obj
+	}
+	getDeployment := func(name string) *appsv1.Deployment {
+		GinkgoHelper()
+		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+		get(d)
+		return d
+	}
+	getMigration := func(m *togetherv1.TogetherModelMigration) *togetherv1.TogetherModelMigration {
+		GinkgoHelper()
+		out := &togetherv1.TogetherModelMigration{ObjectMeta: metav1.ObjectMeta{Name: m.Name, Namespace: ns}}
+		get(out)
+		return out
+	}
+	envOf := func(c corev1.Container, name string) string {
+		for _, e := range c.Env {
+			if e.Name == name {
+				return e.Value
+			}
+		}
+		return ""
+	}
+	drainEvents := func() []string {
+		var out []string
+		for {
+			select {
+			case e := <-recorder.Events:
+				out = append(out, e)
+			default:
+				return out
+			}
+		}
+	}
+	condition := func(m *togetherv1.TogetherModelMigration, t string) *metav1.Condition {
+		return apimeta.FindStatusCondition(m.Status.Conditions, t)
+	}
+
+	It("moves env, args and annotation forms in Deployments and StatefulSets and leaves substrings alone", func() {
+		makeDeployment("env", nil, container("app", map[string]string{"MODEL": oldModel, "OTHER": oldModel + "-v2"}))
+		makeDeployment("args", nil,
+			container("app", nil, "--model="+oldModel, "--fallback", oldModel, "--tag=x"+oldModel),
+			container("sidecar", map[string]string{"MODEL": oldModel}))
+		makeDeployment("annotated", map[string]string{togetherv1.ModelAnnotation: oldModel, "keep": "me"},
+			container("app", nil))
+		untouched := makeDeployment("similar", map[string]string{togetherv1.ModelAnnotation: oldModel + "-v2"},
+			container("app", map[string]string{"MODEL": "x" + oldModel}, "--model="+oldModel+"-v2", oldModel+" "))
+		makeStatefulSet("sts", container("app", map[string]string{"MODEL": oldModel}))
+		m := makeMigration("immediate", nil)
+
+		res := reconcile(m)
+		Expect(res.RequeueAfter).To(Equal(DefaultMigrationRescanInterval), "new workloads are looked for periodically")
+
+		env := getDeployment("env").Spec.Template.Spec.Containers[0]
+		Expect(envOf(env, "MODEL")).To(Equal(newModel))
+		Expect(envOf(env, "OTHER")).To(Equal(oldModel+"-v2"), "a longer model name is a different model")
+
+		args := getDeployment("args").Spec.Template.Spec.Containers
+		Expect(args[0].Args).To(Equal([]string{"--model=" + newModel, "--fallback", newModel, "--tag=x" + oldModel}))
+		Expect(envOf(args[1], "MODEL")).To(Equal(newModel))
+
+		annotated := getDeployment("annotated")
+		Expect(annotated.Annotations).To(HaveKeyWithValue(togetherv1.ModelAnnotation, newModel))
+		Expect(annotated.Annotations).To(HaveKeyWithValue("keep", "me"))
+
+		sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "sts", Namespace: ns}}
+		get(sts)
+		Expect(envOf(sts.Spec.Template.Spec.Containers[0], "MODEL")).To(Equal(newModel))
+
+		Expect(getDeployment("similar").ResourceVersion).To(Equal(untouched.ResourceVersion), "nothing in it names the model exactly")
+
+		got := getMigration(m)
+		Expect(got.Status.Phase).To(Equal(togetherv1.MigrationCompleted))
+		Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
+		Expect(got.Status.Migrated).To(Equal(int32(6)))
+		Expect(got.Status.LastScanTime).NotTo(BeNil())
+		ready := condition(got, togetherv1.ReadyCondition)
+		Expect(ready).NotTo(BeNil())
+		Expect(ready.Status).To(Equal(metav1.ConditionTrue))
+		Expect(ready.ObservedGeneration).To(Equal(got.Generation))
+		Expect(condition(got, togetherv1.ReconcilingCondition)).To(BeNil())
+		Expect(condition(got, togetherv1.StalledCondition)).To(BeNil())
+		for _, t := range got.Status.Targets {
+			Expect(t.PatchedAt).NotTo(BeNil(), "target %+v", t)
+			Expect(t.Error).To(BeEmpty())
+		}
+		Expect(got.Status.Targets).To(ContainElements(
+			togetherv1.MigrationTarget{Kind: "Deployment", Name: "args", Container: "app",
+				Field: "spec.template.spec.containers[app].args[0]", From: "--model=" + oldModel, To: "--model=" + newModel,
+				PatchedAt: got.Status.Targets[0].PatchedAt},
+			togetherv1.MigrationTarget{Kind: "StatefulSet", Name: "sts", Container: "app",
+				Field: "spec.template.spec.containers[app].env[MODEL]", From: oldModel, To: newModel,
+				PatchedAt: got.Status.Targets[0].PatchedAt},
+			togetherv1.MigrationTarget{Kind: "Deployment", Name: "annotated",
+				Field: "metadata.annotations[together.ai/model]", From: oldModel, To: newModel,
+				PatchedAt: got.Status.Targets[0].PatchedAt},
+		))
+		Expect(drainEvents()).To(ConsistOf(HavePrefix("Normal Migrated Moved 4 workload(s)")))
+	})
+
+	It("annotates the old model and a rollback patch that restores it", func() {
+		makeDeployment("app", nil, container("app", map[string]string{"MODEL": oldModel}, "--model", oldModel))
+		m := makeMigration("rollback", nil)
+		reconcile(m)
+
+		d := getDeployment("app")
+		Expect(d.Annotations).To(HaveKeyWithValue(migration.PreviousModelAnnotation, oldModel))
+		Expect(d.Annotations).To(HaveKey(migration.RollbackAnnotation))
+
+		// What docs/migration.md tells a person to run, after deleting the migration.
+		Expect(k8sClient.Delete(ctx, m)).To(Succeed())
+		Expect(k8sClient.Patch(ctx, d, client.RawPatch(types.JSONPatchType, []byte(d.Annotations[migration.RollbackAnnotation])))).To(Succeed())
+		d = getDeployment("app")
+		Expect(envOf(d.Spec.Template.Spec.Containers[0], "MODEL")).To(Equal(oldModel))
+		Expect(d.Spec.Template.Spec.Containers[0].Args).To(Equal([]string{"--model", oldModel}))
+		Expect(d.Annotations).NotTo(HaveKey(migration.PreviousModelAnnotation))
+		Expect(d.Annotations).NotTo(HaveKey(migration.RollbackAnnotation))
+	})
+
+	It("writes nothing when reconciled again with nothing new", func() {
+		makeDeployment("app", nil, container("app", map[string]string{"MODEL": oldModel}))
+		m := makeMigration("noop", nil)
+		reconcile(m)
+		drainEvents()
+		depRV := getDeployment("app").ResourceVersion
+		crRV := getMigration(m).ResourceVersion
+
+		clock = clock.Add(time.Hour)
+		reconcile(m)
+		Expect(getDeployment("app").ResourceVersion).To(Equal(depRV))
+		Expect(getMigration(m).ResourceVersion).To(Equal(crRV))
+		Expect(drainEvents()).To(BeEmpty())
+	})
+
+	It("lists every would-be change in a dry run and changes nothing", func() {
+		a := makeDeployment("a", nil, container("app", map[string]string{"MODEL": oldModel}))
+		b := makeDeployment("b", nil, container("app", nil, "--model="+oldModel))
+		m := makeMigration("dry", func(s *togetherv1.TogetherModelMigrationSpec) { s.DryRun = true })
+
+		reconcile(m)
+		Expect(getDeployment("a").ResourceVersion).To(Equal(a.ResourceVersion))
+		Expect(getDeployment("b").ResourceVersion).To(Equal(b.ResourceVersion))
+		got := getMigration(m)
+		Expect(got.Status.Phase).To(Equal(togetherv1.MigrationCompleted))
+		Expect(got.Status.Migrated).To(BeZero())
+		Expect(got.Status.Targets).To(ConsistOf(
+			togetherv1.MigrationTarget{Kind: "Deployment", Name: "a", Container: "app",
+				Field: "spec.template.spec.containers[app].env[MODEL]", From: oldModel, To: newModel},
+			togetherv1.MigrationTarget{Kind: "Deployment", Name: "b", Container: "app",
+				Field: "spec.template.spec.containers[app].args[0]", From: "--model=" + oldModel, To: "--model=" + newModel},
+		))
+		ready := condition(got, togetherv1.ReadyCondition)
+		Expect(ready.Status).To(Equal(metav1.ConditionTrue))
+		Expect(ready.Reason).To(Equal(ReasonDryRun))
+
+		reconcile(m)
+		Expect(getMigration(m).ResourceVersion).To(Equal(got.ResourceVersion), "a second dry run writes nothing")
+	})
+
+	It("schedules a BeforeSunset migration and runs it when the clock reaches sunset minus lead time", func() {
+		before := makeDeployment("app", nil, container("app", map[string]string{"MODEL": oldModel}))
+		m := makeMigration("sunset", func(s *togetherv1.TogetherModelMigrationSpec) {
+			s.Strategy = togetherv1.MigrationBeforeSunset
+			s.SunsetDate = "2030-01-10"
+			s.LeadTime = &metav1.Duration{Duration: 168 * time.Hour}
+		})
+
+		res := reconcile(m)
+		Expect(res.RequeueAfter).To(BeNumerically(">", 0))
+		Expect(res.RequeueAfter).To(BeNumerically("<=", DefaultMigrationRescanInterval))
+		got := getMigration(m)
+		Expect(got.Status.Phase).To(Equal(togetherv1.MigrationScheduled))
+		Expect(got.Status.ScheduledTime.UTC()).To(Equal(time.Date(2030, 1, 3, 0, 0, 0, 0, time.UTC)))
+		Expect(condition(got, togetherv1.ReconcilingCondition).Status).To(Equal(metav1.ConditionTrue))
+		Expect(condition(got, togetherv1.ReadyCondition).Status).To(Equal(metav1.ConditionFalse))
+		Expect(getDeployment("app").ResourceVersion).To(Equal(before.ResourceVersion))
+		Expect(got.Status.Targets).To(HaveLen(1), "the preview shows what will move")
+
+		clock = time.Date(2030, 1, 2, 23, 58, 0, 0, time.UTC)
+		Expect(reconcile(m).RequeueAfter).To(Equal(2 * time.Minute))
+		Expect(getDeployment("app").ResourceVersion).To(Equal(before.ResourceVersion))
+
+		clock = time.Date(2030, 1, 3, 0, 0, 1, 0, time.UTC)
+		reconcile(m)
+		Expect(envOf(getDeployment("app").Spec.Template.Spec.Containers[0], "MODEL")).To(Equal(newModel))
+		got = getMigration(m)
+		Expect(got.Status.Phase).To(Equal(togetherv1.MigrationCompleted))
+		Expect(condition(got, togetherv1.ReadyCondition).Status).To(Equal(metav1.ConditionTrue))
+		Expect(condition(got, togetherv1.ReconcilingCondition)).To(BeNil())
+	})
+
+	It("waits for the approval annotation in a Manual migration", func() {
+		before := makeDeployment("app", nil, container("app", map[string]string{"MODEL": oldModel}))
+		m := makeMigration("manual", func(s *togetherv1.TogetherModelMigrationSpec) { s.Strategy = togetherv1.MigrationManual })
+
+		reconcile(m)
+		got := getMigration(m)
+		Expect(got.Status.Phase).To(Equal(togetherv1.MigrationPending))
+		ready := condition(got, togetherv1.ReadyCondition)
+		Expect(ready.Status).To(Equal(metav1.ConditionFalse))
+		Expect(ready.Reason).To(Equal(ReasonAwaitingApproval))
+		Expect(ready.Message).To(ContainSubstring("together.ai/approve-migration=true"))
+		Expect(condition(got, togetherv1.StalledCondition)).To(BeNil())
+		Expect(condition(got, togetherv1.ReconcilingCondition)).To(BeNil())
+		Expect(getDeployment("app").ResourceVersion).To(Equal(before.ResourceVersion))
+
+		got.Annotations = map[string]string{togetherv1.ApproveMigrationAnnotation: "true"}
+		Expect(k8sClient.Update(ctx, got)).To(Succeed())
+		reconcile(m)
+		Expect(envOf(getDeployment("app").Spec.Template.Spec.Containers[0], "MODEL")).To(Equal(newModel))
+		Expect(getMigration(m).Status.Phase).To(Equal(togetherv1.MigrationCompleted))
+	})
+
+	It("catches a workload that starts using the old model after the migration ran", func() {
+		makeDeployment("first", nil, container("app", map[string]string{"MODEL": oldModel}))
+		m := makeMigration("later", nil)
+		reconcile(m)
+		Expect(getMigration(m).Status.Migrated).To(Equal(int32(1)))
+
+		makeDeployment("second", nil, container("app", map[string]string{"MODEL": oldModel}))
+		Expect(reconcile(m).RequeueAfter).To(BeNumerically(">", 0))
+		Expect(envOf(getDeployment("second").Spec.Template.Spec.Containers[0], "MODEL")).To(Equal(newModel))
+		got := getMigration(m)
+		Expect(got.Status.Migrated).To(Equal(int32(2)))
+		Expect(got.Status.Targets).To(HaveLen(2))
+	})
+
+	It("reports a workload it may not patch and migrates the others", func() {
+		policy := &admissionv1.ValidatingAdmissionPolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: ns + "-locked"},
+			Spec: admissionv1.ValidatingAdmissionPolicySpec{
+				MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{
+					RuleWithOperations: admissionv1.RuleWithOperations{
+						Operations: []admissionv1.OperationType{admissionv1.Update},
+						Rule:       admissionv1.Rule{APIGroups: []string{"apps"}, APIVersions: []string{"v1"}, Resources: []string{"deployments"}},
+					},
+				}}},
+				Validations: []admissionv1.Validation{{
+					Expression: "object.metadata.name != 'locked'",
+					Message:    "locked by policy",
+					Reason:     ptr.To(metav1.StatusReasonForbidden),
+				}},
+			},
+		}
+		Expect(k8sClient.Create(ctx, policy)).To(Succeed())
+		DeferCleanup(func() { Expect(k8sClient.Delete(ctx, policy)).To(Succeed()) })
+		binding := &admissionv1.ValidatingAdmissionPolicyBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: ns + "-locked"},
+			Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
+				PolicyName:        policy.Name,
+				ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
+				MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
+					MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns},
+				}},
+			},
+		}
+		Expect(k8sClient.Create(ctx, binding)).To(Succeed())
+		DeferCleanup(func() { Expect(k8sClient.Delete(ctx, binding)).To(Succeed()) })
+
+		locked := makeDeployment("locked", nil, container("app", map[string]string{"MODEL": oldModel}))
+		makeDeployment("free", nil, container("app", map[string]string{"MODEL": oldModel}))
+		// The API server loads policies asynchronously; wait until it enforces this one.
+		Eventually(func() error {
+			return k8sClient.Patch(ctx, locked.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"probe":"x"}}}`)), client.DryRunAll)
+		}).Should(Satisfy(apierrors.IsForbidden))
+
+		m := makeMigration("partial", nil)
+		res := reconcile(m)
+		Expect(res.RequeueAfter).To(BeNumerically(">", 0))
+		Expect(envOf(getDeployment("free").Spec.Template.Spec.Containers[0], "MODEL")).To(Equal(newModel))
+		Expect(getDeployment("locked").ResourceVersion).To(Equal(locked.ResourceVersion))
+
+		got := getMigration(m)
+		Expect(got.Status.Phase).To(Equal(togetherv1.MigrationCompleted))
+		Expect(got.Status.Migrated).To(Equal(int32(1)))
+		var lockedTarget togetherv1.MigrationTarget
+		for _, t := range got.Status.Targets {
+			if t.Name == "locked" {
+				lockedTarget = t
+			}
+		}
+		Expect(lockedTarget.PatchedAt).To(BeNil())
+		Expect(lockedTarget.Error).To(And(HavePrefix("Forbidden"), ContainSubstring("locked by policy")))
+		stalled := condition(got, togetherv1.StalledCondition)
+		Expect(stalled).NotTo(BeNil())
+		Expect(stalled.Reason).To(Equal(ReasonPartiallyMigrated))
+		Expect(condition(got, togetherv1.ReadyCondition).Status).To(Equal(metav1.ConditionFalse))
+		evs := drainEvents()
+		Expect(evs).To(ContainElement(HavePrefix("Warning PatchFailed")))
+		Expect(evs).To(ContainElement(HavePrefix("Normal Migrated Moved 1 workload(s)")))
+
+		By("retrying without a second Event or status write")
+		reconcile(m)
+		Expect(getMigration(m).ResourceVersion).To(Equal(got.ResourceVersion))
+		Expect(drainEvents()).To(BeEmpty())
+
+		By("failing when nothing could be done")
+		only := makeMigration("only-locked", func(s *togetherv1.TogetherModelMigrationSpec) {
+			s.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "locked"}}
+		})
+		reconcile(only)
+		gotOnly := getMigration(only)
+		Expect(gotOnly.Status.Phase).To(Equal(togetherv1.MigrationFailed))
+		Expect(condition(gotOnly, togetherv1.StalledCondition).Reason).To(Equal(ReasonMigrationFailed))
+		Expect(gotOnly.Status.Targets).To(HaveLen(1))
+	})
+
+	It("warns once and exports a metric for workloads still on the model after sunset", func() {
+		makeDeployment("a", nil, container("app", map[string]string{"MODEL": oldModel}))
+		m := makeMigration("risk", func(s *togetherv1.TogetherModelMigrationSpec) {
+			s.DryRun = true
+			s.SunsetDate = "2029-12-31"
+		})
+		gauge := func() float64 {
+			var pb dto.Metric
+			Expect(workloadsAtRisk.WithLabelValues(ns, m.Name).Write(&pb)).To(Succeed())
+			return pb.GetGauge().GetValue()
+		}
+
+		reconcile(m)
+		Expect(getMigration(m).Status.AtRisk).To(Equal(int32(1)))
+		Expect(gauge()).To(Equal(1.0))
+		Expect(drainEvents()).To(ConsistOf(HavePrefix("Warning WorkloadsAtRisk 1 workload(s) still use " + oldModel)))
+
+		reconcile(m)
+		Expect(drainEvents()).To(BeEmpty(), "the same set at risk is not warned again")
+
+		makeDeployment("b", nil, container("app", map[string]string{"MODEL": oldModel}))
+		reconcile(m)
+		Expect(getMigration(m).Status.AtRisk).To(Equal(int32(2)))
+		Expect(gauge()).To(Equal(2.0))
+		evs := drainEvents()
+		Expect(evs).To(HaveLen(1))
+		Expect(evs[0]).To(ContainSubstring("Deployment/a, Deployment/b"))
+
+		By("clearing when the migration moves them")
+		got := getMigration(m)
+		got.Spec.DryRun = false
+		Expect(k8sClient.Update(ctx, got)).To(Succeed())
+		reconcile(m)
+		got = getMigration(m)
+		Expect(got.Status.AtRisk).To(BeZero())
+		Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
+		Expect(gauge()).To(BeZero())
+		Expect(strings.Join(drainEvents(), "\n")).To(ContainSubstring("Normal NoWorkloadsAtRisk"))
+
+		By("dropping the metric when the migration is deleted")
+		series := migrationSeriesCount()
+		Expect(k8sClient.Delete(ctx, got)).To(Succeed())
+		reconcile(m)
+		Expect(migrationSeriesCount()).To(Equal(series - 1))
+	})
+})
+
+// migrationSeriesCount counts the series of the at-risk gauge.
+func migrationSeriesCount() int {
+	ch := make(chan prometheus.Metric)
+	go func() { workloadsAtRisk.Collect(ch); close(ch) }()
+	n := 0
+	for range ch {
+		n++
+	}
+	return n
+}
