@@ -112,7 +112,7 @@ type TogetherModelMigrationStatus struct {
 	// Migrated counts targets patched.
 	// +optional
 	Migrated int32 `json:"migrated,omitempty"`
-	// AtRisk counts targets still on the old model after the sunset date.
+	// AtRisk counts workloads still on the old model after the sunset date.
 	// +optional
 	AtRisk int32 `json:"atRisk,omitempty"`
 	// LastScanTime is when workloads were last scanned.
