@@ -1,0 +1,386 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+)
+
+// Result is what became of one event. Err is set only for Failed.
+type Result struct {
+	Outcome Outcome
+	// Object names the resource the event was applied to, if any.
+	Object types.NamespacedName
+	Err    error
+}
+
+// Options are the per-source settings of an application: the subscription
+// a push came through, which controls adoption and migrations.
+type Options struct {
+	// Subscription is the subscription a push came through; nil for polls.
+	Subscription *togetherv1.TogetherWebhookSubscription
+}
+
+// Applier is the one apply step. It finds the resource an event is about and
+// records the event's effect in its status, returning only once that write
+// is durable in the API server (or has failed). Events for the same resource
+// that arrive while a write for it is in flight are merged into the next
+// single write (group commit), so a burst of checkpoints costs a few writes,
+// not one per event.
+type Applier struct {
+	// Client reads from the manager's cache (lookups by index) and writes to
+	// the API server.
+	Client client.Client
+	// Reader reads straight from the API server; it refreshes an object after
+	// a write conflict, when the cache may still be behind.
+	Reader client.Reader
+	// Recorder emits one Kubernetes Event per meaningful transition.
+	Recorder events.EventRecorder
+	// Now is the clock; tests may replace it.
+	Now func() time.Time
+	// WriteTimeout bounds one status write.
+	WriteTimeout time.Duration
+	// MaxConflictRetries bounds how often a write is retried on conflict
+	// before the deliveries it holds fail (and their senders retry).
+	MaxConflictRetries int
+
+	mu     sync.Mutex
+	queues map[queueKey]*queue
+}
+
+type queueKey struct {
+	kind string
+	nn   types.NamespacedName
+}
+
+type queue struct {
+	pending []*delivery
+}
+
+type delivery struct {
+	ev   Event
+	done chan Result
+}
+
+// kindOps holds what the applier needs to know about one resource kind.
+type kindOps struct {
+	newObj func() client.Object
+	apply  func(client.Object, Event, metav1.Time) Outcome
+	// transition names the Kubernetes Event to emit after a write that
+	// moved the object into a new phase, or "" for none.
+	transition func(before, after client.Object) (eventType, reason, note string)
+}
+
+const (
+	kindFineTune = "TogetherFineTune"
+	kindBatch    = "TogetherBatch"
+)
+
+var ops = map[string]kindOps{
+	kindFineTune: {
+		newObj: func() client.Object { return &togetherv1.TogetherFineTune{} },
+		apply: func(o client.Object, ev Event, now metav1.Time) Outcome {
+			ft := o.(*togetherv1.TogetherFineTune)
+			if ft.Status.JobID == "" && ft.Spec.JobID != "" {
+				// An adopted job not yet reconciled: its spec names the job.
+				ft.Status.JobID = ft.Spec.JobID
+			}
+			return ApplyFineTune(&ft.Status, ev, now)
+		},
+		transition: fineTuneTransition,
+	},
+	kindBatch: {
+		newObj: func() client.Object { return &togetherv1.TogetherBatch{} },
+		apply: func(o client.Object, ev Event, now metav1.Time) Outcome {
+			b := o.(*togetherv1.TogetherBatch)
+			if b.Status.BatchID == "" && b.Spec.BatchID != "" {
+				b.Status.BatchID = b.Spec.BatchID
+			}
+			return ApplyBatch(&b.Status, ev, now)
+		},
+		transition: batchTransition,
+	},
+}
+
+func fineTuneTransition(before, after client.Object) (string, string, string) {
+	b, a := before.(*togetherv1.TogetherFineTune), after.(*togetherv1.TogetherFineTune)
+	if b.Status.Phase == a.Status.Phase {
+		return "", "", ""
+	}
+	switch a.Status.Phase {
+	case togetherv1.FineTuneSucceeded:
+		return "Normal", "JobSucceeded", fmt.Sprintf("Fine-tune job %s completed: model %s", a.Status.JobID, a.Status.OutputModel)
+	case togetherv1.FineTuneFailed:
+		msg := ""
+		if a.Status.Error != nil {
+			msg = fmt.Sprintf(" at step %d: %s", a.Status.Error.Step, a.Status.Error.Message)
+		}
+		return "Warning", "JobFailed", fmt.Sprintf("Fine-tune job %s failed%s", a.Status.JobID, msg)
+	case togetherv1.FineTuneCancelled:
+		return "Normal", "JobCancelled", fmt.Sprintf("Fine-tune job %s was cancelled", a.Status.JobID)
+	case togetherv1.FineTuneRunning:
+		return "Normal", "JobRunning", fmt.Sprintf("Fine-tune job %s is running", a.Status.JobID)
+	}
+	return "", "", ""
+}
+
+func batchTransition(before, after client.Object) (string, string, string) {
+	b, a := before.(*togetherv1.TogetherBatch), after.(*togetherv1.TogetherBatch)
+	if b.Status.Phase == a.Status.Phase || !a.Status.Phase.IsTerminal() {
+		return "", "", ""
+	}
+	if a.Status.Phase == togetherv1.BatchSucceeded {
+		return "Normal", "BatchSucceeded", fmt.Sprintf("Batch %s completed: %d tokens", a.Status.BatchID, a.Status.TotalTokens)
+	}
+	return "Warning", "Batch" + string(a.Status.Phase), fmt.Sprintf("Batch %s ended %s: %s", a.Status.BatchID, a.Status.Phase, a.Status.Error)
+}
+
+// ErrNoWrite marks a failure to make an event durable; the sender should retry.
+var ErrNoWrite = errors.New("could not record the event")
+
+// Apply routes ev to the resource it is about, in the subscription's
+// namespace for pushes or in namespace for polls, and waits until its effect
+// is durable. It never returns before the write it depends on has finished.
+func (a *Applier) Apply(ctx context.Context, namespace string, ev Event, o Options) Result {
+	switch ev.Type {
+	case togetherv1.EventFineTuneCompleted, togetherv1.EventFineTuneFailed, togetherv1.EventFineTuneCheckpoint, TypeFineTuneStatus:
+		return a.applyJob(ctx, kindFineTune, namespace, ev, o)
+	case togetherv1.EventBatchDone, TypeBatchProgress:
+		return a.applyJob(ctx, kindBatch, namespace, ev, o)
+	case togetherv1.EventModelDeprecated:
+		return a.applyDeprecation(ctx, namespace, ev, o)
+	}
+	return Result{Outcome: Ignored}
+}
+
+// ApplyTo applies ev to a known resource, skipping the lookup; the poller
+// uses it because it starts from the resource.
+func (a *Applier) ApplyTo(ctx context.Context, kind string, nn types.NamespacedName, ev Event) Result {
+	return a.enqueue(ctx, queueKey{kind: kind, nn: nn}, ev)
+}
+
+// KindFineTune and KindBatch name the kinds for ApplyTo.
+const (
+	KindFineTune = kindFineTune
+	KindBatch    = kindBatch
+)
+
+func (a *Applier) applyJob(ctx context.Context, kind, namespace string, ev Event, o Options) Result {
+	nn, found, err := a.find(ctx, kind, namespace, ev.JobID)
+	if err != nil {
+		return Result{Outcome: Failed, Err: err}
+	}
+	if !found {
+		if o.Subscription == nil || !o.Subscription.Spec.AdoptUnmatched {
+			return Result{Outcome: Unmatched}
+		}
+		if nn, err = a.adopt(ctx, kind, namespace, ev.JobID); err != nil {
+			return Result{Outcome: Failed, Err: err}
+		}
+	}
+	return a.enqueue(ctx, queueKey{kind: kind, nn: nn}, ev)
+}
+
+// find looks the resource up by the job ID index. When several match (a
+// job ID reused across resources should not happen, but a user can copy a
+// spec), the one whose current job it is wins.
+func (a *Applier) find(ctx context.Context, kind, namespace, id string) (types.NamespacedName, bool, error) {
+	switch kind {
+	case kindFineTune:
+		var list togetherv1.TogetherFineTuneList
+		if err := a.Client.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{IndexFineTuneJobID: id}); err != nil {
+			return types.NamespacedName{}, false, fmt.Errorf("looking up fine-tune for job %s: %w", id, err)
+		}
+		for _, ft := range list.Items {
+			if ft.Status.JobID == id || (ft.Status.JobID == "" && ft.Spec.JobID == id) {
+				return client.ObjectKeyFromObject(&ft), true, nil
+			}
+		}
+		if len(list.Items) > 0 {
+			return client.ObjectKeyFromObject(&list.Items[0]), true, nil
+		}
+	case kindBatch:
+		var list togetherv1.TogetherBatchList
+		if err := a.Client.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{IndexBatchID: id}); err != nil {
+			return types.NamespacedName{}, false, fmt.Errorf("looking up batch %s: %w", id, err)
+		}
+		if len(list.Items) > 0 {
+			return client.ObjectKeyFromObject(&list.Items[0]), true, nil
+		}
+	}
+	return types.NamespacedName{}, false, nil
+}
+
+// adopt creates a resource that tracks a job no resource knew about. Its name
+// is derived from the job ID, so concurrent deliveries create it once.
+func (a *Applier) adopt(ctx context.Context, kind, namespace, id string) (types.NamespacedName, error) {
+	var obj client.Object
+	switch kind {
+	case kindFineTune:
+		obj = &togetherv1.TogetherFineTune{
+			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: ObjectName("ft", id), Labels: map[string]string{"together.ai/adopted": "true"}},
+			Spec:       togetherv1.TogetherFineTuneSpec{JobID: id, DeletionPolicy: togetherv1.DeletionPolicyRetain},
+		}
+	default:
+		obj = &togetherv1.TogetherBatch{
+			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: ObjectName("batch", id), Labels: map[string]string{"together.ai/adopted": "true"}},
+			Spec:       togetherv1.TogetherBatchSpec{BatchID: id, DeletionPolicy: togetherv1.DeletionPolicyRetain},
+		}
+	}
+	if err := a.Client.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+		return types.NamespacedName{}, fmt.Errorf("adopting %s %s: %w", kind, id, err)
+	}
+	return client.ObjectKeyFromObject(obj), nil
+}
+
+// enqueue hands ev to the resource's queue and waits for the write that
+// holds it. The write runs on its own context: a sender that hangs up does
+// not abort a write that other deliveries share.
+func (a *Applier) enqueue(ctx context.Context, key queueKey, ev Event) Result {
+	d := &delivery{ev: ev, done: make(chan Result, 1)}
+	a.mu.Lock()
+	if a.queues == nil {
+		a.queues = map[queueKey]*queue{}
+	}
+	q, running := a.queues[key]
+	if !running {
+		q = &queue{}
+		a.queues[key] = q
+	}
+	q.pending = append(q.pending, d)
+	a.mu.Unlock()
+	if !running {
+		go a.drain(key)
+	}
+	select {
+	case r := <-d.done:
+		return r
+	case <-ctx.Done():
+		return Result{Outcome: Failed, Object: key.nn, Err: fmt.Errorf("%w: %v", ErrNoWrite, ctx.Err())}
+	}
+}
+
+// drain writes the queue's pending deliveries, all that arrived since the
+// previous write in one go, until the queue is empty.
+func (a *Applier) drain(key queueKey) {
+	var last client.Object
+	for {
+		a.mu.Lock()
+		q := a.queues[key]
+		batch := q.pending
+		q.pending = nil
+		if len(batch) == 0 {
+			delete(a.queues, key)
+			a.mu.Unlock()
+			return
+		}
+		a.mu.Unlock()
+		groupCommitSize.Observe(float64(len(batch)))
+		last = a.commit(key, batch, last)
+	}
+}
+
+// commit applies a batch of deliveries to one object and writes it once. It
+// returns the object as written, to start the next batch from without
+// another read.
+func (a *Applier) commit(key queueKey, batch []*delivery, last client.Object) client.Object {
+	op := ops[key.kind]
+	timeout := a.WriteTimeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+
+	finish := func(results []Result) {
+		for i, d := range batch {
+			d.done <- results[i]
+		}
+	}
+	failAll := func(err error) {
+		rs := make([]Result, len(batch))
+		for i := range rs {
+			rs[i] = Result{Outcome: Failed, Object: key.nn, Err: fmt.Errorf("%w: %v", ErrNoWrite, err)}
+		}
+		finish(rs)
+	}
+
+	obj := last
+	retries := a.MaxConflictRetries
+	if retries == 0 {
+		retries = 5
+	}
+	for attempt := 0; ; attempt++ {
+		if obj == nil || attempt > 0 {
+			fresh := op.newObj()
+			var reader client.Reader = a.Client
+			if attempt > 0 {
+				reader = a.Reader
+			}
+			if err := reader.Get(ctx, key.nn, fresh); err != nil {
+				if apierrors.IsNotFound(err) {
+					rs := make([]Result, len(batch))
+					for i := range rs {
+						rs[i] = Result{Outcome: Unmatched, Object: key.nn}
+					}
+					finish(rs)
+					return nil
+				}
+				failAll(err)
+				return nil
+			}
+			obj = fresh
+		}
+		before := obj.DeepCopyObject().(client.Object)
+		work := obj.DeepCopyObject().(client.Object)
+		now := metav1.NewTime(a.now())
+		results := make([]Result, len(batch))
+		changed := false
+		for i, d := range batch {
+			out := op.apply(work, d.ev, now)
+			results[i] = Result{Outcome: out, Object: key.nn}
+			changed = changed || out == Applied
+		}
+		if !changed {
+			finish(results)
+			return obj
+		}
+		err := a.Client.Status().Update(ctx, work)
+		if err == nil {
+			a.emitTransition(op, before, work)
+			finish(results)
+			return work
+		}
+		if apierrors.IsConflict(err) && attempt < retries {
+			continue
+		}
+		failAll(err)
+		return nil
+	}
+}
+
+func (a *Applier) emitTransition(op kindOps, before, after client.Object) {
+	if a.Recorder == nil || op.transition == nil {
+		return
+	}
+	if typ, reason, note := op.transition(before, after); reason != "" {
+		a.Recorder.Eventf(after, nil, typ, reason, "Apply", "%s", note)
+	}
+}
+
+func (a *Applier) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}

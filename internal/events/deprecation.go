@@ -1,0 +1,123 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+)
+
+// MigrationName is the name of the TogetherModelMigration created for a
+// deprecated model: stable, a valid DNS name, and collision-safe.
+func MigrationName(modelID string) string { return ObjectName("deprecated", modelID) }
+
+// ReplacementFor returns the replacement model for a deprecation: the one the
+// event names, else the subscription's declared mapping.
+func ReplacementFor(sub *togetherv1.TogetherWebhookSubscription, modelID, fromEvent string) string {
+	if fromEvent != "" {
+		return fromEvent
+	}
+	if sub == nil {
+		return ""
+	}
+	for _, m := range sub.Spec.ModelReplacements {
+		if m.ModelID == modelID {
+			return m.ReplacementModel
+		}
+	}
+	return ""
+}
+
+// ErrNoReplacement means a deprecation named no replacement and none is
+// declared, so no migration can be created.
+var ErrNoReplacement = fmt.Errorf("no replacement model is known")
+
+// applyDeprecation creates or updates the migration for a deprecated model.
+// The migration's existence with the same spec is the idempotency record.
+func (a *Applier) applyDeprecation(ctx context.Context, namespace string, ev Event, o Options) Result {
+	d := ev.Deprecation
+	nn := types.NamespacedName{Namespace: namespace, Name: MigrationName(d.ModelID)}
+	replacement := ReplacementFor(o.Subscription, d.ModelID, d.ReplacementModel)
+	if replacement == "" || replacement == d.ModelID {
+		return Result{Outcome: Unmatched, Object: nn, Err: ErrNoReplacement}
+	}
+	var existing togetherv1.TogetherModelMigration
+	err := a.Reader.Get(ctx, nn, &existing)
+	switch {
+	case apierrors.IsNotFound(err):
+		return a.createMigration(ctx, nn, ev, replacement, o)
+	case err != nil:
+		return Result{Outcome: Failed, Object: nn, Err: fmt.Errorf("%w: reading migration: %v", ErrNoWrite, err)}
+	}
+	if slices.Contains(existing.Status.ProcessedEvents, ev.ID) {
+		return Result{Outcome: Duplicate, Object: nn}
+	}
+	if existing.Spec.ReplacementModel == replacement && existing.Spec.SunsetDate == d.SunsetDate {
+		return Result{Outcome: Duplicate, Object: nn}
+	}
+	existing.Spec.ReplacementModel = replacement
+	existing.Spec.SunsetDate = d.SunsetDate
+	if err := a.Client.Update(ctx, &existing); err != nil {
+		return Result{Outcome: Failed, Object: nn, Err: fmt.Errorf("%w: updating migration: %v", ErrNoWrite, err)}
+	}
+	a.recordMigrationEvent(ctx, &existing, ev)
+	if a.Recorder != nil {
+		a.Recorder.Eventf(&existing, nil, "Normal", "DeprecationUpdated", "Apply",
+			"Model %s deprecation updated: replacement %s, sunset %s", d.ModelID, replacement, d.SunsetDate)
+	}
+	return Result{Outcome: Applied, Object: nn}
+}
+
+func (a *Applier) createMigration(ctx context.Context, nn types.NamespacedName, ev Event, replacement string, o Options) Result {
+	d := ev.Deprecation
+	m := &togetherv1.TogetherModelMigration{
+		ObjectMeta: metav1.ObjectMeta{Namespace: nn.Namespace, Name: nn.Name, Labels: map[string]string{"together.ai/created-by": "deprecation"}},
+		Spec: togetherv1.TogetherModelMigrationSpec{
+			ModelID: d.ModelID, ReplacementModel: replacement, SunsetDate: d.SunsetDate,
+			Strategy: togetherv1.MigrationBeforeSunset,
+		},
+	}
+	if o.Subscription != nil && o.Subscription.Spec.Migration != nil {
+		t := o.Subscription.Spec.Migration
+		if t.Strategy != "" {
+			m.Spec.Strategy = t.Strategy
+		}
+		m.Spec.LeadTime = t.LeadTime
+		m.Spec.DryRun = t.DryRun
+	}
+	if err := a.Client.Create(ctx, m); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			return Result{Outcome: Duplicate, Object: nn}
+		}
+		return Result{Outcome: Failed, Object: nn, Err: fmt.Errorf("%w: creating migration: %v", ErrNoWrite, err)}
+	}
+	a.recordMigrationEvent(ctx, m, ev)
+	if a.Recorder != nil {
+		a.Recorder.Eventf(m, nil, "Normal", "Deprecated", "Apply",
+			"Model %s is deprecated (sunset %s); workloads will move to %s (%s)", d.ModelID, d.SunsetDate, replacement, m.Spec.Strategy)
+	}
+	return Result{Outcome: Applied, Object: nn}
+}
+
+// recordMigrationEvent notes the event in the migration's status. The
+// migration already carries the effect in its spec, so this is best-effort
+// history: a failure here does not fail the delivery.
+func (a *Applier) recordMigrationEvent(ctx context.Context, m *togetherv1.TogetherModelMigration, ev Event) {
+	now := metav1.NewTime(a.now())
+	for range 3 {
+		record(&m.Status.ProcessedEvents, &m.Status.LastEvent, ev, now)
+		err := a.Client.Status().Update(ctx, m)
+		if err == nil || !apierrors.IsConflict(err) {
+			return
+		}
+		if a.Reader.Get(ctx, client.ObjectKeyFromObject(m), m) != nil {
+			return
+		}
+	}
+}

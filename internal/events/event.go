@@ -1,0 +1,227 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+)
+
+// Event types that only the poller produces. They carry API state that the
+// push contract has no event for (a job being queued, a batch's progress), and
+// they go through the same apply step as pushed events. A push of these types
+// is treated as an unknown type.
+const (
+	// TypeFineTuneStatus reports a fine-tune's remote status word.
+	TypeFineTuneStatus togetherv1.EventType = "fine_tune.status"
+	// TypeBatchProgress reports a running batch's status and progress.
+	TypeBatchProgress togetherv1.EventType = "batch.progress"
+)
+
+// Event is the one value both sources produce. Fields that a type does not use
+// stay zero.
+type Event struct {
+	// ID is the delivery's idempotency key: the envelope id of a push, or a
+	// deterministic id (poll:<job>:<what>) from the poller.
+	ID   string
+	Type togetherv1.EventType
+	// Time the event happened, as the sender says.
+	Time time.Time
+
+	// JobID is the fine-tune ID or batch ID the event is about.
+	JobID string
+
+	ModelName    string
+	EvalLoss     *float64
+	ErrorMessage string
+	Step         int64
+	Loss         *float64
+	RemoteStatus string
+	Progress     int32
+
+	OutputURL    string
+	OutputFileID string
+	ErrorFileID  string
+	TotalTokens  int64
+
+	Deprecation *ModelDeprecated
+}
+
+// DecodeError says what is wrong with a payload, naming the field. It holds
+// nothing secret and is safe to return to the sender.
+type DecodeError struct{ Msg string }
+
+func (e *DecodeError) Error() string { return e.Msg }
+
+// ErrUnknownType is returned by Decode for a well-formed envelope whose type
+// this receiver does not handle; the sender should get a 2xx and stop retrying.
+var ErrUnknownType = errors.New("unknown event type")
+
+const maxIDLength = 256
+
+// Decode parses a pushed payload. It rejects (with a *DecodeError) malformed
+// JSON, a missing id or type, a data object missing its required fields, and
+// fields of the wrong type; it returns ErrUnknownType for a type outside the
+// push contract.
+func Decode(body []byte) (Event, error) {
+	var env struct {
+		ID        *string         `json:"id"`
+		Type      *string         `json:"type"`
+		CreatedAt *time.Time      `json:"created_at"`
+		Data      json.RawMessage `json:"data"`
+	}
+	if err := strictUnmarshal(body, &env); err != nil {
+		return Event{}, &DecodeError{Msg: "malformed JSON envelope: " + describe(err)}
+	}
+	switch {
+	case env.ID == nil || *env.ID == "":
+		return Event{}, &DecodeError{Msg: "id is required"}
+	case len(*env.ID) > maxIDLength:
+		return Event{}, &DecodeError{Msg: fmt.Sprintf("id is longer than %d characters", maxIDLength)}
+	case env.Type == nil || *env.Type == "":
+		return Event{}, &DecodeError{Msg: "type is required"}
+	}
+	ev := Event{ID: *env.ID, Type: togetherv1.EventType(*env.Type)}
+	if env.CreatedAt != nil {
+		ev.Time = *env.CreatedAt
+	}
+	if !isPushType(ev.Type) {
+		return ev, ErrUnknownType
+	}
+	if len(env.Data) == 0 || bytes.Equal(env.Data, []byte("null")) || env.Data[0] != '{' {
+		return Event{}, &DecodeError{Msg: "data must be a JSON object"}
+	}
+	if err := decodeData(&ev, env.Data); err != nil {
+		return Event{}, err
+	}
+	return ev, nil
+}
+
+func isPushType(t togetherv1.EventType) bool {
+	for _, k := range togetherv1.AllEventTypes {
+		if k == t {
+			return true
+		}
+	}
+	return false
+}
+
+func decodeData(ev *Event, data json.RawMessage) error {
+	switch ev.Type {
+	case togetherv1.EventFineTuneCompleted:
+		var d FineTuneCompleted
+		if err := unmarshalData(data, &d); err != nil {
+			return err
+		}
+		if err := require("data.fine_tune_id", d.FineTuneID, "data.model_name", d.ModelName); err != nil {
+			return err
+		}
+		ev.JobID, ev.ModelName, ev.EvalLoss, ev.RemoteStatus = d.FineTuneID, d.ModelName, d.EvalLoss, "completed"
+	case togetherv1.EventFineTuneFailed:
+		var d FineTuneFailed
+		if err := unmarshalData(data, &d); err != nil {
+			return err
+		}
+		if err := require("data.fine_tune_id", d.FineTuneID, "data.error_message", d.ErrorMessage); err != nil {
+			return err
+		}
+		if d.Step < 0 {
+			return &DecodeError{Msg: "data.step must not be negative"}
+		}
+		ev.JobID, ev.ErrorMessage, ev.Step, ev.RemoteStatus = d.FineTuneID, d.ErrorMessage, d.Step, "error"
+	case togetherv1.EventFineTuneCheckpoint:
+		var d struct {
+			FineTuneCheckpoint
+			Step *int64 `json:"step"`
+		}
+		if err := unmarshalData(data, &d); err != nil {
+			return err
+		}
+		if err := require("data.fine_tune_id", d.FineTuneID); err != nil {
+			return err
+		}
+		if d.Step == nil || *d.Step < 0 {
+			return &DecodeError{Msg: "data.step is required and must not be negative"}
+		}
+		ev.JobID, ev.Step, ev.Loss = d.FineTuneID, *d.Step, d.Loss
+	case togetherv1.EventBatchDone:
+		var d BatchDone
+		if err := unmarshalData(data, &d); err != nil {
+			return err
+		}
+		if err := require("data.batch_id", d.BatchID); err != nil {
+			return err
+		}
+		if d.TotalTokens < 0 {
+			return &DecodeError{Msg: "data.total_tokens must not be negative"}
+		}
+		status := d.Status
+		if status == "" {
+			status = "COMPLETED"
+		}
+		if _, ok := batchTerminalPhase[status]; !ok {
+			return &DecodeError{Msg: "data.status must be one of COMPLETED, FAILED, EXPIRED, CANCELLED"}
+		}
+		ev.JobID, ev.OutputURL, ev.TotalTokens, ev.RemoteStatus = d.BatchID, d.OutputURL, d.TotalTokens, status
+		ev.OutputFileID, ev.ErrorFileID, ev.ErrorMessage = d.OutputFileID, d.ErrorFileID, d.Error
+	case togetherv1.EventModelDeprecated:
+		var d ModelDeprecated
+		if err := unmarshalData(data, &d); err != nil {
+			return err
+		}
+		if err := require("data.model_id", d.ModelID, "data.sunset_date", d.SunsetDate); err != nil {
+			return err
+		}
+		if _, err := time.Parse(time.DateOnly, d.SunsetDate); err != nil {
+			return &DecodeError{Msg: "data.sunset_date must be a date in the form YYYY-MM-DD"}
+		}
+		ev.JobID = d.ModelID
+		ev.Deprecation = &d
+	}
+	return nil
+}
+
+// require checks pairs of (field name, value) for non-empty values.
+func require(pairs ...string) error {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i+1] == "" {
+			return &DecodeError{Msg: pairs[i] + " is required"}
+		}
+	}
+	return nil
+}
+
+func unmarshalData(data json.RawMessage, v any) error {
+	if err := strictUnmarshal(data, v); err != nil {
+		return &DecodeError{Msg: "data: " + describe(err)}
+	}
+	return nil
+}
+
+// strictUnmarshal decodes exactly one JSON value; trailing bytes are an error.
+func strictUnmarshal(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("unexpected data after the JSON value")
+	}
+	return nil
+}
+
+// describe turns a json error into a message that names the field.
+func describe(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		field := te.Field
+		if field == "" {
+			field = "value"
+		}
+		return fmt.Sprintf("field %s must be a %s, not %s", field, te.Type.String(), te.Value)
+	}
+	return err.Error()
+}

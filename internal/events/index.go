@@ -1,0 +1,92 @@
+package events
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+)
+
+// Field indexes that find the resource an event is about. They cover the
+// spec's ID (an adopted job before it is first reconciled), the current
+// status ID, and earlier IDs (previous fine-tune attempts, batch parts), so an
+// event about a previous attempt is recognised as stale rather than unmatched.
+const (
+	IndexFineTuneJobID = "together.ai/fineTuneJobID"
+	IndexBatchID       = "together.ai/batchID"
+)
+
+// SetupIndexes registers the field indexes the apply step looks resources up by.
+func SetupIndexes(ctx context.Context, idx client.FieldIndexer) error {
+	if err := idx.IndexField(ctx, &togetherv1.TogetherFineTune{}, IndexFineTuneJobID, fineTuneJobIDs); err != nil {
+		return fmt.Errorf("indexing fine-tunes by job ID: %w", err)
+	}
+	if err := idx.IndexField(ctx, &togetherv1.TogetherBatch{}, IndexBatchID, batchIDs); err != nil {
+		return fmt.Errorf("indexing batches by batch ID: %w", err)
+	}
+	return nil
+}
+
+func fineTuneJobIDs(o client.Object) []string {
+	ft := o.(*togetherv1.TogetherFineTune)
+	ids := []string{ft.Spec.JobID, ft.Status.JobID}
+	for _, a := range ft.Status.Attempts {
+		ids = append(ids, a.JobID)
+	}
+	return compact(ids)
+}
+
+func batchIDs(o client.Object) []string {
+	b := o.(*togetherv1.TogetherBatch)
+	ids := []string{b.Spec.BatchID, b.Status.BatchID}
+	for _, p := range b.Status.Parts {
+		ids = append(ids, p.BatchID)
+	}
+	return compact(ids)
+}
+
+func compact(ids []string) []string {
+	out := ids[:0]
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if id != "" && !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// ObjectName turns a remote ID (a job ID, a model ID) into a stable, valid
+// Kubernetes object name: prefix, a readable lowercase form of the ID, and a
+// hash of the exact ID, so that IDs differing only in case or punctuation
+// never collide.
+func ObjectName(prefix, id string) string {
+	sum := sha256.Sum256([]byte(id))
+	hash := hex.EncodeToString(sum[:])[:10]
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(id) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+			dash = false
+		} else if !dash && b.Len() > 0 {
+			b.WriteByte('-')
+			dash = true
+		}
+	}
+	readable := strings.Trim(b.String(), "-")
+	// 253 is the limit for most kinds; 63 keeps names usable as label values.
+	if max := 63 - len(prefix) - len(hash) - 2; len(readable) > max {
+		readable = strings.Trim(readable[:max], "-")
+	}
+	if readable == "" {
+		return prefix + "-" + hash
+	}
+	return prefix + "-" + readable + "-" + hash
+}
