@@ -1,0 +1,130 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+)
+
+// batchTokensTotal is the billing metric. It is increased once per batch,
+// from status.totalTokens, guarded by status.tokensAccounted.
+var batchTokensTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "together_batch_tokens_total",
+	Help: "Tokens used by finished Together batches, counted once per batch.",
+}, []string{"namespace", "model"})
+
+func init() {
+	metrics.Registry.MustRegister(batchTokensTotal)
+}
+
+// reconcilePhase derives the overall phase of a split batch from its parts
+// and sets the conditions the phase implies. It stops the reconcile while
+// the batch is still running: there is nothing to fetch or count yet.
+func (r *TogetherBatchReconciler) reconcilePhase(_ context.Context, tb *togetherv1.TogetherBatch, _ *statusPatcher) (ctrl.Result, bool, error) {
+	st := &tb.Status
+	if len(st.Parts) > 0 {
+		aggregateParts(st)
+	}
+	gen := tb.Generation
+	switch st.Phase {
+	case togetherv1.BatchFailed:
+		msg := st.Error
+		if msg == "" {
+			msg = "no reason given"
+		}
+		markStalled(&st.Conditions, gen, ReasonBatchFailed,
+			fmt.Sprintf("Together reported batch %s failed (%s). Fix the input or the model and create a new TogetherBatch.", batchIDs(tb), msg))
+	case togetherv1.BatchExpired:
+		markStalled(&st.Conditions, gen, ReasonBatchExpired,
+			fmt.Sprintf("Batch %s did not finish within its completion window. Set spec.maxRequestsPerBatch to split the input into smaller batches and create a new TogetherBatch.", batchIDs(tb)))
+	case togetherv1.BatchCancelled:
+		markStalled(&st.Conditions, gen, ReasonBatchCancelled,
+			fmt.Sprintf("Batch %s was cancelled; create a new TogetherBatch to run the requests again.", batchIDs(tb)))
+	case togetherv1.BatchSucceeded:
+	default:
+		markReconciling(&st.Conditions, gen, ReasonBatchInProgress,
+			fmt.Sprintf("Batch %s is %s (%d%%); the output is fetched when it completes.", batchIDs(tb), st.Phase, st.Progress))
+		return ctrl.Result{}, false, nil
+	}
+	return ctrl.Result{}, true, nil
+}
+
+// aggregateParts sets the overall phase, progress and tokens from the parts:
+// running while any part runs, Succeeded only when all succeeded, otherwise
+// the worst ending (Failed, then Expired, then Cancelled).
+func aggregateParts(st *togetherv1.TogetherBatchStatus) {
+	var progress, tokens int64
+	running, validating := false, true
+	count := map[togetherv1.BatchPhase]int{}
+	for _, p := range st.Parts {
+		progress += int64(p.Progress)
+		tokens += p.TotalTokens
+		count[p.Phase]++
+		if !p.Phase.IsTerminal() {
+			running = true
+		}
+		if p.Phase != togetherv1.BatchValidating && p.Phase != togetherv1.BatchPending && p.Phase != "" {
+			validating = false
+		}
+	}
+	st.Progress = int32(progress / int64(len(st.Parts)))
+	st.TotalTokens = tokens
+	st.BatchID = st.Parts[0].BatchID
+	switch {
+	case running && validating:
+		st.Phase = togetherv1.BatchValidating
+	case running:
+		st.Phase = togetherv1.BatchInProgress
+	case count[togetherv1.BatchFailed] > 0:
+		st.Phase = togetherv1.BatchFailed
+	case count[togetherv1.BatchExpired] > 0:
+		st.Phase = togetherv1.BatchExpired
+	case count[togetherv1.BatchCancelled] > 0:
+		st.Phase = togetherv1.BatchCancelled
+	default:
+		st.Phase = togetherv1.BatchSucceeded
+	}
+}
+
+// batchIDs names the batch, or every part's batch, for messages.
+func batchIDs(tb *togetherv1.TogetherBatch) string {
+	if len(tb.Status.Parts) == 0 {
+		return tb.Status.BatchID
+	}
+	ids := make([]string, 0, len(tb.Status.Parts))
+	for _, p := range tb.Status.Parts {
+		ids = append(ids, p.BatchID)
+	}
+	return strings.Join(ids, ", ")
+}
+
+// reconcileTokens adds a finished batch's tokens to the billing counter
+// exactly once. The decision is derived from status, not from deliveries,
+// so duplicate events and restarts change nothing: tokensAccounted=true is
+// written first and the counter is increased only after that write
+// succeeded. A crash between the two loses one batch's tokens from the
+// metric rather than counting them twice; under-counting is the safer error
+// for a billing signal, and status.totalTokens stays the exact record.
+func (r *TogetherBatchReconciler) reconcileTokens(ctx context.Context, tb *togetherv1.TogetherBatch, p *statusPatcher) (ctrl.Result, bool, error) {
+	st := &tb.Status
+	if !st.Phase.IsTerminal() || st.TokensAccounted {
+		return ctrl.Result{}, true, nil
+	}
+	st.TokensAccounted = true
+	if err := r.writeStatusNow(ctx, tb, p); err != nil {
+		st.TokensAccounted = false
+		return ctrl.Result{}, false, fmt.Errorf("recording that tokens were accounted: %w", err)
+	}
+	model := tb.Spec.Model
+	if model == "" {
+		model = "unknown"
+	}
+	batchTokensTotal.WithLabelValues(tb.Namespace, model).Add(float64(st.TotalTokens))
+	return ctrl.Result{}, true, nil
+}

@@ -1,0 +1,449 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/fetch"
+)
+
+const (
+	// MaxConfigMapOutputBytes is the most output plus errors written to a
+	// ConfigMap: the API server refuses objects over 1 MiB, and the rest of
+	// the object needs a little room.
+	MaxConfigMapOutputBytes = 1<<20 - 8<<10
+	// OutputKey and ErrorsKey are the ConfigMap keys of the results.
+	OutputKey = "output.jsonl"
+	ErrorsKey = "errors.jsonl"
+	// batchLabel marks objects the operator made for a TogetherBatch.
+	batchLabel = "together.ai/batch"
+	// fetchMountPath is where fetch Jobs mount the output volume.
+	fetchMountPath = "/data"
+	// apiKeySecretKey is the key of the fetch Job's API key Secret.
+	apiKeySecretKey = "api-key"
+)
+
+// reconcileOutput writes a succeeded batch's results where spec.output asks
+// and sets Ready once they are written and verified.
+func (r *TogetherBatchReconciler) reconcileOutput(ctx context.Context, tb *togetherv1.TogetherBatch, _ *statusPatcher) (ctrl.Result, bool, error) {
+	st := &tb.Status
+	if st.Phase != togetherv1.BatchSucceeded {
+		return ctrl.Result{}, true, nil
+	}
+	out := tb.Spec.Output
+	if out == nil {
+		apimeta.RemoveStatusCondition(&st.Conditions, OutputReadyCondition)
+		setReady(&st.Conditions, tb.Generation, metav1.ConditionTrue, ReasonSucceeded,
+			fmt.Sprintf("Batch %s completed using %d tokens; no output was requested.", batchIDs(tb), st.TotalTokens))
+		return ctrl.Result{}, true, nil
+	}
+	if c := apimeta.FindStatusCondition(st.Conditions, OutputReadyCondition); c != nil && c.Status == metav1.ConditionTrue && st.Output != nil {
+		r.markOutputReady(tb)
+		return ctrl.Result{}, true, nil
+	}
+	if c := apimeta.FindStatusCondition(st.Conditions, OutputReadyCondition); c != nil &&
+		(c.Reason == ReasonOutputTooLarge || c.Reason == ReasonFetchFailed) && c.ObservedGeneration == tb.Generation {
+		// Stalled until the spec changes (e.g. to a PVC output).
+		return ctrl.Result{}, false, nil
+	}
+	parts, err := r.fetchParts(ctx, tb)
+	if err != nil {
+		return r.fetchFailure(tb, err)
+	}
+	if out.ConfigMap != nil {
+		return r.writeConfigMapOutput(ctx, tb, parts)
+	}
+	return r.followFetchJob(ctx, tb, parts)
+}
+
+// markOutputReady sets Ready once the output is written.
+func (r *TogetherBatchReconciler) markOutputReady(tb *togetherv1.TogetherBatch) {
+	o := tb.Status.Output
+	setReady(&tb.Status.Conditions, tb.Generation, metav1.ConditionTrue, ReasonSucceeded,
+		fmt.Sprintf("Batch %s completed using %d tokens; %d results and %d failed requests written to %s.",
+			batchIDs(tb), tb.Status.TotalTokens, o.Records, o.FailedRecords, o.Location))
+}
+
+// fetchParts lists the files to fetch in input order. The input file of each
+// part lets the fetcher restore input order, which Together does not keep.
+func (r *TogetherBatchReconciler) fetchParts(ctx context.Context, tb *togetherv1.TogetherBatch) ([]fetch.Part, error) {
+	st := &tb.Status
+	if len(st.Parts) > 0 {
+		parts := make([]fetch.Part, 0, len(st.Parts))
+		for _, p := range st.Parts {
+			if p.OutputFileID == "" && p.ErrorFileID == "" {
+				b, err := r.API.GetBatch(ctx, p.BatchID)
+				if err != nil {
+					return nil, fmt.Errorf("reading batch %s for its output files: %w", p.BatchID, err)
+				}
+				p.OutputFileID, p.ErrorFileID, p.InputFileID = b.OutputFileID, b.ErrorFileID, b.InputFileID
+				st.Parts[p.Index].OutputFileID, st.Parts[p.Index].ErrorFileID = b.OutputFileID, b.ErrorFileID
+			}
+			parts = append(parts, fetch.Part{InputFileID: p.InputFileID, OutputFileID: p.OutputFileID, ErrorFileID: p.ErrorFileID})
+		}
+		return parts, nil
+	}
+	// One read gives the input file, and the output files when a pushed
+	// batch.done left them out.
+	b, err := r.API.GetBatch(ctx, st.BatchID)
+	if err != nil {
+		return nil, fmt.Errorf("reading batch %s for its output files: %w", st.BatchID, err)
+	}
+	if st.OutputFileID == "" {
+		st.OutputFileID = b.OutputFileID
+	}
+	if st.ErrorFileID == "" {
+		st.ErrorFileID = b.ErrorFileID
+	}
+	return []fetch.Part{{InputFileID: b.InputFileID, OutputFileID: st.OutputFileID, ErrorFileID: st.ErrorFileID}}, nil
+}
+
+// fetchFailure reports an API failure while preparing a fetch and retries.
+func (r *TogetherBatchReconciler) fetchFailure(tb *togetherv1.TogetherBatch, err error) (ctrl.Result, bool, error) {
+	setCondition(&tb.Status.Conditions, tb.Generation, OutputReadyCondition, metav1.ConditionFalse, ReasonAPIError,
+		fmt.Sprintf("Reading the output failed and will be retried: %v.", err))
+	markReconciling(&tb.Status.Conditions, tb.Generation, ReasonFetching, "Fetching the output; the last attempt failed and will be retried.")
+	return ctrl.Result{}, false, err
+}
+
+// outputTooLarge stalls a ConfigMap output that cannot fit.
+func (r *TogetherBatchReconciler) outputTooLarge(tb *togetherv1.TogetherBatch, size int64) (ctrl.Result, bool, error) {
+	what := "more than"
+	if size > 0 {
+		what = fmt.Sprintf("%d bytes, more than", size)
+	}
+	msg := fmt.Sprintf("The output is %s a ConfigMap holds (%d bytes). Use spec.output.persistentVolumeClaim instead of spec.output.configMap.", what, MaxConfigMapOutputBytes)
+	setCondition(&tb.Status.Conditions, tb.Generation, OutputReadyCondition, metav1.ConditionFalse, ReasonOutputTooLarge, msg)
+	markStalled(&tb.Status.Conditions, tb.Generation, ReasonOutputTooLarge, msg)
+	return ctrl.Result{}, false, nil
+}
+
+// writeConfigMapOutput fetches a small output in-process and writes it to
+// the ConfigMap. Sizes are checked before downloading and enforced while
+// streaming, so an oversized output never fills the operator's memory.
+func (r *TogetherBatchReconciler) writeConfigMapOutput(ctx context.Context, tb *togetherv1.TogetherBatch, parts []fetch.Part) (ctrl.Result, bool, error) {
+	var declared int64
+	for _, p := range parts {
+		for _, id := range []string{p.OutputFileID, p.ErrorFileID} {
+			if id == "" {
+				continue
+			}
+			f, err := r.API.GetFile(ctx, id)
+			if err != nil {
+				return r.fetchFailure(tb, fmt.Errorf("reading size of file %s: %w", id, err))
+			}
+			declared += f.Bytes
+		}
+	}
+	if declared > MaxConfigMapOutputBytes {
+		return r.outputTooLarge(tb, declared)
+	}
+	var out, errs bytes.Buffer
+	res, err := fetch.Fetch(ctx, r.API, parts, &out, &errs, fetch.Options{Limit: MaxConfigMapOutputBytes})
+	if errors.Is(err, fetch.ErrTooLarge) {
+		return r.outputTooLarge(tb, 0)
+	}
+	if err != nil {
+		return r.fetchFailure(tb, err)
+	}
+	name := tb.Spec.Output.ConfigMap.Name
+	cm := &corev1.ConfigMap{}
+	err = r.Get(ctx, client.ObjectKey{Namespace: tb.Namespace, Name: name}, cm)
+	switch {
+	case apierrors.IsNotFound(err):
+		cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: tb.Namespace, Labels: map[string]string{batchLabel: tb.Name}}}
+	case err != nil:
+		return ctrl.Result{}, false, fmt.Errorf("reading output ConfigMap %s: %w", name, err)
+	case cm.Labels[batchLabel] != tb.Name:
+		msg := fmt.Sprintf("ConfigMap %q already exists and was not created for this batch; delete it or choose another spec.output.configMap.name.", name)
+		setCondition(&tb.Status.Conditions, tb.Generation, OutputReadyCondition, metav1.ConditionFalse, ReasonOutputConflict, msg)
+		markStalled(&tb.Status.Conditions, tb.Generation, ReasonOutputConflict, msg)
+		return ctrl.Result{RequeueAfter: batchRecheckInterval}, false, nil
+	}
+	cm.Data = map[string]string{OutputKey: out.String(), ErrorsKey: errs.String()}
+	if tb.Spec.DeletionPolicy != togetherv1.DeletionPolicyRetain {
+		if err := controllerutil.SetOwnerReference(tb, cm, r.Scheme()); err != nil {
+			return ctrl.Result{}, false, fmt.Errorf("owning output ConfigMap %s: %w", name, err)
+		}
+	}
+	if cm.ResourceVersion == "" {
+		err = r.Create(ctx, cm)
+	} else {
+		err = r.Update(ctx, cm)
+	}
+	if err != nil {
+		return ctrl.Result{}, false, fmt.Errorf("writing output ConfigMap %s: %w", name, err)
+	}
+	// Verify what the API server stored, not what was sent.
+	stored := &corev1.ConfigMap{}
+	if err := r.Get(ctx, client.ObjectKeyFromObject(cm), stored); err != nil {
+		return ctrl.Result{}, false, fmt.Errorf("reading back output ConfigMap %s: %w", name, err)
+	}
+	sum := sha256.Sum256([]byte(stored.Data[OutputKey]))
+	if got := hex.EncodeToString(sum[:]); got != res.SHA256 || int64(len(stored.Data[OutputKey])) != res.Bytes {
+		return r.fetchFailure(tb, fmt.Errorf("ConfigMap %s holds %d bytes with sha256 %s, but %d bytes with sha256 %s were written", name, len(stored.Data[OutputKey]), got, res.Bytes, res.SHA256))
+	}
+	r.recordOutput(tb, "configmap/"+name, res)
+	return ctrl.Result{}, true, nil
+}
+
+// recordOutput stores what was written and marks the batch Ready.
+func (r *TogetherBatchReconciler) recordOutput(tb *togetherv1.TogetherBatch, location string, res fetch.Result) {
+	tb.Status.Output = &togetherv1.OutputStatus{Location: location, Bytes: res.Bytes, SHA256: res.SHA256, Records: res.Records, FailedRecords: res.FailedRecords}
+	setCondition(&tb.Status.Conditions, tb.Generation, OutputReadyCondition, metav1.ConditionTrue, ReasonOutputWritten,
+		fmt.Sprintf("Wrote %d bytes (sha256 %s) to %s.", res.Bytes, res.SHA256, location))
+	r.markOutputReady(tb)
+}
+
+// releaseOutput drops this resource's owner reference from the output
+// ConfigMap so that deletionPolicy Retain keeps it.
+func (r *TogetherBatchReconciler) releaseOutput(ctx context.Context, tb *togetherv1.TogetherBatch) error {
+	if tb.Spec.Output == nil || tb.Spec.Output.ConfigMap == nil {
+		return nil
+	}
+	cm := &corev1.ConfigMap{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: tb.Namespace, Name: tb.Spec.Output.ConfigMap.Name}, cm)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading output ConfigMap to release it: %w", err)
+	}
+	if ok, _ := controllerutil.HasOwnerReference(cm.OwnerReferences, tb, r.Scheme()); !ok {
+		return nil
+	}
+	if err := controllerutil.RemoveOwnerReference(tb, cm, r.Scheme()); err != nil {
+		return fmt.Errorf("releasing output ConfigMap: %w", err)
+	}
+	if err := r.Update(ctx, cm); err != nil {
+		return fmt.Errorf("releasing output ConfigMap %s: %w", cm.Name, err)
+	}
+	return nil
+}
+
+// fetchJobName is the name of a batch's fetch Job and its key Secret;
+// Job names become label values, so they are kept within 63 characters.
+func fetchJobName(tb *togetherv1.TogetherBatch) string {
+	name := tb.Name
+	if len(name) > 50 {
+		sum := sha256.Sum256([]byte(name))
+		name = name[:41] + "-" + hex.EncodeToString(sum[:4])
+	}
+	return name + "-fetch"
+}
+
+// followFetchJob runs the output download in a Job that mounts the PVC: it
+// creates the Job, waits for it, reads the size and checksum the fetch mode
+// reported in its termination message, and retries a failed Job up to
+// MaxFetchAttempts times. Each Job is deleted once it has been read.
+func (r *TogetherBatchReconciler) followFetchJob(ctx context.Context, tb *togetherv1.TogetherBatch, parts []fetch.Part) (ctrl.Result, bool, error) {
+	job := &batchv1.Job{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: tb.Namespace, Name: fetchJobName(tb)}, job)
+	if apierrors.IsNotFound(err) {
+		return r.startFetchJob(ctx, tb, parts)
+	}
+	if err != nil {
+		return ctrl.Result{}, false, fmt.Errorf("reading fetch Job: %w", err)
+	}
+	switch {
+	case jobHasCondition(job, batchv1.JobComplete):
+		msg, err := r.terminationMessage(ctx, job)
+		if err != nil {
+			return ctrl.Result{}, false, err
+		}
+		var res fetch.Result
+		if jsonErr := json.Unmarshal([]byte(msg), &res); jsonErr != nil || res.SHA256 == "" {
+			return r.fetchJobFailed(ctx, tb, job, "it completed without reporting the size and checksum of what it wrote")
+		}
+		pvc := tb.Spec.Output.PersistentVolumeClaim
+		r.recordOutput(tb, "pvc/"+pvc.ClaimName+"/"+pvcPath(pvc), res)
+		if err := r.deleteFetchJob(ctx, tb); err != nil {
+			return ctrl.Result{}, false, err
+		}
+		return ctrl.Result{}, true, nil
+	case jobHasCondition(job, batchv1.JobFailed):
+		msg, err := r.terminationMessage(ctx, job)
+		if err != nil {
+			return ctrl.Result{}, false, err
+		}
+		if msg == "" {
+			msg = "no message"
+		}
+		return r.fetchJobFailed(ctx, tb, job, msg)
+	}
+	markReconciling(&tb.Status.Conditions, tb.Generation, ReasonFetching,
+		fmt.Sprintf("Job %s is writing the output to PVC %s (attempt %d of %d).", job.Name, tb.Spec.Output.PersistentVolumeClaim.ClaimName, tb.Status.FetchAttempts, r.maxFetchAttempts()))
+	return ctrl.Result{}, false, nil
+}
+
+func (r *TogetherBatchReconciler) maxFetchAttempts() int32 {
+	if r.MaxFetchAttempts > 0 {
+		return r.MaxFetchAttempts
+	}
+	return DefaultMaxFetchAttempts
+}
+
+// fetchJobFailed deletes a failed Job; the next reconcile starts another
+// unless the attempts are used up.
+func (r *TogetherBatchReconciler) fetchJobFailed(ctx context.Context, tb *togetherv1.TogetherBatch, job *batchv1.Job, why string) (ctrl.Result, bool, error) {
+	if err := r.deleteFetchJob(ctx, tb); err != nil {
+		return ctrl.Result{}, false, err
+	}
+	if tb.Status.FetchAttempts >= r.maxFetchAttempts() {
+		msg := fmt.Sprintf("Fetch Job %s failed %d times, last because %s. Check the PVC (space, access mode) and the operator's API key, then delete status by recreating the resource.", job.Name, tb.Status.FetchAttempts, why)
+		setCondition(&tb.Status.Conditions, tb.Generation, OutputReadyCondition, metav1.ConditionFalse, ReasonFetchFailed, msg)
+		markStalled(&tb.Status.Conditions, tb.Generation, ReasonFetchFailed, msg)
+		return ctrl.Result{}, false, nil
+	}
+	markReconciling(&tb.Status.Conditions, tb.Generation, ReasonFetching,
+		fmt.Sprintf("Fetch Job %s failed (%s); retrying.", job.Name, why))
+	return ctrl.Result{Requeue: true}, false, nil
+}
+
+// terminationMessage returns what the fetch container wrote to its
+// termination log, read from the Job's Pods.
+func (r *TogetherBatchReconciler) terminationMessage(ctx context.Context, job *batchv1.Job) (string, error) {
+	pods := &corev1.PodList{}
+	if err := r.apiReader().List(ctx, pods, client.InNamespace(job.Namespace), client.MatchingLabels{batchv1.JobNameLabel: job.Name}); err != nil {
+		return "", fmt.Errorf("listing Pods of fetch Job %s: %w", job.Name, err)
+	}
+	msg := ""
+	for _, p := range pods.Items {
+		for _, cs := range p.Status.ContainerStatuses {
+			if t := cs.State.Terminated; t != nil && t.Message != "" {
+				msg = t.Message
+				if t.ExitCode == 0 {
+					return msg, nil
+				}
+			}
+		}
+	}
+	return msg, nil
+}
+
+func jobHasCondition(job *batchv1.Job, t batchv1.JobConditionType) bool {
+	for _, c := range job.Status.Conditions {
+		if c.Type == t && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+func pvcPath(pvc *togetherv1.PVCOutput) string {
+	if pvc.Path == "" {
+		return "output.jsonl"
+	}
+	return pvc.Path
+}
+
+// startFetchJob creates the API key Secret and the Job for the next attempt.
+func (r *TogetherBatchReconciler) startFetchJob(ctx context.Context, tb *togetherv1.TogetherBatch, parts []fetch.Part) (ctrl.Result, bool, error) {
+	if tb.Status.FetchAttempts >= r.maxFetchAttempts() {
+		return ctrl.Result{}, false, nil
+	}
+	name := fetchJobName(tb)
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: tb.Namespace, Labels: map[string]string{batchLabel: tb.Name}},
+		Data:       map[string][]byte{apiKeySecretKey: []byte(r.APIKey)},
+	}
+	if err := controllerutil.SetControllerReference(tb, secret, r.Scheme()); err != nil {
+		return ctrl.Result{}, false, fmt.Errorf("owning fetch Secret: %w", err)
+	}
+	if err := r.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
+		return ctrl.Result{}, false, fmt.Errorf("creating fetch Secret %s: %w", name, err)
+	}
+	job := r.fetchJob(tb, name, parts)
+	if err := controllerutil.SetControllerReference(tb, job, r.Scheme()); err != nil {
+		return ctrl.Result{}, false, fmt.Errorf("owning fetch Job: %w", err)
+	}
+	if err := r.Create(ctx, job); err != nil && !apierrors.IsAlreadyExists(err) {
+		return ctrl.Result{}, false, fmt.Errorf("creating fetch Job %s: %w", name, err)
+	}
+	tb.Status.FetchAttempts++
+	setCondition(&tb.Status.Conditions, tb.Generation, OutputReadyCondition, metav1.ConditionFalse, ReasonFetching,
+		fmt.Sprintf("Job %s is writing the output to PVC %s.", name, tb.Spec.Output.PersistentVolumeClaim.ClaimName))
+	markReconciling(&tb.Status.Conditions, tb.Generation, ReasonFetching,
+		fmt.Sprintf("Job %s is writing the output to PVC %s (attempt %d of %d).", name, tb.Spec.Output.PersistentVolumeClaim.ClaimName, tb.Status.FetchAttempts, r.maxFetchAttempts()))
+	return ctrl.Result{}, false, nil
+}
+
+// fetchJob builds the Job running the operator image in fetch mode. The API
+// key comes from the Secret as an environment variable, never an argument.
+// Retries are the reconciler's (backoffLimit 0), so that every attempt is
+// counted in status.fetchAttempts.
+func (r *TogetherBatchReconciler) fetchJob(tb *togetherv1.TogetherBatch, name string, parts []fetch.Part) *batchv1.Job {
+	pvc := tb.Spec.Output.PersistentVolumeClaim
+	args := []string{"fetch"}
+	for _, p := range parts {
+		args = append(args, "--part", fetch.PartArg(p))
+	}
+	args = append(args, "--path", path.Join(fetchMountPath, pvcPath(pvc)), "--base-url", r.BaseURL)
+	backoff := int32(0)
+	nonRoot := true
+	noEscalation := false
+	return &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: tb.Namespace, Labels: map[string]string{batchLabel: tb.Name}},
+		Spec: batchv1.JobSpec{
+			BackoffLimit: &backoff,
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{batchLabel: tb.Name}},
+				Spec: corev1.PodSpec{
+					RestartPolicy:   corev1.RestartPolicyNever,
+					SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: &nonRoot, SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
+					Containers: []corev1.Container{{
+						Name:  "fetch",
+						Image: r.image(),
+						Args:  args,
+						Env: []corev1.EnvVar{{
+							Name: fetch.APIKeyEnv,
+							ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+								LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: apiKeySecretKey,
+							}},
+						}},
+						VolumeMounts:             []corev1.VolumeMount{{Name: "output", MountPath: fetchMountPath}},
+						TerminationMessagePolicy: corev1.TerminationMessageReadFile,
+						SecurityContext: &corev1.SecurityContext{
+							AllowPrivilegeEscalation: &noEscalation,
+							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+						},
+					}},
+					Volumes: []corev1.Volume{{
+						Name:         "output",
+						VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: pvc.ClaimName}},
+					}},
+				},
+			},
+		},
+	}
+}
+
+// deleteFetchJob removes the fetch Job, its Pods and its key Secret.
+func (r *TogetherBatchReconciler) deleteFetchJob(ctx context.Context, tb *togetherv1.TogetherBatch) error {
+	key := client.ObjectKey{Namespace: tb.Namespace, Name: fetchJobName(tb)}
+	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}}
+	if err := r.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting fetch Job %s: %w", key.Name, err)
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}}
+	if err := r.Delete(ctx, secret); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting fetch Secret %s: %w", key.Name, err)
+	}
+	return nil
+}

@@ -1,0 +1,327 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/dataset"
+	"github.com/together-operator/together-operator/internal/together"
+)
+
+// batchSubmissionTag names the uploads of one submission. It is derived from
+// the resource's UID and the attempt, so it is the same after a restart and
+// different for every resource.
+func batchSubmissionTag(uid types.UID, attempt int32) string {
+	return fmt.Sprintf("tbatch-%s-a%d", uid, attempt)
+}
+
+// batchPartFileName is the name the input of part i is uploaded under; the
+// tag in it is how an interrupted submission finds its own upload.
+func batchPartFileName(tag string, i int) string {
+	return fmt.Sprintf("%s-part-%d.jsonl", tag, i)
+}
+
+// submitted reports whether every batch of tb has been created.
+func submitted(tb *togetherv1.TogetherBatch) bool {
+	if tb.Status.BatchID == "" {
+		return false
+	}
+	for _, p := range tb.Status.Parts {
+		if p.BatchID == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// reconcileSubmission makes sure tb follows its batches: it adopts
+// spec.batchID, or validates, uploads and submits spec.input, finishing an
+// interrupted submission instead of starting a second one.
+func (r *TogetherBatchReconciler) reconcileSubmission(ctx context.Context, tb *togetherv1.TogetherBatch, p *statusPatcher) (ctrl.Result, bool, error) {
+	if submitted(tb) {
+		return ctrl.Result{}, true, nil
+	}
+	if tb.Spec.BatchID != "" {
+		return r.adoptBatch(ctx, tb)
+	}
+	if tb.Spec.Input == nil {
+		return ctrl.Result{}, true, nil
+	}
+	chunks, res, ok, err := r.readBatchInput(ctx, tb)
+	if !ok || err != nil {
+		return res, false, err
+	}
+	// A marker that was already there means an earlier reconcile may have
+	// created batches it could not record: look for them before creating.
+	recovering := tb.Status.Submission != nil
+	if !recovering {
+		tag := batchSubmissionTag(tb.UID, 1)
+		tb.Status.Submission = &togetherv1.SubmissionMarker{Attempt: 1, Tag: tag, StartedAt: metav1.NewTime(r.now())}
+		tb.Status.Phase = togetherv1.BatchPending
+		if len(chunks) > 1 {
+			tb.Status.Parts = make([]togetherv1.BatchPart, len(chunks))
+			for i, c := range chunks {
+				tb.Status.Parts[i] = togetherv1.BatchPart{Index: int32(i), Requests: int32(c.requests)}
+			}
+		}
+		markReconciling(&tb.Status.Conditions, tb.Generation, ReasonProgressing, "Submitting the batch to Together.")
+		if err := r.writeStatusNow(ctx, tb, p); err != nil {
+			return ctrl.Result{}, false, fmt.Errorf("recording the submission marker: %w", err)
+		}
+	}
+	s := &batchSubmitter{r: r, tb: tb, recovering: recovering}
+	for i, c := range chunks {
+		if err := s.submitPart(ctx, i, c); err != nil {
+			return r.submitFailure(tb, err)
+		}
+	}
+	tb.Status.Submission = nil
+	if tb.Status.Phase == togetherv1.BatchPending || tb.Status.Phase == "" {
+		tb.Status.Phase = togetherv1.BatchValidating
+	}
+	return ctrl.Result{}, true, nil
+}
+
+// batchChunk is the input of one part: the JSONL to upload, or an existing
+// file ID when spec.input.fileID is submitted as is.
+type batchChunk struct {
+	data     []byte
+	fileID   string
+	requests int
+}
+
+// readBatchInput returns the parts to submit. ok=false means the input is
+// not usable and conditions say why.
+func (r *TogetherBatchReconciler) readBatchInput(ctx context.Context, tb *togetherv1.TogetherBatch) ([]batchChunk, ctrl.Result, bool, error) {
+	in := tb.Spec.Input
+	if in.FileID != "" {
+		return []batchChunk{{fileID: in.FileID}}, ctrl.Result{}, true, nil
+	}
+	ref := in.ConfigMapRef
+	cm := &corev1.ConfigMap{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: tb.Namespace, Name: ref.Name}, cm)
+	if apierrors.IsNotFound(err) {
+		markStalled(&tb.Status.Conditions, tb.Generation, ReasonInputNotFound,
+			fmt.Sprintf("ConfigMap %q does not exist; create it with the JSONL requests under key %q.", ref.Name, ref.Key))
+		return nil, ctrl.Result{RequeueAfter: batchRecheckInterval}, false, nil
+	}
+	if err != nil {
+		return nil, ctrl.Result{}, false, fmt.Errorf("reading input ConfigMap %s: %w", ref.Name, err)
+	}
+	data, found := cm.Data[ref.Key]
+	if !found {
+		markStalled(&tb.Status.Conditions, tb.Generation, ReasonInputNotFound,
+			fmt.Sprintf("ConfigMap %q has no key %q; put the JSONL requests under that key or fix spec.input.configMapRef.key.", ref.Name, ref.Key))
+		return nil, ctrl.Result{RequeueAfter: batchRecheckInterval}, false, nil
+	}
+	endpoint := tb.Spec.Endpoint
+	if endpoint == "" {
+		endpoint = dataset.EndpointChatCompletions
+	}
+	reqs, err := dataset.ParseBatchInput(strings.NewReader(data), endpoint)
+	var le *dataset.LineError
+	if errors.As(err, &le) {
+		markStalled(&tb.Status.Conditions, tb.Generation, ReasonInvalidInput,
+			fmt.Sprintf("Line %d of ConfigMap %q key %q is not a valid %s request: %s. Fix the line; nothing was uploaded.", le.Line, ref.Name, ref.Key, endpoint, le.Reason))
+		return nil, ctrl.Result{}, false, nil
+	}
+	if err != nil {
+		return nil, ctrl.Result{}, false, fmt.Errorf("validating ConfigMap %s key %s: %w", ref.Name, ref.Key, err)
+	}
+	var chunks []batchChunk
+	for _, part := range dataset.SplitBatchRequests(reqs, int(tb.Spec.MaxRequestsPerBatch)) {
+		chunks = append(chunks, batchChunk{data: dataset.EncodeBatchRequests(part), requests: len(part)})
+	}
+	return chunks, ctrl.Result{}, true, nil
+}
+
+// batchSubmitter creates the parts of one submission, reading the account's
+// files and batches at most once when it has to look for earlier work.
+type batchSubmitter struct {
+	r          *TogetherBatchReconciler
+	tb         *togetherv1.TogetherBatch
+	recovering bool
+	files      []together.File
+	batches    []together.Batch
+	listed     bool
+}
+
+// recorded returns the batch ID already recorded for part i.
+func (s *batchSubmitter) recorded(i int) string {
+	if len(s.tb.Status.Parts) > 0 {
+		return s.tb.Status.Parts[i].BatchID
+	}
+	return s.tb.Status.BatchID
+}
+
+// record stores the batch created or found for part i.
+func (s *batchSubmitter) record(i int, b *together.Batch) {
+	st := &s.tb.Status
+	if len(st.Parts) > 0 {
+		part := &st.Parts[i]
+		part.BatchID, part.InputFileID = b.ID, b.InputFileID
+		part.Phase = batchPhaseOf(b.Status)
+		if i == 0 {
+			st.BatchID = b.ID
+		}
+		return
+	}
+	st.BatchID = b.ID
+	st.Phase = batchPhaseOf(b.Status)
+}
+
+func (s *batchSubmitter) list(ctx context.Context) error {
+	if s.listed {
+		return nil
+	}
+	var err error
+	if s.files, err = s.r.API.ListFiles(ctx); err != nil {
+		return fmt.Errorf("listing files to resume submission: %w", err)
+	}
+	if s.batches, err = s.r.API.ListBatches(ctx); err != nil {
+		return fmt.Errorf("listing batches to resume submission: %w", err)
+	}
+	s.listed = true
+	return nil
+}
+
+// submitPart uploads and creates part i unless that already happened.
+func (s *batchSubmitter) submitPart(ctx context.Context, i int, c batchChunk) error {
+	if s.recorded(i) != "" {
+		return nil
+	}
+	tag := s.tb.Status.Submission.Tag
+	fileID := c.fileID
+	if s.recovering {
+		if err := s.list(ctx); err != nil {
+			return err
+		}
+		if fileID == "" {
+			name := batchPartFileName(tag, i)
+			for _, f := range s.files {
+				if f.Filename == name {
+					fileID = f.ID
+				}
+			}
+		}
+		if b := s.findBatch(fileID); b != nil {
+			s.record(i, b)
+			return nil
+		}
+	}
+	if fileID == "" {
+		f, err := s.r.API.UploadFile(ctx, batchPartFileName(tag, i), together.FilePurposeBatch, bytes.NewReader(c.data))
+		if err != nil {
+			return fmt.Errorf("uploading input part %d: %w", i, err)
+		}
+		fileID = f.ID
+	}
+	b, err := s.r.API.CreateBatch(ctx, together.CreateBatchRequest{
+		InputFileID: fileID, Endpoint: s.tb.Spec.Endpoint, CompletionWindow: s.tb.Spec.CompletionWindow, ModelID: s.tb.Spec.Model,
+	})
+	if err != nil {
+		return fmt.Errorf("creating batch for part %d: %w", i, err)
+	}
+	if b.InputFileID == "" {
+		b.InputFileID = fileID
+	}
+	s.record(i, b)
+	return nil
+}
+
+// findBatch returns a batch created from fileID by this submission. An
+// uploaded part's file carries the tag, so any batch on it is ours. A
+// spec.input.fileID may also feed other batches, so only one created after
+// the marker was written counts.
+func (s *batchSubmitter) findBatch(fileID string) *together.Batch {
+	if fileID == "" {
+		return nil
+	}
+	tagged := s.tb.Spec.Input.FileID == ""
+	since := s.tb.Status.Submission.StartedAt.Time
+	for i := range s.batches {
+		b := &s.batches[i]
+		if b.InputFileID != fileID {
+			continue
+		}
+		if tagged || (b.CreatedAt != nil && !b.CreatedAt.Before(since)) {
+			return b
+		}
+	}
+	return nil
+}
+
+// submitFailure turns a failed submission into conditions: a rejected key or
+// request needs a person; anything else is retried with backoff.
+func (r *TogetherBatchReconciler) submitFailure(tb *togetherv1.TogetherBatch, err error) (ctrl.Result, bool, error) {
+	switch {
+	case together.IsUnauthorized(err):
+		markStalled(&tb.Status.Conditions, tb.Generation, ReasonUnauthorized,
+			"Together rejected the API key; update the operator's API key Secret.")
+		return ctrl.Result{RequeueAfter: batchRecheckInterval}, false, nil
+	case together.IsInvalidRequest(err):
+		markStalled(&tb.Status.Conditions, tb.Generation, ReasonBatchRejected,
+			fmt.Sprintf("Together refused the batch: %v. Check spec.model, spec.endpoint and the input file, then recreate the resource.", err))
+		return ctrl.Result{}, false, nil
+	}
+	markReconciling(&tb.Status.Conditions, tb.Generation, ReasonAPIError,
+		fmt.Sprintf("Submitting the batch failed and will be retried: %v.", err))
+	return ctrl.Result{}, false, err
+}
+
+// adoptBatch reads spec.batchID once and fills status from it; from then on
+// the event intake keeps status current.
+func (r *TogetherBatchReconciler) adoptBatch(ctx context.Context, tb *togetherv1.TogetherBatch) (ctrl.Result, bool, error) {
+	b, err := r.API.GetBatch(ctx, tb.Spec.BatchID)
+	if together.IsNotFound(err) {
+		markStalled(&tb.Status.Conditions, tb.Generation, ReasonBatchNotFound,
+			fmt.Sprintf("Together has no batch %q; spec.batchID cannot be changed, so recreate the resource with the right ID.", tb.Spec.BatchID))
+		return ctrl.Result{RequeueAfter: batchRecheckInterval}, false, nil
+	}
+	if err != nil {
+		return r.submitFailure(tb, fmt.Errorf("reading batch %s: %w", tb.Spec.BatchID, err))
+	}
+	fillBatchStatus(&tb.Status, b)
+	return ctrl.Result{}, true, nil
+}
+
+// fillBatchStatus copies what a read of the batch says into status.
+func fillBatchStatus(st *togetherv1.TogetherBatchStatus, b *together.Batch) {
+	st.BatchID = b.ID
+	st.Phase = batchPhaseOf(b.Status)
+	st.Progress = int32(b.Progress)
+	st.TotalTokens = b.TotalTokens
+	st.OutputFileID = b.OutputFileID
+	st.ErrorFileID = b.ErrorFileID
+	st.Error = b.Error
+}
+
+// batchPhaseOf maps Together's status to the resource's phase.
+func batchPhaseOf(s together.BatchStatus) togetherv1.BatchPhase {
+	switch s {
+	case together.BatchValidating:
+		return togetherv1.BatchValidating
+	case together.BatchInProgress:
+		return togetherv1.BatchInProgress
+	case together.BatchCompleted:
+		return togetherv1.BatchSucceeded
+	case together.BatchFailed:
+		return togetherv1.BatchFailed
+	case together.BatchExpired:
+		return togetherv1.BatchExpired
+	case together.BatchCancelled:
+		return togetherv1.BatchCancelled
+	}
+	return togetherv1.BatchPending
+}
