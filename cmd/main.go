@@ -3,9 +3,12 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"flag"
+	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -23,6 +26,7 @@ import (
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/controller"
+	"github.com/together-operator/together-operator/internal/together"
 )
 
 var (
@@ -109,7 +113,12 @@ func main() {
 		os.Exit(1)
 	}
 
-	if err := setupReconcilers(mgr); err != nil {
+	api, err := newTogetherClient(o)
+	if err != nil {
+		setupLog.Error(err, "unable to create the Together API client")
+		os.Exit(1)
+	}
+	if err := setupReconcilers(mgr, api); err != nil {
 		setupLog.Error(err, "unable to set up reconcilers")
 		os.Exit(1)
 	}
@@ -130,12 +139,35 @@ func main() {
 	}
 }
 
-func setupReconcilers(mgr ctrl.Manager) error {
+// newTogetherClient builds the Together API client from the flags. The key
+// comes from --api-key-secret when set (read once at start, with a client
+// that does not cache Secrets), otherwise from env TOGETHER_API_KEY.
+func newTogetherClient(o options) (*together.Client, error) {
+	key := os.Getenv("TOGETHER_API_KEY")
+	if o.apiKeySecret != "" {
+		ns, name, ok := strings.Cut(o.apiKeySecret, "/")
+		if !ok {
+			return nil, fmt.Errorf("--api-key-secret %q: want namespace/name", o.apiKeySecret)
+		}
+		c, err := client.New(ctrl.GetConfigOrDie(), client.Options{Scheme: scheme})
+		if err != nil {
+			return nil, fmt.Errorf("creating a client to read the API key Secret: %w", err)
+		}
+		sec := &corev1.Secret{}
+		if err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, sec); err != nil {
+			return nil, fmt.Errorf("reading API key Secret %s: %w", o.apiKeySecret, err)
+		}
+		key = string(sec.Data["api-key"])
+	}
+	return together.New(together.Options{BaseURL: o.apiBaseURL, APIKey: key, Logger: ctrl.Log.WithName("together")})
+}
+
+func setupReconcilers(mgr ctrl.Manager, api *together.Client) error {
 	rec := func(name string) controller.EventRecorder { return mgr.GetEventRecorder(name) }
 	if err := (&controller.TogetherWebhookSubscriptionReconciler{Client: mgr.GetClient(), Recorder: rec("together-subscription")}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	if err := (&controller.TogetherFineTuneReconciler{Client: mgr.GetClient(), Recorder: rec("together-finetune")}).SetupWithManager(mgr); err != nil {
+	if err := (&controller.TogetherFineTuneReconciler{Client: mgr.GetClient(), Recorder: rec("together-finetune"), API: api}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if err := (&controller.TogetherModelMigrationReconciler{Client: mgr.GetClient(), Recorder: rec("together-migration")}).SetupWithManager(mgr); err != nil {

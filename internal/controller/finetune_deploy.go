@@ -1,0 +1,302 @@
+package controller
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/together"
+)
+
+// PreviousModelAnnotationPrefix starts the annotation, set on a patched
+// Deployment, that keeps the env var's value from before the operator wrote
+// the model: a person rolls back by copying it back. The full key is
+// <prefix><container>.<env>, or <prefix><hash> when that is not a valid key.
+const PreviousModelAnnotationPrefix = "together.ai/previous-model."
+
+// ftDefaultModelEnv is the env var used when spec.deploy.deployment.env is
+// empty (the CRD defaults it too; this covers objects created without
+// defaulting, e.g. in unit tests).
+const ftDefaultModelEnv = "TOGETHER_MODEL"
+
+// reconcileDeploy takes a succeeded attempt's model to spec.deploy's targets,
+// once per attempt: the quality gate first, then the endpoint (followed to
+// STARTED), then the Deployment's env var.
+func (r *TogetherFineTuneReconciler) reconcileDeploy(ctx context.Context, ft *togetherv1.TogetherFineTune) (ctrl.Result, bool, error) {
+	st := &ft.Status
+	d := ft.Spec.Deploy
+	if d == nil || (d.Deployment == nil && d.Endpoint == nil) {
+		apimeta.RemoveStatusCondition(&st.Conditions, DeployedCondition)
+		setReady(&st.Conditions, ft.Generation, metav1.ConditionTrue, ReasonSucceeded,
+			fmt.Sprintf("Fine-tune job %s completed; model %s is ready to use.", st.JobID, st.OutputModel))
+		return ctrl.Result{}, true, nil
+	}
+	if st.DeployedAttempt == st.Attempt && st.DeployedModel != "" {
+		return ctrl.Result{}, true, nil // this attempt's model is out already
+	}
+	if st.OutputModel == "" || (d.MaxEvalLoss != nil && st.EvalLoss == nil) {
+		if err := r.completeJobFacts(ctx, ft); err != nil {
+			return ctrl.Result{}, false, r.apiFailure(ft, err, "reading the completed job "+st.JobID)
+		}
+	}
+	if st.OutputModel == "" {
+		r.blockDeploy(ft, ReasonAPIError, fmt.Sprintf("Together reports job %s as completed but names no output model; the operator checks again shortly.", st.JobID), false)
+		return ctrl.Result{RequeueAfter: ftRecheckInterval}, false, nil
+	}
+	if max := d.MaxEvalLoss; max != nil {
+		switch {
+		case st.EvalLoss == nil:
+			r.blockDeploy(ft, ReasonQualityGateFailed, fmt.Sprintf(
+				"Model %s was not deployed: its eval loss is unknown and spec.deploy.maxEvalLoss is %g. Set spec.training.nEvals and a validation file so Together reports one, or remove the gate.", st.OutputModel, *max), true)
+			return ctrl.Result{}, false, nil
+		case *st.EvalLoss > *max:
+			r.blockDeploy(ft, ReasonQualityGateFailed, fmt.Sprintf(
+				"Model %s was not deployed: its eval loss %g is above spec.deploy.maxEvalLoss %g. Retrain with other parameters or raise the limit.", st.OutputModel, *st.EvalLoss, *max), true)
+			return ctrl.Result{}, false, nil
+		}
+	}
+
+	model := st.OutputModel
+	if d.Endpoint != nil {
+		res, ok, err := r.reconcileEndpoint(ctx, ft)
+		if !ok {
+			return res, false, err
+		}
+		model = st.Endpoint.Name
+	}
+	if d.Deployment != nil {
+		res, ok, err := r.patchDeployment(ctx, ft, model)
+		if !ok {
+			return res, false, err
+		}
+	}
+	st.DeployedModel, st.DeployedAttempt = model, st.Attempt
+	msg := fmt.Sprintf("Model %s of attempt %d is deployed%s.", model, st.Attempt, ftTargetsText(ft))
+	setCondition(&st.Conditions, ft.Generation, DeployedCondition, metav1.ConditionTrue, ReasonDeployed, msg)
+	setReady(&st.Conditions, ft.Generation, metav1.ConditionTrue, ReasonDeployed, msg)
+	r.Recorder.Eventf(ft, nil, corev1.EventTypeNormal, ReasonDeployed, "Deploy", "%s", msg)
+	return ctrl.Result{}, true, nil
+}
+
+// completeJobFacts reads the job and its metrics once when the intake did
+// not provide the output model or eval loss (an adopted job that had already
+// finished, for instance).
+func (r *TogetherFineTuneReconciler) completeJobFacts(ctx context.Context, ft *togetherv1.TogetherFineTune) error {
+	st := &ft.Status
+	if st.OutputModel == "" {
+		job, err := r.API.GetFineTune(ctx, st.JobID)
+		if err != nil {
+			return err
+		}
+		st.OutputModel = job.ModelOutputName
+	}
+	if st.EvalLoss == nil {
+		m, err := r.API.GetFineTuneMetrics(ctx, st.JobID)
+		if err != nil && !together.IsNotFound(err) {
+			return err
+		}
+		if m != nil && m.EvalLoss != nil {
+			st.EvalLoss = m.EvalLoss
+		}
+	}
+	return nil
+}
+
+// blockDeploy records why the model is not deployed. stalled says a person
+// must act; otherwise the operator is still working on it.
+func (r *TogetherFineTuneReconciler) blockDeploy(ft *togetherv1.TogetherFineTune, reason, msg string, stalled bool) {
+	setCondition(&ft.Status.Conditions, ft.Generation, DeployedCondition, metav1.ConditionFalse, reason, msg)
+	if stalled {
+		r.stall(ft, reason, msg)
+		return
+	}
+	markReconciling(&ft.Status.Conditions, ft.Generation, reason, msg)
+}
+
+func ftTargetsText(ft *togetherv1.TogetherFineTune) string {
+	var parts []string
+	if ep := ft.Status.Endpoint; ep != nil {
+		parts = append(parts, "on dedicated endpoint "+ep.Name)
+	}
+	if dep := ft.Status.Deployment; dep != nil {
+		parts = append(parts, fmt.Sprintf("in Deployment %s (container %s, generation %d)", dep.Name, dep.Container, dep.Generation))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " " + strings.Join(parts, " and ")
+}
+
+// reconcileEndpoint creates the dedicated endpoint for the output model and
+// follows it until STARTED; ok is false while it is not.
+func (r *TogetherFineTuneReconciler) reconcileEndpoint(ctx context.Context, ft *togetherv1.TogetherFineTune) (ctrl.Result, bool, error) {
+	st := &ft.Status
+	spec := ft.Spec.Deploy.Endpoint
+	if st.Endpoint == nil {
+		display := spec.DisplayName
+		if display == "" {
+			display = ft.Namespace + "-" + ft.Name
+		}
+		ep, err := r.API.CreateEndpoint(ctx, together.CreateEndpointRequest{
+			Model: st.OutputModel, Hardware: spec.Hardware, DisplayName: display,
+			Autoscaling: together.Autoscaling{MinReplicas: int(spec.MinReplicas), MaxReplicas: int(spec.MaxReplicas)},
+		})
+		if err != nil {
+			if together.IsInvalidRequest(err) {
+				r.blockDeploy(ft, ReasonEndpointFailed, fmt.Sprintf("Together refused to create a dedicated endpoint for %s: %v. Fix spec.deploy.endpoint.", st.OutputModel, err), true)
+				return ctrl.Result{}, false, nil
+			}
+			return ctrl.Result{}, false, r.apiFailure(ft, err, "creating a dedicated endpoint")
+		}
+		st.Endpoint = &togetherv1.EndpointStatus{ID: ep.ID, Name: ep.Name, State: string(ep.State)}
+		r.Recorder.Eventf(ft, nil, corev1.EventTypeNormal, "EndpointCreated", "Deploy",
+			"Created dedicated endpoint %s for model %s on %s.", ep.Name, st.OutputModel, spec.Hardware)
+	}
+	if st.Endpoint.State != string(together.EndpointStarted) {
+		ep, err := r.API.GetEndpoint(ctx, st.Endpoint.ID)
+		if err != nil {
+			return ctrl.Result{}, false, r.apiFailure(ft, err, "reading dedicated endpoint "+st.Endpoint.ID)
+		}
+		st.Endpoint.State, st.Endpoint.Name = string(ep.State), ep.Name
+	}
+	switch together.EndpointState(st.Endpoint.State) {
+	case together.EndpointStarted:
+		return ctrl.Result{}, true, nil
+	case together.EndpointError, together.EndpointStopped, together.EndpointStopping:
+		r.blockDeploy(ft, ReasonEndpointFailed, fmt.Sprintf(
+			"Dedicated endpoint %s is %s; inspect it in the Together console. Deleting this resource deletes the endpoint.", st.Endpoint.Name, st.Endpoint.State), true)
+		return ctrl.Result{}, false, nil
+	}
+	r.blockDeploy(ft, ReasonEndpointStarting, fmt.Sprintf("Dedicated endpoint %s is %s; waiting for STARTED.", st.Endpoint.Name, st.Endpoint.State), false)
+	interval := r.EndpointPollInterval
+	if interval <= 0 {
+		interval = ftEndpointPollInterval
+	}
+	return ctrl.Result{RequeueAfter: interval}, false, nil
+}
+
+// ftPatchOp is one RFC 6902 operation.
+type ftPatchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value"`
+}
+
+// patchDeployment sets one env var of one container to model with a JSON
+// patch that touches only that entry and the rollback annotation. "test"
+// operations pin the container and env indexes, so a concurrent edit of the
+// Deployment makes the patch fail (and the reconcile retry) rather than
+// write into the wrong entry.
+func (r *TogetherFineTuneReconciler) patchDeployment(ctx context.Context, ft *togetherv1.TogetherFineTune, model string) (ctrl.Result, bool, error) {
+	t := ft.Spec.Deploy.Deployment
+	dep := &appsv1.Deployment{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: ft.Namespace, Name: t.Name}, dep); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.blockDeploy(ft, ReasonDeploymentNotFound, fmt.Sprintf(
+				"Deployment %q does not exist in namespace %q; create it or fix spec.deploy.deployment.name.", t.Name, ft.Namespace), true)
+			return ctrl.Result{RequeueAfter: ftRecheckInterval}, false, nil
+		}
+		return ctrl.Result{}, false, fmt.Errorf("reading Deployment %s/%s: %w", ft.Namespace, t.Name, err)
+	}
+	containers := dep.Spec.Template.Spec.Containers
+	ci := -1
+	for i := range containers {
+		if t.Container == "" || containers[i].Name == t.Container {
+			ci = i
+			break
+		}
+	}
+	if ci < 0 {
+		r.blockDeploy(ft, ReasonContainerNotFound, fmt.Sprintf(
+			"Deployment %q has no container %q; fix spec.deploy.deployment.container.", t.Name, t.Container), true)
+		return ctrl.Result{RequeueAfter: ftRecheckInterval}, false, nil
+	}
+	c := containers[ci]
+	envName := t.Env
+	if envName == "" {
+		envName = ftDefaultModelEnv
+	}
+	ei := -1
+	for i := range c.Env {
+		if c.Env[i].Name == envName {
+			ei = i
+		}
+	}
+	current := ""
+	if ei >= 0 {
+		if c.Env[ei].ValueFrom != nil {
+			r.blockDeploy(ft, ReasonEnvVarFromSource, fmt.Sprintf(
+				"Env var %s of container %s in Deployment %q takes its value from a source; make it a plain value so the operator can set it.", envName, c.Name, t.Name), true)
+			return ctrl.Result{RequeueAfter: ftRecheckInterval}, false, nil
+		}
+		current = c.Env[ei].Value
+	}
+	annKey := previousModelAnnotation(c.Name, envName)
+	previous := current
+	if current == model {
+		// Written by an earlier reconcile whose status write was lost; the
+		// annotation still holds the real previous value.
+		if v, ok := dep.Annotations[annKey]; ok {
+			previous = v
+		}
+	} else {
+		cpath := fmt.Sprintf("/spec/template/spec/containers/%d", ci)
+		ops := []ftPatchOp{{Op: "test", Path: cpath + "/name", Value: c.Name}}
+		switch {
+		case ei >= 0:
+			ops = append(ops,
+				ftPatchOp{Op: "test", Path: fmt.Sprintf("%s/env/%d/name", cpath, ei), Value: envName},
+				ftPatchOp{Op: "add", Path: fmt.Sprintf("%s/env/%d/value", cpath, ei), Value: model})
+		case c.Env == nil:
+			ops = append(ops, ftPatchOp{Op: "add", Path: cpath + "/env", Value: []corev1.EnvVar{{Name: envName, Value: model}}})
+		default:
+			ops = append(ops, ftPatchOp{Op: "add", Path: cpath + "/env/-", Value: corev1.EnvVar{Name: envName, Value: model}})
+		}
+		if dep.Annotations == nil {
+			ops = append(ops, ftPatchOp{Op: "add", Path: "/metadata/annotations", Value: map[string]string{annKey: previous}})
+		} else {
+			ops = append(ops, ftPatchOp{Op: "add", Path: "/metadata/annotations/" + ftEscapePointer(annKey), Value: previous})
+		}
+		body, err := json.Marshal(ops)
+		if err != nil {
+			return ctrl.Result{}, false, fmt.Errorf("encoding patch for Deployment %s/%s: %w", ft.Namespace, t.Name, err)
+		}
+		if err := r.Patch(ctx, dep, client.RawPatch(types.JSONPatchType, body)); err != nil {
+			return ctrl.Result{}, false, fmt.Errorf("setting env %s of container %s in Deployment %s/%s: %w", envName, c.Name, ft.Namespace, t.Name, err)
+		}
+		r.Recorder.Eventf(ft, dep, corev1.EventTypeNormal, "DeploymentPatched", "Deploy",
+			"Set %s of container %s in Deployment %s to %s (was %q; kept in annotation %s).", envName, c.Name, t.Name, model, previous, annKey)
+	}
+	ft.Status.Deployment = &togetherv1.DeploymentStatus{Name: t.Name, Container: c.Name, Generation: dep.Generation, PreviousValue: previous}
+	return ctrl.Result{}, true, nil
+}
+
+// previousModelAnnotation is the rollback annotation's key for one
+// container's env var, hashed when the readable form is not a valid key.
+func previousModelAnnotation(container, env string) string {
+	key := PreviousModelAnnotationPrefix + container + "." + env
+	if len(validation.IsQualifiedName(key)) == 0 {
+		return key
+	}
+	h := sha256.Sum256([]byte(container + "/" + env))
+	return PreviousModelAnnotationPrefix + hex.EncodeToString(h[:])[:12]
+}
+
+// ftEscapePointer escapes a map key for a JSON patch path (RFC 6901).
+func ftEscapePointer(s string) string {
+	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
+}
