@@ -1,0 +1,451 @@
+package controller
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/together"
+	"github.com/together-operator/together-operator/internal/togethersim"
+)
+
+const batchTestKey = "sim-key-batch"
+
+// batchEnv is one test's simulator, namespace and reconciler.
+type batchEnv struct {
+	sim      *togethersim.Server
+	api      *together.Client
+	ns       string
+	recorder *events.FakeRecorder
+	r        *TogetherBatchReconciler
+}
+
+func newBatchEnv() *batchEnv {
+	sim := togethersim.New(togethersim.Options{APIKey: batchTestKey})
+	_, err := sim.Start()
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(sim.Close)
+	api, err := together.New(together.Options{BaseURL: sim.URL(), APIKey: batchTestKey, MaxRetries: -1})
+	Expect(err).NotTo(HaveOccurred())
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "batch-"}}
+	Expect(k8sClient.Create(ctx, ns)).To(Succeed())
+	e := &batchEnv{sim: sim, api: api, ns: ns.Name, recorder: events.NewFakeRecorder(100)}
+	e.r = e.reconciler(k8sClient)
+	return e
+}
+
+// reconciler builds a fresh reconciler, as a restarted operator would.
+func (e *batchEnv) reconciler(c client.Client) *TogetherBatchReconciler {
+	return &TogetherBatchReconciler{
+		Client: c, Recorder: e.recorder, API: e.api,
+		BaseURL: e.sim.URL(), APIKey: batchTestKey, Image: "registry.example/together-operator:test",
+	}
+}
+
+func (e *batchEnv) inputConfigMap(name string, lines ...string) {
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns},
+		Data:       map[string]string{"requests.jsonl": strings.Join(lines, "\n") + "\n"},
+	}
+	Expect(k8sClient.Create(ctx, cm)).To(Succeed())
+}
+
+func chatRequest(id, content string) string {
+	return fmt.Sprintf(`{"custom_id":%q,"body":{"messages":[{"role":"user","content":%q}]}}`, id, content)
+}
+
+func (e *batchEnv) create(name string, spec togetherv1.TogetherBatchSpec) client.ObjectKey {
+	tb := &togetherv1.TogetherBatch{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns}, Spec: spec}
+	Expect(k8sClient.Create(ctx, tb)).To(Succeed())
+	return client.ObjectKeyFromObject(tb)
+}
+
+func (e *batchEnv) get(key client.ObjectKey) *togetherv1.TogetherBatch {
+	tb := &togetherv1.TogetherBatch{}
+	Expect(k8sClient.Get(ctx, key, tb)).To(Succeed())
+	return tb
+}
+
+func (e *batchEnv) reconcile(key client.ObjectKey) (ctrl.Result, error) {
+	return e.r.Reconcile(ctx, ctrl.Request{NamespacedName: key})
+}
+
+// intake plays the event intake: it copies what the simulator says about
+// each batch into status, as the poller's batch events would.
+func (e *batchEnv) intake(key client.ObjectKey) {
+	tb := e.get(key)
+	before := tb.DeepCopy()
+	read := func(id string) *together.Batch {
+		b, err := e.api.GetBatch(ctx, id)
+		Expect(err).NotTo(HaveOccurred())
+		return b
+	}
+	if len(tb.Status.Parts) > 0 {
+		for i := range tb.Status.Parts {
+			p := &tb.Status.Parts[i]
+			b := read(p.BatchID)
+			p.Phase, p.Progress, p.TotalTokens = batchPhaseOf(b.Status), int32(b.Progress), b.TotalTokens
+			p.OutputFileID, p.ErrorFileID = b.OutputFileID, b.ErrorFileID
+		}
+	} else {
+		fillBatchStatus(&tb.Status, read(tb.Status.BatchID))
+	}
+	Expect(k8sClient.Status().Patch(ctx, tb, client.MergeFrom(before))).To(Succeed())
+}
+
+// runToEnd reconciles, advances the simulator and applies its state until
+// the batch has ended, then reconciles once more to act on the ending.
+func (e *batchEnv) runToEnd(key client.ObjectKey) *togetherv1.TogetherBatch {
+	for range 12 {
+		_, err := e.reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		if e.get(key).Status.Phase.IsTerminal() {
+			break
+		}
+		e.sim.Advance()
+		e.intake(key)
+	}
+	_, err := e.reconcile(key)
+	Expect(err).NotTo(HaveOccurred())
+	return e.get(key)
+}
+
+func (e *batchEnv) drainEvents() []string {
+	var out []string
+	for {
+		select {
+		case ev := <-e.recorder.Events:
+			out = append(out, ev)
+		default:
+			return out
+		}
+	}
+}
+
+func batchCond(tb *togetherv1.TogetherBatch, t string) *metav1.Condition {
+	return apimeta.FindStatusCondition(tb.Status.Conditions, t)
+}
+
+func configMapInput(name string) *togetherv1.BatchInput {
+	return &togetherv1.BatchInput{ConfigMapRef: &togetherv1.ConfigMapKeyRef{Name: name, Key: "requests.jsonl"}}
+}
+
+func outputIDs(data string) []string {
+	var ids []string
+	for _, line := range strings.Split(strings.TrimSpace(data), "\n") {
+		var l struct {
+			CustomID string `json:"custom_id"`
+		}
+		Expect(json.Unmarshal([]byte(line), &l)).To(Succeed())
+		ids = append(ids, l.CustomID)
+	}
+	return ids
+}
+
+var _ = Describe("TogetherBatch", func() {
+	It("submits a ConfigMap input, writes a verified ConfigMap output and counts tokens once across duplicates and restarts", func() {
+		e := newBatchEnv()
+		e.inputConfigMap("reqs", chatRequest("q1", "one"), chatRequest("q2", "two"), chatRequest("q3", "three"))
+		const model = "model-counted-once"
+		key := e.create("summaries", togetherv1.TogetherBatchSpec{
+			Input: configMapInput("reqs"), Model: model,
+			Output: &togetherv1.BatchOutput{ConfigMap: &togetherv1.ConfigMapOutput{Name: "summaries-out"}},
+		})
+		tb := e.runToEnd(key)
+
+		Expect(tb.Status.Phase).To(Equal(togetherv1.BatchSucceeded))
+		Expect(e.sim.CountCalls("POST", "/v1/batches")).To(Equal(1))
+		out := &corev1.ConfigMap{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: "summaries-out"}, out)).To(Succeed())
+		sum := sha256.Sum256([]byte(out.Data[OutputKey]))
+		Expect(tb.Status.Output).NotTo(BeNil())
+		Expect(tb.Status.Output.SHA256).To(Equal(hex.EncodeToString(sum[:])))
+		Expect(tb.Status.Output.Bytes).To(Equal(int64(len(out.Data[OutputKey]))))
+		Expect(tb.Status.Output.Records).To(Equal(int64(3)))
+		Expect(outputIDs(out.Data[OutputKey])).To(Equal([]string{"q1", "q2", "q3"}))
+		Expect(out.OwnerReferences).To(HaveLen(1))
+		Expect(out.OwnerReferences[0].UID).To(Equal(tb.UID))
+		Expect(batchCond(tb, togetherv1.ReadyCondition).Status).To(Equal(metav1.ConditionTrue))
+		Expect(batchCond(tb, OutputReadyCondition).Status).To(Equal(metav1.ConditionTrue))
+		Expect(batchCond(tb, togetherv1.ReconcilingCondition)).To(BeNil())
+		Expect(batchCond(tb, togetherv1.StalledCondition)).To(BeNil())
+		Expect(tb.Status.ObservedGeneration).To(Equal(tb.Generation))
+
+		Expect(tb.Status.TotalTokens).To(BeNumerically(">", 0))
+		Expect(tb.Status.TokensAccounted).To(BeTrue())
+		counter := batchTokensTotal.WithLabelValues(e.ns, model)
+		Expect(testutil.ToFloat64(counter)).To(Equal(float64(tb.Status.TotalTokens)))
+
+		By("a duplicate batch.done and a restarted operator")
+		e.intake(key)
+		_, err := e.reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		e.r = e.reconciler(k8sClient)
+		_, err = e.reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(testutil.ToFloat64(counter)).To(Equal(float64(tb.Status.TotalTokens)))
+		Expect(e.drainEvents()).To(ContainElement(ContainSubstring("Normal Succeeded")))
+	})
+
+	It("rejects an invalid input line with its number and uploads nothing", func() {
+		e := newBatchEnv()
+		e.inputConfigMap("bad", chatRequest("a", "x"), `{"custom_id":"b","body":{"messages":[]}}`, chatRequest("c", "y"))
+		key := e.create("bad", togetherv1.TogetherBatchSpec{Input: configMapInput("bad"), Model: "m"})
+		_, err := e.reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = e.reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+
+		tb := e.get(key)
+		stalled := batchCond(tb, togetherv1.StalledCondition)
+		Expect(stalled).NotTo(BeNil())
+		Expect(stalled.Reason).To(Equal(ReasonInvalidInput))
+		Expect(stalled.Message).To(ContainSubstring("Line 2"))
+		Expect(stalled.Message).To(ContainSubstring("messages is empty"))
+		Expect(batchCond(tb, togetherv1.ReadyCondition).Status).To(Equal(metav1.ConditionFalse))
+		Expect(e.sim.CountCalls("POST", "/v1/files/upload")).To(BeZero())
+		Expect(e.sim.CountCalls("POST", "/v1/batches")).To(BeZero())
+		evs := e.drainEvents()
+		Expect(evs).To(HaveLen(1), "one Warning, not one per reconcile")
+		Expect(evs[0]).To(HavePrefix("Warning InvalidInput"))
+	})
+
+	It("adopts an existing batch by ID without creating one", func() {
+		e := newBatchEnv()
+		in := e.sim.AddFile("theirs.jsonl", "batch-api", []byte(chatRequest("z", "z")+"\n"))
+		e.sim.AddBatch(together.Batch{ID: "batch-existing", InputFileID: in.ID, Status: together.BatchInProgress, Progress: 40, Endpoint: "/v1/chat/completions"})
+		key := e.create("adopted", togetherv1.TogetherBatchSpec{BatchID: "batch-existing"})
+		_, err := e.reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		tb := e.get(key)
+		Expect(tb.Status.BatchID).To(Equal("batch-existing"))
+		Expect(tb.Status.Phase).To(Equal(togetherv1.BatchInProgress))
+		Expect(tb.Status.Progress).To(Equal(int32(40)))
+		Expect(batchCond(tb, togetherv1.ReconcilingCondition).Status).To(Equal(metav1.ConditionTrue))
+		Expect(e.sim.CountCalls("POST", "/v1/batches")).To(BeZero())
+	})
+
+	It("splits the input into parts, follows them all and merges outputs in input order, counting failed requests", func() {
+		e := newBatchEnv()
+		var lines, want []string
+		for i := range 7 {
+			id := fmt.Sprintf("req-%d", i)
+			content := "question " + id
+			if i == 4 {
+				content = "please fail this one"
+			} else {
+				want = append(want, id)
+			}
+			lines = append(lines, chatRequest(id, content))
+		}
+		e.inputConfigMap("many", lines...)
+		key := e.create("split", togetherv1.TogetherBatchSpec{
+			Input: configMapInput("many"), Model: "m", MaxRequestsPerBatch: 3,
+			Output: &togetherv1.BatchOutput{ConfigMap: &togetherv1.ConfigMapOutput{Name: "split-out"}},
+		})
+		tb := e.runToEnd(key)
+
+		Expect(tb.Status.Parts).To(HaveLen(3))
+		Expect(e.sim.CountCalls("POST", "/v1/batches")).To(Equal(3))
+		var sumTokens int64
+		for i, p := range tb.Status.Parts {
+			Expect(p.Index).To(Equal(int32(i)))
+			Expect(p.BatchID).NotTo(BeEmpty())
+			Expect(p.Phase).To(Equal(togetherv1.BatchSucceeded))
+			sumTokens += p.TotalTokens
+		}
+		Expect([]int32{tb.Status.Parts[0].Requests, tb.Status.Parts[1].Requests, tb.Status.Parts[2].Requests}).To(Equal([]int32{3, 3, 1}))
+		Expect(tb.Status.Phase).To(Equal(togetherv1.BatchSucceeded))
+		Expect(tb.Status.Progress).To(Equal(int32(100)))
+		Expect(tb.Status.TotalTokens).To(Equal(sumTokens))
+		Expect(tb.Status.Output.Records).To(Equal(int64(6)))
+		Expect(tb.Status.Output.FailedRecords).To(Equal(int64(1)))
+
+		out := &corev1.ConfigMap{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: "split-out"}, out)).To(Succeed())
+		Expect(outputIDs(out.Data[OutputKey])).To(Equal(want))
+		Expect(outputIDs(out.Data[ErrorsKey])).To(Equal([]string{"req-4"}))
+	})
+
+	It("creates one batch even when the status write after the create fails", func() {
+		e := newBatchEnv()
+		e.inputConfigMap("crash", chatRequest("a", "x"), chatRequest("b", "y"))
+		key := e.create("crash", togetherv1.TogetherBatchSpec{Input: configMapInput("crash"), Model: "m"})
+
+		var mu sync.Mutex
+		failed := false
+		base, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme.Scheme})
+		Expect(err).NotTo(HaveOccurred())
+		flaky := interceptor.NewClient(base, interceptor.Funcs{
+			SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+				mu.Lock()
+				defer mu.Unlock()
+				if !failed && e.sim.CountCalls("POST", "/v1/batches") > 0 {
+					failed = true
+					return apierrors.NewServiceUnavailable("injected: status write lost after the batch was created")
+				}
+				return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
+			},
+		})
+		e.r = e.reconciler(flaky)
+		_, err = e.reconcile(key)
+		Expect(err).To(HaveOccurred())
+		Expect(failed).To(BeTrue())
+		tb := e.get(key)
+		Expect(tb.Status.BatchID).To(BeEmpty())
+		Expect(tb.Status.Submission).NotTo(BeNil())
+
+		_, err = e.reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		tb = e.get(key)
+		Expect(tb.Status.BatchID).NotTo(BeEmpty())
+		Expect(tb.Status.Submission).To(BeNil())
+		Expect(e.sim.CountCalls("POST", "/v1/batches")).To(Equal(1))
+		Expect(e.sim.CountCalls("POST", "/v1/files/upload")).To(Equal(1))
+	})
+
+	It("refuses an output too large for a ConfigMap and names the PVC option", func() {
+		e := newBatchEnv()
+		big := e.sim.AddGeneratedFile(2 << 20)
+		in := e.sim.AddFile("in.jsonl", "batch-api", []byte(chatRequest("a", "x")+"\n"))
+		e.sim.AddBatch(together.Batch{ID: "batch-big", InputFileID: in.ID, Status: together.BatchCompleted, Progress: 100, OutputFileID: big.ID, TotalTokens: 10})
+		key := e.create("big", togetherv1.TogetherBatchSpec{
+			BatchID: "batch-big",
+			Output:  &togetherv1.BatchOutput{ConfigMap: &togetherv1.ConfigMapOutput{Name: "big-out"}},
+		})
+		_, err := e.reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		tb := e.get(key)
+		c := batchCond(tb, OutputReadyCondition)
+		Expect(c).NotTo(BeNil())
+		Expect(c.Reason).To(Equal(ReasonOutputTooLarge))
+		Expect(c.Message).To(ContainSubstring("spec.output.persistentVolumeClaim"))
+		Expect(batchCond(tb, togetherv1.StalledCondition).Reason).To(Equal(ReasonOutputTooLarge))
+		err = k8sClient.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: "big-out"}, &corev1.ConfigMap{})
+		Expect(apierrors.IsNotFound(err)).To(BeTrue())
+		Expect(e.sim.CountCalls("GET", "/v1/files/"+big.ID+"/content")).To(BeZero(), "the declared size is checked before downloading")
+	})
+
+	It("writes a PVC output through a fetch Job, reads its result and cleans up", func() {
+		e := newBatchEnv()
+		in := e.sim.AddFile("in.jsonl", "batch-api", []byte(chatRequest("a", "x")+"\n"))
+		outFile := e.sim.AddFile("out.jsonl", "batch-generated", []byte(`{"custom_id":"a"}`+"\n"))
+		e.sim.AddBatch(together.Batch{ID: "batch-pvc", InputFileID: in.ID, Status: together.BatchCompleted, Progress: 100, OutputFileID: outFile.ID, TotalTokens: 5})
+		key := e.create("to-volume", togetherv1.TogetherBatchSpec{
+			BatchID: "batch-pvc",
+			Output:  &togetherv1.BatchOutput{PersistentVolumeClaim: &togetherv1.PVCOutput{ClaimName: "results", Path: "runs/out.jsonl"}},
+		})
+		_, err := e.reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+
+		job := &batchv1.Job{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: "to-volume-fetch"}, job)).To(Succeed())
+		pod := job.Spec.Template.Spec
+		Expect(pod.Containers).To(HaveLen(1))
+		ctr := pod.Containers[0]
+		Expect(ctr.Image).To(Equal("registry.example/together-operator:test"))
+		Expect(ctr.Args).To(Equal([]string{"fetch", "--part", "output=" + outFile.ID + ",input=" + in.ID, "--path", "/data/runs/out.jsonl", "--base-url", e.sim.URL()}))
+		Expect(strings.Join(ctr.Args, " ")).NotTo(ContainSubstring(batchTestKey))
+		Expect(ctr.Env).To(HaveLen(1))
+		Expect(ctr.Env[0].Value).To(BeEmpty())
+		Expect(ctr.Env[0].ValueFrom.SecretKeyRef.Name).To(Equal("to-volume-fetch"))
+		Expect(ctr.VolumeMounts).To(ConsistOf(corev1.VolumeMount{Name: "output", MountPath: "/data"}))
+		Expect(pod.Volumes[0].PersistentVolumeClaim.ClaimName).To(Equal("results"))
+		Expect(pod.RestartPolicy).To(Equal(corev1.RestartPolicyNever))
+		Expect(*job.Spec.BackoffLimit).To(BeZero())
+		Expect(metav1.IsControlledBy(job, e.get(key))).To(BeTrue())
+		secret := &corev1.Secret{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: "to-volume-fetch"}, secret)).To(Succeed())
+		Expect(string(secret.Data["api-key"])).To(Equal(batchTestKey))
+		tb := e.get(key)
+		Expect(tb.Status.FetchAttempts).To(Equal(int32(1)))
+		Expect(batchCond(tb, togetherv1.ReconcilingCondition).Reason).To(Equal(ReasonFetching))
+
+		By("the Job's Pod reporting what it wrote, as the fetch mode does")
+		result := `{"bytes":18,"sha256":"` + strings.Repeat("ab", 32) + `","records":1,"errorBytes":0,"errorSHA256":"","failedRecords":0}`
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "to-volume-fetch-x", Namespace: e.ns, Labels: map[string]string{batchv1.JobNameLabel: job.Name}},
+			Spec:       corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "fetch", Image: ctr.Image}}},
+		}
+		Expect(k8sClient.Create(ctx, p)).To(Succeed())
+		p.Status.Phase = corev1.PodSucceeded
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "fetch", Image: ctr.Image, State: corev1.ContainerState{
+			Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Message: result, Reason: "Completed"}}}}
+		Expect(k8sClient.Status().Update(ctx, p)).To(Succeed())
+		now := metav1.Now()
+		job.Status.StartTime = &now
+		job.Status.CompletionTime = &now
+		job.Status.Succeeded = 1
+		job.Status.Conditions = []batchv1.JobCondition{
+			{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastTransitionTime: now},
+			{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		}
+		Expect(k8sClient.Status().Update(ctx, job)).To(Succeed())
+
+		_, err = e.reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		tb = e.get(key)
+		Expect(tb.Status.Output).NotTo(BeNil())
+		Expect(tb.Status.Output.Location).To(Equal("pvc/results/runs/out.jsonl"))
+		Expect(tb.Status.Output.SHA256).To(Equal(strings.Repeat("ab", 32)))
+		Expect(tb.Status.Output.Records).To(Equal(int64(1)))
+		Expect(batchCond(tb, togetherv1.ReadyCondition).Status).To(Equal(metav1.ConditionTrue))
+		Eventually(func() bool {
+			j := &batchv1.Job{}
+			err := k8sClient.Get(ctx, client.ObjectKeyFromObject(job), j)
+			return apierrors.IsNotFound(err) || !j.DeletionTimestamp.IsZero()
+		}).Should(BeTrue())
+		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(secret), &corev1.Secret{}))).To(BeTrue())
+	})
+
+	It("reports an expired batch and still accounts its tokens", func() {
+		e := newBatchEnv()
+		e.sim.SetBatchScript(func(r together.CreateBatchRequest) bool { return r.ModelID == "slow-model" }, togethersim.BatchOutcome{Expire: true})
+		e.inputConfigMap("slow", chatRequest("a", "x"))
+		key := e.create("slow", togetherv1.TogetherBatchSpec{Input: configMapInput("slow"), Model: "slow-model"})
+		tb := e.runToEnd(key)
+		Expect(tb.Status.Phase).To(Equal(togetherv1.BatchExpired))
+		stalled := batchCond(tb, togetherv1.StalledCondition)
+		Expect(stalled).NotTo(BeNil())
+		Expect(stalled.Reason).To(Equal(ReasonBatchExpired))
+		Expect(stalled.Message).To(ContainSubstring("maxRequestsPerBatch"))
+		Expect(batchCond(tb, togetherv1.ReadyCondition).Status).To(Equal(metav1.ConditionFalse))
+		Expect(tb.Status.TokensAccounted).To(BeTrue())
+		Expect(e.drainEvents()).To(ContainElement(HavePrefix("Warning BatchExpired")))
+	})
+
+	It("cancels a running batch when deleted with deletionPolicy Cancel", func() {
+		e := newBatchEnv()
+		e.inputConfigMap("del", chatRequest("a", "x"))
+		key := e.create("del", togetherv1.TogetherBatchSpec{Input: configMapInput("del"), Model: "m"})
+		_, err := e.reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		id := e.get(key).Status.BatchID
+		Expect(k8sClient.Delete(ctx, e.get(key))).To(Succeed())
+		_, err = e.reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		b, err := e.api.GetBatch(ctx, id)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(b.Status).To(Equal(together.BatchCancelled))
+		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, key, &togetherv1.TogetherBatch{}))).To(BeTrue())
+	})
+})
