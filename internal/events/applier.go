@@ -327,7 +327,13 @@ func (a *Applier) commit(key queueKey, batch []*delivery, last client.Object) cl
 			if attempt > 0 {
 				reader = a.Reader
 			}
-			if err := reader.Get(ctx, key.nn, fresh); err != nil {
+			err := reader.Get(ctx, key.nn, fresh)
+			if apierrors.IsNotFound(err) && attempt == 0 {
+				// The cache may not have seen a resource created a moment ago
+				// (an adopted job); ask the API server before giving up.
+				err = a.Reader.Get(ctx, key.nn, fresh)
+			}
+			if err != nil {
 				if apierrors.IsNotFound(err) {
 					rs := make([]Result, len(batch))
 					for i := range rs {

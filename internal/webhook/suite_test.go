@@ -1,0 +1,96 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	tevents "github.com/together-operator/together-operator/internal/events"
+)
+
+// The suite runs the events endpoint in front of a real API server: a
+// manager's cache and indexes, the applier, and the HTTP handler on a local
+// port. failWrites makes every status write fail, standing in for an API
+// server that cannot take writes.
+var (
+	ctx        context.Context
+	cancel     context.CancelFunc
+	testEnv    *envtest.Environment
+	k8s        client.Client
+	applier    *tevents.Applier
+	srv        *Server
+	endpoint   *httptest.Server
+	failWrites atomic.Bool
+	scheme     = runtime.NewScheme()
+)
+
+func TestWebhook(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Events endpoint suite")
+}
+
+var _ = BeforeSuite(func() {
+	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	ctx, cancel = context.WithCancel(context.Background())
+	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
+	Expect(togetherv1.AddToScheme(scheme)).To(Succeed())
+
+	testEnv = &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	cfg, err := testEnv.Start()
+	Expect(err).NotTo(HaveOccurred())
+	k8s, err = client.New(cfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(tevents.SetupIndexes(ctx, mgr.GetFieldIndexer())).To(Succeed())
+
+	failing := failingClient{mgr.GetClient()}
+	applier = &tevents.Applier{Client: failing, Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("together-events")}
+	srv = &Server{Client: mgr.GetClient(), SecretReader: mgr.GetAPIReader(), Applier: applier, Recorder: mgr.GetEventRecorder("together-events")}
+	endpoint = httptest.NewServer(srv.Handler())
+
+	go func() {
+		defer GinkgoRecover()
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+	Expect(mgr.GetCache().WaitForCacheSync(ctx)).To(BeTrue())
+})
+
+var _ = AfterSuite(func() {
+	endpoint.Close()
+	cancel()
+	Expect(testEnv.Stop()).To(Succeed())
+})
+
+// failingClient fails status writes while failWrites is set.
+type failingClient struct{ client.Client }
+
+func (f failingClient) Status() client.SubResourceWriter { return failingStatus{f.Client.Status()} }
+
+type failingStatus struct{ client.SubResourceWriter }
+
+func (s failingStatus) Update(ctx context.Context, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+	if failWrites.Load() {
+		return errors.New("injected: the API server is not taking writes")
+	}
+	return s.SubResourceWriter.Update(ctx, obj, opts...)
+}
