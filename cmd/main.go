@@ -26,6 +26,7 @@ import (
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/controller"
+	"github.com/together-operator/together-operator/internal/fetch"
 	"github.com/together-operator/together-operator/internal/together"
 )
 
@@ -52,6 +53,7 @@ type options struct {
 	apiKeySecret    string
 	eventsTolerance time.Duration
 	maxBodyBytes    int64
+	operatorImage   string
 }
 
 func parseFlags() (options, zap.Options) {
@@ -67,6 +69,7 @@ func parseFlags() (options, zap.Options) {
 	flag.StringVar(&o.apiKeySecret, "api-key-secret", os.Getenv("TOGETHER_API_KEY_SECRET"), "namespace/name of a Secret whose key 'api-key' holds the Together API key; otherwise env TOGETHER_API_KEY is used.")
 	flag.DurationVar(&o.eventsTolerance, "webhook-timestamp-tolerance", 5*time.Minute, "How far a Standard Webhooks timestamp may be from now.")
 	flag.Int64Var(&o.maxBodyBytes, "webhook-max-body-bytes", 1<<20, "Largest event body accepted; larger ones get 413.")
+	flag.StringVar(&o.operatorImage, "operator-image", os.Getenv(controller.OperatorImageEnv), "Image that batch fetch Jobs run in fetch mode, normally this operator's own (env OPERATOR_IMAGE).")
 	zo := zap.Options{Development: false}
 	zo.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -81,6 +84,11 @@ func envOr(key, def string) string {
 }
 
 func main() {
+	// `manager fetch ...` is the batch output fetcher that fetch Jobs run;
+	// it shares the image but none of the manager's flags.
+	if len(os.Args) > 1 && os.Args[1] == "fetch" {
+		os.Exit(fetch.Main(ctrl.SetupSignalHandler(), os.Args[2:]))
+	}
 	o, zo := parseFlags()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zo)))
 
@@ -113,12 +121,17 @@ func main() {
 		os.Exit(1)
 	}
 
-	api, err := newTogetherClient(o)
+	key, err := readAPIKey(o)
+	if err != nil {
+		setupLog.Error(err, "unable to read the Together API key")
+		os.Exit(1)
+	}
+	api, err := together.New(together.Options{BaseURL: o.apiBaseURL, APIKey: key, Logger: ctrl.Log.WithName("together")})
 	if err != nil {
 		setupLog.Error(err, "unable to create the Together API client")
 		os.Exit(1)
 	}
-	if err := setupReconcilers(mgr, api); err != nil {
+	if err := setupReconcilers(mgr, api, o, key); err != nil {
 		setupLog.Error(err, "unable to set up reconcilers")
 		os.Exit(1)
 	}
@@ -139,30 +152,30 @@ func main() {
 	}
 }
 
-// newTogetherClient builds the Together API client from the flags. The key
-// comes from --api-key-secret when set (read once at start, with a client
-// that does not cache Secrets), otherwise from env TOGETHER_API_KEY.
-func newTogetherClient(o options) (*together.Client, error) {
+// readAPIKey returns the Together API key. It comes from --api-key-secret
+// when set (read once at start, with a client that does not cache Secrets),
+// otherwise from env TOGETHER_API_KEY.
+func readAPIKey(o options) (string, error) {
 	key := os.Getenv("TOGETHER_API_KEY")
 	if o.apiKeySecret != "" {
 		ns, name, ok := strings.Cut(o.apiKeySecret, "/")
 		if !ok {
-			return nil, fmt.Errorf("--api-key-secret %q: want namespace/name", o.apiKeySecret)
+			return "", fmt.Errorf("--api-key-secret %q: want namespace/name", o.apiKeySecret)
 		}
 		c, err := client.New(ctrl.GetConfigOrDie(), client.Options{Scheme: scheme})
 		if err != nil {
-			return nil, fmt.Errorf("creating a client to read the API key Secret: %w", err)
+			return "", fmt.Errorf("creating a client to read the API key Secret: %w", err)
 		}
 		sec := &corev1.Secret{}
 		if err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, sec); err != nil {
-			return nil, fmt.Errorf("reading API key Secret %s: %w", o.apiKeySecret, err)
+			return "", fmt.Errorf("reading API key Secret %s: %w", o.apiKeySecret, err)
 		}
 		key = string(sec.Data["api-key"])
 	}
-	return together.New(together.Options{BaseURL: o.apiBaseURL, APIKey: key, Logger: ctrl.Log.WithName("together")})
+	return key, nil
 }
 
-func setupReconcilers(mgr ctrl.Manager, api *together.Client) error {
+func setupReconcilers(mgr ctrl.Manager, api *together.Client, o options, key string) error {
 	rec := func(name string) controller.EventRecorder { return mgr.GetEventRecorder(name) }
 	if err := (&controller.TogetherWebhookSubscriptionReconciler{Client: mgr.GetClient(), Recorder: rec("together-subscription")}).SetupWithManager(mgr); err != nil {
 		return err
@@ -173,5 +186,8 @@ func setupReconcilers(mgr ctrl.Manager, api *together.Client) error {
 	if err := (&controller.TogetherModelMigrationReconciler{Client: mgr.GetClient(), Recorder: rec("together-migration")}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	return (&controller.TogetherBatchReconciler{Client: mgr.GetClient(), Recorder: rec("together-batch")}).SetupWithManager(mgr)
+	return (&controller.TogetherBatchReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec("together-batch"), API: api,
+		BaseURL: o.apiBaseURL, APIKey: key, Image: o.operatorImage,
+	}).SetupWithManager(mgr)
 }
