@@ -1,0 +1,536 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"golang.org/x/time/rate"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	intake "github.com/together-operator/together-operator/internal/events"
+	"github.com/together-operator/together-operator/internal/together"
+	"github.com/together-operator/together-operator/internal/togethersim"
+)
+
+const validJSONL = `{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]}
+{"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"2+2"},{"role":"assistant","content":"4"}]}
+`
+
+var _ = Describe("FineTune reconciler", func() {
+	var (
+		sim      *togethersim.Server
+		api      *together.Client
+		recorder *events.FakeRecorder
+		r        *TogetherFineTuneReconciler
+		ns       string
+	)
+
+	BeforeEach(func() {
+		sim = togethersim.New(togethersim.Options{APIKey: "test-key"})
+		_, err := sim.Start()
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(sim.Close)
+		api, err = together.New(together.Options{
+			BaseURL: sim.URL(), APIKey: "test-key", MaxRetries: -1,
+			RateLimit: rate.Inf, Metrics: prometheus.NewRegistry(),
+		})
+		Expect(err).NotTo(HaveOccurred())
+		recorder = events.NewFakeRecorder(200)
+		r = &TogetherFineTuneReconciler{Client: k8sClient, Recorder: recorder, API: api, EndpointPollInterval: 10 * time.Millisecond}
+		nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "ft-"}}
+		Expect(k8sClient.Create(ctx, nsObj)).To(Succeed())
+		ns = nsObj.Name
+	})
+
+	// reconcile runs one reconcile of key with r.
+	reconcile := func(key types.NamespacedName) (ctrl.Result, error) {
+		return r.Reconcile(ctx, ctrl.Request{NamespacedName: key})
+	}
+	get := func(key types.NamespacedName) *togetherv1.TogetherFineTune {
+		ft := &togetherv1.TogetherFineTune{}
+		ExpectWithOffset(1, k8sClient.Get(ctx, key, ft)).To(Succeed())
+		return ft
+	}
+
+	// feed plays the event intake: it reads the current job from the
+	// simulator, turns what it finds into intake events and records them
+	// with the intake's own apply step.
+	feed := func(key types.NamespacedName) error {
+		ft := &togetherv1.TogetherFineTune{}
+		if err := k8sClient.Get(ctx, key, ft); err != nil || ft.Status.JobID == "" {
+			return client.IgnoreNotFound(err)
+		}
+		job, err := api.GetFineTune(ctx, ft.Status.JobID)
+		if err != nil {
+			return err
+		}
+		var evs []intake.Event
+		for _, e := range job.Events {
+			switch e.Type {
+			case "checkpoint_save":
+				evs = append(evs, intake.Event{ID: fmt.Sprintf("poll:%s:cp:%d", job.ID, e.Step), Type: togetherv1.EventFineTuneCheckpoint, JobID: job.ID, Step: e.Step, Loss: e.Loss})
+			case "job_error":
+				evs = append(evs, intake.Event{ID: "poll:" + job.ID + ":failed", Type: togetherv1.EventFineTuneFailed, JobID: job.ID, Step: e.Step, ErrorMessage: e.Message})
+			}
+		}
+		evs = append(evs, intake.Event{ID: "poll:" + job.ID + ":status:" + string(job.Status), Type: intake.TypeFineTuneStatus, JobID: job.ID, RemoteStatus: string(job.Status)})
+		if job.Status == together.FineTuneCompleted {
+			m, err := api.GetFineTuneMetrics(ctx, job.ID)
+			if err != nil {
+				return err
+			}
+			evs = append(evs, intake.Event{ID: "poll:" + job.ID + ":completed", Type: togetherv1.EventFineTuneCompleted, JobID: job.ID, ModelName: job.ModelOutputName, EvalLoss: m.EvalLoss})
+		}
+		before := ft.DeepCopy()
+		for _, ev := range evs {
+			intake.ApplyFineTune(&ft.Status, ev, metav1.Now())
+		}
+		return k8sClient.Status().Patch(ctx, ft, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	}
+
+	// drive advances the simulator, feeds the intake and reconciles until
+	// cond holds.
+	drive := func(key types.NamespacedName, cond func(g Gomega, ft *togetherv1.TogetherFineTune)) {
+		EventuallyWithOffset(1, func(g Gomega) {
+			sim.Advance()
+			g.Expect(feed(key)).To(Succeed())
+			_, _ = reconcile(key) // conflicts with the feed are retried by the next round
+			cond(g, get(key))
+		}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
+	}
+
+	drainEvents := func() []string {
+		var out []string
+		for {
+			select {
+			case e := <-recorder.Events:
+				out = append(out, e)
+			default:
+				return out
+			}
+		}
+	}
+
+	condition := func(ft *togetherv1.TogetherFineTune, t string) *metav1.Condition {
+		return apimeta.FindStatusCondition(ft.Status.Conditions, t)
+	}
+
+	counterValue := func(c *prometheus.CounterVec) float64 {
+		m := &dto.Metric{}
+		Expect(c.WithLabelValues(ns).Write(m)).To(Succeed())
+		return m.GetCounter().GetValue()
+	}
+
+	newConfigMap := func(name, data string) {
+		Expect(k8sClient.Create(ctx, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Data:       map[string]string{"train.jsonl": data},
+		})).To(Succeed())
+	}
+
+	newDeployment := func(name string) *appsv1.Deployment {
+		labels := map[string]string{"app": name}
+		d := &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec: appsv1.DeploymentSpec{
+				Replicas: ptr.To[int32](3),
+				Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: labels},
+					Spec: corev1.PodSpec{Containers: []corev1.Container{
+						{Name: "sidecar", Image: "proxy:1", Env: []corev1.EnvVar{{Name: "TOGETHER_MODEL", Value: "sidecar-value"}}},
+						{Name: "server", Image: "server:1", Env: []corev1.EnvVar{
+							{Name: "LOG_LEVEL", Value: "debug"},
+							{Name: "TOGETHER_MODEL", Value: "base-model"},
+						}},
+					}},
+				},
+			},
+		}
+		Expect(k8sClient.Create(ctx, d)).To(Succeed())
+		return d
+	}
+
+	newFineTune := func(name string, spec togetherv1.TogetherFineTuneSpec) types.NamespacedName {
+		ft := &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: spec}
+		Expect(k8sClient.Create(ctx, ft)).To(Succeed())
+		return client.ObjectKeyFromObject(ft)
+	}
+
+	uploadedFile := func() string {
+		return sim.AddFile("train.jsonl", "fine-tune", []byte(validJSONL)).ID
+	}
+
+	It("submits, follows checkpoints to completion and patches only the target env var", func() {
+		newConfigMap("data", validJSONL)
+		newDeployment("chat")
+		key := newFineTune("tune", togetherv1.TogetherFineTuneSpec{
+			Training: &togetherv1.TrainingSpec{Model: "meta-llama/Llama-3-8b", Suffix: "support",
+				TrainingData: &togetherv1.ConfigMapKeyRef{Name: "data", Key: "train.jsonl"}},
+			Deploy: &togetherv1.DeploySpec{MaxEvalLoss: ptr.To(0.5),
+				Deployment: &togetherv1.DeploymentTarget{Name: "chat", Container: "server", Env: "TOGETHER_MODEL"}},
+		})
+
+		_, err := reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		ft := get(key)
+		Expect(ft.Finalizers).To(ContainElement(togetherv1.FinalizerName))
+		Expect(ft.Status.JobID).NotTo(BeEmpty())
+		Expect(ft.Status.TrainingFileID).NotTo(BeEmpty())
+		Expect(ft.Status.Submission).To(BeNil())
+		Expect(condition(ft, togetherv1.ReconcilingCondition).Status).To(Equal(metav1.ConditionTrue))
+
+		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
+			g.Expect(ft.Status.Phase).To(Equal(togetherv1.FineTuneRunning))
+			g.Expect(ft.Status.Step).To(BeNumerically(">=", 2))
+			g.Expect(condition(ft, togetherv1.ReconcilingCondition)).NotTo(BeNil())
+			g.Expect(condition(ft, togetherv1.ReconcilingCondition).Reason).To(Equal(ReasonJobRunning))
+		})
+
+		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
+			g.Expect(condition(ft, togetherv1.ReadyCondition).Status).To(Equal(metav1.ConditionTrue))
+		})
+		ft = get(key)
+		Expect(ft.Status.Phase).To(Equal(togetherv1.FineTuneSucceeded))
+		Expect(ft.Status.Step).To(BeEquivalentTo(5))
+		Expect(ft.Status.Checkpoints).To(HaveLen(5))
+		Expect(ft.Status.OutputModel).To(ContainSubstring("support-" + ftSubmissionTag(ft.UID, 1)))
+		Expect(ft.Status.DeployedModel).To(Equal(ft.Status.OutputModel))
+		Expect(ft.Status.DeployedAttempt).To(BeEquivalentTo(1))
+		Expect(ft.Status.ObservedGeneration).To(Equal(ft.Generation))
+		Expect(condition(ft, DeployedCondition).Status).To(Equal(metav1.ConditionTrue))
+		Expect(condition(ft, togetherv1.ReconcilingCondition)).To(BeNil())
+		Expect(condition(ft, togetherv1.StalledCondition)).To(BeNil())
+		Expect(ft.Status.Attempts).To(HaveLen(1))
+		Expect(ft.Status.Attempts[0].Phase).To(Equal(togetherv1.FineTuneSucceeded))
+		Expect(ft.Status.Deployment).NotTo(BeNil())
+
+		dep := &appsv1.Deployment{}
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "chat"}, dep)).To(Succeed())
+		Expect(ft.Status.Deployment.Name).To(Equal("chat"))
+		Expect(ft.Status.Deployment.Container).To(Equal("server"))
+		Expect(ft.Status.Deployment.PreviousValue).To(Equal("base-model"))
+		Expect(ft.Status.Deployment.Generation).To(Equal(dep.Generation))
+		Expect(dep.Annotations).To(HaveKeyWithValue("together.ai/previous-model.server.TOGETHER_MODEL", "base-model"))
+		Expect(dep.Spec.Template.Spec.Containers[1].Env).To(Equal([]corev1.EnvVar{
+			{Name: "LOG_LEVEL", Value: "debug"}, {Name: "TOGETHER_MODEL", Value: ft.Status.OutputModel}}))
+		Expect(dep.Spec.Template.Spec.Containers[0].Env).To(Equal([]corev1.EnvVar{{Name: "TOGETHER_MODEL", Value: "sidecar-value"}}))
+		Expect(*dep.Spec.Replicas).To(BeEquivalentTo(3))
+
+		Expect(sim.CountCalls("POST", "/v1/files/upload")).To(Equal(1))
+		Expect(sim.CountCalls("POST", "/v1/fine-tunes")).To(Equal(1))
+		Expect(counterValue(fineTuneCompletions)).To(Equal(1.0))
+		g := &dto.Metric{}
+		Expect(fineTuneStepGauge.WithLabelValues(ns, "tune").Write(g)).To(Succeed())
+		Expect(g.GetGauge().GetValue()).To(Equal(5.0))
+		evs := strings.Join(drainEvents(), "\n")
+		for _, want := range []string{"Normal Uploaded", "Normal Submitted", "Normal Completed", "Normal DeploymentPatched", "Normal Deployed"} {
+			Expect(evs).To(ContainSubstring(want))
+		}
+
+		By("re-reconciling changes nothing")
+		rv := dep.ResourceVersion
+		_, err = reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "chat"}, dep)).To(Succeed())
+		Expect(dep.ResourceVersion).To(Equal(rv))
+		Expect(drainEvents()).To(BeEmpty())
+		Expect(counterValue(fineTuneCompletions)).To(Equal(1.0))
+	})
+
+	It("adopts an existing job by spec.jobID, reading it once", func() {
+		sim.AddFineTune(together.FineTune{ID: "ft-existing-1", Model: "meta-llama/Llama-3-8b", Status: together.FineTuneRunning, LearningRate: 2e-5})
+		key := newFineTune("adopted", togetherv1.TogetherFineTuneSpec{JobID: "ft-existing-1"})
+
+		_, err := reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		ft := get(key)
+		Expect(ft.Status.JobID).To(Equal("ft-existing-1"))
+		Expect(ft.Status.Phase).To(Equal(togetherv1.FineTuneRunning))
+		Expect(ft.Status.Attempt).To(BeEquivalentTo(1))
+		Expect(ft.Status.Attempts).To(HaveLen(1))
+		Expect(*ft.Status.Attempts[0].LearningRate).To(Equal(2e-5))
+		_, err = reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(sim.CountCalls("GET", "/v1/fine-tunes/ft-existing-1")).To(Equal(1))
+
+		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
+			g.Expect(condition(ft, togetherv1.ReadyCondition).Status).To(Equal(metav1.ConditionTrue))
+		})
+		ft = get(key)
+		Expect(ft.Status.Phase).To(Equal(togetherv1.FineTuneSucceeded))
+		Expect(condition(ft, DeployedCondition)).To(BeNil())
+		Expect(sim.CountCalls("POST", "/v1/fine-tunes")).To(Equal(0))
+		Expect(drainEvents()).To(ContainElement(ContainSubstring("Normal Adopted")))
+	})
+
+	It("rejects invalid JSONL naming the line and uploads nothing", func() {
+		newConfigMap("bad", validJSONL+`{"messages":[{"role":"assistant","content":"first"}]}`+"\n")
+		key := newFineTune("bad-data", togetherv1.TogetherFineTuneSpec{Training: &togetherv1.TrainingSpec{
+			Model: "m", TrainingData: &togetherv1.ConfigMapKeyRef{Name: "bad", Key: "train.jsonl"}}})
+
+		res, err := reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.RequeueAfter).To(BeNumerically(">", 0))
+		ft := get(key)
+		stalled := condition(ft, togetherv1.StalledCondition)
+		Expect(stalled).NotTo(BeNil())
+		Expect(stalled.Status).To(Equal(metav1.ConditionTrue))
+		Expect(stalled.Reason).To(Equal(ReasonInvalidTrainingData))
+		Expect(stalled.Message).To(ContainSubstring("line 3"))
+		Expect(stalled.Message).To(ContainSubstring("starts with an assistant message"))
+		Expect(condition(ft, togetherv1.ReadyCondition).Status).To(Equal(metav1.ConditionFalse))
+		Expect(condition(ft, togetherv1.ReconcilingCondition)).To(BeNil())
+		Expect(ft.Status.ObservedGeneration).To(Equal(ft.Generation))
+		Expect(drainEvents()).To(ConsistOf(And(ContainSubstring("Warning InvalidTrainingData"), ContainSubstring("line 3"))))
+
+		_, err = reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(drainEvents()).To(BeEmpty(), "the same problem is reported once, not per retry")
+		Expect(sim.CountCalls("POST", "/v1/files/upload")).To(Equal(0))
+		Expect(sim.CountCalls("GET", "/v1/files")).To(Equal(0))
+		Expect(sim.CountCalls("POST", "/v1/fine-tunes")).To(Equal(0))
+	})
+
+	It("creates exactly one job when the status write after creation fails", func() {
+		var failed atomic.Bool
+		base, err := client.NewWithWatch(cfg, client.Options{Scheme: k8sClient.Scheme()})
+		Expect(err).NotTo(HaveOccurred())
+		flaky := interceptor.NewClient(base, interceptor.Funcs{
+			SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+				if sim.CountCalls("POST", "/v1/fine-tunes") > 0 && failed.CompareAndSwap(false, true) {
+					return apierrors.NewServiceUnavailable("injected: status write lost after the job was created")
+				}
+				return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
+			},
+		})
+		r.Client = flaky
+		key := newFineTune("crash", togetherv1.TogetherFineTuneSpec{Training: &togetherv1.TrainingSpec{Model: "m", TrainingFile: uploadedFile()}})
+
+		_, err = reconcile(key)
+		Expect(err).To(HaveOccurred())
+		Expect(failed.Load()).To(BeTrue())
+		ft := get(key)
+		Expect(ft.Status.JobID).To(BeEmpty(), "the job's ID was lost with the status write")
+		Expect(ft.Status.Submission).NotTo(BeNil(), "the marker was written before the POST")
+		Expect(ft.Status.Submission.Tag).To(Equal(ftSubmissionTag(ft.UID, 1)))
+
+		_, err = reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		ft = get(key)
+		Expect(sim.CountCalls("GET", "/v1/fine-tunes")).To(Equal(1), "the second reconcile looked for the tagged job")
+		jobs, err := api.ListFineTunes(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(jobs).To(HaveLen(1))
+		Expect(ft.Status.JobID).To(Equal(jobs[0].ID))
+		Expect(ft.Status.Submission).To(BeNil())
+		Expect(ft.Status.Attempts).To(HaveLen(1))
+		Expect(sim.CountCalls("POST", "/v1/fine-tunes")).To(Equal(1))
+	})
+
+	It("retries a failure with a smaller learning rate, succeeds, and ignores events of the old attempt", func() {
+		sim.SetFineTuneScript(func(req together.CreateFineTuneRequest) bool {
+			return req.LearningRate != nil && *req.LearningRate > 5e-5
+		}, togethersim.FineTuneOutcome{FailAtStep: 2, FailMessage: "loss diverged"})
+		key := newFineTune("retry", togetherv1.TogetherFineTuneSpec{
+			Training: &togetherv1.TrainingSpec{Model: "m", TrainingFile: uploadedFile(), LearningRate: ptr.To(1e-4)},
+			Retry:    &togetherv1.RetrySpec{MaxAttempts: 2, LearningRateFactor: ptr.To(0.1)},
+		})
+		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
+			g.Expect(condition(ft, togetherv1.ReadyCondition).Status).To(Equal(metav1.ConditionTrue))
+		})
+		ft := get(key)
+		Expect(ft.Status.Attempt).To(BeEquivalentTo(2))
+		Expect(ft.Status.Attempts).To(HaveLen(2))
+		first, second := ft.Status.Attempts[0], ft.Status.Attempts[1]
+		Expect(first.Phase).To(Equal(togetherv1.FineTuneFailed))
+		Expect(*first.LearningRate).To(BeNumerically("~", 1e-4, 1e-12))
+		Expect(first.Error).To(Equal(&togetherv1.JobError{Message: "loss diverged", Step: 2}))
+		Expect(second.Phase).To(Equal(togetherv1.FineTuneSucceeded))
+		Expect(*second.LearningRate).To(BeNumerically("~", 1e-5, 1e-12))
+		Expect(second.JobID).NotTo(Equal(first.JobID))
+		Expect(ft.Status.JobID).To(Equal(second.JobID))
+		Expect(ft.Status.Error).To(BeNil())
+		Expect(sim.CountCalls("POST", "/v1/fine-tunes")).To(Equal(2))
+		Expect(counterValue(fineTuneFailures)).To(Equal(1.0))
+		Expect(counterValue(fineTuneCompletions)).To(Equal(1.0))
+		failures := 0
+		for _, e := range drainEvents() {
+			if strings.HasPrefix(e, "Warning JobFailed") {
+				failures++
+				Expect(e).To(And(ContainSubstring("loss diverged"), ContainSubstring("step 2")))
+			}
+		}
+		Expect(failures).To(Equal(1))
+
+		By("an event about attempt 1's job changes nothing")
+		before := get(key)
+		st := before.Status.DeepCopy()
+		Expect(intake.ApplyFineTune(st, intake.Event{ID: "late-1", Type: togetherv1.EventFineTuneFailed, JobID: first.JobID, ErrorMessage: "late", Step: 9}, metav1.Now())).
+			To(Equal(intake.Stale))
+		Expect(*st).To(Equal(before.Status))
+		_, err := reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(get(key).Status).To(Equal(before.Status))
+		Expect(sim.CountCalls("POST", "/v1/fine-tunes")).To(Equal(2))
+	})
+
+	It("stops with Stalled JobFailed when no attempt is left", func() {
+		sim.SetFineTuneScript(func(together.CreateFineTuneRequest) bool { return true }, togethersim.FineTuneOutcome{FailAtStep: 1, FailMessage: "out of memory"})
+		key := newFineTune("fails", togetherv1.TogetherFineTuneSpec{Training: &togetherv1.TrainingSpec{Model: "m", TrainingFile: uploadedFile()}})
+		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
+			c := condition(ft, togetherv1.StalledCondition)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Reason).To(Equal(ReasonJobFailed))
+			g.Expect(c.Message).To(ContainSubstring("out of memory"))
+		})
+		ft := get(key)
+		Expect(condition(ft, togetherv1.ReadyCondition).Status).To(Equal(metav1.ConditionFalse))
+		Expect(condition(ft, togetherv1.ReconcilingCondition)).To(BeNil())
+		Expect(sim.CountCalls("POST", "/v1/fine-tunes")).To(Equal(1))
+	})
+
+	It("blocks deployment when the eval loss is above the quality gate", func() {
+		sim.SetFineTuneScript(func(together.CreateFineTuneRequest) bool { return true }, togethersim.FineTuneOutcome{EvalLoss: 0.9})
+		newDeployment("gated")
+		key := newFineTune("gate", togetherv1.TogetherFineTuneSpec{
+			Training: &togetherv1.TrainingSpec{Model: "m", TrainingFile: uploadedFile()},
+			Deploy: &togetherv1.DeploySpec{MaxEvalLoss: ptr.To(0.5),
+				Deployment: &togetherv1.DeploymentTarget{Name: "gated", Container: "server"}},
+		})
+		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
+			c := condition(ft, DeployedCondition)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Reason).To(Equal(ReasonQualityGateFailed))
+		})
+		ft := get(key)
+		Expect(condition(ft, DeployedCondition).Status).To(Equal(metav1.ConditionFalse))
+		Expect(condition(ft, DeployedCondition).Message).To(And(ContainSubstring("0.9"), ContainSubstring("0.5")))
+		Expect(condition(ft, togetherv1.StalledCondition).Reason).To(Equal(ReasonQualityGateFailed))
+		Expect(condition(ft, togetherv1.ReadyCondition).Status).To(Equal(metav1.ConditionFalse))
+		Expect(ft.Status.DeployedModel).To(BeEmpty())
+		dep := &appsv1.Deployment{}
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "gated"}, dep)).To(Succeed())
+		Expect(dep.Annotations).To(BeEmpty())
+		Expect(dep.Spec.Template.Spec.Containers[1].Env[1].Value).To(Equal("base-model"))
+		Expect(drainEvents()).To(ContainElement(ContainSubstring("Warning QualityGateFailed")))
+	})
+
+	It("reports a missing Deployment as a condition", func() {
+		key := newFineTune("nodep", togetherv1.TogetherFineTuneSpec{
+			Training: &togetherv1.TrainingSpec{Model: "m", TrainingFile: uploadedFile()},
+			Deploy:   &togetherv1.DeploySpec{Deployment: &togetherv1.DeploymentTarget{Name: "missing"}},
+		})
+		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
+			c := condition(ft, DeployedCondition)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Reason).To(Equal(ReasonDeploymentNotFound))
+			g.Expect(c.Message).To(ContainSubstring(`"missing"`))
+		})
+		Expect(condition(get(key), togetherv1.StalledCondition).Reason).To(Equal(ReasonDeploymentNotFound))
+	})
+
+	It("follows a dedicated endpoint to STARTED before putting its name in the Deployment, and deletes it with the resource", func() {
+		newDeployment("ep")
+		key := newFineTune("endpoint", togetherv1.TogetherFineTuneSpec{
+			Training: &togetherv1.TrainingSpec{Model: "m", TrainingFile: uploadedFile()},
+			Deploy: &togetherv1.DeploySpec{
+				Endpoint:   &togetherv1.EndpointSpec{Hardware: "1x_nvidia_a100_80gb_sxm", MinReplicas: 1, MaxReplicas: 2},
+				Deployment: &togetherv1.DeploymentTarget{Name: "ep", Container: "server", Env: "TOGETHER_MODEL"},
+			},
+		})
+		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
+			c := condition(ft, DeployedCondition)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Reason).To(Equal(ReasonEndpointStarting))
+		})
+		dep := &appsv1.Deployment{}
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "ep"}, dep)).To(Succeed())
+		Expect(dep.Spec.Template.Spec.Containers[1].Env[1].Value).To(Equal("base-model"), "untouched until the endpoint is STARTED")
+
+		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
+			g.Expect(condition(ft, togetherv1.ReadyCondition).Status).To(Equal(metav1.ConditionTrue))
+		})
+		ft := get(key)
+		Expect(ft.Status.Endpoint).NotTo(BeNil())
+		Expect(ft.Status.Endpoint.State).To(Equal("STARTED"))
+		Expect(ft.Status.Endpoint.Name).NotTo(BeEmpty())
+		Expect(ft.Status.DeployedModel).To(Equal(ft.Status.Endpoint.Name))
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "ep"}, dep)).To(Succeed())
+		Expect(dep.Spec.Template.Spec.Containers[1].Env[1].Value).To(Equal(ft.Status.Endpoint.Name))
+		Expect(sim.CountCalls("POST", "/v1/endpoints")).To(Equal(1))
+
+		By("deleting the resource deletes the endpoint; the finished job is not cancelled")
+		Expect(k8sClient.Delete(ctx, ft)).To(Succeed())
+		_, err := reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, key, &togetherv1.TogetherFineTune{}))).To(BeTrue())
+		Expect(sim.CountCalls("DELETE", "/v1/endpoints/"+ft.Status.Endpoint.ID)).To(Equal(1))
+		Expect(sim.CountCalls("POST", "/v1/fine-tunes/"+ft.Status.JobID+"/cancel")).To(Equal(0))
+		_, err = api.GetEndpoint(ctx, ft.Status.Endpoint.ID)
+		Expect(together.IsNotFound(err)).To(BeTrue())
+	})
+
+	DescribeTable("deleting a running fine-tune",
+		func(policy togetherv1.DeletionPolicy, wantCancels int, wantStatus together.FineTuneStatus) {
+			key := newFineTune("delete", togetherv1.TogetherFineTuneSpec{
+				Training:       &togetherv1.TrainingSpec{Model: "m", TrainingFile: uploadedFile()},
+				DeletionPolicy: policy,
+			})
+			drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
+				g.Expect(ft.Status.Phase).To(Equal(togetherv1.FineTuneRunning))
+			})
+			ft := get(key)
+			Expect(k8sClient.Delete(ctx, ft)).To(Succeed())
+			_, err := reconcile(key)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(apierrors.IsNotFound(k8sClient.Get(ctx, key, &togetherv1.TogetherFineTune{}))).To(BeTrue())
+			Expect(sim.CountCalls("POST", "/v1/fine-tunes/"+ft.Status.JobID+"/cancel")).To(Equal(wantCancels))
+			sim.Advance()
+			job, err := api.GetFineTune(ctx, ft.Status.JobID)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(job.Status).To(Equal(wantStatus))
+		},
+		Entry("Cancel cancels the job", togetherv1.DeletionPolicyCancel, 1, together.FineTuneCancelled),
+		Entry("Retain leaves it running", togetherv1.DeletionPolicyRetain, 0, together.FineTuneRunning),
+	)
+})
+
+var _ = Describe("FineTune naming", func() {
+	It("keeps the suffix within 40 characters and the tag intact", func() {
+		tag := ftSubmissionTag("uid-1", 1)
+		Expect(tag).To(HaveLen(8))
+		Expect(tag).NotTo(Equal(ftSubmissionTag("uid-1", 2)))
+		Expect(jobSuffix("", tag)).To(Equal(tag))
+		Expect(jobSuffix("support", tag)).To(Equal("support-" + tag))
+		long := jobSuffix(strings.Repeat("a", 40), tag)
+		Expect(long).To(HaveLen(40))
+		Expect(long).To(HaveSuffix("-" + tag))
+		Expect(jobSuffix(strings.Repeat("a", 30)+"-bbbb", tag)).NotTo(ContainSubstring("--"))
+	})
+
+	It("falls back to a hashed annotation key when the readable one is invalid", func() {
+		Expect(previousModelAnnotation("server", "TOGETHER_MODEL")).To(Equal("together.ai/previous-model.server.TOGETHER_MODEL"))
+		k := previousModelAnnotation(strings.Repeat("c", 60), "MODEL_")
+		Expect(k).To(HavePrefix(PreviousModelAnnotationPrefix))
+		Expect(len(k) - len("together.ai/")).To(BeNumerically("<=", 63))
+	})
+})
