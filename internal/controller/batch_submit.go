@@ -134,7 +134,8 @@ func (r *TogetherBatchReconciler) readBatchInput(ctx context.Context, tb *togeth
 	if errors.As(err, &le) {
 		markStalled(&tb.Status.Conditions, tb.Generation, ReasonInvalidInput,
 			fmt.Sprintf("Line %d of ConfigMap %q key %q is not a valid %s request: %s. Fix the line; nothing was uploaded.", le.Line, ref.Name, ref.Key, endpoint, le.Reason))
-		return nil, ctrl.Result{}, false, nil
+		// ConfigMaps are not watched: look again later for a fixed input.
+		return nil, ctrl.Result{RequeueAfter: batchRecheckInterval}, false, nil
 	}
 	if err != nil {
 		return nil, ctrl.Result{}, false, fmt.Errorf("validating ConfigMap %s key %s: %w", ref.Name, ref.Key, err)
