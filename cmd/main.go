@@ -26,8 +26,11 @@ import (
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/controller"
+	tevents "github.com/together-operator/together-operator/internal/events"
 	"github.com/together-operator/together-operator/internal/fetch"
+	"github.com/together-operator/together-operator/internal/poller"
 	"github.com/together-operator/together-operator/internal/together"
+	"github.com/together-operator/together-operator/internal/webhook"
 )
 
 var (
@@ -49,6 +52,7 @@ type options struct {
 	leaderElect     bool
 	leaderElectNS   string
 	pollInterval    time.Duration
+	modelsInterval  time.Duration
 	apiBaseURL      string
 	apiKeySecret    string
 	eventsTolerance time.Duration
@@ -64,7 +68,8 @@ func parseFlags() (options, zap.Options) {
 	flag.StringVar(&o.eventsAddr, "events-bind-address", ":8090", "Address the events endpoint (signed pushes) binds to; served by every replica.")
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so that only one replica runs the reconcilers and the poller.")
 	flag.StringVar(&o.leaderElectNS, "leader-election-namespace", "", "Namespace of the leader election lease (default: the manager's namespace).")
-	flag.DurationVar(&o.pollInterval, "poll-interval", 30*time.Second, "How often the poller reads the Together API while work is moving.")
+	flag.DurationVar(&o.pollInterval, "poll-interval", 30*time.Second, "How often the poller reads the Together API while work is moving (4x longer when idle).")
+	flag.DurationVar(&o.modelsInterval, "models-poll-interval", time.Hour, "How often the poller reads the model catalogue for deprecations.")
 	flag.StringVar(&o.apiBaseURL, "together-base-url", envOr("TOGETHER_BASE_URL", "https://api.together.ai/v1"), "Base URL of the Together API (env TOGETHER_BASE_URL).")
 	flag.StringVar(&o.apiKeySecret, "api-key-secret", os.Getenv("TOGETHER_API_KEY_SECRET"), "namespace/name of a Secret whose key 'api-key' holds the Together API key; otherwise env TOGETHER_API_KEY is used.")
 	flag.DurationVar(&o.eventsTolerance, "webhook-timestamp-tolerance", 5*time.Minute, "How far a Standard Webhooks timestamp may be from now.")
@@ -135,6 +140,10 @@ func main() {
 		setupLog.Error(err, "unable to set up reconcilers")
 		os.Exit(1)
 	}
+	if err := setupIntake(mgr, api, o); err != nil {
+		setupLog.Error(err, "unable to set up the event intake")
+		os.Exit(1)
+	}
 
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		setupLog.Error(err, "unable to set up health check")
@@ -177,7 +186,9 @@ func readAPIKey(o options) (string, error) {
 
 func setupReconcilers(mgr ctrl.Manager, api *together.Client, o options, key string) error {
 	rec := func(name string) controller.EventRecorder { return mgr.GetEventRecorder(name) }
-	if err := (&controller.TogetherWebhookSubscriptionReconciler{Client: mgr.GetClient(), Recorder: rec("together-subscription")}).SetupWithManager(mgr); err != nil {
+	if err := (&controller.TogetherWebhookSubscriptionReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec("together-subscription"), API: api,
+	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if err := (&controller.TogetherFineTuneReconciler{Client: mgr.GetClient(), Recorder: rec("together-finetune"), API: api}).SetupWithManager(mgr); err != nil {
@@ -190,4 +201,26 @@ func setupReconcilers(mgr ctrl.Manager, api *together.Client, o options, key str
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec("together-batch"), API: api,
 		BaseURL: o.apiBaseURL, APIKey: key, Image: o.operatorImage,
 	}).SetupWithManager(mgr)
+}
+
+// setupIntake wires the two sources of events and their one apply step: the
+// events endpoint (every replica) and the poller (the leader only).
+func setupIntake(mgr ctrl.Manager, api *together.Client, o options) error {
+	if err := tevents.SetupIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
+	applier := &tevents.Applier{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("together-events")}
+	if err := mgr.Add(&webhook.Server{
+		Addr: o.eventsAddr, Client: mgr.GetClient(), SecretReader: mgr.GetAPIReader(), Applier: applier,
+		Recorder: mgr.GetEventRecorder("together-events"), Tolerance: o.eventsTolerance, MaxBodyBytes: o.maxBodyBytes,
+	}); err != nil {
+		return fmt.Errorf("adding the events endpoint: %w", err)
+	}
+	if err := mgr.Add(&poller.Poller{
+		Client: mgr.GetClient(), API: api, Applier: applier, Recorder: mgr.GetEventRecorder("together-poller"),
+		Interval: o.pollInterval, ModelsInterval: o.modelsInterval,
+	}); err != nil {
+		return fmt.Errorf("adding the poller: %w", err)
+	}
+	return nil
 }

@@ -120,16 +120,14 @@ type TogetherWebhookSubscriptionStatus struct {
 	// RemoteID is the ID of the registration on the remote API, if any.
 	// +optional
 	RemoteID string `json:"remoteID,omitempty"`
-	// RegisteredSecretHash is a hash of the secret last registered remotely,
-	// so a rotated secret is registered again. It never holds the secret.
+	// RegistrationHash identifies what was last registered remotely (URL,
+	// events and the Secret's resourceVersion), so that a change of any of
+	// them registers again. It is not derived from the secret's value.
 	// +optional
-	RegisteredSecretHash string `json:"registeredSecretHash,omitempty"`
+	RegistrationHash string `json:"registrationHash,omitempty"`
 	// LastEventTime is when an event was last accepted for this subscription.
 	// +optional
 	LastEventTime *metav1.Time `json:"lastEventTime,omitempty"`
-	// UnmatchedEvents counts well-signed events that matched no resource.
-	// +optional
-	UnmatchedEvents int64 `json:"unmatchedEvents,omitempty"`
 	// ObservedGeneration is the generation last reconciled.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`

@@ -1,0 +1,91 @@
+package poller
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	tevents "github.com/together-operator/together-operator/internal/events"
+	"github.com/together-operator/together-operator/internal/together"
+)
+
+// pollBatches lists every batch once (GET /batches returns a bare array) and
+// emits progress and done events for each part of each non-terminal
+// TogetherBatch.
+func (p *Poller) pollBatches(ctx context.Context, s *Stats) error {
+	logger := log.FromContext(ctx).WithName("poller")
+	var list togetherv1.TogetherBatchList
+	if err := p.Client.List(ctx, &list); err != nil {
+		return fmt.Errorf("listing batches: %w", err)
+	}
+	var active []*togetherv1.TogetherBatch
+	for i := range list.Items {
+		b := &list.Items[i]
+		if len(batchIDsOf(b)) == 0 || b.Status.Phase.IsTerminal() || !b.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if p.due(client.ObjectKeyFromObject(b), durationOf(b.Spec.PollInterval)) {
+			active = append(active, b)
+		}
+	}
+	if len(active) == 0 {
+		return nil
+	}
+	s.APICalls++
+	remote, err := p.API.ListBatches(ctx)
+	if err != nil {
+		return fmt.Errorf("listing Together batches: %w", err)
+	}
+	byID := make(map[string]*together.Batch, len(remote))
+	for i := range remote {
+		byID[remote[i].ID] = &remote[i]
+	}
+	for _, b := range active {
+		var evs []tevents.Event
+		for _, id := range batchIDsOf(b) {
+			if rb, ok := byID[id]; ok {
+				evs = append(evs, BatchEvent(rb))
+			}
+		}
+		if err := p.apply(ctx, s, tevents.KindBatch, client.ObjectKeyFromObject(b), evs, logger); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func batchIDsOf(b *togetherv1.TogetherBatch) []string {
+	if len(b.Status.Parts) > 0 {
+		ids := make([]string, 0, len(b.Status.Parts))
+		for _, part := range b.Status.Parts {
+			if part.BatchID != "" && !part.Phase.IsTerminal() {
+				ids = append(ids, part.BatchID)
+			}
+		}
+		return ids
+	}
+	if b.Status.BatchID != "" {
+		return []string{b.Status.BatchID}
+	}
+	if b.Spec.BatchID != "" {
+		return []string{b.Spec.BatchID}
+	}
+	return nil
+}
+
+// BatchEvent is the event a batch's current state implies: batch.done for a
+// terminal batch, batch.progress otherwise.
+func BatchEvent(rb *together.Batch) tevents.Event {
+	status := string(rb.Status)
+	if rb.Status.Terminal() {
+		return tevents.Event{ID: "poll:" + rb.ID + ":done:" + status, Type: togetherv1.EventBatchDone, JobID: rb.ID,
+			RemoteStatus: status, TotalTokens: rb.TotalTokens, OutputFileID: rb.OutputFileID, ErrorFileID: rb.ErrorFileID, ErrorMessage: rb.Error}
+	}
+	progress := int32(rb.Progress)
+	return tevents.Event{ID: "poll:" + rb.ID + ":progress:" + status + ":" + strconv.Itoa(int(progress)), Type: tevents.TypeBatchProgress,
+		JobID: rb.ID, RemoteStatus: status, Progress: progress}
+}

@@ -1,0 +1,155 @@
+package poller
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	tevents "github.com/together-operator/together-operator/internal/events"
+	"github.com/together-operator/together-operator/internal/together"
+)
+
+// pollFineTunes lists every job once and, for each non-terminal fine-tune,
+// emits the events its job's state implies. Per-job events (checkpoints,
+// error messages) are read only for jobs whose state moved since last read.
+func (p *Poller) pollFineTunes(ctx context.Context, s *Stats) error {
+	logger := log.FromContext(ctx).WithName("poller")
+	var list togetherv1.TogetherFineTuneList
+	if err := p.Client.List(ctx, &list); err != nil {
+		return fmt.Errorf("listing fine-tunes: %w", err)
+	}
+	var active []*togetherv1.TogetherFineTune
+	for i := range list.Items {
+		ft := &list.Items[i]
+		if jobID(ft) == "" || ft.Status.Phase.IsTerminal() || !ft.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if !p.due(client.ObjectKeyFromObject(ft), durationOf(ft.Spec.PollInterval)) {
+			continue
+		}
+		active = append(active, ft)
+	}
+	if len(active) == 0 {
+		return nil
+	}
+	s.APICalls++
+	jobs, err := p.API.ListFineTunes(ctx)
+	if err != nil {
+		return fmt.Errorf("listing fine-tune jobs: %w", err)
+	}
+	byID := make(map[string]*together.FineTune, len(jobs))
+	for i := range jobs {
+		byID[jobs[i].ID] = &jobs[i]
+	}
+	for _, ft := range active {
+		job, ok := byID[jobID(ft)]
+		if !ok {
+			continue
+		}
+		evs, err := p.fineTuneEvents(ctx, s, ft, job)
+		if err != nil {
+			logger.Error(err, "reading job details", "job", job.ID)
+			continue
+		}
+		if err := p.apply(ctx, s, tevents.KindFineTune, client.ObjectKeyFromObject(ft), evs, logger); err != nil {
+			return err
+		}
+		p.markSeen(job.ID, job.UpdatedAt)
+	}
+	return nil
+}
+
+func jobID(ft *togetherv1.TogetherFineTune) string {
+	if ft.Status.JobID != "" {
+		return ft.Status.JobID
+	}
+	return ft.Spec.JobID
+}
+
+// fineTuneEvents synthesizes the events of one job. IDs are deterministic
+// (poll:<job>:<what>), so the same state read twice is a duplicate.
+func (p *Poller) fineTuneEvents(ctx context.Context, s *Stats, ft *togetherv1.TogetherFineTune, job *together.FineTune) ([]tevents.Event, error) {
+	id := job.ID
+	at := job.UpdatedAt
+	var evs []tevents.Event
+	status := string(job.Status)
+	if phase, ok := tevents.FineTunePhaseFor(status); ok && (!phase.IsTerminal() || phase == togetherv1.FineTuneCancelled) {
+		evs = append(evs, tevents.Event{ID: "poll:" + id + ":status:" + status, Type: tevents.TypeFineTuneStatus, JobID: id, RemoteStatus: status, Time: at})
+	}
+	if !p.moved(id, job) {
+		return evs, nil
+	}
+	details := job.Events
+	if len(details) == 0 && (job.Status != together.FineTunePending && job.Status != together.FineTuneQueued) {
+		s.APICalls++
+		var err error
+		if details, err = p.API.ListFineTuneEvents(ctx, id); err != nil {
+			return evs, fmt.Errorf("listing events of job %s: %w", id, err)
+		}
+	}
+	var lastStep int64
+	var lastError string
+	for _, e := range details {
+		if e.Step > lastStep {
+			lastStep = e.Step
+		}
+		switch e.Type {
+		case "checkpoint_save":
+			if e.Step > ft.Status.Step || (e.Step == ft.Status.Step && ft.Status.Loss == nil && e.Loss != nil) {
+				evs = append(evs, tevents.Event{ID: "poll:" + id + ":checkpoint:" + strconv.FormatInt(e.Step, 10),
+					Type: togetherv1.EventFineTuneCheckpoint, JobID: id, Step: e.Step, Loss: e.Loss, Time: at})
+			}
+		case "job_error":
+			lastError = e.Message
+		}
+	}
+	switch job.Status {
+	case together.FineTuneCompleted:
+		ev := tevents.Event{ID: "poll:" + id + ":completed", Type: togetherv1.EventFineTuneCompleted, JobID: id, ModelName: job.ModelOutputName, Time: at}
+		s.APICalls++
+		if m, err := p.API.GetFineTuneMetrics(ctx, id); err == nil && m != nil {
+			ev.EvalLoss = m.EvalLoss
+		}
+		evs = append(evs, ev)
+	case together.FineTuneError, "user_error":
+		if lastError == "" {
+			lastError = "the job ended with status " + status
+		}
+		evs = append(evs, tevents.Event{ID: "poll:" + id + ":failed", Type: togetherv1.EventFineTuneFailed, JobID: id, ErrorMessage: lastError, Step: lastStep, Time: at})
+	}
+	return evs, nil
+}
+
+// moved reports whether the job changed since its details were last read
+// and applied, so that N idle jobs cost no per-job calls. This in-memory map
+// only saves API calls; the resource's status stays the idempotency record.
+func (p *Poller) moved(id string, job *together.FineTune) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	last, ok := p.seen[id]
+	return !ok || job.UpdatedAt.IsZero() || job.UpdatedAt.After(last)
+}
+
+// markSeen records that a job's state up to updatedAt has been applied.
+func (p *Poller) markSeen(id string, updatedAt time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.seen == nil {
+		p.seen = map[string]time.Time{}
+	}
+	p.seen[id] = updatedAt
+}
+
+func durationOf(d *metav1.Duration) time.Duration {
+	if d == nil {
+		return 0
+	}
+	return d.Duration
+}
