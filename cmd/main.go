@@ -26,11 +26,9 @@ import (
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/controller"
-	tevents "github.com/together-operator/together-operator/internal/events"
 	"github.com/together-operator/together-operator/internal/fetch"
-	"github.com/together-operator/together-operator/internal/poller"
+	"github.com/together-operator/together-operator/internal/operator"
 	"github.com/together-operator/together-operator/internal/together"
-	"github.com/together-operator/together-operator/internal/webhook"
 )
 
 var (
@@ -136,12 +134,12 @@ func main() {
 		setupLog.Error(err, "unable to create the Together API client")
 		os.Exit(1)
 	}
-	if err := setupReconcilers(mgr, api, o, key); err != nil {
-		setupLog.Error(err, "unable to set up reconcilers")
-		os.Exit(1)
-	}
-	if err := setupIntake(mgr, api, o); err != nil {
-		setupLog.Error(err, "unable to set up the event intake")
+	if _, err := operator.Setup(mgr, operator.Config{
+		API: api, APIKey: key, BaseURL: o.apiBaseURL, OperatorImage: o.operatorImage,
+		EventsAddr: o.eventsAddr, Tolerance: o.eventsTolerance, MaxBodyBytes: o.maxBodyBytes,
+		PollInterval: o.pollInterval, ModelsInterval: o.modelsInterval,
+	}); err != nil {
+		setupLog.Error(err, "unable to set up the operator")
 		os.Exit(1)
 	}
 
@@ -182,45 +180,4 @@ func readAPIKey(o options) (string, error) {
 		key = string(sec.Data["api-key"])
 	}
 	return key, nil
-}
-
-func setupReconcilers(mgr ctrl.Manager, api *together.Client, o options, key string) error {
-	rec := func(name string) controller.EventRecorder { return mgr.GetEventRecorder(name) }
-	if err := (&controller.TogetherWebhookSubscriptionReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec("together-subscription"), API: api,
-	}).SetupWithManager(mgr); err != nil {
-		return err
-	}
-	if err := (&controller.TogetherFineTuneReconciler{Client: mgr.GetClient(), Recorder: rec("together-finetune"), API: api}).SetupWithManager(mgr); err != nil {
-		return err
-	}
-	if err := (&controller.TogetherModelMigrationReconciler{Client: mgr.GetClient(), Recorder: rec("together-migration")}).SetupWithManager(mgr); err != nil {
-		return err
-	}
-	return (&controller.TogetherBatchReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec("together-batch"), API: api,
-		BaseURL: o.apiBaseURL, APIKey: key, Image: o.operatorImage,
-	}).SetupWithManager(mgr)
-}
-
-// setupIntake wires the two sources of events and their one apply step: the
-// events endpoint (every replica) and the poller (the leader only).
-func setupIntake(mgr ctrl.Manager, api *together.Client, o options) error {
-	if err := tevents.SetupIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
-		return err
-	}
-	applier := &tevents.Applier{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("together-events")}
-	if err := mgr.Add(&webhook.Server{
-		Addr: o.eventsAddr, Client: mgr.GetClient(), SecretReader: mgr.GetAPIReader(), Applier: applier,
-		Recorder: mgr.GetEventRecorder("together-events"), Tolerance: o.eventsTolerance, MaxBodyBytes: o.maxBodyBytes,
-	}); err != nil {
-		return fmt.Errorf("adding the events endpoint: %w", err)
-	}
-	if err := mgr.Add(&poller.Poller{
-		Client: mgr.GetClient(), API: api, Applier: applier, Recorder: mgr.GetEventRecorder("together-poller"),
-		Interval: o.pollInterval, ModelsInterval: o.modelsInterval,
-	}); err != nil {
-		return fmt.Errorf("adding the poller: %w", err)
-	}
-	return nil
 }

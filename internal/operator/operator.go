@@ -1,0 +1,95 @@
+// Package operator wires the reconcilers and the event intake into a
+// manager. The manager binary and the integration tests share it, so that
+// what is tested is what runs.
+package operator
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/together-operator/together-operator/internal/controller"
+	tevents "github.com/together-operator/together-operator/internal/events"
+	"github.com/together-operator/together-operator/internal/poller"
+	"github.com/together-operator/together-operator/internal/together"
+	"github.com/together-operator/together-operator/internal/webhook"
+)
+
+// Config is what the operator needs besides the manager.
+type Config struct {
+	// API is the Together client (the real API or the simulator).
+	API *together.Client
+	// APIKey and BaseURL are handed to batch fetch Jobs.
+	APIKey, BaseURL string
+	// OperatorImage is the image fetch Jobs run.
+	OperatorImage string
+	// EventsAddr is the events endpoint's listen address.
+	EventsAddr   string
+	Tolerance    time.Duration
+	MaxBodyBytes int64
+	// PollInterval and ModelsInterval pace the poller.
+	PollInterval, ModelsInterval time.Duration
+}
+
+// Parts are the intake's pieces, returned for tests and benchmarks.
+type Parts struct {
+	Applier *tevents.Applier
+	Events  *webhook.Server
+	Poller  *poller.Poller
+}
+
+// Setup registers every reconciler, the events endpoint and the poller.
+func Setup(mgr ctrl.Manager, cfg Config) (*Parts, error) {
+	if err := setupReconcilers(mgr, cfg); err != nil {
+		return nil, err
+	}
+	return setupIntake(mgr, cfg)
+}
+
+func setupReconcilers(mgr ctrl.Manager, cfg Config) error {
+	rec := func(name string) controller.EventRecorder { return mgr.GetEventRecorder(name) }
+	if err := (&controller.TogetherWebhookSubscriptionReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec("together-subscription"), API: cfg.API,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the subscription reconciler: %w", err)
+	}
+	if err := (&controller.TogetherFineTuneReconciler{Client: mgr.GetClient(), Recorder: rec("together-finetune"), API: cfg.API}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the fine-tune reconciler: %w", err)
+	}
+	if err := (&controller.TogetherModelMigrationReconciler{Client: mgr.GetClient(), Recorder: rec("together-migration")}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the migration reconciler: %w", err)
+	}
+	if err := (&controller.TogetherBatchReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec("together-batch"), API: cfg.API,
+		BaseURL: cfg.BaseURL, APIKey: cfg.APIKey, Image: cfg.OperatorImage,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the batch reconciler: %w", err)
+	}
+	return nil
+}
+
+// setupIntake wires the two sources of events and their one apply step: the
+// events endpoint (every replica) and the poller (the leader only).
+func setupIntake(mgr ctrl.Manager, cfg Config) (*Parts, error) {
+	if err := tevents.SetupIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		return nil, err
+	}
+	p := &Parts{Applier: &tevents.Applier{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("together-events")}}
+	p.Events = &webhook.Server{
+		Addr: cfg.EventsAddr, Client: mgr.GetClient(), SecretReader: mgr.GetAPIReader(), Applier: p.Applier,
+		Recorder: mgr.GetEventRecorder("together-events"), Tolerance: cfg.Tolerance, MaxBodyBytes: cfg.MaxBodyBytes,
+	}
+	if err := mgr.Add(p.Events); err != nil {
+		return nil, fmt.Errorf("adding the events endpoint: %w", err)
+	}
+	p.Poller = &poller.Poller{
+		Client: mgr.GetClient(), API: cfg.API, Applier: p.Applier, Recorder: mgr.GetEventRecorder("together-poller"),
+		Interval: cfg.PollInterval, ModelsInterval: cfg.ModelsInterval,
+	}
+	if err := mgr.Add(p.Poller); err != nil {
+		return nil, fmt.Errorf("adding the poller: %w", err)
+	}
+	return p, nil
+}
