@@ -1,0 +1,434 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	tevents "github.com/together-operator/together-operator/internal/events"
+	"github.com/together-operator/together-operator/internal/signing"
+	"github.com/together-operator/together-operator/internal/webhook"
+)
+
+const (
+	benchAPIKey = "bench-key"
+	benchSecret = "whsec-bench"
+)
+
+// parallel runs fn(i) for i in [0,n) on workers goroutines and returns the
+// first error.
+func parallel(n, workers int, fn func(i int) error) error {
+	var next atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := fn(i); err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}
+
+func (b *bench) namespace(ctx context.Context, name string) error {
+	return b.k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})
+}
+
+// createFineTunes creates n fine-tunes prefix-0..n-1 tracking running jobs of
+// the same names, as the fine-tune reconciler leaves them once a job runs.
+// Starting from Running keeps the measured events to what most of a job's
+// events are: a checkpoint that costs one status write and no Kubernetes
+// Event (the first transition to Running would add one).
+func (b *bench) createFineTunes(ctx context.Context, ns, prefix string, n int) error {
+	return parallel(n, b.sz.writerPool, func(i int) error {
+		name := fmt.Sprintf("%s-%d", prefix, i)
+		ft := &togetherv1.TogetherFineTune{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec:       togetherv1.TogetherFineTuneSpec{JobID: name},
+		}
+		if err := b.k8s.Create(ctx, ft); err != nil {
+			return err
+		}
+		ft.Status = togetherv1.TogetherFineTuneStatus{JobID: name, Phase: togetherv1.FineTuneRunning, Attempt: 1}
+		return b.k8s.Status().Update(ctx, ft)
+	})
+}
+
+// rawBaseline is the ceiling the intake is compared with: 16 writers doing
+// nothing but status updates of distinct fine-tunes, through the same client
+// config the intake uses. It is the cost of one write per event.
+func (b *bench) rawBaseline(ctx context.Context) error {
+	const ns = "raw"
+	if err := b.namespace(ctx, ns); err != nil {
+		return err
+	}
+	n := b.sz.distinct
+	if err := b.createFineTunes(ctx, ns, "raw", n); err != nil {
+		return err
+	}
+	objs := make([]*togetherv1.TogetherFineTune, n)
+	if err := parallel(n, b.sz.writerPool, func(i int) error {
+		objs[i] = &togetherv1.TogetherFineTune{}
+		return b.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: fmt.Sprintf("raw-%d", i)}, objs[i])
+	}); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := parallel(n, b.sz.senders, func(i int) error {
+		ft := objs[i]
+		ft.Status.Step = 1
+		return b.k8s.Status().Update(ctx, ft)
+	}); err != nil {
+		return err
+	}
+	elapsed := time.Since(start)
+	b.rawRate = float64(n) / elapsed.Seconds()
+	// Correctness: every write landed.
+	var list togetherv1.TogetherFineTuneList
+	if err := b.k8s.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		return err
+	}
+	for _, ft := range list.Items {
+		if ft.Status.Step != 1 {
+			return fmt.Errorf("raw write to %s missing", ft.Name)
+		}
+	}
+	b.add(row{Scenario: "raw status updates, 16 writers", Value: b.rawRate, Unit: "writes/s", Goal: "baseline", Pass: true})
+	return nil
+}
+
+// sender posts signed events to the endpoint and retries what the endpoint
+// asks it to retry (503), as a real sender does.
+type sender struct {
+	url  string
+	http *http.Client
+}
+
+func newSender(base string) *sender {
+	tr := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute}
+	return &sender{url: base, http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+}
+
+func checkpoint(id, jobID string, step int64) []byte {
+	body, _ := json.Marshal(map[string]any{
+		"id": id, "type": "fine_tune.checkpoint", "created_at": time.Now().UTC().Format(time.RFC3339),
+		"data": map[string]any{"fine_tune_id": jobID, "step": step, "loss": 1.0 / float64(step+1)},
+	})
+	return body
+}
+
+// post sends one event until it gets a final answer, and returns that code
+// and the latency of the final attempt.
+func (s *sender) post(ctx context.Context, path string, body []byte) (int, time.Duration, error) {
+	for attempt := 0; ; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url+path, bytes.NewReader(body))
+		if err != nil {
+			return 0, 0, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(signing.HeaderSignature, signing.Hex([]byte(benchSecret), body))
+		t := time.Now()
+		resp, err := s.http.Do(req)
+		lat := time.Since(t)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				return resp.StatusCode, lat, nil
+			}
+		}
+		if attempt >= 20 {
+			return 0, lat, fmt.Errorf("no final answer after %d attempts (last error %v)", attempt+1, err)
+		}
+		select {
+		case <-time.After(time.Duration(attempt+1) * 20 * time.Millisecond):
+		case <-ctx.Done():
+			return 0, lat, ctx.Err()
+		}
+	}
+}
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(float64(len(s)-1) * p)
+	return s[i]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// intake runs the intake scenarios against the real endpoint: a manager's
+// cache and indexes, the Applier and webhook.Server listening on a port,
+// wired as operator.Setup wires them. The reconcilers are left out so that
+// the figures are the intake's own and the correctness checks see only its
+// writes.
+func (b *bench) intake(ctx context.Context) error {
+	const ns = "intake"
+	if err := b.namespace(ctx, ns); err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(b.cfg, ctrl.Options{Scheme: b.scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	if err != nil {
+		return err
+	}
+	if err := tevents.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
+	applier := &tevents.Applier{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("together-events")}
+	srv := &webhook.Server{Addr: "127.0.0.1:0", Client: mgr.GetClient(), SecretReader: mgr.GetAPIReader(), Applier: applier, Recorder: mgr.GetEventRecorder("together-events")}
+	if err := mgr.Add(srv); err != nil {
+		return err
+	}
+	mctx, stop := context.WithCancel(ctx)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- mgr.Start(mctx) }()
+	defer func() { stop(); <-errc }()
+
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hook"}, StringData: map[string]string{"secret": benchSecret}}
+	if err := b.k8s.Create(ctx, secret); err != nil {
+		return err
+	}
+	sub := &togetherv1.TogetherWebhookSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hook"},
+		Spec: togetherv1.TogetherWebhookSubscriptionSpec{SecretRef: togetherv1.WebhookSecretRef{Name: secret.Name}}}
+	if err := b.k8s.Create(ctx, sub); err != nil {
+		return err
+	}
+	n := b.sz.distinct
+	if err := b.createFineTunes(ctx, ns, "d", n); err != nil {
+		return err
+	}
+	if err := b.createFineTunes(ctx, ns, "burst", b.sz.burstCRs); err != nil {
+		return err
+	}
+	addr, err := srv.ListenAddr(ctx)
+	if err != nil {
+		return err
+	}
+	// Wait until the cache holds every object the events name, as Running.
+	if err := waitFor(ctx, time.Minute, func() bool {
+		var l togetherv1.TogetherFineTuneList
+		if mgr.GetClient().List(ctx, &l, client.InNamespace(ns)) != nil || len(l.Items) != n+b.sz.burstCRs {
+			return false
+		}
+		for _, ft := range l.Items {
+			if ft.Status.Phase != togetherv1.FineTuneRunning {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return fmt.Errorf("cache never saw the fine-tunes: %w", err)
+	}
+	s := newSender("http://" + addr.String())
+	path := webhook.PathFor(ns, sub.Name)
+	// Warm the connection pool and the secret cache outside the measurement.
+	if code, _, err := s.post(ctx, path, []byte(`{}`)); err != nil || code != http.StatusBadRequest {
+		return fmt.Errorf("warm-up: code %d, %v", code, err)
+	}
+
+	if err := b.distinct(ctx, s, path, ns, n); err != nil {
+		return err
+	}
+	if err := b.burst(ctx, s, path, ns); err != nil {
+		return err
+	}
+	return b.steady(ctx, s, path, ns, n)
+}
+
+func waitFor(ctx context.Context, limit time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %s", limit)
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// distinct sends one checkpoint to each of n fine-tunes from 16 senders:
+// group commit cannot help, so the best possible ratio is 1.0.
+func (b *bench) distinct(ctx context.Context, s *sender, path, ns string, n int) error {
+	lats := make([]time.Duration, n)
+	start := time.Now()
+	if err := parallel(n, b.sz.senders, func(i int) error {
+		code, lat, err := s.post(ctx, path, checkpoint(fmt.Sprintf("d-%d-1", i), fmt.Sprintf("d-%d", i), 1))
+		if err != nil {
+			return err
+		}
+		if code != http.StatusOK {
+			return fmt.Errorf("event d-%d-1 answered %d", i, code)
+		}
+		lats[i] = lat
+		return nil
+	}); err != nil {
+		return err
+	}
+	rate := float64(n) / time.Since(start).Seconds()
+	if err := b.checkDistinct(ctx, ns, n, 1); err != nil {
+		return err
+	}
+	ratio := rate / b.rawRate
+	b.add(row{Scenario: "distinct-CR ingest, 16 senders", Value: rate, Unit: "events/s", Baseline: b.rawRate, Ratio: ratio, Goal: "ratio >= 0.8", Pass: ratio >= 0.8})
+	p50, p99 := percentile(lats, 0.5), percentile(lats, 0.99)
+	b.add(row{Scenario: "distinct-CR ingest ack p50", Value: ms(p50), Unit: "ms", Goal: "-", Pass: true})
+	b.add(row{Scenario: "distinct-CR ingest ack p99", Value: ms(p99), Unit: "ms", Goal: "< 50 ms", Pass: p99 < 50*time.Millisecond})
+	return nil
+}
+
+// checkDistinct verifies that every fine-tune d-i holds exactly the events
+// d-i-1..d-i-upto, in order, and is at step upto: every acknowledged event's
+// effect is present and nothing else is.
+func (b *bench) checkDistinct(ctx context.Context, ns string, n int, upto int64) error {
+	var list togetherv1.TogetherFineTuneList
+	if err := b.k8s.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		return err
+	}
+	seen := 0
+	for _, ft := range list.Items {
+		if len(ft.Name) < 2 || ft.Name[:2] != "d-" {
+			continue
+		}
+		seen++
+		want := make([]string, 0, upto)
+		for k := int64(1); k <= upto; k++ {
+			want = append(want, fmt.Sprintf("%s-%d", ft.Name, k))
+		}
+		if ft.Status.Step != upto || !slices.Equal(ft.Status.ProcessedEvents, want) || ft.Status.Phase != togetherv1.FineTuneRunning {
+			return fmt.Errorf("%s: step %d, phase %s, processed %v; want step %d, Running, %v",
+				ft.Name, ft.Status.Step, ft.Status.Phase, ft.Status.ProcessedEvents, upto, want)
+		}
+	}
+	if seen != n {
+		return fmt.Errorf("found %d fine-tunes, want %d", seen, n)
+	}
+	return nil
+}
+
+// burst is a checkpoint storm: each of a few fine-tunes gets burstPerCR
+// checkpoints from 16 senders at once. Group commit merges what arrives
+// during a write into the next one, so the rate can exceed the write rate.
+func (b *bench) burst(ctx context.Context, s *sender, path, ns string) error {
+	crs, per := b.sz.burstCRs, b.sz.burstPerCR
+	total := crs * per
+	start := time.Now()
+	// Event i goes to CR i%crs with step i/crs+1: every CR's steps arrive
+	// roughly in order but from many senders at once.
+	if err := parallel(total, b.sz.senders, func(i int) error {
+		cr, step := i%crs, int64(i/crs+1)
+		code, _, err := s.post(ctx, path, checkpoint(fmt.Sprintf("burst-%d-%d", cr, step), fmt.Sprintf("burst-%d", cr), step))
+		if err != nil {
+			return err
+		}
+		if code != http.StatusOK {
+			return fmt.Errorf("burst event answered %d", code)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	rate := float64(total) / time.Since(start).Seconds()
+	for c := 0; c < crs; c++ {
+		ft := &togetherv1.TogetherFineTune{}
+		if err := b.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: fmt.Sprintf("burst-%d", c)}, ft); err != nil {
+			return err
+		}
+		if ft.Status.Step != int64(per) {
+			return fmt.Errorf("burst-%d ends at step %d, want the last checkpoint %d", c, ft.Status.Step, per)
+		}
+		cps := ft.Status.Checkpoints
+		if len(cps) != togetherv1.MaxCheckpoints || cps[len(cps)-1].Step != int64(per) || cps[0].Step != int64(per-togetherv1.MaxCheckpoints+1) {
+			return fmt.Errorf("burst-%d keeps checkpoints %v, want the last %d", c, cps, togetherv1.MaxCheckpoints)
+		}
+	}
+	ratio := rate / b.rawRate
+	b.add(row{Scenario: fmt.Sprintf("same-CR burst, %d CRs x %d checkpoints", crs, per), Value: rate, Unit: "events/s",
+		Baseline: b.rawRate, Ratio: ratio, Goal: "ratio >= 3", Pass: ratio >= 3})
+	return nil
+}
+
+// steady sends a second checkpoint to each distinct fine-tune at a fixed
+// rate, open loop: a slow answer does not slow the next send, so queueing
+// shows up in the latency instead of hiding in a lower rate.
+func (b *bench) steady(ctx context.Context, s *sender, path, ns string, n int) error {
+	count := min(n, int(float64(b.sz.steadyRate)*b.sz.steadyFor.Seconds()))
+	lats := make([]time.Duration, count)
+	errs := make([]error, count)
+	tick := time.NewTicker(time.Second / time.Duration(b.sz.steadyRate))
+	defer tick.Stop()
+	var wg sync.WaitGroup
+	for i := 0; i < count; i++ {
+		<-tick.C
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, lat, err := s.post(ctx, path, checkpoint(fmt.Sprintf("d-%d-2", i), fmt.Sprintf("d-%d", i), 2))
+			if err == nil && code != http.StatusOK {
+				err = fmt.Errorf("steady event %d answered %d", i, code)
+			}
+			lats[i], errs[i] = lat, err
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	// The first count fine-tunes are at step 2, the rest still at 1.
+	var list togetherv1.TogetherFineTuneList
+	if err := b.k8s.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		return err
+	}
+	for _, ft := range list.Items {
+		var i int
+		if _, err := fmt.Sscanf(ft.Name, "d-%d", &i); err != nil {
+			continue
+		}
+		want := []string{ft.Name + "-1"}
+		if i < count {
+			want = append(want, ft.Name+"-2")
+		}
+		if ft.Status.Step != int64(len(want)) || !slices.Equal(ft.Status.ProcessedEvents, want) {
+			return fmt.Errorf("%s after the steady run: step %d, processed %v; want %v", ft.Name, ft.Status.Step, ft.Status.ProcessedEvents, want)
+		}
+	}
+	p50, p99 := percentile(lats, 0.5), percentile(lats, 0.99)
+	b.add(row{Scenario: fmt.Sprintf("ack p50 at %d events/s", b.sz.steadyRate), Value: ms(p50), Unit: "ms", Goal: "-", Pass: true})
+	b.add(row{Scenario: fmt.Sprintf("ack p99 at %d events/s", b.sz.steadyRate), Value: ms(p99), Unit: "ms", Goal: "< 50 ms", Pass: p99 < 50*time.Millisecond})
+	return nil
+}
