@@ -1,0 +1,63 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/together-operator/together-operator/internal/events"
+	"github.com/together-operator/together-operator/internal/signing"
+)
+
+func TestSendSignsBothWays(t *testing.T) {
+	got := make(chan events.Envelope, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		okHex := signing.VerifyHex(r.Header.Get(signing.HeaderSignature), body, []byte("s3cret"))
+		okStd := signing.VerifyStandard(r.Header.Get(signing.HeaderWebhookID), r.Header.Get(signing.HeaderWebhookTimestamp),
+			r.Header.Get(signing.HeaderWebhookSignature), body, time.Now(), time.Minute, []byte("s3cret"))
+		if !okHex || !okStd {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		var env events.Envelope
+		_ = json.Unmarshal(body, &env)
+		got <- env
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	var out bytes.Buffer
+	err := run([]string{"send", "--url", srv.URL, "--secret", "s3cret", "--type", "fine_tune.completed", "--data", `{"fine_tune_id":"ft-1","model_name":"u/m"}`}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := <-got
+	if env.Type != "fine_tune.completed" || !strings.Contains(string(env.Data), "ft-1") || env.ID == "" {
+		t.Errorf("envelope = %+v", env)
+	}
+	if strings.Contains(out.String(), "s3cret") {
+		t.Error("the secret was printed")
+	}
+}
+
+func TestSendRejectsBadInput(t *testing.T) {
+	if err := run([]string{"send", "--url", "http://127.0.0.1:1", "--secret", "s", "--type", "x", "--data", "{"}, io.Discard); err == nil {
+		t.Error("invalid --data accepted")
+	}
+	if err := run([]string{"send", "--type", "x"}, io.Discard); err == nil {
+		t.Error("missing --url/--secret accepted")
+	}
+}
+
+func TestSendFailsOnRejection(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusUnauthorized) }))
+	defer srv.Close()
+	if err := run([]string{"send", "--url", srv.URL, "--secret", "s", "--type", "batch.done"}, io.Discard); err == nil {
+		t.Error("a 401 from the receiver was reported as success")
+	}
+}

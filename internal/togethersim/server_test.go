@@ -1,0 +1,289 @@
+package togethersim_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	"time"
+
+	"github.com/together-operator/together-operator/internal/events"
+	"github.com/together-operator/together-operator/internal/signing"
+	"github.com/together-operator/together-operator/internal/together"
+	"github.com/together-operator/together-operator/internal/togethersim"
+)
+
+const (
+	key    = "sim-key"
+	secret = "whsec-test"
+)
+
+func start(t *testing.T, o togethersim.Options) *togethersim.Server {
+	t.Helper()
+	o.APIKey = key
+	o.DeliveryRetryMin, o.DeliveryRetryMax = time.Millisecond, 5*time.Millisecond
+	s := togethersim.New(o)
+	if _, err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func client(t *testing.T, s *togethersim.Server) *together.Client {
+	t.Helper()
+	c, err := together.New(together.Options{BaseURL: s.URL(), APIKey: key, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// receiver verifies both signature forms and hands each verified envelope
+// to the channel; status decides each answer (nil: 200).
+func receiver(t *testing.T, status func(n int64) int) (string, <-chan events.Envelope) {
+	t.Helper()
+	ch := make(chan events.Envelope, 100)
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if !signing.VerifyHex(r.Header.Get(signing.HeaderSignature), body, []byte(secret)) ||
+			!signing.VerifyStandard(r.Header.Get(signing.HeaderWebhookID), r.Header.Get(signing.HeaderWebhookTimestamp),
+				r.Header.Get(signing.HeaderWebhookSignature), body, time.Now(), time.Minute, []byte(secret)) {
+			t.Errorf("delivery with bad signatures: %s", body)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		if status != nil {
+			if code := status(n.Add(1)); code != http.StatusOK {
+				w.WriteHeader(code)
+				return
+			}
+		}
+		var env events.Envelope
+		if err := json.Unmarshal(body, &env); err != nil {
+			t.Errorf("bad envelope: %v", err)
+		}
+		ch <- env
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, ch
+}
+
+func recv(t *testing.T, ch <-chan events.Envelope) events.Envelope {
+	t.Helper()
+	select {
+	case e := <-ch:
+		return e
+	case <-time.After(5 * time.Second):
+		t.Fatal("no delivery within 5s")
+		return events.Envelope{}
+	}
+}
+
+func TestRequiresKey(t *testing.T) {
+	s := start(t, togethersim.Options{})
+	resp, err := http.Get(s.URL() + "/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), `"invalid_api_key"`) {
+		t.Errorf("no key: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestFineTuneEventsAreDelivered(t *testing.T) {
+	ctx := context.Background()
+	s := start(t, togethersim.Options{TotalSteps: 2})
+	url, ch := receiver(t, nil)
+	s.RegisterWebhook(url, nil, secret)
+	c := client(t, s)
+	f := s.AddFile("t.jsonl", "fine-tune", []byte(`{"text":"x"}`))
+	ft, err := c.CreateFineTune(ctx, together.CreateFineTuneRequest{Model: "org/base", TrainingFile: f.ID, Suffix: "sfx"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		s.Advance()
+	}
+	var types []string
+	var completed events.FineTuneCompleted
+	for range 3 {
+		e := recv(t, ch)
+		types = append(types, e.Type)
+		if e.Type == "fine_tune.completed" {
+			_ = json.Unmarshal(e.Data, &completed)
+		}
+	}
+	if strings.Join(types, ",") != "fine_tune.checkpoint,fine_tune.checkpoint,fine_tune.completed" {
+		t.Errorf("event types = %v", types)
+	}
+	if completed.FineTuneID != ft.ID || !strings.Contains(completed.ModelName, "-sfx-") || completed.EvalLoss == nil {
+		t.Errorf("completed = %+v", completed)
+	}
+}
+
+func TestDeliveryRetriesNon2xx(t *testing.T) {
+	s := start(t, togethersim.Options{})
+	url, ch := receiver(t, func(n int64) int {
+		if n <= 2 {
+			return http.StatusBadGateway
+		}
+		return http.StatusOK
+	})
+	s.RegisterWebhook(url, []string{"model.deprecated"}, secret)
+	s.DeprecateModel("m", "m2", "2027-01-01")
+	e := recv(t, ch)
+	var d events.ModelDeprecated
+	_ = json.Unmarshal(e.Data, &d)
+	if d.ModelID != "m" || d.ReplacementModel != "m2" || d.SunsetDate != "2027-01-01" {
+		t.Errorf("data = %+v", d)
+	}
+}
+
+func TestDeliveryFaults(t *testing.T) {
+	t.Run("drop", func(t *testing.T) {
+		s := start(t, togethersim.Options{})
+		url, ch := receiver(t, nil)
+		s.RegisterWebhook(url, nil, secret)
+		s.Faults().SetDelivery(1, 0, 0, 0)
+		s.DeprecateModel("dropped", "x", "2027-01-01")
+		s.Faults().SetDelivery(0, 0, 0, 0)
+		s.DeprecateModel("kept", "x", "2027-01-01")
+		// The sender is sequential, so "kept" arriving first proves the
+		// earlier one was dropped, not late.
+		if e := recv(t, ch); !strings.Contains(string(e.Data), "kept") {
+			t.Errorf("first delivery = %s, want the one after the drop", e.Data)
+		}
+	})
+	t.Run("duplicate", func(t *testing.T) {
+		s := start(t, togethersim.Options{})
+		url, ch := receiver(t, nil)
+		s.RegisterWebhook(url, nil, secret)
+		s.Faults().SetDelivery(0, 1, 0, 0)
+		s.DeprecateModel("m", "x", "2027-01-01")
+		if a, b := recv(t, ch), recv(t, ch); a.ID != b.ID {
+			t.Errorf("duplicate ids differ: %s %s", a.ID, b.ID)
+		}
+	})
+	t.Run("reorder", func(t *testing.T) {
+		s := start(t, togethersim.Options{})
+		url, ch := receiver(t, nil)
+		s.RegisterWebhook(url, nil, secret)
+		s.Faults().SetDelivery(0, 0, 5, 0)
+		var order []string
+		for _, m := range []string{"m0", "m1", "m2", "m3", "m4"} {
+			s.DeprecateModel(m, "x", "2027-01-01")
+		}
+		for range 5 {
+			var d events.ModelDeprecated
+			_ = json.Unmarshal(recv(t, ch).Data, &d)
+			order = append(order, d.ModelID)
+		}
+		if strings.Join(order, ",") == "m0,m1,m2,m3,m4" {
+			t.Errorf("deliveries kept their order with a reorder window: %v", order)
+		}
+	})
+	t.Run("delay", func(t *testing.T) {
+		s := start(t, togethersim.Options{})
+		url, ch := receiver(t, nil)
+		s.RegisterWebhook(url, nil, secret)
+		s.Faults().SetDelivery(0, 0, 0, 150*time.Millisecond)
+		begin := time.Now()
+		s.DeprecateModel("m", "x", "2027-01-01")
+		recv(t, ch)
+		if d := time.Since(begin); d < 150*time.Millisecond {
+			t.Errorf("delivered after %v, before the 150ms delay", d)
+		}
+	})
+}
+
+func TestRouteFaults(t *testing.T) {
+	s := start(t, togethersim.Options{})
+	c := client(t, s)
+	ctx := context.Background()
+	s.Faults().SetRoute(http.MethodGet, "/v1/batches", togethersim.RouteFault{Status: 429, RetryAfter: 1500 * time.Millisecond, Times: 1})
+	_, err := c.ListBatches(ctx)
+	var api *together.APIError
+	if !together.IsRateLimited(err) || !asAPI(err, &api) || api.RetryAfter != 2*time.Second {
+		t.Errorf("429 fault: %v (%+v)", err, api)
+	}
+	if _, err := c.ListBatches(ctx); err != nil {
+		t.Errorf("fault outlived Times: %v", err)
+	}
+	s.Faults().SetRoute("", "/v1/models", togethersim.RouteFault{Delay: 100 * time.Millisecond, Times: 1})
+	begin := time.Now()
+	if _, err := c.ListModels(ctx); err != nil || time.Since(begin) < 100*time.Millisecond {
+		t.Errorf("slow route: err %v after %v", err, time.Since(begin))
+	}
+	s.Faults().RejectKey(true)
+	if _, err := c.ListModels(ctx); !together.IsUnauthorized(err) {
+		t.Errorf("rejected key: %v", err)
+	}
+	calls := s.Calls()
+	if last := calls[len(calls)-1]; last.Status != http.StatusUnauthorized || last.Path != "/v1/models" {
+		t.Errorf("last call = %+v", last)
+	}
+}
+
+func asAPI(err error, target **together.APIError) bool {
+	e, ok := err.(*together.APIError)
+	*target = e
+	return ok
+}
+
+func TestBatchScripts(t *testing.T) {
+	ctx := context.Background()
+	s := start(t, togethersim.Options{})
+	c := client(t, s)
+	url, ch := receiver(t, nil)
+	s.RegisterWebhook(url, []string{"batch.done"}, secret)
+	s.SetBatchScript(func(r together.CreateBatchRequest) bool { return r.ModelID == "fail" }, togethersim.BatchOutcome{Fail: "invalid input format"})
+	s.SetBatchScript(func(r together.CreateBatchRequest) bool { return r.ModelID == "slow" }, togethersim.BatchOutcome{Expire: true})
+	f := s.AddFile("in.jsonl", "batch-api", []byte(`{"custom_id":"a","body":{}}`))
+	want := map[string]together.BatchStatus{}
+	for _, m := range []string{"fail", "slow"} {
+		b, err := c.CreateBatch(ctx, together.CreateBatchRequest{InputFileID: f.ID, Endpoint: "/v1/chat/completions", ModelID: m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[b.ID] = map[string]together.BatchStatus{"fail": together.BatchFailed, "slow": together.BatchExpired}[m]
+	}
+	for range 10 {
+		s.Advance()
+	}
+	for range 2 {
+		var d events.BatchDone
+		_ = json.Unmarshal(recv(t, ch).Data, &d)
+		if together.BatchStatus(d.Status) != want[d.BatchID] || d.Error == "" {
+			t.Errorf("batch.done = %+v, want status %s", d, want[d.BatchID])
+		}
+	}
+	if _, err := c.CreateBatch(ctx, together.CreateBatchRequest{InputFileID: "missing", Endpoint: "/v1/chat/completions"}); !together.IsInvalidRequest(err) {
+		t.Errorf("missing input file: %v", err)
+	}
+}
+
+func TestClockAdvancesOnItsOwn(t *testing.T) {
+	s := start(t, togethersim.Options{StepInterval: 5 * time.Millisecond})
+	c := client(t, s)
+	e, err := c.CreateEndpoint(context.Background(), together.CreateEndpointRequest{Model: "m", Hardware: "h", Autoscaling: together.Autoscaling{MinReplicas: 1, MaxReplicas: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	NewWithT(t).Eventually(func() (together.EndpointState, error) {
+		got, err := c.GetEndpoint(context.Background(), e.ID)
+		if err != nil {
+			return "", err
+		}
+		return got.State, nil
+	}, 5*time.Second, 5*time.Millisecond).Should(Equal(together.EndpointStarted))
+}
