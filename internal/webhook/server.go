@@ -54,7 +54,11 @@ type Server struct {
 	MaxBodyBytes int64
 	// AckTimeout bounds how long a delivery waits for its write.
 	AckTimeout time.Duration
-	Now        func() time.Time
+	// ReadHeaderTimeout bounds how long a client may take to send its
+	// headers, so that a slow client cannot hold a connection open; the
+	// default is 5s. Tests shorten it to see a slow client cut off.
+	ReadHeaderTimeout time.Duration
+	Now               func() time.Time
 
 	initOnce sync.Once
 	secrets  *secretCache
@@ -76,6 +80,9 @@ func (s *Server) init() {
 		}
 		if s.AckTimeout == 0 {
 			s.AckTimeout = 15 * time.Second
+		}
+		if s.ReadHeaderTimeout == 0 {
+			s.ReadHeaderTimeout = 5 * time.Second
 		}
 		s.secrets = &secretCache{reader: s.SecretReader, ttl: 30 * time.Second, minRefresh: time.Second, now: s.Now}
 		s.addr = make(chan net.Addr, 1)
@@ -102,7 +109,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.init()
 	srv := &http.Server{
 		Handler:           s.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
+		ReadHeaderTimeout: s.ReadHeaderTimeout,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      s.AckTimeout + 5*time.Second,
 		IdleTimeout:       60 * time.Second,

@@ -1,0 +1,268 @@
+package fault
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	tevents "github.com/together-operator/together-operator/internal/events"
+	"github.com/together-operator/together-operator/internal/together"
+)
+
+// delivery is one POST a sender makes.
+type delivery struct {
+	id   string
+	body []byte
+}
+
+// workload is, per fine-tune, its events in the order they happened:
+// checkpoints 1..steps, then completion.
+func workload(jobs map[string]togetherv1.TogetherFineTuneStatus, steps int) map[string][][]byte {
+	out := map[string][][]byte{}
+	for job := range jobs {
+		for s := 1; s <= steps; s++ {
+			out[job] = append(out[job], checkpointBody(fmt.Sprintf("%s-cp-%d", job, s), job, int64(s)))
+		}
+		out[job] = append(out[job], completedBody(job+"-done", job))
+	}
+	return out
+}
+
+// interleave flattens a workload into one stream, jobs interleaved, each
+// job's events in order.
+func interleave(sent map[string][][]byte) []delivery {
+	var out []delivery
+	for i := 0; ; i++ {
+		added := false
+		for _, bodies := range sent {
+			if i < len(bodies) {
+				ev, err := tevents.Decode(bodies[i])
+				Expect(err).NotTo(HaveOccurred())
+				out = append(out, delivery{id: ev.ID, body: bodies[i]})
+				added = true
+			}
+		}
+		if !added {
+			return out
+		}
+	}
+}
+
+// chaos applies a webhook sender's delivery faults, as the simulator's
+// SetDelivery knobs describe them: each delivery is duplicated with
+// probability dup, the stream is shuffled within windows of reorder, and a
+// fraction delayed is held back and sent after a delay.
+func chaos(stream []delivery, dup float64, reorder int, delayed float64, seed uint64) (now, later []delivery) {
+	rng := rand.New(rand.NewPCG(seed, seed^0xc4a05))
+	var all []delivery
+	for _, d := range stream {
+		all = append(all, d)
+		if rng.Float64() < dup {
+			all = append(all, d)
+		}
+	}
+	for start := 0; start < len(all); start += reorder {
+		w := all[start:min(start+reorder, len(all))]
+		rng.Shuffle(len(w), func(i, j int) { w[i], w[j] = w[j], w[i] })
+	}
+	for _, d := range all {
+		if rng.Float64() < delayed {
+			later = append(later, d)
+		} else {
+			now = append(now, d)
+		}
+	}
+	return now, later
+}
+
+// send delivers the stream from senders goroutines, and the held-back
+// deliveries after delay, and waits for all of them.
+func send(s *sender, path string, now, later []delivery, senders int, delay time.Duration) {
+	GinkgoHelper()
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for w := 0; w < senders; w++ {
+		wg.Add(1)
+		go func() {
+			defer GinkgoRecover()
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(now) {
+					return
+				}
+				s.deliver(i, path, now[i].id, now[i].body, time.Minute)
+			}
+		}()
+	}
+	for i, d := range later {
+		wg.Add(1)
+		go func() {
+			defer GinkgoRecover()
+			defer wg.Done()
+			<-time.After(delay)
+			s.deliver(i, path, d.id, d.body, time.Minute)
+		}()
+	}
+	wg.Wait()
+}
+
+var _ = Describe("Sender chaos", func() {
+	It("converges every fine-tune to the in-order result under duplicates, reordering and delays", func() {
+		// 2,000 events in `make test`, 10,000 under SOAK=1.
+		crs, steps := 8, 249
+		if soak {
+			crs, steps = 20, 499
+		}
+		f := newFixture("chaos")
+		jobs := f.runningFineTunes("job", crs)
+		in := startIntake(nil)
+		defer in.stop()
+		waitCached(in, f, jobs)
+
+		sent := workload(jobs, steps)
+		stream := interleave(sent)
+		Expect(len(stream)).To(Equal(crs * (steps + 1)))
+		now, later := chaos(stream, 0.30, 64, 0.05, 7)
+		Expect(len(now) + len(later)).To(BeNumerically(">", len(stream)*12/10), "the chaos must add duplicates")
+		log := newLedger()
+		s := newSender(func(int) string { return in.url }, log)
+		send(s, f.path, now, later, 16, 300*time.Millisecond)
+
+		expectConverged(f, jobs, sent, log, true)
+		for job := range jobs {
+			got := getFineTune(f, job)
+			Expect(got.Status.Phase).To(Equal(togetherv1.FineTuneSucceeded))
+			Expect(got.Status.Step).To(Equal(int64(steps)))
+		}
+	})
+})
+
+var _ = Describe("Two replicas", func() {
+	It("applies nothing twice when senders and retries are split across two endpoints", func() {
+		crs, steps := 6, 99
+		if soak {
+			crs, steps = 12, 399
+		}
+		f := newFixture("replicas")
+		jobs := f.runningFineTunes("job", crs)
+		// The poller of the leader reads these jobs once at start: running,
+		// no new events, so it adds nothing the senders do not.
+		for job := range jobs {
+			simulator().AddFineTune(together.FineTune{ID: job, Status: together.FineTuneRunning, Model: "base"})
+		}
+		a, b := startReplica(), startReplica()
+		defer a.stop()
+		defer b.stop()
+		waitCached(a.intake, f, jobs)
+		waitCached(b.intake, f, jobs)
+
+		sent := workload(jobs, steps)
+		now, later := chaos(interleave(sent), 0.30, 32, 0.05, 11)
+		urls := []string{a.url, b.url}
+		log := newLedger()
+		// Delivery i goes to replica i%2; a duplicate of it usually lands
+		// on the other one, so both write the same objects at once.
+		s := newSender(func(i int) string { return urls[i%2] }, log)
+		send(s, f.path, now, later, 16, 200*time.Millisecond)
+
+		expectConverged(f, jobs, sent, log, true)
+		Eventually(func() int { return leaders(a, b) }).Should(Equal(1), "exactly one replica runs the reconcilers and the poller")
+	})
+})
+
+func getFineTune(f fixture, name string) *togetherv1.TogetherFineTune {
+	GinkgoHelper()
+	ft := &togetherv1.TogetherFineTune{}
+	Expect(k8s.Get(ctx, keyOf(f, name), ft)).To(Succeed())
+	return ft
+}
+
+var _ = Describe("Manager restart mid-stream", func() {
+	It("loses nothing acknowledged and applies nothing twice when the manager stops and a new one starts", func() {
+		crs, steps := 6, 149
+		if soak {
+			crs, steps = 12, 499
+		}
+		f := newFixture("restart")
+		jobs := f.runningFineTunes("job", crs)
+		first := startIntake(nil)
+		waitCached(first, f, jobs)
+		var current atomic.Pointer[string]
+		current.Store(&first.url)
+
+		sent := workload(jobs, steps)
+		now, later := chaos(interleave(sent), 0.1, 16, 0, 3)
+		log := newLedger()
+		s := newSender(func(int) string { return *current.Load() }, log)
+		done := make(chan struct{})
+		go func() {
+			defer GinkgoRecover()
+			defer close(done)
+			send(s, f.path, now, later, 8, 0)
+		}()
+
+		// Restart twice while events flow: stop the manager the senders
+		// use (all its runnables), start a fresh one, point them at it.
+		cur := first
+		for r := 1; r <= 2; r++ {
+			Eventually(func() int { log.mu.Lock(); defer log.mu.Unlock(); return len(log.final) }).
+				Should(BeNumerically(">", len(now)*r/4))
+			cur.stop()
+			cur = startIntake(nil)
+			current.Store(&cur.url)
+		}
+		defer cur.stop()
+		Eventually(done, 3*time.Minute).Should(BeClosed())
+		Expect(log.retried(0)+log.retried(http.StatusServiceUnavailable)).To(BeNumerically(">", 0), "the restarts must have interrupted deliveries")
+		expectConverged(f, jobs, sent, log, false)
+	})
+})
+
+// keyOf names a fine-tune of a fixture.
+func keyOf(f fixture, name string) client.ObjectKey {
+	return client.ObjectKey{Namespace: f.ns, Name: name}
+}
+
+var _ = Describe("API server outage", Ordered, func() {
+	It("answers 503 while the API server is down and, after it is back, has lost and doubled nothing", func() {
+		crs, steps := 4, 149
+		if soak {
+			crs, steps = 8, 499
+		}
+		f := newFixture("outage")
+		jobs := f.runningFineTunes("job", crs)
+		in := startIntake(nil)
+		defer in.stop()
+		waitCached(in, f, jobs)
+
+		sent := workload(jobs, steps)
+		now, later := chaos(interleave(sent), 0.1, 16, 0, 5)
+		log := newLedger()
+		s := newSender(func(int) string { return in.url }, log)
+		done := make(chan struct{})
+		go func() {
+			defer GinkgoRecover()
+			defer close(done)
+			send(s, f.path, now, later, 8, 0)
+		}()
+		Eventually(func() int { log.mu.Lock(); defer log.mu.Unlock(); return len(log.final) }).Should(BeNumerically(">", len(now)/5))
+
+		api := testEnv.ControlPlane.APIServer
+		Expect(api.Stop()).To(Succeed())
+		Eventually(func() int { return log.retried(http.StatusServiceUnavailable) }, 30*time.Second).
+			Should(BeNumerically(">", 0), "the endpoint must answer 503 while it cannot write")
+		Expect(api.Start()).To(Succeed())
+
+		Eventually(done, 3*time.Minute).Should(BeClosed())
+		expectConverged(f, jobs, sent, log, false)
+	})
+})

@@ -1,0 +1,72 @@
+package fault
+
+import (
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	ctrl "sigs.k8s.io/controller-runtime"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/together-operator/together-operator/internal/operator"
+	"github.com/together-operator/together-operator/internal/together"
+	"github.com/together-operator/together-operator/internal/togethersim"
+)
+
+var (
+	simOnce sync.Once
+	sim     *togethersim.Server
+)
+
+// simulator is the Together API the replicas' reconcilers and poller talk
+// to; it is started once and closed with the process.
+func simulator() *togethersim.Server {
+	GinkgoHelper()
+	simOnce.Do(func() {
+		sim = togethersim.New(togethersim.Options{APIKey: "fault-key"})
+		_, err := sim.Start()
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(sim.Close)
+	})
+	return sim
+}
+
+// replica is a whole operator as the manager binary runs it: operator.Setup
+// with leader election on, so reconcilers and the poller run on one replica
+// while both serve the endpoint.
+type replica struct {
+	*intake
+	mgr ctrl.Manager
+}
+
+func startReplica() *replica {
+	GinkgoHelper()
+	s := simulator()
+	api, err := together.New(together.Options{BaseURL: s.URL(), APIKey: "fault-key"})
+	Expect(err).NotTo(HaveOccurred())
+	lease, renew, retry := 4*time.Second, 3*time.Second, 500*time.Millisecond
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		LeaderElection: true, LeaderElectionID: "fault-suite", LeaderElectionNamespace: "default",
+		LeaderElectionReleaseOnCancel: true, LeaseDuration: &lease, RenewDeadline: &renew, RetryPeriod: &retry,
+	})
+	Expect(err).NotTo(HaveOccurred())
+	parts, err := operator.Setup(mgr, operator.Config{API: api, APIKey: "fault-key", BaseURL: s.URL(),
+		EventsAddr: "127.0.0.1:0", PollInterval: time.Hour, ModelsInterval: time.Hour})
+	Expect(err).NotTo(HaveOccurred())
+	return &replica{intake: runIntake(mgr, parts.Events), mgr: mgr}
+}
+
+// leaders counts the replicas that won the election.
+func leaders(rs ...*replica) int {
+	n := 0
+	for _, r := range rs {
+		select {
+		case <-r.mgr.Elected():
+			n++
+		default:
+		}
+	}
+	return n
+}
