@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -112,12 +111,7 @@ func main() {
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "together-operator.together.ai",
 		LeaderElectionNamespace: o.leaderElectNS,
-		Client: client.Options{Cache: &client.CacheOptions{
-			// Secrets are read one at a time, never cached: an informer would
-			// hold every Secret of the cluster in memory. Workloads and
-			// ConfigMaps are read on demand for the same reason.
-			DisableFor: []client.Object{&corev1.Secret{}, &corev1.ConfigMap{}, &appsv1.Deployment{}, &appsv1.StatefulSet{}},
-		}},
+		Client:                  operator.ClientOptions(),
 	})
 	if err != nil {
 		setupLog.Error(err, "unable to create manager")

@@ -2,14 +2,16 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
-	"k8s.io/apimachinery/pkg/api/equality"
+	jsonpatch "github.com/evanphx/json-patch/v5"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// statusPatcher snapshots an object when a reconcile starts and, when the
-// reconcile ends, writes only the status fields that changed. Reconcilers
+// statusPatcher snapshots an object's status when a reconcile starts and,
+// when the reconcile ends, writes only the status fields that changed. Reconcilers
 // defer it right after the Get, the way cluster-api's patch helper is used.
 type statusPatcher struct {
 	c      client.Client
@@ -20,16 +22,39 @@ func newStatusPatcher(c client.Client, obj client.Object) *statusPatcher {
 	return &statusPatcher{c: c, before: obj.DeepCopyObject().(client.Object)}
 }
 
-// patch writes obj's status as a merge patch against the snapshot, guarded by
-// the snapshot's resourceVersion so that a concurrent writer (the event
-// intake) is never overwritten: on conflict the reconcile is retried with
-// fresh state.
+// patch writes the difference between the snapshot's status and obj's status
+// as a JSON merge patch of the status subresource. It is guarded by obj's
+// resourceVersion (what this reconcile last read or wrote), so a concurrent
+// writer such as the event intake is never overwritten: on conflict the
+// reconcile is retried with fresh state. Metadata changes the reconcile made
+// (finalizers) are never part of it, and a status that serialises the same is
+// not written at all.
 func (p *statusPatcher) patch(ctx context.Context, obj client.Object, statusOf func(client.Object) any) error {
-	if equality.Semantic.DeepEqual(statusOf(p.before), statusOf(obj)) {
+	before, err := json.Marshal(map[string]any{"status": statusOf(p.before)})
+	if err != nil {
+		return fmt.Errorf("encoding status: %w", err)
+	}
+	after, err := json.Marshal(map[string]any{"status": statusOf(obj)})
+	if err != nil {
+		return fmt.Errorf("encoding status: %w", err)
+	}
+	diff, err := jsonpatch.CreateMergePatch(before, after)
+	if err != nil {
+		return fmt.Errorf("computing status patch: %w", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(diff, &m); err != nil {
+		return fmt.Errorf("decoding status patch: %w", err)
+	}
+	if len(m) == 0 {
 		return nil
 	}
-	patch := client.MergeFromWithOptions(p.before, client.MergeFromWithOptimisticLock{})
-	if err := p.c.Status().Patch(ctx, obj, patch); err != nil {
+	m["metadata"] = map[string]any{"resourceVersion": obj.GetResourceVersion()}
+	data, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encoding status patch: %w", err)
+	}
+	if err := p.c.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, data)); err != nil {
 		return fmt.Errorf("writing status of %s: %w", client.ObjectKeyFromObject(obj), err)
 	}
 	return nil

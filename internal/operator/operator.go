@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/together-operator/together-operator/internal/controller"
 	tevents "github.com/together-operator/together-operator/internal/events"
@@ -92,4 +95,14 @@ func setupIntake(mgr ctrl.Manager, cfg Config) (*Parts, error) {
 		return nil, fmt.Errorf("adding the poller: %w", err)
 	}
 	return p, nil
+}
+
+// ClientOptions are the manager's client settings. Secrets are read one at a
+// time and never cached: an informer would hold every Secret of the cluster
+// in memory. Workloads and ConfigMaps are read on demand, page by page, for
+// the same reason.
+func ClientOptions() client.Options {
+	return client.Options{Cache: &client.CacheOptions{
+		DisableFor: []client.Object{&corev1.Secret{}, &corev1.ConfigMap{}, &appsv1.Deployment{}, &appsv1.StatefulSet{}},
+	}}
 }

@@ -1,0 +1,106 @@
+package operator
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/together"
+	"github.com/together-operator/together-operator/internal/togethersim"
+)
+
+// This suite runs the whole operator, wired exactly as the manager binary
+// wires it, against a real API server and the Together simulator.
+var (
+	ctx       context.Context
+	cancel    context.CancelFunc
+	testEnv   *envtest.Environment
+	k8s       client.Client
+	sim       *togethersim.Server
+	parts     *Parts
+	eventsURL string
+	scheme    = runtime.NewScheme()
+)
+
+const simKey = "sim-test-key"
+
+func TestOperator(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Operator integration suite")
+}
+
+var _ = BeforeSuite(func() {
+	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	// The machine is shared and small: give the API server and the
+	// reconcilers time, without slowing the specs that pass quickly.
+	SetDefaultEventuallyTimeout(15 * time.Second)
+	SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
+	ctx, cancel = context.WithCancel(context.Background())
+	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
+	Expect(togetherv1.AddToScheme(scheme)).To(Succeed())
+
+	testEnv = &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	cfg, err := testEnv.Start()
+	Expect(err).NotTo(HaveOccurred())
+	k8s, err = client.New(cfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+
+	sim = togethersim.New(togethersim.Options{APIKey: simKey, StepInterval: 20 * time.Millisecond, TotalSteps: 5,
+		DeliveryRetryMin: 20 * time.Millisecond, DeliveryRetryMax: 200 * time.Millisecond})
+	_, err = sim.Start()
+	Expect(err).NotTo(HaveOccurred())
+	api, err := together.New(together.Options{BaseURL: sim.URL(), APIKey: simKey})
+	Expect(err).NotTo(HaveOccurred())
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+		Client: ClientOptions(),
+	})
+	Expect(err).NotTo(HaveOccurred())
+	parts, err = Setup(mgr, Config{API: api, APIKey: simKey, BaseURL: sim.URL(), EventsAddr: "127.0.0.1:0",
+		// A long poll interval: specs that want the poller call PollOnce,
+		// so that what a push does and what a poll does stay apart.
+		PollInterval: time.Hour, ModelsInterval: time.Hour})
+	Expect(err).NotTo(HaveOccurred())
+	go func() {
+		defer GinkgoRecover()
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+	addr, err := parts.Events.ListenAddr(ctx)
+	Expect(err).NotTo(HaveOccurred())
+	eventsURL = "http://" + addr.String()
+})
+
+var _ = AfterSuite(func() {
+	cancel()
+	sim.Close()
+	Expect(testEnv.Stop()).To(Succeed())
+})
+
+var nsCounter int
+
+func newNamespace() string {
+	nsCounter++
+	name := fmt.Sprintf("op-%d", nsCounter)
+	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})).To(Succeed())
+	return name
+}
