@@ -14,7 +14,8 @@
 # applies the samples, lets the simulator push signed events, and prints the
 # resources as they move.
 #
-# Ctrl-C stops everything it started. Logs are under .local/logs/.
+# Ctrl-C stops everything it started. Logs are under .local/logs/ (for the
+# demo, which always starts from an empty control plane, .local/demo/).
 #
 # Settings (environment): LOCAL=1, DEMO=1, TOGETHER_API_KEY, TOGETHER_BASE_URL,
 # APISERVER_PORT (16443), ETCD_PORT (12379), SIM_ADDR (127.0.0.1:8787),
@@ -28,13 +29,22 @@ K8S_VERSION=${K8S_VERSION:-1.37.2}
 ASSETS=${KUBEBUILDER_ASSETS:-$ROOT/bin/k8s/$K8S_VERSION-linux-amd64}
 KUBECTL_BIN=$ASSETS/kubectl
 STATE=$ROOT/.local
+DEMO=${DEMO:-}
+LOCAL=${LOCAL:-}
+if [[ -n $DEMO ]]; then
+	# The demo always runs on a control plane of its own, started empty, so
+	# that it touches neither a real cluster nor the data of `make run`.
+	STATE=$ROOT/.local/demo
+	LOCAL=1
+	rm -rf "$STATE/etcd"
+fi
 LOGS=$STATE/logs
+REL_STATE=${STATE#"$ROOT"/}
+REL_LOGS=${LOGS#"$ROOT"/}
 APISERVER_PORT=${APISERVER_PORT:-16443}
 ETCD_PORT=${ETCD_PORT:-12379}
 ETCD_PEER_PORT=$((ETCD_PORT + 1))
 SIM_ADDR=${SIM_ADDR:-127.0.0.1:8787}
-DEMO=${DEMO:-}
-LOCAL=${LOCAL:-}
 
 # Every process this script starts, so that cleanup stops exactly those.
 PIDS=()
@@ -64,7 +74,7 @@ cleanup() {
 		wait "${PIDS[i]}" 2>/dev/null || true
 	done
 	if ((${#PIDS[@]})); then
-		echo "stopped; logs are in ${LOGS#"$ROOT"/}/, data in ${STATE#"$ROOT"/}/ (delete it to start afresh)"
+		echo "stopped; logs are in $REL_LOGS/, data in $REL_STATE/ (delete it to start afresh)"
 	fi
 	exit "$rc"
 }
@@ -90,7 +100,7 @@ alive() {
 			# On Ctrl-C every process gets the signal too; give the INT
 			# trap a moment so that a clean stop is not reported as a crash.
 			sleep 0.5
-			echo "${NAMES[i]} exited; the end of ${LOGS#"$ROOT"/}/${NAMES[i]}.log:" >&2
+			echo "${NAMES[i]} exited; the end of $REL_LOGS/${NAMES[i]}.log:" >&2
 			tail -n 20 "$LOGS/${NAMES[i]}.log" >&2 || true
 			return 1
 		fi
@@ -118,7 +128,7 @@ if [[ -z $LOCAL ]] && [[ -n ${KUBECONFIG:-} || -f $HOME/.kube/config ]]; then
 	if timeout 8 "$KUBECTL_BIN" version --request-timeout=5s >/dev/null 2>&1; then
 		mode=remote
 	else
-		say "the current kubeconfig does not answer; starting a local control plane under .local/"
+		say "the current kubeconfig does not answer; starting a local control plane under $REL_STATE/"
 	fi
 fi
 
@@ -132,7 +142,7 @@ make_pki() {
 	mkdir -p "$pki"
 	chmod 700 "$pki"
 	if [[ ! -f $pki/apiserver.crt ]]; then
-		say "generating a CA, serving certificate and service-account key in .local/pki"
+		say "generating a CA, serving certificate and service-account key in $REL_STATE/pki"
 		openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=together-operator-local-ca" \
 			-keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
 		openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
@@ -184,7 +194,7 @@ start_control_plane() {
 	write_kubeconfig
 	local pki=$STATE/pki
 
-	say "starting etcd (data in .local/etcd)"
+	say "starting etcd (data in $REL_STATE/etcd)"
 	start etcd "$LOGS/etcd.log" "$ASSETS/etcd" \
 		--name=local \
 		--data-dir="$STATE/etcd" \
@@ -224,7 +234,7 @@ start_control_plane() {
 		fi
 		sleep 0.5
 	done
-	[[ -n $ok ]] || die "kube-apiserver not ready after 60s; see .local/logs/kube-apiserver.log"
+	[[ -n $ok ]] || die "kube-apiserver not ready after 60s; see $REL_LOGS/kube-apiserver.log"
 	# The API server creates the default namespace shortly after readyz.
 	for _ in $(seq 1 40); do
 		kc get namespace default >/dev/null 2>&1 && break
@@ -298,7 +308,7 @@ for _ in $(seq 1 120); do
 	fi
 	sleep 0.5
 done
-[[ -n $ready ]] || die "the manager is not ready after 60s; see .local/logs/manager.log"
+[[ -n $ready ]] || die "the manager is not ready after 60s; see $REL_LOGS/manager.log"
 
 kubectl_rel=${KUBECTL_BIN#"$ROOT"/}
 echo
@@ -308,8 +318,12 @@ if [[ -n $kubeconfig_hint ]]; then
 else
 	echo "    alias kubectl=$KUBECTL_BIN   # or your own kubectl"
 fi
-echo "    kubectl apply -f config/samples/ && kubectl get together"
-echo "(kubectl is $kubectl_rel; logs in .local/logs/; Ctrl-C here stops everything)"
+if [[ -n $DEMO ]]; then
+	echo "    kubectl get together"
+else
+	echo "    kubectl apply -f config/samples/ && kubectl get together"
+fi
+echo "(kubectl is $kubectl_rel; logs in $REL_LOGS/; Ctrl-C here stops everything)"
 echo
 
 # --- Demo -----------------------------------------------------------------
@@ -362,7 +376,7 @@ demo() {
 	if [[ -n $done_all ]]; then
 		say "all three flows finished: fine-tune $ft, batch $batch, migration $mig"
 	else
-		say "not finished after 5 minutes (fine-tune '$ft', batch '$batch', migration '$mig'); see .local/logs/manager.log"
+		say "not finished after 5 minutes (fine-tune '$ft', batch '$batch', migration '$mig'); see $REL_LOGS/manager.log"
 	fi
 	cat <<EOF
 
@@ -370,9 +384,9 @@ Where to look (with the export/alias above):
     kubectl describe tft support-bot          # conditions, checkpoints, the deployed model
     kubectl get configmap nightly-summaries-output -o yaml   # the batch results
     kubectl describe tmm -l together.ai/created-by=deprecation   # what was patched, from what to what
-    kubectl get events --sort-by=.lastTimestamp
+    kubectl get events --sort-by=.metadata.creationTimestamp
     curl -s http://127.0.0.1:8080/metrics | grep '^together_'
-    tail -f .local/logs/manager.log
+    tail -f $REL_LOGS/manager.log
 
 The manager keeps running; Ctrl-C stops it, the simulator and the control plane.
 EOF
@@ -381,7 +395,7 @@ EOF
 if [[ -n $DEMO ]]; then
 	demo
 	# Keep serving so that the user can look around; the manager's log is
-	# in .local/logs/manager.log rather than on screen.
+	# in .local/demo/logs/manager.log rather than on screen.
 	while alive; do sleep 1; done
 	exit 1
 fi
