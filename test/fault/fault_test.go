@@ -132,7 +132,7 @@ var _ = Describe("Sender chaos", func() {
 		stream := interleave(sent)
 		Expect(len(stream)).To(Equal(crs * (steps + 1)))
 		now, later := chaos(stream, 0.30, 64, 0.05, 7)
-		Expect(len(now) + len(later)).To(BeNumerically(">", len(stream)*12/10), "the chaos must add duplicates")
+		Expect(len(now)+len(later)).To(BeNumerically(">", len(stream)*12/10), "the chaos must add duplicates")
 		log := newLedger()
 		s := newSender(func(int) string { return in.url }, log)
 		send(s, f.path, now, later, 16, 300*time.Millisecond)

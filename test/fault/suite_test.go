@@ -58,6 +58,10 @@ func TestFault(t *testing.T) {
 
 var _ = BeforeSuite(func() {
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	// The machine these run on is shared and slow; a wait that times out
+	// should mean something is stuck, not that it is busy.
+	SetDefaultEventuallyTimeout(time.Minute)
+	SetDefaultEventuallyPollingInterval(20 * time.Millisecond)
 	ctx, cancel = context.WithCancel(context.Background())
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
 	Expect(togetherv1.AddToScheme(scheme)).To(Succeed())
@@ -131,10 +135,15 @@ type fixture struct {
 
 func newFixture(prefix string) fixture {
 	GinkgoHelper()
+	return newFixtureWithSecret(prefix, testSecret)
+}
+
+func newFixtureWithSecret(prefix, secret string) fixture {
+	GinkgoHelper()
 	ns := fmt.Sprintf("%s-%d", prefix, nsCount.Add(1))
 	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
 	Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hook"},
-		StringData: map[string]string{"secret": testSecret}})).To(Succeed())
+		StringData: map[string]string{"secret": secret}})).To(Succeed())
 	Expect(k8s.Create(ctx, &togetherv1.TogetherWebhookSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hook"},
 		Spec: togetherv1.TogetherWebhookSubscriptionSpec{SecretRef: togetherv1.WebhookSecretRef{Name: "hook"}}})).To(Succeed())
 	return fixture{ns: ns, path: webhook.PathFor(ns, "hook")}
