@@ -83,11 +83,13 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # start NAME LOGFILE CMD... runs CMD in the background with its output in
-# LOGFILE and remembers it for cleanup.
+# LOGFILE and remembers it for cleanup. CMD runs in a session of its own so
+# that Ctrl-C reaches only this script, which then stops the processes in
+# order: the manager before the API server, the API server before etcd.
 start() {
 	local name=$1 log=$2
 	shift 2
-	"$@" >"$log" 2>&1 &
+	setsid "$@" >"$log" 2>&1 </dev/null &
 	PIDS+=("$!")
 	NAMES+=("$name")
 }
@@ -97,9 +99,6 @@ start() {
 alive() {
 	for i in "${!PIDS[@]}"; do
 		if ! kill -0 "${PIDS[i]}" 2>/dev/null; then
-			# On Ctrl-C every process gets the signal too; give the INT
-			# trap a moment so that a clean stop is not reported as a crash.
-			sleep 0.5
 			echo "${NAMES[i]} exited; the end of $REL_LOGS/${NAMES[i]}.log:" >&2
 			tail -n 20 "$LOGS/${NAMES[i]}.log" >&2 || true
 			return 1
