@@ -118,6 +118,10 @@ func (s *Server) deleteWebhook(w http.ResponseWriter, r *http.Request) {
 type delivery struct {
 	url, secret, id string
 	body            []byte
+	// copies (0 when dropped) and delay are decided when the event
+	// happens, so a test's fault settings apply to the events it causes.
+	copies int
+	delay  time.Duration
 }
 
 // emit queues the event for every subscriber of typ; callers hold s.mu.
@@ -136,7 +140,8 @@ func (s *Server) emit(typ events.Type, data any) {
 	for _, id := range sortedKeys(s.hooks) {
 		h := s.hooks[id]
 		if len(h.Events) == 0 || slices.Contains(h.Events, string(typ)) {
-			s.deliver.enqueue(delivery{url: h.URL, secret: h.secret, id: env.ID, body: body})
+			copies, delay := s.faults.deliveryPlan()
+			s.deliver.enqueue(delivery{url: h.URL, secret: h.secret, id: env.ID, body: body, copies: copies, delay: delay})
 		}
 	}
 }
@@ -255,11 +260,10 @@ func (d *deliverer) take() []delivery {
 // send posts x the planned number of times (0 when dropped), each signed
 // both ways, after the configured delay.
 func (d *deliverer) send(x delivery) {
-	copies, delay := d.s.faults.deliveryPlan()
-	for range copies {
-		if delay > 0 {
+	for range x.copies {
+		if x.delay > 0 {
 			select {
-			case <-time.After(delay):
+			case <-time.After(x.delay):
 			case <-d.ctx.Done():
 				return
 			}
