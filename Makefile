@@ -58,7 +58,7 @@ check-fmt: ## Fail when a file is not gofmt-formatted.
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
 .PHONY: test
-test: check-fmt vet envtest controller-gen ## Run fmt/vet checks, unit tests, fuzz seed corpora and envtest suites.
+test: check-fmt vet envtest controller-gen kustomize crd-ref-docs ## Run fmt/vet checks, unit tests, fuzz seed corpora and envtest suites.
 	go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: test-soak
