@@ -57,7 +57,9 @@ cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	if ((${#PIDS[@]})); then
-		say "stopping ${NAMES[*]}"
+		local order=()
+		for ((i = ${#NAMES[@]} - 1; i >= 0; i--)); do order+=("${NAMES[i]}"); done
+		say "stopping ${order[*]}"
 	fi
 	# Stop in reverse start order: the manager before the API server it
 	# talks to, the API server before etcd.
@@ -79,8 +81,8 @@ cleanup() {
 	exit "$rc"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# Ctrl-C is how a user stops it: a clean stop, so exit 0 and make stays quiet.
+trap 'exit 0' INT TERM
 
 # start NAME LOGFILE CMD... runs CMD in the background with its output in
 # LOGFILE and remembers it for cleanup. CMD runs in a session of its own so
@@ -111,8 +113,9 @@ port_free() {
 	! (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
 }
 
+# need_port HOST PORT HINT fails, saying what to do, when the port is taken.
 need_port() {
-	port_free "$1" "$2" || die "port $2 on $1 is in use (another 'make run'?); stop that process or set $3"
+	port_free "$1" "$2" || die "port $2 on $1 is in use (another 'make run'?): $3"
 }
 
 kc() { "$KUBECTL_BIN" "$@"; }
@@ -129,6 +132,19 @@ if [[ -z $LOCAL ]] && [[ -n ${KUBECONFIG:-} || -f $HOME/.kube/config ]]; then
 	else
 		say "the current kubeconfig does not answer; starting a local control plane under $REL_STATE/"
 	fi
+fi
+
+# Check every port before starting anything, so that a clash fails fast.
+for p in 8080 8081 8090; do
+	need_port 127.0.0.1 "$p" "the manager's metrics (8080), probe (8081) and events (8090) ports must be free"
+done
+if [[ -z ${TOGETHER_API_KEY:-} ]]; then
+	need_port "${SIM_ADDR%:*}" "${SIM_ADDR##*:}" "stop that process or set SIM_ADDR=host:port for the simulator"
+fi
+if [[ $mode == local ]]; then
+	need_port 127.0.0.1 "$ETCD_PORT" "stop that process or set ETCD_PORT (it and the next port are used)"
+	need_port 127.0.0.1 "$ETCD_PEER_PORT" "stop that process or set ETCD_PORT (it and the next port are used)"
+	need_port 127.0.0.1 "$APISERVER_PORT" "stop that process or set APISERVER_PORT"
 fi
 
 # --- Local control plane --------------------------------------------------
@@ -186,9 +202,6 @@ EOF
 }
 
 start_control_plane() {
-	need_port 127.0.0.1 "$ETCD_PORT" ETCD_PORT
-	need_port 127.0.0.1 "$ETCD_PEER_PORT" ETCD_PORT
-	need_port 127.0.0.1 "$APISERVER_PORT" APISERVER_PORT
 	make_pki
 	write_kubeconfig
 	local pki=$STATE/pki
@@ -266,9 +279,6 @@ poll_interval=${POLL_INTERVAL:-}
 if [[ -n ${TOGETHER_API_KEY:-} ]]; then
 	say "using the Together API at ${TOGETHER_BASE_URL:-https://api.together.ai/v1} with \$TOGETHER_API_KEY"
 else
-	sim_host=${SIM_ADDR%:*}
-	sim_port=${SIM_ADDR##*:}
-	need_port "$sim_host" "$sim_port" SIM_ADDR
 	# A key of its own, so the manager is shown to authenticate as it would
 	# against Together.
 	sim_key=local-$(openssl rand -hex 12)
@@ -286,9 +296,6 @@ poll_interval=${poll_interval:-30s}
 
 # --- Manager --------------------------------------------------------------
 
-need_port 0.0.0.0 8080 "(the manager's metrics port)"
-need_port 0.0.0.0 8081 "(the manager's probe port)"
-need_port 0.0.0.0 8090 "(the manager's events port)"
 say "starting the manager (metrics http://127.0.0.1:8080/metrics, events http://127.0.0.1:8090/webhooks/together/<namespace>/<subscription>)"
 start manager "$LOGS/manager.log" env "${mgr_env[@]}" bin/manager \
 	--metrics-bind-address=:8080 --metrics-secure=false \
