@@ -33,9 +33,13 @@ func hexHeader(secret string, body []byte) http.Header {
 }
 
 func standardHeader(secret, id string, at time.Time, body []byte) http.Header {
-	return http.Header{"Content-Type": {"application/json"},
-		signing.HeaderWebhookID: {id}, signing.HeaderWebhookTimestamp: {strconv.FormatInt(at.Unix(), 10)},
-		signing.HeaderWebhookSignature: {signing.Standard([]byte(secret), id, at, body)}}
+	// Set canonicalizes the names, so that Del and Set on a copy act on them.
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set(signing.HeaderWebhookID, id)
+	h.Set(signing.HeaderWebhookTimestamp, strconv.FormatInt(at.Unix(), 10))
+	h.Set(signing.HeaderWebhookSignature, signing.Standard([]byte(secret), id, at, body))
+	return h
 }
 
 // badCorpus builds the kinds of bad delivery, every one aimed at victim (a

@@ -69,7 +69,13 @@ var _ = BeforeSuite(func() {
 		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 	}
-	var err error
+	// A certificate directory of our own survives an API server restart;
+	// envtest regenerates the serving certificate (and the clients' CA no
+	// longer matches) when it allocated the directory itself.
+	certDir, err := os.MkdirTemp("", "fault-apiserver-")
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(os.RemoveAll, certDir)
+	testEnv.ControlPlane.GetAPIServer().CertDir = certDir
 	cfg, err = testEnv.Start()
 	Expect(err).NotTo(HaveOccurred())
 	cfg.QPS, cfg.Burst = 1000, 2000
