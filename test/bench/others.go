@@ -169,7 +169,8 @@ func (b *bench) countMigrated(ctx context.Context, ns string) (int, error) {
 // patches, not event emission.
 type discardRecorder struct{}
 
-func (discardRecorder) Eventf(runtime.Object, runtime.Object, string, string, string, string, ...any) {}
+func (discardRecorder) Eventf(runtime.Object, runtime.Object, string, string, string, string, ...any) {
+}
 
 // poller counts Together API calls per poll cycle with many running jobs:
 // the list endpoint answers all of them, so a steady cycle should cost a
