@@ -108,41 +108,20 @@ var ops = map[string]kindOps{
 			}
 			return ApplyBatch(&b.Status, ev, now)
 		},
-		transition: batchTransition,
 	},
 }
 
+// fineTuneTransition names the Event for a job that started running. The
+// terminal transitions (succeeded, failed, cancelled) are reported by the
+// fine-tune reconciler, which knows the attempt and what happens next; the
+// batch reconciler likewise reports batch outcomes. Each transition thus gets
+// exactly one Event, from the one place that writes it.
 func fineTuneTransition(before, after client.Object) (string, string, string) {
 	b, a := before.(*togetherv1.TogetherFineTune), after.(*togetherv1.TogetherFineTune)
-	if b.Status.Phase == a.Status.Phase {
-		return "", "", ""
-	}
-	switch a.Status.Phase {
-	case togetherv1.FineTuneSucceeded:
-		return "Normal", "JobSucceeded", fmt.Sprintf("Fine-tune job %s completed: model %s", a.Status.JobID, a.Status.OutputModel)
-	case togetherv1.FineTuneFailed:
-		msg := ""
-		if a.Status.Error != nil {
-			msg = fmt.Sprintf(" at step %d: %s", a.Status.Error.Step, a.Status.Error.Message)
-		}
-		return "Warning", "JobFailed", fmt.Sprintf("Fine-tune job %s failed%s", a.Status.JobID, msg)
-	case togetherv1.FineTuneCancelled:
-		return "Normal", "JobCancelled", fmt.Sprintf("Fine-tune job %s was cancelled", a.Status.JobID)
-	case togetherv1.FineTuneRunning:
+	if b.Status.Phase != a.Status.Phase && a.Status.Phase == togetherv1.FineTuneRunning {
 		return "Normal", "JobRunning", fmt.Sprintf("Fine-tune job %s is running", a.Status.JobID)
 	}
 	return "", "", ""
-}
-
-func batchTransition(before, after client.Object) (string, string, string) {
-	b, a := before.(*togetherv1.TogetherBatch), after.(*togetherv1.TogetherBatch)
-	if b.Status.Phase == a.Status.Phase || !a.Status.Phase.IsTerminal() {
-		return "", "", ""
-	}
-	if a.Status.Phase == togetherv1.BatchSucceeded {
-		return "Normal", "BatchSucceeded", fmt.Sprintf("Batch %s completed: %d tokens", a.Status.BatchID, a.Status.TotalTokens)
-	}
-	return "Warning", "Batch" + string(a.Status.Phase), fmt.Sprintf("Batch %s ended %s: %s", a.Status.BatchID, a.Status.Phase, a.Status.Error)
 }
 
 // ErrNoWrite marks a failure to make an event durable; the sender should retry.

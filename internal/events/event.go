@@ -1,10 +1,10 @@
 package events
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
@@ -62,19 +62,44 @@ var ErrUnknownType = errors.New("unknown event type")
 
 const maxIDLength = 256
 
+// wireEnvelope is the push payload decoded in one pass: data is a union of
+// every event type's fields, checked per type afterwards. One pass over the
+// body instead of two (envelope, then data) halves the decode cost, which is
+// most of what the endpoint spends per event before its write.
+type wireEnvelope struct {
+	ID        *string    `json:"id"`
+	Type      *string    `json:"type"`
+	CreatedAt *time.Time `json:"created_at"`
+	Data      *wireData  `json:"data"`
+}
+
+type wireData struct {
+	FineTuneID       string   `json:"fine_tune_id"`
+	ModelName        string   `json:"model_name"`
+	EvalLoss         *float64 `json:"eval_loss"`
+	ErrorMessage     string   `json:"error_message"`
+	Step             *int64   `json:"step"`
+	Loss             *float64 `json:"loss"`
+	BatchID          string   `json:"batch_id"`
+	OutputURL        string   `json:"output_url"`
+	TotalTokens      int64    `json:"total_tokens"`
+	Status           string   `json:"status"`
+	OutputFileID     string   `json:"output_file_id"`
+	ErrorFileID      string   `json:"error_file_id"`
+	Error            string   `json:"error"`
+	ModelID          string   `json:"model_id"`
+	ReplacementModel string   `json:"replacement_model"`
+	SunsetDate       string   `json:"sunset_date"`
+}
+
 // Decode parses a pushed payload. It rejects (with a *DecodeError) malformed
 // JSON, a missing id or type, a data object missing its required fields, and
 // fields of the wrong type; it returns ErrUnknownType for a type outside the
 // push contract.
 func Decode(body []byte) (Event, error) {
-	var env struct {
-		ID        *string         `json:"id"`
-		Type      *string         `json:"type"`
-		CreatedAt *time.Time      `json:"created_at"`
-		Data      json.RawMessage `json:"data"`
-	}
-	if err := strictUnmarshal(body, &env); err != nil {
-		return Event{}, &DecodeError{Msg: "malformed JSON envelope: " + describe(err)}
+	var env wireEnvelope
+	if err := json.Unmarshal(body, &env); err != nil {
+		return Event{}, decodeFailure(body, err)
 	}
 	switch {
 	case env.ID == nil || *env.ID == "":
@@ -91,13 +116,33 @@ func Decode(body []byte) (Event, error) {
 	if !isPushType(ev.Type) {
 		return ev, ErrUnknownType
 	}
-	if len(env.Data) == 0 || bytes.Equal(env.Data, []byte("null")) || env.Data[0] != '{' {
+	if env.Data == nil {
 		return Event{}, &DecodeError{Msg: "data must be a JSON object"}
 	}
-	if err := decodeData(&ev, env.Data); err != nil {
+	if err := fromWire(&ev, env.Data); err != nil {
 		return Event{}, err
 	}
 	return ev, nil
+}
+
+// decodeFailure explains why a body did not decode. A type mismatch inside
+// data of a type this receiver does not know is not the sender's error: such
+// an event is acknowledged as unknown, as if its data had not been read.
+func decodeFailure(body []byte, err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && (te.Field == "data" || strings.HasPrefix(te.Field, "data.")) {
+		var head struct {
+			Type string `json:"type"`
+		}
+		if json.Unmarshal(body, &head) == nil && head.Type != "" && !isPushType(togetherv1.EventType(head.Type)) {
+			return ErrUnknownType
+		}
+		if te.Field == "data" {
+			return &DecodeError{Msg: "data must be a JSON object"}
+		}
+		return &DecodeError{Msg: "data: " + describe(err)}
+	}
+	return &DecodeError{Msg: "malformed JSON envelope: " + describe(err)}
 }
 
 func isPushType(t togetherv1.EventType) bool {
@@ -109,37 +154,26 @@ func isPushType(t togetherv1.EventType) bool {
 	return false
 }
 
-func decodeData(ev *Event, data json.RawMessage) error {
+// fromWire checks the fields each type requires and fills the event.
+func fromWire(ev *Event, d *wireData) error {
 	switch ev.Type {
 	case togetherv1.EventFineTuneCompleted:
-		var d FineTuneCompleted
-		if err := unmarshalData(data, &d); err != nil {
-			return err
-		}
 		if err := require("data.fine_tune_id", d.FineTuneID, "data.model_name", d.ModelName); err != nil {
 			return err
 		}
 		ev.JobID, ev.ModelName, ev.EvalLoss, ev.RemoteStatus = d.FineTuneID, d.ModelName, d.EvalLoss, "completed"
 	case togetherv1.EventFineTuneFailed:
-		var d FineTuneFailed
-		if err := unmarshalData(data, &d); err != nil {
-			return err
-		}
 		if err := require("data.fine_tune_id", d.FineTuneID, "data.error_message", d.ErrorMessage); err != nil {
 			return err
 		}
-		if d.Step < 0 {
+		if d.Step != nil && *d.Step < 0 {
 			return &DecodeError{Msg: "data.step must not be negative"}
 		}
-		ev.JobID, ev.ErrorMessage, ev.Step, ev.RemoteStatus = d.FineTuneID, d.ErrorMessage, d.Step, "error"
+		ev.JobID, ev.ErrorMessage, ev.RemoteStatus = d.FineTuneID, d.ErrorMessage, "error"
+		if d.Step != nil {
+			ev.Step = *d.Step
+		}
 	case togetherv1.EventFineTuneCheckpoint:
-		var d struct {
-			FineTuneCheckpoint
-			Step *int64 `json:"step"`
-		}
-		if err := unmarshalData(data, &d); err != nil {
-			return err
-		}
 		if err := require("data.fine_tune_id", d.FineTuneID); err != nil {
 			return err
 		}
@@ -148,10 +182,6 @@ func decodeData(ev *Event, data json.RawMessage) error {
 		}
 		ev.JobID, ev.Step, ev.Loss = d.FineTuneID, *d.Step, d.Loss
 	case togetherv1.EventBatchDone:
-		var d BatchDone
-		if err := unmarshalData(data, &d); err != nil {
-			return err
-		}
 		if err := require("data.batch_id", d.BatchID); err != nil {
 			return err
 		}
@@ -168,10 +198,6 @@ func decodeData(ev *Event, data json.RawMessage) error {
 		ev.JobID, ev.OutputURL, ev.TotalTokens, ev.RemoteStatus = d.BatchID, d.OutputURL, d.TotalTokens, status
 		ev.OutputFileID, ev.ErrorFileID, ev.ErrorMessage = d.OutputFileID, d.ErrorFileID, d.Error
 	case togetherv1.EventModelDeprecated:
-		var d ModelDeprecated
-		if err := unmarshalData(data, &d); err != nil {
-			return err
-		}
 		if err := require("data.model_id", d.ModelID, "data.sunset_date", d.SunsetDate); err != nil {
 			return err
 		}
@@ -179,7 +205,7 @@ func decodeData(ev *Event, data json.RawMessage) error {
 			return &DecodeError{Msg: "data.sunset_date must be a date in the form YYYY-MM-DD"}
 		}
 		ev.JobID = d.ModelID
-		ev.Deprecation = &d
+		ev.Deprecation = &ModelDeprecated{ModelID: d.ModelID, ReplacementModel: d.ReplacementModel, SunsetDate: d.SunsetDate}
 	}
 	return nil
 }
@@ -190,25 +216,6 @@ func require(pairs ...string) error {
 		if pairs[i+1] == "" {
 			return &DecodeError{Msg: pairs[i] + " is required"}
 		}
-	}
-	return nil
-}
-
-func unmarshalData(data json.RawMessage, v any) error {
-	if err := strictUnmarshal(data, v); err != nil {
-		return &DecodeError{Msg: "data: " + describe(err)}
-	}
-	return nil
-}
-
-// strictUnmarshal decodes exactly one JSON value; trailing bytes are an error.
-func strictUnmarshal(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return errors.New("unexpected data after the JSON value")
 	}
 	return nil
 }
