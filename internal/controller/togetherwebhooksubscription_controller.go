@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -43,6 +44,10 @@ const (
 	// Together API client configured.
 	ReasonNoAPI = "NoAPIConfigured"
 )
+
+// secretRecheckInterval is how soon a subscription whose Secret is missing
+// looks for it again.
+const secretRecheckInterval = 10 * time.Second
 
 // WebhookAPI is the part of the Together client that registers subscriptions.
 type WebhookAPI interface {
@@ -89,8 +94,13 @@ func (r *TogetherWebhookSubscriptionReconciler) Reconcile(ctx context.Context, r
 	sub.Status.WebhookPath = webhook.PathFor(sub.Namespace, sub.Name)
 
 	secret, err := r.reconcileSecret(ctx, sub)
-	if err != nil || secret == nil {
+	if err != nil {
 		return ctrl.Result{}, err
+	}
+	if secret == nil {
+		// Secrets are not watched (that would cache every Secret of the
+		// cluster), so look again for one created after the subscription.
+		return ctrl.Result{RequeueAfter: secretRecheckInterval}, nil
 	}
 	if err := r.reconcileRegistration(ctx, sub, secret); err != nil {
 		return ctrl.Result{}, err

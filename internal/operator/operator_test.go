@@ -90,6 +90,12 @@ var _ = Describe("TogetherWebhookSubscription", func() {
 			g.Expect(c.Message).To(ContainSubstring("kubectl -n " + ns + " create secret generic missing"))
 		}).Should(Succeed())
 		Expect(apimeta.IsStatusConditionTrue(sub.Status.Conditions, togetherv1.ReadyCondition)).To(BeFalse())
+
+		By("creating the Secret afterwards: the subscription finds it without a restart")
+		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "missing"},
+			StringData: map[string]string{"secret": signingSecret}})).To(Succeed())
+		Eventually(readyAndObserved(sub, func() []metav1.Condition { return sub.Status.Conditions })).WithTimeout(30 * time.Second).Should(Succeed())
+		Expect(apimeta.FindStatusCondition(sub.Status.Conditions, togetherv1.StalledCondition)).To(BeNil())
 	})
 
 	It("registers with an API that offers webhooks, and says NotSupported (staying Ready) with one that does not", func() {

@@ -315,16 +315,22 @@ var _ = Describe("Events endpoint", func() {
 	It("converges a push and a poll of the same transition to one effect and one Event", func() {
 		makeSubscription(ns, "sub", nil)
 		makeFineTune(ns, "ft", "ft-both")
-		code, _ := send(hexSigned(PathFor(ns, "sub"), envelope("push-1", "fine_tune.completed", map[string]any{"fine_tune_id": "ft-both", "model_name": "me/both", "eval_loss": 0.3})))
+		code, _ := send(hexSigned(PathFor(ns, "sub"), envelope("push-1", "fine_tune.checkpoint", map[string]any{"fine_tune_id": "ft-both", "step": 10, "loss": 0.3})))
 		Expect(code).To(Equal(200))
-		rv := getFineTune(ns, "ft").ResourceVersion
+		ft := getFineTune(ns, "ft")
+		Expect(ft.Status.Phase).To(Equal(togetherv1.FineTuneRunning))
+		rv := ft.ResourceVersion
 
-		res := applier.ApplyTo(ctx, tevents.KindFineTune, types.NamespacedName{Namespace: ns, Name: "ft"},
-			tevents.Event{ID: "poll:ft-both:completed", Type: togetherv1.EventFineTuneCompleted, JobID: "ft-both", ModelName: "me/both", EvalLoss: ptr.To(0.3)})
-		Expect(res.Outcome).To(Equal(tevents.Stale))
-		Expect(getFineTune(ns, "ft").ResourceVersion).To(Equal(rv))
-		Eventually(func() int { return eventsFor(ns, "ft", "JobSucceeded") }).Should(Equal(1))
-		Consistently(func() int { return eventsFor(ns, "ft", "JobSucceeded") }, "500ms").Should(Equal(1))
+		nn := types.NamespacedName{Namespace: ns, Name: "ft"}
+		for _, ev := range []tevents.Event{
+			{ID: "poll:ft-both:status:running", Type: tevents.TypeFineTuneStatus, JobID: "ft-both", RemoteStatus: "running"},
+			{ID: "poll:ft-both:checkpoint:10", Type: togetherv1.EventFineTuneCheckpoint, JobID: "ft-both", Step: 10, Loss: ptr.To(0.3)},
+		} {
+			Expect(applier.ApplyTo(ctx, tevents.KindFineTune, nn, ev).Outcome).To(Equal(tevents.Stale), ev.ID)
+		}
+		Expect(getFineTune(ns, "ft").ResourceVersion).To(Equal(rv), "the poll of the same transition wrote again")
+		Eventually(func() int { return eventsFor(ns, "ft", "JobRunning") }).Should(Equal(1))
+		Consistently(func() int { return eventsFor(ns, "ft", "JobRunning") }, "500ms").Should(Equal(1))
 	})
 
 	It("acknowledges unmatched events with 202 and one Warning, or adopts them when asked", func() {
