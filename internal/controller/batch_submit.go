@@ -16,6 +16,7 @@ import (
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/dataset"
+	tevents "github.com/together-operator/together-operator/internal/events"
 	"github.com/together-operator/together-operator/internal/together"
 )
 
@@ -308,21 +309,11 @@ func fillBatchStatus(st *togetherv1.TogetherBatchStatus, b *together.Batch) {
 	st.Error = b.Error
 }
 
-// batchPhaseOf maps Together's status to the resource's phase.
+// batchPhaseOf maps Together's status to the resource's phase, with the
+// same table the event intake uses.
 func batchPhaseOf(s together.BatchStatus) togetherv1.BatchPhase {
-	switch s {
-	case together.BatchValidating:
-		return togetherv1.BatchValidating
-	case together.BatchInProgress:
-		return togetherv1.BatchInProgress
-	case together.BatchCompleted:
-		return togetherv1.BatchSucceeded
-	case together.BatchFailed:
-		return togetherv1.BatchFailed
-	case together.BatchExpired:
-		return togetherv1.BatchExpired
-	case together.BatchCancelled:
-		return togetherv1.BatchCancelled
+	if p, ok := tevents.BatchPhaseFor(string(s)); ok {
+		return p
 	}
 	return togetherv1.BatchPending
 }

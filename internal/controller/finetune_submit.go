@@ -17,6 +17,7 @@ import (
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/dataset"
+	tevents "github.com/together-operator/together-operator/internal/events"
 	"github.com/together-operator/together-operator/internal/together"
 )
 
@@ -86,22 +87,13 @@ func fillFromJob(st *togetherv1.TogetherFineTuneStatus, job *together.FineTune) 
 	}
 }
 
-// ftPhaseOf maps Together's status word onto the resource's phases.
+// ftPhaseOf maps Together's status word onto the resource's phases, with
+// the same table the event intake uses; an unknown word counts as running.
 func ftPhaseOf(s together.FineTuneStatus) togetherv1.FineTunePhase {
-	switch s {
-	case together.FineTunePending:
-		return togetherv1.FineTunePending
-	case together.FineTuneQueued:
-		return togetherv1.FineTuneQueued
-	case together.FineTuneCompleted:
-		return togetherv1.FineTuneSucceeded
-	case together.FineTuneError:
-		return togetherv1.FineTuneFailed
-	case together.FineTuneCancelled:
-		return togetherv1.FineTuneCancelled
-	default: // running, compressing, uploading, cancel_requested
-		return togetherv1.FineTuneRunning
+	if p, ok := tevents.FineTunePhaseFor(string(s)); ok {
+		return p
 	}
+	return togetherv1.FineTuneRunning
 }
 
 // submit creates the job of one attempt, at most once. The attempt's tag is
