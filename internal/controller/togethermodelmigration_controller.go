@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -120,7 +121,7 @@ func (r *TogetherModelMigrationReconciler) Reconcile(ctx context.Context, req ct
 	if !ok {
 		return ctrl.Result{}, nil
 	}
-	found, err := r.reconcileScan(ctx, obj, plan.selector)
+	found, moved, err := r.reconcileScan(ctx, obj, plan.selector)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -128,7 +129,7 @@ func (r *TogetherModelMigrationReconciler) Reconcile(ctx context.Context, req ct
 	if plan.active && !obj.Spec.DryRun {
 		patched = r.reconcilePatches(ctx, obj, found, now)
 	}
-	r.reconcileTargets(obj, found, now)
+	r.reconcileTargets(obj, found, moved, now)
 	r.reconcileAtRisk(obj, prev, found, plan, now)
 	return r.reconcilePhase(obj, prev, found, plan, patched), nil
 }
@@ -204,13 +205,29 @@ type foundWorkload struct {
 	err       string
 }
 
+// movedTarget is a field that an earlier reconcile moved: its workload names
+// spec.modelID as its previous model and the field holds the replacement.
+type movedTarget struct {
+	target togetherv1.MigrationTarget
+	// inRollback: the workload's rollback patch restores this field, so the
+	// migration wrote it even if no status recorded it.
+	inRollback bool
+}
+
 // reconcileScan lists the Deployments and StatefulSets selected by the spec,
 // page by page, and keeps the ones that use the old model, sorted by kind
-// and name.
-func (r *TogetherModelMigrationReconciler) reconcileScan(ctx context.Context, obj *togetherv1.TogetherModelMigration, sel labels.Selector) ([]*foundWorkload, error) {
+// and name. It also returns the fields of workloads already moved off the
+// old model, so that the record of patched targets does not depend on a
+// status write having succeeded (it may conflict with the event intake's
+// after the workloads were patched).
+func (r *TogetherModelMigrationReconciler) reconcileScan(ctx context.Context, obj *togetherv1.TogetherModelMigration, sel labels.Selector) ([]*foundWorkload, []movedTarget, error) {
 	var found []*foundWorkload
+	var moved []movedTarget
 	add := func(kind string, meta *metav1.ObjectMeta, tmpl *corev1.PodTemplateSpec) error {
 		w := migration.Workload{Annotations: meta.Annotations, Template: tmpl, ResourceVersion: meta.ResourceVersion}
+		if meta.Annotations[migration.PreviousModelAnnotation] == obj.Spec.ModelID {
+			moved = append(moved, movedTargets(kind, meta, w, obj.Spec.ModelID, obj.Spec.ReplacementModel)...)
+		}
 		changes := migration.Scan(w, obj.Spec.ModelID, obj.Spec.ReplacementModel)
 		if len(changes) == 0 {
 			return nil
@@ -227,12 +244,12 @@ func (r *TogetherModelMigrationReconciler) reconcileScan(ctx context.Context, ob
 	deployments := &appsv1.DeploymentList{}
 	for cont := ""; ; {
 		if err := r.List(ctx, deployments, append(opts, client.Continue(cont))...); err != nil {
-			return nil, fmt.Errorf("listing Deployments in %s: %w", obj.Namespace, err)
+			return nil, nil, fmt.Errorf("listing Deployments in %s: %w", obj.Namespace, err)
 		}
 		for i := range deployments.Items {
 			d := &deployments.Items[i]
 			if err := add("Deployment", &d.ObjectMeta, &d.Spec.Template); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 		if cont = deployments.Continue; cont == "" {
@@ -242,12 +259,12 @@ func (r *TogetherModelMigrationReconciler) reconcileScan(ctx context.Context, ob
 	statefulSets := &appsv1.StatefulSetList{}
 	for cont := ""; ; {
 		if err := r.List(ctx, statefulSets, append(opts, client.Continue(cont))...); err != nil {
-			return nil, fmt.Errorf("listing StatefulSets in %s: %w", obj.Namespace, err)
+			return nil, nil, fmt.Errorf("listing StatefulSets in %s: %w", obj.Namespace, err)
 		}
 		for i := range statefulSets.Items {
 			s := &statefulSets.Items[i]
 			if err := add("StatefulSet", &s.ObjectMeta, &s.Spec.Template); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 		if cont = statefulSets.Continue; cont == "" {
@@ -260,7 +277,32 @@ func (r *TogetherModelMigrationReconciler) reconcileScan(ctx context.Context, ob
 		}
 		return found[i].name < found[j].name
 	})
-	return found, nil
+	return found, moved, nil
+}
+
+// movedTargets lists the fields of a migrated workload that hold the
+// replacement: a reverse scan (replacement to old model) names them exactly
+// as the forward scan named them before the patch.
+func movedTargets(kind string, meta *metav1.ObjectMeta, w migration.Workload, from, to string) []movedTarget {
+	restored := map[string]bool{}
+	var ops []migration.Op
+	if err := json.Unmarshal([]byte(meta.Annotations[migration.RollbackAnnotation]), &ops); err == nil {
+		for _, op := range ops {
+			if op.Op == "replace" {
+				restored[op.Path] = true
+			}
+		}
+	}
+	var out []movedTarget
+	for _, c := range migration.Scan(w, to, from) {
+		out = append(out, movedTarget{
+			target: togetherv1.MigrationTarget{
+				Kind: kind, Name: meta.Name, Container: c.Container, Field: c.Field, From: c.To, To: c.From,
+			},
+			inRollback: restored[c.Path],
+		})
+	}
+	return out
 }
 
 // reconcilePatches patches the found workloads with a bounded pool of
@@ -322,10 +364,14 @@ func targetKey(t togetherv1.MigrationTarget) string {
 }
 
 // reconcileTargets records what was found this time and keeps the record of
-// earlier patches. Targets no longer found and never patched (fixed by
-// someone else, or deleted) are dropped. lastScanTime moves only when the
-// targets change, so that a scan that finds nothing new writes nothing.
-func (r *TogetherModelMigrationReconciler) reconcileTargets(obj *togetherv1.TogetherModelMigration, found []*foundWorkload, now time.Time) {
+// earlier patches: a target stays recorded while its workload holds the
+// replacement in that field, whether or not a status write recorded the
+// patch (the write can conflict after the workloads were patched, and a
+// later scan no longer finds them). Targets no longer found and not moved by
+// this migration (fixed by someone else, or deleted) are dropped.
+// lastScanTime moves only when the targets change, so that a scan that
+// finds nothing new writes nothing.
+func (r *TogetherModelMigrationReconciler) reconcileTargets(obj *togetherv1.TogetherModelMigration, found []*foundWorkload, moved []movedTarget, now time.Time) {
 	targets := []togetherv1.MigrationTarget{}
 	seen := map[string]bool{}
 	for _, w := range found {
@@ -338,8 +384,28 @@ func (r *TogetherModelMigrationReconciler) reconcileTargets(obj *togetherv1.Toge
 			targets = append(targets, t)
 		}
 	}
+	patchedBefore := map[string]togetherv1.MigrationTarget{}
 	for _, t := range obj.Status.Targets {
-		if t.PatchedAt != nil && !seen[targetKey(t)] {
+		if t.PatchedAt != nil {
+			patchedBefore[targetKey(t)] = t
+		}
+	}
+	for _, m := range moved {
+		key := targetKey(m.target)
+		if seen[key] {
+			continue
+		}
+		prev, recorded := patchedBefore[key]
+		switch {
+		case recorded && prev.From == m.target.From && prev.To == m.target.To:
+			seen[key] = true
+			targets = append(targets, prev)
+		case m.inRollback:
+			// Patched by a reconcile whose status write was lost; when is
+			// not known more closely than now.
+			t := m.target
+			t.PatchedAt = &metav1.Time{Time: now.UTC().Truncate(time.Second)}
+			seen[key] = true
 			targets = append(targets, t)
 		}
 	}

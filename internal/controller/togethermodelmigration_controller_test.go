@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"strings"
 	"time"
 
@@ -331,6 +332,99 @@ var _ = Describe("TogetherModelMigration", func() {
 		Expect(got.Status.Targets).To(HaveLen(2))
 	})
 
+	Context("when the event intake writes status.processedEvents", func() {
+		// recordEvent writes what the intake writes after creating the
+		// migration from a model.deprecated event: a status Update of a fresh
+		// read that keeps every other status field.
+		recordEvent := func(key client.ObjectKey, id string) {
+			GinkgoHelper()
+			m := &togetherv1.TogetherModelMigration{}
+			Expect(k8sClient.Get(ctx, key, m)).To(Succeed())
+			m.Status.ProcessedEvents = append(m.Status.ProcessedEvents, id)
+			m.Status.LastEvent = &togetherv1.EventRecord{ID: id, Type: "model.deprecated", Time: metav1.NewTime(clock)}
+			Expect(k8sClient.Status().Update(ctx, m)).To(Succeed())
+		}
+		expectMigrated := func(m *togetherv1.TogetherModelMigration, eventID string) {
+			GinkgoHelper()
+			got := getMigration(m)
+			Expect(got.Status.ProcessedEvents).To(Equal([]string{eventID}), "the intake's record is kept")
+			Expect(got.Status.Phase).To(Equal(togetherv1.MigrationCompleted))
+			Expect(got.Status.Migrated).To(Equal(int32(1)))
+			Expect(got.Status.Targets).To(HaveLen(1))
+			t := got.Status.Targets[0]
+			Expect(t.PatchedAt).NotTo(BeNil())
+			Expect(t).To(Equal(togetherv1.MigrationTarget{Kind: "Deployment", Name: "chat-app", Container: "app",
+				Field: "spec.template.spec.containers[app].env[MODEL]", From: oldModel, To: newModel, PatchedAt: t.PatchedAt}))
+			ready := condition(got, togetherv1.ReadyCondition)
+			Expect(ready).NotTo(BeNil())
+			Expect(ready.Status).To(Equal(metav1.ConditionTrue))
+			Expect(ready.Message).To(ContainSubstring("1 target(s) moved"))
+			Expect(envOf(getDeployment("chat-app").Spec.Template.Spec.Containers[0], "MODEL")).To(Equal(newModel))
+		}
+
+		It("keeps the record of patched targets when the write follows the migration", func() {
+			makeDeployment("chat-app", nil, container("app", map[string]string{"MODEL": oldModel}))
+			m := makeMigration("deprecated-after", nil)
+			reconcile(m)
+			recordEvent(client.ObjectKeyFromObject(m), "evt-1")
+			reconcile(m)
+			expectMigrated(m, "evt-1")
+			Expect(drainEvents()).To(ConsistOf(HavePrefix("Normal Migrated Moved 1 workload(s)")))
+		})
+
+		It("keeps the record of patched targets when the write precedes the first reconcile", func() {
+			makeDeployment("chat-app", nil, container("app", map[string]string{"MODEL": oldModel}))
+			m := makeMigration("deprecated-before", nil)
+			recordEvent(client.ObjectKeyFromObject(m), "evt-1")
+			reconcile(m)
+			reconcile(m)
+			expectMigrated(m, "evt-1")
+		})
+
+		It("keeps the record of patched targets when the write races the reconcile", func() {
+			makeDeployment("chat-app", nil, container("app", map[string]string{"MODEL": oldModel}))
+			m := makeMigration("deprecated-race", nil)
+			// The reconciler reads the migration (from its cache) before the
+			// intake's write lands, as right after Create: its status write
+			// then conflicts after the Deployment was already patched.
+			var once bool
+			r.Client = &afterGetClient{Client: k8sClient, after: func(obj client.Object) {
+				if _, ok := obj.(*togetherv1.TogetherModelMigration); ok && !once {
+					once = true
+					recordEvent(client.ObjectKeyFromObject(m), "evt-1")
+				}
+			}}
+			_, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(m)})
+			Expect(once).To(BeTrue())
+			Expect(apierrors.IsConflict(err)).To(BeTrue(), "the status write must not overwrite the intake's: %v", err)
+			Expect(envOf(getDeployment("chat-app").Spec.Template.Spec.Containers[0], "MODEL")).To(Equal(newModel))
+			reconcile(m) // the retry, which finds nothing left to patch
+			expectMigrated(m, "evt-1")
+			Expect(drainEvents()).To(ConsistOf(HavePrefix("Normal Migrated Moved 1 workload(s)")))
+
+			By("staying put when reconciled again")
+			rv := getMigration(m).ResourceVersion
+			reconcile(m)
+			Expect(getMigration(m).ResourceVersion).To(Equal(rv))
+		})
+	})
+
+	It("forgets a patched target whose workload was deleted", func() {
+		makeDeployment("gone", nil, container("app", map[string]string{"MODEL": oldModel}))
+		makeDeployment("kept", nil, container("app", map[string]string{"MODEL": oldModel}))
+		m := makeMigration("prune", nil)
+		reconcile(m)
+		Expect(getMigration(m).Status.Targets).To(HaveLen(2))
+
+		Expect(k8sClient.Delete(ctx, getDeployment("gone"))).To(Succeed())
+		reconcile(m)
+		got := getMigration(m)
+		Expect(got.Status.Targets).To(HaveLen(1))
+		Expect(got.Status.Targets[0].Name).To(Equal("kept"))
+		Expect(got.Status.Targets[0].PatchedAt).NotTo(BeNil())
+		Expect(got.Status.Migrated).To(Equal(int32(1)))
+	})
+
 	It("reports a workload it may not patch and migrates the others", func() {
 		policy := &admissionv1.ValidatingAdmissionPolicy{
 			ObjectMeta: metav1.ObjectMeta{Name: ns + "-locked"},
@@ -467,4 +561,19 @@ func migrationSeriesCount() int {
 		n++
 	}
 	return n
+}
+
+// afterGetClient calls after once each Get has returned, to let a test write
+// concurrently between a reconcile's read and its writes.
+type afterGetClient struct {
+	client.Client
+	after func(client.Object)
+}
+
+func (c *afterGetClient) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	err := c.Client.Get(ctx, key, obj, opts...)
+	if err == nil {
+		c.after(obj)
+	}
+	return err
 }
