@@ -99,7 +99,7 @@ func send(s *sender, path string, now, later []delivery, senders int, delay time
 				if i >= len(now) {
 					return
 				}
-				s.deliver(i, path, now[i].id, now[i].body, time.Minute)
+				s.deliver(i, path, now[i].id, now[i].body, s.patience)
 			}
 		}()
 	}
@@ -109,7 +109,7 @@ func send(s *sender, path string, now, later []delivery, senders int, delay time
 			defer GinkgoRecover()
 			defer wg.Done()
 			<-time.After(delay)
-			s.deliver(i, path, d.id, d.body, time.Minute)
+			s.deliver(i, path, d.id, d.body, s.patience)
 		}()
 	}
 	wg.Wait()

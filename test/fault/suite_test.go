@@ -229,11 +229,13 @@ type sender struct {
 	http   *http.Client
 	target func(i int) string // base URL for the i-th delivery
 	log    *ledger
+	// patience is how long one delivery keeps retrying before it gives up.
+	patience time.Duration
 }
 
 func newSender(target func(int) string, log *ledger) *sender {
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
-	return &sender{http: &http.Client{Transport: tr, Timeout: 20 * time.Second}, target: target, log: log}
+	return &sender{http: &http.Client{Transport: tr, Timeout: 20 * time.Second}, target: target, log: log, patience: time.Minute}
 }
 
 // deliver sends body until it gets an answer other than 503, with backoff
