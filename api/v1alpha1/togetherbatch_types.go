@@ -46,6 +46,7 @@ type ConfigMapOutput struct {
 
 // PVCOutput writes the output to a file on a PersistentVolumeClaim, through a
 // Job that runs the operator's image in fetch mode.
+// +kubebuilder:validation:XValidation:rule="has(self.apiKeySecretRef)",message="spec.output.persistentVolumeClaim.apiKeySecretRef is required: name a Secret in the batch's namespace holding the Together API key for the fetch Job"
 type PVCOutput struct {
 	// ClaimName of the PersistentVolumeClaim.
 	// +kubebuilder:validation:MinLength=1
@@ -56,6 +57,23 @@ type PVCOutput struct {
 	// +kubebuilder:validation:XValidation:rule="!self.contains('..')",message="spec.output.persistentVolumeClaim.path must stay inside the volume (no '..')"
 	// +optional
 	Path string `json:"path,omitempty"`
+	// APIKeySecretRef is a Secret in the batch's namespace holding the
+	// Together API key for the fetch Job; the operator only references it (it
+	// never copies the key). Required.
+	APIKeySecretRef *APIKeySecretRef `json:"apiKeySecretRef,omitempty"`
+}
+
+// APIKeySecretRef names a key of a Secret in the batch's namespace.
+type APIKeySecretRef struct {
+	// Name of the Secret in the batch's namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// Key of the Secret holding the API key.
+	// +kubebuilder:default=api-key
+	// +kubebuilder:validation:MinLength=1
+	// +optional
+	Key string `json:"key,omitempty"`
 }
 
 // BatchOutput says where the results go.

@@ -345,20 +345,60 @@ var _ = Describe("TogetherBatch", func() {
 		Expect(e.sim.CountCalls("GET", "/v1/files/"+big.ID+"/content")).To(BeZero(), "the declared size is checked before downloading")
 	})
 
-	It("writes a PVC output through a fetch Job, reads its result and cleans up", func() {
+	It("writes a PVC output through a fetch Job that references the user's key Secret, reads its result and cleans up", func() {
 		e := newBatchEnv()
 		in := e.sim.AddFile("in.jsonl", "batch-api", []byte(chatRequest("a", "x")+"\n"))
 		outFile := e.sim.AddFile("out.jsonl", "batch-generated", []byte(`{"custom_id":"a"}`+"\n"))
 		e.sim.AddBatch(together.Batch{ID: "batch-pvc", InputFileID: in.ID, Status: together.BatchCompleted, Progress: 100, OutputFileID: outFile.ID, TotalTokens: 5})
 		key := e.create("to-volume", togetherv1.TogetherBatchSpec{
 			BatchID: "batch-pvc",
-			Output:  &togetherv1.BatchOutput{PersistentVolumeClaim: &togetherv1.PVCOutput{ClaimName: "results", Path: "runs/out.jsonl"}},
+			Output: &togetherv1.BatchOutput{PersistentVolumeClaim: &togetherv1.PVCOutput{ClaimName: "results", Path: "runs/out.jsonl",
+				APIKeySecretRef: &togetherv1.APIKeySecretRef{Name: "together-key", Key: "token"}}},
 		})
-		_, err := e.reconcile(key)
+		jobKey := client.ObjectKey{Namespace: e.ns, Name: "to-volume-fetch"}
+
+		By("a missing key Secret stalls the output with the command to create it")
+		res, err := e.reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.RequeueAfter).To(BeNumerically(">", 0), "Secrets are not watched, so the reconciler looks again later")
+		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, jobKey, &batchv1.Job{}))).To(BeTrue())
+		tb := e.get(key)
+		Expect(tb.Status.FetchAttempts).To(BeZero())
+		for _, t := range []string{OutputReadyCondition, togetherv1.ReadyCondition} {
+			c := batchCond(tb, t)
+			Expect(c.Status).To(Equal(metav1.ConditionFalse))
+			Expect(c.Reason).To(Equal(ReasonAPIKeySecretNotFound))
+		}
+		stalled := batchCond(tb, togetherv1.StalledCondition)
+		Expect(stalled).NotTo(BeNil())
+		Expect(stalled.Reason).To(Equal(ReasonAPIKeySecretNotFound))
+		Expect(stalled.Message).To(ContainSubstring(e.ns + "/together-key"))
+		Expect(stalled.Message).To(ContainSubstring("kubectl -n " + e.ns + " create secret generic together-key --from-literal=token="))
+		Expect(batchCond(tb, togetherv1.ReconcilingCondition)).To(BeNil())
+		Expect(e.drainEvents()).To(ContainElement(HavePrefix("Warning " + ReasonAPIKeySecretNotFound)))
+
+		By("a Secret without the key is reported too")
+		userSecret := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "together-key", Namespace: e.ns},
+			Data:       map[string][]byte{"other": []byte("x")},
+		}
+		Expect(k8sClient.Create(ctx, userSecret)).To(Succeed())
+		res, err = e.reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.RequeueAfter).To(BeNumerically(">", 0))
+		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, jobKey, &batchv1.Job{}))).To(BeTrue())
+		stalled = batchCond(e.get(key), togetherv1.StalledCondition)
+		Expect(stalled.Reason).To(Equal(ReasonAPIKeySecretNotFound))
+		Expect(stalled.Message).To(ContainSubstring(`no key "token"`))
+
+		By("once the user's Secret holds the key, the Job starts and reads it from there")
+		userSecret.Data = map[string][]byte{"token": []byte("user-key")}
+		Expect(k8sClient.Update(ctx, userSecret)).To(Succeed())
+		_, err = e.reconcile(key)
 		Expect(err).NotTo(HaveOccurred())
 
 		job := &batchv1.Job{}
-		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: "to-volume-fetch"}, job)).To(Succeed())
+		Expect(k8sClient.Get(ctx, jobKey, job)).To(Succeed())
 		pod := job.Spec.Template.Spec
 		Expect(pod.Containers).To(HaveLen(1))
 		ctr := pod.Containers[0]
@@ -367,16 +407,23 @@ var _ = Describe("TogetherBatch", func() {
 		Expect(strings.Join(ctr.Args, " ")).NotTo(ContainSubstring(batchTestKey))
 		Expect(ctr.Env).To(HaveLen(1))
 		Expect(ctr.Env[0].Value).To(BeEmpty())
-		Expect(ctr.Env[0].ValueFrom.SecretKeyRef.Name).To(Equal("to-volume-fetch"))
+		Expect(ctr.Env[0].Name).To(Equal("TOGETHER_API_KEY"))
+		Expect(ctr.Env[0].ValueFrom.SecretKeyRef.LocalObjectReference.Name).To(Equal("together-key"))
+		Expect(ctr.Env[0].ValueFrom.SecretKeyRef.Key).To(Equal("token"))
 		Expect(ctr.VolumeMounts).To(ConsistOf(corev1.VolumeMount{Name: "output", MountPath: "/data"}))
 		Expect(pod.Volumes[0].PersistentVolumeClaim.ClaimName).To(Equal("results"))
 		Expect(pod.RestartPolicy).To(Equal(corev1.RestartPolicyNever))
 		Expect(*job.Spec.BackoffLimit).To(BeZero())
 		Expect(metav1.IsControlledBy(job, e.get(key))).To(BeTrue())
-		secret := &corev1.Secret{}
-		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: "to-volume-fetch"}, secret)).To(Succeed())
-		Expect(string(secret.Data["api-key"])).To(Equal(batchTestKey))
-		tb := e.get(key)
+		By("the operator created no Secret and left the user's untouched")
+		secrets := &corev1.SecretList{}
+		Expect(k8sClient.List(ctx, secrets, client.InNamespace(e.ns))).To(Succeed())
+		Expect(secrets.Items).To(HaveLen(1))
+		Expect(secrets.Items[0].Name).To(Equal("together-key"))
+		Expect(secrets.Items[0].OwnerReferences).To(BeEmpty())
+		Expect(secrets.Items[0].Data).To(Equal(map[string][]byte{"token": []byte("user-key")}))
+		tb = e.get(key)
+		Expect(batchCond(tb, togetherv1.StalledCondition)).To(BeNil())
 		Expect(tb.Status.FetchAttempts).To(Equal(int32(1)))
 		Expect(batchCond(tb, togetherv1.ReconcilingCondition).Reason).To(Equal(ReasonFetching))
 
@@ -414,7 +461,7 @@ var _ = Describe("TogetherBatch", func() {
 			err := k8sClient.Get(ctx, client.ObjectKeyFromObject(job), j)
 			return apierrors.IsNotFound(err) || !j.DeletionTimestamp.IsZero()
 		}).Should(BeTrue())
-		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(secret), &corev1.Secret{}))).To(BeTrue())
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(userSecret), &corev1.Secret{})).To(Succeed(), "the user's Secret is theirs to keep")
 	})
 
 	It("reports an expired batch and still accounts its tokens", func() {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -35,8 +36,11 @@ const (
 	batchLabel = "together.ai/batch"
 	// fetchMountPath is where fetch Jobs mount the output volume.
 	fetchMountPath = "/data"
-	// apiKeySecretKey is the key of the fetch Job's API key Secret.
-	apiKeySecretKey = "api-key"
+	// defaultAPIKeySecretKey is the key of apiKeySecretRef when unset.
+	defaultAPIKeySecretKey = "api-key"
+	// apiKeySecretRecheck is how often a missing API key Secret is looked
+	// for again: Secrets are not watched.
+	apiKeySecretRecheck = 30 * time.Second
 )
 
 // reconcileOutput writes a succeeded batch's results where spec.output asks
@@ -237,7 +241,7 @@ func (r *TogetherBatchReconciler) releaseOutput(ctx context.Context, tb *togethe
 	return nil
 }
 
-// fetchJobName is the name of a batch's fetch Job and its key Secret;
+// fetchJobName is the name of a batch's fetch Job;
 // Job names become label values, so they are kept within 63 characters.
 func fetchJobName(tb *togetherv1.TogetherBatch) string {
 	name := tb.Name
@@ -353,21 +357,65 @@ func pvcPath(pvc *togetherv1.PVCOutput) string {
 	return pvc.Path
 }
 
-// startFetchJob creates the API key Secret and the Job for the next attempt.
+// apiKeySecretRef returns the Secret name and key the fetch Job reads the
+// API key from; the name is empty when spec does not set it.
+func apiKeySecretRef(pvc *togetherv1.PVCOutput) (name, key string) {
+	if pvc.APIKeySecretRef == nil {
+		return "", defaultAPIKeySecretKey
+	}
+	key = pvc.APIKeySecretRef.Key
+	if key == "" {
+		key = defaultAPIKeySecretKey
+	}
+	return pvc.APIKeySecretRef.Name, key
+}
+
+// checkAPIKeySecret reads the user's API key Secret by name (Secrets are not
+// cached, so this is a GET to the API server) and returns why it cannot be
+// used, or "" when it holds a non-empty key.
+func (r *TogetherBatchReconciler) checkAPIKeySecret(ctx context.Context, tb *togetherv1.TogetherBatch) (string, error) {
+	name, key := apiKeySecretRef(tb.Spec.Output.PersistentVolumeClaim)
+	create := fmt.Sprintf("kubectl -n %s create secret generic %s --from-literal=%s=<your Together API key>", tb.Namespace, orDefault(name, "<name>"), key)
+	if name == "" {
+		return fmt.Sprintf("spec.output.persistentVolumeClaim.apiKeySecretRef is not set: the fetch Job needs a Secret in namespace %s holding the Together API key; create one (%s) and reference it.", tb.Namespace, create), nil
+	}
+	secret := &corev1.Secret{}
+	err := r.apiReader().Get(ctx, client.ObjectKey{Namespace: tb.Namespace, Name: name}, secret)
+	if apierrors.IsNotFound(err) {
+		return fmt.Sprintf("Secret %s/%s named by spec.output.persistentVolumeClaim.apiKeySecretRef does not exist; create it with the Together API key under key %q: %s", tb.Namespace, name, key, create), nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading API key Secret %s: %w", name, err)
+	}
+	if len(secret.Data[key]) == 0 {
+		return fmt.Sprintf("Secret %s/%s has no key %q (or it is empty); add the Together API key under that key, e.g. %s --dry-run=client -o yaml | kubectl apply -f -", tb.Namespace, name, key, create), nil
+	}
+	return "", nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// startFetchJob creates the Job for the next attempt, once the API key
+// Secret it references exists. The operator never creates that Secret nor
+// copies the key: it only checks the Secret is there.
 func (r *TogetherBatchReconciler) startFetchJob(ctx context.Context, tb *togetherv1.TogetherBatch, parts []fetch.Part) (ctrl.Result, bool, error) {
 	if tb.Status.FetchAttempts >= r.maxFetchAttempts() {
 		return ctrl.Result{}, false, nil
 	}
 	name := fetchJobName(tb)
-	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: tb.Namespace, Labels: map[string]string{batchLabel: tb.Name}},
-		Data:       map[string][]byte{apiKeySecretKey: []byte(r.APIKey)},
+	missing, err := r.checkAPIKeySecret(ctx, tb)
+	if err != nil {
+		return ctrl.Result{}, false, err
 	}
-	if err := controllerutil.SetControllerReference(tb, secret, r.Scheme()); err != nil {
-		return ctrl.Result{}, false, fmt.Errorf("owning fetch Secret: %w", err)
-	}
-	if err := r.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
-		return ctrl.Result{}, false, fmt.Errorf("creating fetch Secret %s: %w", name, err)
+	if missing != "" {
+		setCondition(&tb.Status.Conditions, tb.Generation, OutputReadyCondition, metav1.ConditionFalse, ReasonAPIKeySecretNotFound, missing)
+		markStalled(&tb.Status.Conditions, tb.Generation, ReasonAPIKeySecretNotFound, missing)
+		return ctrl.Result{RequeueAfter: apiKeySecretRecheck}, false, nil
 	}
 	job := r.fetchJob(tb, name, parts)
 	if err := controllerutil.SetControllerReference(tb, job, r.Scheme()); err != nil {
@@ -385,11 +433,13 @@ func (r *TogetherBatchReconciler) startFetchJob(ctx context.Context, tb *togethe
 }
 
 // fetchJob builds the Job running the operator image in fetch mode. The API
-// key comes from the Secret as an environment variable, never an argument.
+// key comes from the user's Secret (spec.output.persistentVolumeClaim.
+// apiKeySecretRef) as an environment variable, never an argument.
 // Retries are the reconciler's (backoffLimit 0), so that every attempt is
 // counted in status.fetchAttempts.
 func (r *TogetherBatchReconciler) fetchJob(tb *togetherv1.TogetherBatch, name string, parts []fetch.Part) *batchv1.Job {
 	pvc := tb.Spec.Output.PersistentVolumeClaim
+	secretName, secretKey := apiKeySecretRef(pvc)
 	args := []string{"fetch"}
 	for _, p := range parts {
 		args = append(args, "--part", fetch.PartArg(p))
@@ -414,7 +464,7 @@ func (r *TogetherBatchReconciler) fetchJob(tb *togetherv1.TogetherBatch, name st
 						Env: []corev1.EnvVar{{
 							Name: fetch.APIKeyEnv,
 							ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-								LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: apiKeySecretKey,
+								LocalObjectReference: corev1.LocalObjectReference{Name: secretName}, Key: secretKey,
 							}},
 						}},
 						VolumeMounts:             []corev1.VolumeMount{{Name: "output", MountPath: fetchMountPath}},
@@ -434,16 +484,12 @@ func (r *TogetherBatchReconciler) fetchJob(tb *togetherv1.TogetherBatch, name st
 	}
 }
 
-// deleteFetchJob removes the fetch Job, its Pods and its key Secret.
+// deleteFetchJob removes the fetch Job and its Pods.
 func (r *TogetherBatchReconciler) deleteFetchJob(ctx context.Context, tb *togetherv1.TogetherBatch) error {
 	key := client.ObjectKey{Namespace: tb.Namespace, Name: fetchJobName(tb)}
 	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}}
 	if err := r.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("deleting fetch Job %s: %w", key.Name, err)
-	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}}
-	if err := r.Delete(ctx, secret); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("deleting fetch Secret %s: %w", key.Name, err)
 	}
 	return nil
 }

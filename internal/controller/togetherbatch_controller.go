@@ -47,6 +47,10 @@ const (
 	ReasonFetching = "Fetching"
 	// ReasonFetchFailed means downloading the output failed and no attempt is left.
 	ReasonFetchFailed = "FetchFailed"
+	// ReasonAPIKeySecretNotFound means the Secret named by
+	// spec.output.persistentVolumeClaim.apiKeySecretRef, or its key, is
+	// missing, so the fetch Job cannot start.
+	ReasonAPIKeySecretNotFound = "APIKeySecretNotFound"
 	// ReasonOutputTooLarge means the output does not fit a ConfigMap.
 	ReasonOutputTooLarge = "OutputTooLarge"
 	// ReasonOutputConflict means the output ConfigMap exists and was not
@@ -98,9 +102,9 @@ type TogetherBatchReconciler struct {
 	API BatchAPI
 	// BaseURL is the Together API URL fetch Jobs call.
 	BaseURL string
-	// APIKey is given to fetch Jobs through a Secret in the batch's
-	// namespace (a Pod cannot read a Secret of another namespace); it is
-	// never put in a Job's arguments.
+	// APIKey is the manager's Together API key. It is never given to fetch
+	// Jobs: they read the key from the Secret the batch names in
+	// spec.output.persistentVolumeClaim.apiKeySecretRef.
 	APIKey string
 	// Image is what fetch Jobs run; empty means env OPERATOR_IMAGE.
 	Image string
@@ -114,7 +118,7 @@ type TogetherBatchReconciler struct {
 // +kubebuilder:rbac:groups=together.ai,resources=togetherbatches/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=together.ai,resources=togetherbatches/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;create;update;patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -185,7 +189,7 @@ func (r *TogetherBatchReconciler) emitTransition(tb *togetherv1.TogetherBatch, b
 	}
 	switch now.Reason {
 	case ReasonInvalidInput, ReasonInputNotFound, ReasonBatchNotFound, ReasonBatchFailed, ReasonBatchExpired,
-		ReasonFetchFailed, ReasonOutputTooLarge, ReasonOutputConflict, ReasonUnauthorized, ReasonBatchRejected:
+		ReasonFetchFailed, ReasonOutputTooLarge, ReasonOutputConflict, ReasonUnauthorized, ReasonBatchRejected, ReasonAPIKeySecretNotFound:
 		r.Recorder.Eventf(tb, nil, corev1.EventTypeWarning, now.Reason, "Reconcile", "%s", now.Message)
 	case ReasonBatchInProgress, ReasonFetching, ReasonSucceeded, ReasonBatchCancelled:
 		r.Recorder.Eventf(tb, nil, corev1.EventTypeNormal, now.Reason, "Reconcile", "%s", now.Message)

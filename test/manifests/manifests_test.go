@@ -37,10 +37,12 @@ var allowedVerbs = map[string][]string{
 	"core/configmaps": {"create", "get", "patch", "update"},
 	// Fetch Job pods are looked up to report why a fetch failed.
 	"core/pods": {"get", "list"},
-	// Signing secrets are read one by one; the batch fetch Job gets a
-	// short-lived copy of the API key that is deleted with the Job. Never
-	// list or watch: that would expose every Secret of the cluster.
-	"core/secrets": {"create", "delete", "get"},
+	// Secrets are only read, one by one by name: webhook signing secrets,
+	// and the batch fetch Job's API key Secret, which the user creates and
+	// the Job references (the operator never copies the key). Never create
+	// or delete (the operator would hold every credential it could write),
+	// never list or watch (that would expose every Secret of the cluster).
+	"core/secrets": {"get"},
 	// Migration and deploy patch the model of named workloads; the
 	// migration lists them by label selector. Never update, create or
 	// delete workloads.
