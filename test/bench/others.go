@@ -1,7 +1,7 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -282,42 +283,52 @@ func (b *bench) memory(ctx context.Context) error {
 	cmd := exec.CommandContext(ctx, bin, "--metrics-bind-address=0", "--health-probe-bind-address=0",
 		"--events-bind-address=127.0.0.1:0", "--zap-log-level=info")
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kcPath, "TOGETHER_API_KEY="+benchAPIKey, "TOGETHER_BASE_URL="+b.sim.URL())
-	logs, err := cmd.StderrPipe()
-	if err != nil {
-		return err
-	}
-	cmd.Stdout = cmd.Stderr
+	logs := &logWatch{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	// Wait must not hang on the log copy once the manager is killed.
+	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	var workers atomic.Int64
-	go func() {
-		sc := bufio.NewScanner(logs)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "Starting workers") {
-				workers.Add(1)
-			}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	defer func() {
+		_ = cmd.Process.Kill()
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
 		}
 	}()
+	alive := func() error {
+		select {
+		case <-exited:
+			return fmt.Errorf("the manager exited (%v); its last log lines:\n%s", cmd.ProcessState, logs.tail())
+		default:
+			return nil
+		}
+	}
 	// Four controllers each log "Starting workers" once their caches synced.
-	if err := waitFor(ctx, 2*time.Minute, func() bool { return workers.Load() >= 4 }); err != nil {
-		return fmt.Errorf("the manager never started its workers: %w", err)
+	if err := waitFor(ctx, 2*time.Minute, func() bool { return logs.workers.Load() >= 4 || alive() != nil }); err != nil {
+		return fmt.Errorf("the manager never started its workers: %w; its last log lines:\n%s", err, logs.tail())
+	}
+	if err := alive(); err != nil {
+		return err
 	}
 	small, err := b.settledRSS(ctx, cmd.Process.Pid)
 	if err != nil {
 		return err
 	}
+	t := time.Now()
 	if err := b.createTerminalFineTunes(ctx, ns, b.sz.memSmall, b.sz.memLarge); err != nil {
 		return err
 	}
+	fmt.Fprintf(os.Stderr, "   created %d more fine-tunes in %s\n", b.sz.memLarge-b.sz.memSmall, time.Since(t).Round(time.Millisecond))
 	large, err := b.settledRSS(ctx, cmd.Process.Pid)
 	if err != nil {
 		return err
 	}
-	if cmd.ProcessState != nil {
-		return fmt.Errorf("the manager exited during the measurement")
+	if err := alive(); err != nil {
+		return err
 	}
 	mib := func(kib int64) float64 { return float64(kib) / 1024 }
 	b.add(row{Scenario: fmt.Sprintf("manager RSS, %d fine-tunes", b.sz.memSmall), Value: mib(small), Unit: "MiB", Goal: "-", Pass: true})
@@ -326,6 +337,43 @@ func (b *bench) memory(ctx context.Context) error {
 	b.add(row{Scenario: fmt.Sprintf("manager RSS growth %d -> %d", b.sz.memSmall, b.sz.memLarge), Value: mib(large - small), Unit: "MiB",
 		Goal: "-", Pass: true, Note: fmt.Sprintf("%.2f KiB per fine-tune", per)})
 	return nil
+}
+
+// logWatch takes the manager's log output: it counts "Starting workers" and
+// keeps the last lines for an error message.
+type logWatch struct {
+	workers atomic.Int64
+	mu      sync.Mutex
+	partial []byte
+	lines   []string
+}
+
+func (w *logWatch) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.partial = append(w.partial, p...)
+	for {
+		i := bytes.IndexByte(w.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(w.partial[:i])
+		w.partial = w.partial[i+1:]
+		if strings.Contains(line, "Starting workers") {
+			w.workers.Add(1)
+		}
+		w.lines = append(w.lines, line)
+		if len(w.lines) > 20 {
+			w.lines = w.lines[len(w.lines)-20:]
+		}
+	}
+	return len(p), nil
+}
+
+func (w *logWatch) tail() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Join(w.lines, "\n")
 }
 
 // createTerminalFineTunes creates fine-tunes from..to-1 that tracked a job to
