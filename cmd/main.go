@@ -129,7 +129,7 @@ func main() {
 		os.Exit(1)
 	}
 	if _, err := operator.Setup(mgr, operator.Config{
-		API: api, APIKey: key, BaseURL: o.apiBaseURL, OperatorImage: o.operatorImage,
+		API: api, BaseURL: o.apiBaseURL, OperatorImage: o.operatorImage,
 		EventsAddr: o.eventsAddr, Tolerance: o.eventsTolerance, MaxBodyBytes: o.maxBodyBytes,
 		PollInterval: o.pollInterval, ModelsInterval: o.modelsInterval,
 	}); err != nil {

@@ -149,6 +149,7 @@ func TestMigrationSchema(t *testing.T) {
 
 func TestBatchSchema(t *testing.T) {
 	in := &togetherv1.BatchInput{FileID: "file-1"}
+	keyRef := &togetherv1.APIKeySecretRef{Name: "together-key"}
 	runCases(t, []schemaCase{
 		{"adopt", &togetherv1.TogetherBatch{ObjectMeta: meta("ok-adopt"), Spec: togetherv1.TogetherBatchSpec{BatchID: "b-1"}}, nil},
 		{"submit", &togetherv1.TogetherBatch{ObjectMeta: meta("ok-submit"), Spec: togetherv1.TogetherBatchSpec{Input: in, Model: "m",
@@ -159,11 +160,16 @@ func TestBatchSchema(t *testing.T) {
 		{"input without model", &togetherv1.TogetherBatch{ObjectMeta: meta("no-model"), Spec: togetherv1.TogetherBatchSpec{Input: in}},
 			[]string{"spec.model is required"}},
 		{"two outputs", &togetherv1.TogetherBatch{ObjectMeta: meta("two-out"), Spec: togetherv1.TogetherBatchSpec{BatchID: "b", Output: &togetherv1.BatchOutput{
-			ConfigMap: &togetherv1.ConfigMapOutput{Name: "o"}, PersistentVolumeClaim: &togetherv1.PVCOutput{ClaimName: "c"}}}},
+			ConfigMap: &togetherv1.ConfigMapOutput{Name: "o"}, PersistentVolumeClaim: &togetherv1.PVCOutput{ClaimName: "c", APIKeySecretRef: keyRef}}}},
 			[]string{"exactly one of spec.output.configMap"}},
 		{"path escapes volume", &togetherv1.TogetherBatch{ObjectMeta: meta("escape"), Spec: togetherv1.TogetherBatchSpec{BatchID: "b", Output: &togetherv1.BatchOutput{
-			PersistentVolumeClaim: &togetherv1.PVCOutput{ClaimName: "c", Path: "a/../../etc"}}}},
+			PersistentVolumeClaim: &togetherv1.PVCOutput{ClaimName: "c", Path: "a/../../etc", APIKeySecretRef: keyRef}}}},
 			[]string{"spec.output.persistentVolumeClaim.path"}},
+		{"volume output with its key Secret", &togetherv1.TogetherBatch{ObjectMeta: meta("pvc-ok"), Spec: togetherv1.TogetherBatchSpec{BatchID: "b", Output: &togetherv1.BatchOutput{
+			PersistentVolumeClaim: &togetherv1.PVCOutput{ClaimName: "c", APIKeySecretRef: keyRef}}}}, nil},
+		{"volume output without a key Secret", &togetherv1.TogetherBatch{ObjectMeta: meta("pvc-nokey"), Spec: togetherv1.TogetherBatchSpec{BatchID: "b", Output: &togetherv1.BatchOutput{
+			PersistentVolumeClaim: &togetherv1.PVCOutput{ClaimName: "c"}}}},
+			[]string{"spec.output.persistentVolumeClaim.apiKeySecretRef is required"}},
 		{"bad endpoint", &togetherv1.TogetherBatch{ObjectMeta: meta("bad-endpoint"), Spec: togetherv1.TogetherBatchSpec{BatchID: "b", Endpoint: "/v1/embeddings"}},
 			[]string{"spec.endpoint", "Unsupported value"}},
 	})

@@ -57,7 +57,7 @@ func newBatchEnv() *batchEnv {
 func (e *batchEnv) reconciler(c client.Client) *TogetherBatchReconciler {
 	return &TogetherBatchReconciler{
 		Client: c, Recorder: e.recorder, API: e.api,
-		BaseURL: e.sim.URL(), APIKey: batchTestKey, Image: "registry.example/together-operator:test",
+		BaseURL: e.sim.URL(), Image: "registry.example/together-operator:test",
 	}
 }
 

@@ -102,10 +102,6 @@ type TogetherBatchReconciler struct {
 	API BatchAPI
 	// BaseURL is the Together API URL fetch Jobs call.
 	BaseURL string
-	// APIKey is the manager's Together API key. It is never given to fetch
-	// Jobs: they read the key from the Secret the batch names in
-	// spec.output.persistentVolumeClaim.apiKeySecretRef.
-	APIKey string
 	// Image is what fetch Jobs run; empty means env OPERATOR_IMAGE.
 	Image string
 	// MaxFetchAttempts bounds fetch Jobs; zero means DefaultMaxFetchAttempts.

@@ -24,8 +24,9 @@ import (
 type Config struct {
 	// API is the Together client (the real API or the simulator).
 	API *together.Client
-	// APIKey and BaseURL are handed to batch fetch Jobs.
-	APIKey, BaseURL string
+	// BaseURL is handed to batch fetch Jobs, which read the API key from a
+	// Secret the batch names (the operator never copies the key).
+	BaseURL string
 	// OperatorImage is the image fetch Jobs run.
 	OperatorImage string
 	// EventsAddr is the events endpoint's listen address.
@@ -66,7 +67,7 @@ func setupReconcilers(mgr ctrl.Manager, cfg Config) error {
 	}
 	if err := (&controller.TogetherBatchReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec("together-batch"), API: cfg.API,
-		BaseURL: cfg.BaseURL, APIKey: cfg.APIKey, Image: cfg.OperatorImage,
+		BaseURL: cfg.BaseURL, Image: cfg.OperatorImage,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the batch reconciler: %w", err)
 	}

@@ -68,7 +68,7 @@ var _ = BeforeSuite(func() {
 		Client: ClientOptions(),
 	})
 	Expect(err).NotTo(HaveOccurred())
-	parts, err = Setup(mgr, Config{API: api, APIKey: simKey, BaseURL: sim.URL(), EventsAddr: "127.0.0.1:0",
+	parts, err = Setup(mgr, Config{API: api, BaseURL: sim.URL(), EventsAddr: "127.0.0.1:0",
 		// A long poll interval: specs that want the poller call PollOnce,
 		// so that what a push does and what a poll does stay apart.
 		PollInterval: time.Hour, ModelsInterval: time.Hour})

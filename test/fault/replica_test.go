@@ -57,7 +57,7 @@ func startReplica() *replica {
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	Expect(err).NotTo(HaveOccurred())
-	parts, err := operator.Setup(mgr, operator.Config{API: api, APIKey: "fault-key", BaseURL: s.URL(),
+	parts, err := operator.Setup(mgr, operator.Config{API: api, BaseURL: s.URL(),
 		EventsAddr: "127.0.0.1:0", PollInterval: time.Hour, ModelsInterval: time.Hour})
 	Expect(err).NotTo(HaveOccurred())
 	return &replica{intake: runIntake(mgr, parts.Events), mgr: mgr}
