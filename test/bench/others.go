@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -387,9 +388,19 @@ func (b *bench) createTerminalFineTunes(ctx context.Context, ns string, from, to
 		if err := b.k8s.Create(ctx, ft); err != nil {
 			return err
 		}
-		ft.Status = togetherv1.TogetherFineTuneStatus{JobID: fmt.Sprintf("ft-mem-%d", i), Phase: togetherv1.FineTuneSucceeded, Attempt: 1,
-			OutputModel: fmt.Sprintf("acme/base-mem-%d", i), Step: 100}
-		return b.k8s.Status().Update(ctx, ft)
+		// The manager may already be reconciling the new fine-tune (the
+		// second batch is created while it runs) and write its status
+		// first: on a conflict, take the latest and set the status again.
+		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if ft.Status.Phase != "" || ft.ResourceVersion == "" {
+				if err := b.k8s.Get(ctx, client.ObjectKeyFromObject(ft), ft); err != nil {
+					return err
+				}
+			}
+			ft.Status = togetherv1.TogetherFineTuneStatus{JobID: fmt.Sprintf("ft-mem-%d", i), Phase: togetherv1.FineTuneSucceeded, Attempt: 1,
+				OutputModel: fmt.Sprintf("acme/base-mem-%d", i), Step: 100}
+			return b.k8s.Status().Update(ctx, ft)
+		})
 	})
 }
 
