@@ -65,7 +65,16 @@ type queueKey struct {
 
 type queue struct {
 	pending []*delivery
+	// wake tells a lingering drain that deliveries arrived.
+	wake chan struct{}
 }
+
+// drainLinger is how long a resource's writer waits for more deliveries
+// after its queue empties. Within a burst it keeps the object it last wrote,
+// so the next write starts from that version instead of the informer cache,
+// which may not have seen the write yet (a stale read costs a conflict and
+// a fresh GET).
+const drainLinger = 200 * time.Millisecond
 
 type delivery struct {
 	ev   Event
@@ -233,13 +242,18 @@ func (a *Applier) enqueue(ctx context.Context, key queueKey, ev Event) Result {
 	}
 	q, running := a.queues[key]
 	if !running {
-		q = &queue{}
+		q = &queue{wake: make(chan struct{}, 1)}
 		a.queues[key] = q
 	}
 	q.pending = append(q.pending, d)
 	a.mu.Unlock()
-	if !running {
-		go a.drain(key)
+	if running {
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	} else {
+		go a.drain(key, q)
 	}
 	select {
 	case r := <-d.done:
@@ -250,22 +264,34 @@ func (a *Applier) enqueue(ctx context.Context, key queueKey, ev Event) Result {
 }
 
 // drain writes the queue's pending deliveries, all that arrived since the
-// previous write in one go, until the queue is empty.
-func (a *Applier) drain(key queueKey) {
+// previous write in one go, until the queue stays empty for drainLinger.
+func (a *Applier) drain(key queueKey, q *queue) {
 	var last client.Object
+	linger := time.NewTimer(drainLinger)
+	defer linger.Stop()
 	for {
 		a.mu.Lock()
-		q := a.queues[key]
 		batch := q.pending
 		q.pending = nil
-		if len(batch) == 0 {
+		a.mu.Unlock()
+		if len(batch) > 0 {
+			groupCommitSize.Observe(float64(len(batch)))
+			last = a.commit(key, batch, last)
+			continue
+		}
+		linger.Reset(drainLinger)
+		select {
+		case <-q.wake:
+			continue
+		case <-linger.C:
+		}
+		a.mu.Lock()
+		if len(q.pending) == 0 {
 			delete(a.queues, key)
 			a.mu.Unlock()
 			return
 		}
 		a.mu.Unlock()
-		groupCommitSize.Observe(float64(len(batch)))
-		last = a.commit(key, batch, last)
 	}
 }
 

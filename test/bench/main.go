@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -45,6 +46,7 @@ type sizes struct {
 	memLarge     int
 	pollJobs     int
 	senders      int
+	stormSenders int // concurrent deliveries in the same-CR storm
 	writerPool   int
 	skipMemory   bool
 	rssSettleMax time.Duration
@@ -79,11 +81,24 @@ func main() {
 	crds := flag.String("crds", filepath.Join("config", "crd", "bases"), "CRD directory")
 	quick := flag.Bool("quick", false, "shrink every scenario (development runs)")
 	noMem := flag.Bool("skip-memory", false, "skip the manager-memory scenario (it builds and runs the manager binary)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the bench process (senders, endpoint, apply step) to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	sz := sizes{
 		distinct: 3000, burstCRs: 4, burstPerCR: 500, steadyRate: 200, steadyFor: 10 * time.Second,
-		deployments: 1000, memSmall: 1000, memLarge: 10000, pollJobs: 1000, senders: 16, writerPool: 32,
+		deployments: 1000, memSmall: 1000, memLarge: 10000, pollJobs: 1000, senders: 16, stormSenders: 128, writerPool: 32,
 		skipMemory: *noMem, rssSettleMax: 45 * time.Second,
 	}
 	if *quick {
@@ -93,6 +108,7 @@ func main() {
 	}
 	b := &bench{sz: sz, outDir: *out}
 	if err := b.run(*crds); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "bench FAILED:", err)
 		os.Exit(1)
 	}
