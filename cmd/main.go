@@ -112,6 +112,7 @@ func main() {
 		LeaderElectionID:        "together-operator.together.ai",
 		LeaderElectionNamespace: o.leaderElectNS,
 		Client:                  operator.ClientOptions(),
+		Cache:                   operator.CacheOptions(),
 	})
 	if err != nil {
 		setupLog.Error(err, "unable to create manager")

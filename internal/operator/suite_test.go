@@ -65,7 +65,7 @@ var _ = BeforeSuite(func() {
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		Client: ClientOptions(),
+		Client: ClientOptions(), Cache: CacheOptions(),
 	})
 	Expect(err).NotTo(HaveOccurred())
 	parts, err = Setup(mgr, Config{API: api, BaseURL: sim.URL(), EventsAddr: "127.0.0.1:0",

@@ -28,6 +28,7 @@ import (
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/controller"
 	tevents "github.com/together-operator/together-operator/internal/events"
+	"github.com/together-operator/together-operator/internal/operator"
 	"github.com/together-operator/together-operator/internal/poller"
 	"github.com/together-operator/together-operator/internal/signing"
 	"github.com/together-operator/together-operator/internal/together"
@@ -202,7 +203,8 @@ func (b *bench) poller(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	mgr, err := ctrl.NewManager(b.cfg, ctrl.Options{Scheme: b.scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	mgr, err := ctrl.NewManager(b.cfg, ctrl.Options{Scheme: b.scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		Client: operator.ClientOptions(), Cache: operator.CacheOptions()})
 	if err != nil {
 		return err
 	}

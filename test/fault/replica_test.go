@@ -50,6 +50,7 @@ func startReplica() *replica {
 	lease, renew, retry := 4*time.Second, 3*time.Second, 500*time.Millisecond
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		Client: operator.ClientOptions(), Cache: operator.CacheOptions(),
 		LeaderElection: true, LeaderElectionID: "fault-suite", LeaderElectionNamespace: "default",
 		LeaderElectionReleaseOnCancel: true, LeaseDuration: &lease, RenewDeadline: &renew, RetryPeriod: &retry,
 		// Two managers in one process register the same controller names;

@@ -35,6 +35,7 @@ import (
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	tevents "github.com/together-operator/together-operator/internal/events"
+	"github.com/together-operator/together-operator/internal/operator"
 	"github.com/together-operator/together-operator/internal/signing"
 	"github.com/together-operator/together-operator/internal/webhook"
 )
@@ -100,7 +101,8 @@ type intake struct {
 
 func startIntake(mutate func(*webhook.Server)) *intake {
 	GinkgoHelper()
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		Client: operator.ClientOptions(), Cache: operator.CacheOptions()})
 	Expect(err).NotTo(HaveOccurred())
 	Expect(tevents.SetupIndexes(ctx, mgr.GetFieldIndexer())).To(Succeed())
 	applier := &tevents.Applier{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("together-events")}
