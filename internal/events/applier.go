@@ -363,6 +363,14 @@ func (a *Applier) commit(key queueKey, batch []*delivery, last client.Object) cl
 			changed = changed || out == Applied
 		}
 		if !changed {
+			if attempt == 0 && anyStale(results) {
+				// State only moves up, so an event that changes nothing in
+				// an older copy changes nothing now — except when a
+				// reconciler started a new attempt or split a batch since
+				// (a new job ID). Check the API server's copy before
+				// acknowledging an event as stale.
+				continue
+			}
 			finish(results)
 			return obj
 		}
@@ -378,6 +386,15 @@ func (a *Applier) commit(key queueKey, batch []*delivery, last client.Object) cl
 		failAll(err)
 		return nil
 	}
+}
+
+func anyStale(results []Result) bool {
+	for _, r := range results {
+		if r.Outcome == Stale {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *Applier) emitTransition(op kindOps, before, after client.Object) {

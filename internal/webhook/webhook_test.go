@@ -333,6 +333,28 @@ var _ = Describe("Events endpoint", func() {
 		Consistently(func() int { return eventsFor(ns, "ft", "JobRunning") }, "500ms").Should(Equal(1))
 	})
 
+	It("records an event for a new attempt's job even right after a write for the previous one", func() {
+		makeSubscription(ns, "sub", nil)
+		makeFineTune(ns, "ft", "ft-attempt-1")
+		path := PathFor(ns, "sub")
+		code, _ := send(hexSigned(path, envelope("a1-c1", "fine_tune.checkpoint", map[string]any{"fine_tune_id": "ft-attempt-1", "step": 5})))
+		Expect(code).To(Equal(200))
+
+		By("the reconciler starts attempt 2 with a new job")
+		ft := getFineTune(ns, "ft")
+		ft.Status = togetherv1.TogetherFineTuneStatus{JobID: "ft-attempt-2", Phase: togetherv1.FineTunePending, Attempt: 2,
+			Attempts: []togetherv1.FineTuneAttempt{{Attempt: 1, JobID: "ft-attempt-1", Phase: togetherv1.FineTuneFailed}}}
+		Expect(k8s.Status().Update(ctx, ft)).To(Succeed())
+
+		code, body := send(hexSigned(path, envelope("a2-c1", "fine_tune.checkpoint", map[string]any{"fine_tune_id": "ft-attempt-2", "step": 3})))
+		Expect(code).To(Equal(200))
+		Expect(body).To(ContainSubstring("applied"))
+		ft = getFineTune(ns, "ft")
+		Expect(ft.Status.JobID).To(Equal("ft-attempt-2"))
+		Expect(ft.Status.Step).To(Equal(int64(3)))
+		Expect(ft.Status.Phase).To(Equal(togetherv1.FineTuneRunning))
+	})
+
 	It("acknowledges unmatched events with 202 and one Warning, or adopts them when asked", func() {
 		makeSubscription(ns, "plain", nil)
 		for i := range 3 {
