@@ -53,6 +53,17 @@ var fineTuneRemotePhase = map[string]togetherv1.FineTunePhase{
 	"user_error": togetherv1.FineTuneFailed, "completed": togetherv1.FineTuneSucceeded,
 }
 
+// RaisesFineTunePhase reports whether moving from one phase to another is
+// forward, so that a source can skip events that cannot change anything.
+func RaisesFineTunePhase(from, to togetherv1.FineTunePhase) bool {
+	return fineTunePhaseRank[to] > fineTunePhaseRank[from]
+}
+
+// RaisesBatchPhase is RaisesFineTunePhase for batches.
+func RaisesBatchPhase(from, to togetherv1.BatchPhase) bool {
+	return batchPhaseRank[to] > batchPhaseRank[from]
+}
+
 // FineTunePhaseFor maps a Together fine-tune status word to a phase; the
 // second result is false for a word this operator does not know.
 func FineTunePhaseFor(remote string) (togetherv1.FineTunePhase, bool) {

@@ -47,7 +47,7 @@ func (p *Poller) pollBatches(ctx context.Context, s *Stats) error {
 	for _, b := range active {
 		var evs []tevents.Event
 		for _, id := range batchIDsOf(b) {
-			if rb, ok := byID[id]; ok {
+			if rb, ok := byID[id]; ok && moves(b, rb) {
 				evs = append(evs, BatchEvent(rb))
 			}
 		}
@@ -88,4 +88,17 @@ func BatchEvent(rb *together.Batch) tevents.Event {
 	progress := int32(rb.Progress)
 	return tevents.Event{ID: "poll:" + rb.ID + ":progress:" + status + ":" + strconv.Itoa(int(progress)), Type: tevents.TypeBatchProgress,
 		JobID: rb.ID, RemoteStatus: status, Progress: progress}
+}
+
+// moves reports whether a remote batch's state is ahead of what the resource
+// records for it, so that an unchanged batch costs no apply.
+func moves(b *togetherv1.TogetherBatch, rb *together.Batch) bool {
+	phase, progress := b.Status.Phase, b.Status.Progress
+	for _, p := range b.Status.Parts {
+		if p.BatchID == rb.ID {
+			phase, progress = p.Phase, p.Progress
+		}
+	}
+	remote, ok := tevents.BatchPhaseFor(string(rb.Status))
+	return !ok || tevents.RaisesBatchPhase(phase, remote) || int32(rb.Progress) > progress
 }

@@ -80,7 +80,8 @@ func (p *Poller) fineTuneEvents(ctx context.Context, s *Stats, ft *togetherv1.To
 	at := job.UpdatedAt
 	var evs []tevents.Event
 	status := string(job.Status)
-	if phase, ok := tevents.FineTunePhaseFor(status); ok && (!phase.IsTerminal() || phase == togetherv1.FineTuneCancelled) {
+	if phase, ok := tevents.FineTunePhaseFor(status); ok && (!phase.IsTerminal() || phase == togetherv1.FineTuneCancelled) &&
+		tevents.RaisesFineTunePhase(ft.Status.Phase, phase) {
 		evs = append(evs, tevents.Event{ID: "poll:" + id + ":status:" + status, Type: tevents.TypeFineTuneStatus, JobID: id, RemoteStatus: status, Time: at})
 	}
 	if !p.moved(id, job) {
