@@ -2,7 +2,6 @@ package v1alpha1_test
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,9 +10,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/testenv"
 )
 
 // These tests hand the API server the specs a user could get wrong and check
@@ -23,10 +22,7 @@ import (
 var k8s client.Client
 
 func TestMain(m *testing.M) {
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
+	env := testenv.Environment()
 	cfg, err := env.Start()
 	if err != nil {
 		panic("starting envtest (run `make envtest` or set KUBEBUILDER_ASSETS): " + err.Error())

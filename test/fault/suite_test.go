@@ -13,7 +13,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -37,6 +36,7 @@ import (
 	tevents "github.com/together-operator/together-operator/internal/events"
 	"github.com/together-operator/together-operator/internal/operator"
 	"github.com/together-operator/together-operator/internal/signing"
+	"github.com/together-operator/together-operator/internal/testenv"
 	"github.com/together-operator/together-operator/internal/webhook"
 )
 
@@ -66,10 +66,7 @@ var _ = BeforeSuite(func() {
 	ctx, cancel = context.WithCancel(context.Background())
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
 	Expect(togetherv1.AddToScheme(scheme)).To(Succeed())
-	testEnv = &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
+	testEnv = testenv.Environment()
 	// A certificate directory of our own survives an API server restart;
 	// envtest regenerates the serving certificate (and the clients' CA no
 	// longer matches) when it allocated the directory itself.
