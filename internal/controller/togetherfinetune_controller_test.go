@@ -117,18 +117,6 @@ var _ = Describe("FineTune reconciler", func() {
 		}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
 	}
 
-	drainEvents := func() []string {
-		var out []string
-		for {
-			select {
-			case e := <-recorder.Events:
-				out = append(out, e)
-			default:
-				return out
-			}
-		}
-	}
-
 	condition := func(ft *togetherv1.TogetherFineTune, t string) *metav1.Condition {
 		return apimeta.FindStatusCondition(ft.Status.Conditions, t)
 	}
@@ -241,7 +229,7 @@ var _ = Describe("FineTune reconciler", func() {
 		g := &dto.Metric{}
 		Expect(fineTuneStepGauge.WithLabelValues(ns, "tune").Write(g)).To(Succeed())
 		Expect(g.GetGauge().GetValue()).To(Equal(5.0))
-		evs := strings.Join(drainEvents(), "\n")
+		evs := strings.Join(drainEvents(recorder), "\n")
 		for _, want := range []string{"Normal Uploaded", "Normal Submitted", "Normal Completed", "Normal DeploymentPatched", "Normal Deployed"} {
 			Expect(evs).To(ContainSubstring(want))
 		}
@@ -252,7 +240,7 @@ var _ = Describe("FineTune reconciler", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "chat"}, dep)).To(Succeed())
 		Expect(dep.ResourceVersion).To(Equal(rv))
-		Expect(drainEvents()).To(BeEmpty())
+		Expect(drainEvents(recorder)).To(BeEmpty())
 		Expect(counterValue(fineTuneCompletions)).To(Equal(1.0))
 	})
 
@@ -279,7 +267,7 @@ var _ = Describe("FineTune reconciler", func() {
 		Expect(ft.Status.Phase).To(Equal(togetherv1.FineTuneSucceeded))
 		Expect(condition(ft, DeployedCondition)).To(BeNil())
 		Expect(sim.CountCalls("POST", "/v1/fine-tunes")).To(Equal(0))
-		Expect(drainEvents()).To(ContainElement(ContainSubstring("Normal Adopted")))
+		Expect(drainEvents(recorder)).To(ContainElement(ContainSubstring("Normal Adopted")))
 	})
 
 	It("rejects invalid JSONL naming the line and uploads nothing", func() {
@@ -300,11 +288,11 @@ var _ = Describe("FineTune reconciler", func() {
 		Expect(condition(ft, togetherv1.ReadyCondition).Status).To(Equal(metav1.ConditionFalse))
 		Expect(condition(ft, togetherv1.ReconcilingCondition)).To(BeNil())
 		Expect(ft.Status.ObservedGeneration).To(Equal(ft.Generation))
-		Expect(drainEvents()).To(ConsistOf(And(ContainSubstring("Warning InvalidTrainingData"), ContainSubstring("line 3"))))
+		Expect(drainEvents(recorder)).To(ConsistOf(And(ContainSubstring("Warning InvalidTrainingData"), ContainSubstring("line 3"))))
 
 		_, err = reconcile(key)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(drainEvents()).To(BeEmpty(), "the same problem is reported once, not per retry")
+		Expect(drainEvents(recorder)).To(BeEmpty(), "the same problem is reported once, not per retry")
 		Expect(sim.CountCalls("POST", "/v1/files/upload")).To(Equal(0))
 		Expect(sim.CountCalls("GET", "/v1/files")).To(Equal(0))
 		Expect(sim.CountCalls("POST", "/v1/fine-tunes")).To(Equal(0))
@@ -373,7 +361,7 @@ var _ = Describe("FineTune reconciler", func() {
 		Expect(counterValue(fineTuneFailures)).To(Equal(1.0))
 		Expect(counterValue(fineTuneCompletions)).To(Equal(1.0))
 		failures := 0
-		for _, e := range drainEvents() {
+		for _, e := range drainEvents(recorder) {
 			if strings.HasPrefix(e, "Warning JobFailed") {
 				failures++
 				Expect(e).To(And(ContainSubstring("loss diverged"), ContainSubstring("step 2")))
@@ -431,7 +419,7 @@ var _ = Describe("FineTune reconciler", func() {
 		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "gated"}, dep)).To(Succeed())
 		Expect(dep.Annotations).To(BeEmpty())
 		Expect(dep.Spec.Template.Spec.Containers[1].Env[1].Value).To(Equal("base-model"))
-		Expect(drainEvents()).To(ContainElement(ContainSubstring("Warning QualityGateFailed")))
+		Expect(drainEvents(recorder)).To(ContainElement(ContainSubstring("Warning QualityGateFailed")))
 	})
 
 	It("reports a missing Deployment as a condition", func() {

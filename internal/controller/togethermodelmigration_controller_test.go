@@ -128,17 +128,6 @@ var _ = Describe("TogetherModelMigration", func() {
 		}
 		return ""
 	}
-	drainEvents := func() []string {
-		var out []string
-		for {
-			select {
-			case e := <-recorder.Events:
-				out = append(out, e)
-			default:
-				return out
-			}
-		}
-	}
 	condition := func(m *togetherv1.TogetherModelMigration, t string) *metav1.Condition {
 		return apimeta.FindStatusCondition(m.Status.Conditions, t)
 	}
@@ -202,7 +191,7 @@ var _ = Describe("TogetherModelMigration", func() {
 				Field: "metadata.annotations[together.ai/model]", From: oldModel, To: newModel,
 				PatchedAt: got.Status.Targets[0].PatchedAt},
 		))
-		Expect(drainEvents()).To(ConsistOf(HavePrefix("Normal Migrated Moved 4 workload(s)")))
+		Expect(drainEvents(recorder)).To(ConsistOf(HavePrefix("Normal Migrated Moved 4 workload(s)")))
 	})
 
 	It("annotates the old model and a rollback patch that restores it", func() {
@@ -228,7 +217,7 @@ var _ = Describe("TogetherModelMigration", func() {
 		makeDeployment("app", nil, container("app", map[string]string{"MODEL": oldModel}))
 		m := makeMigration("noop", nil)
 		reconcile(m)
-		drainEvents()
+		drainEvents(recorder)
 		depRV := getDeployment("app").ResourceVersion
 		crRV := getMigration(m).ResourceVersion
 
@@ -236,7 +225,7 @@ var _ = Describe("TogetherModelMigration", func() {
 		reconcile(m)
 		Expect(getDeployment("app").ResourceVersion).To(Equal(depRV))
 		Expect(getMigration(m).ResourceVersion).To(Equal(crRV))
-		Expect(drainEvents()).To(BeEmpty())
+		Expect(drainEvents(recorder)).To(BeEmpty())
 	})
 
 	It("lists every would-be change in a dry run and changes nothing", func() {
@@ -369,7 +358,7 @@ var _ = Describe("TogetherModelMigration", func() {
 			recordEvent(client.ObjectKeyFromObject(m), "evt-1")
 			reconcile(m)
 			expectMigrated(m, "evt-1")
-			Expect(drainEvents()).To(ConsistOf(HavePrefix("Normal Migrated Moved 1 workload(s)")))
+			Expect(drainEvents(recorder)).To(ConsistOf(HavePrefix("Normal Migrated Moved 1 workload(s)")))
 		})
 
 		It("keeps the record of patched targets when the write precedes the first reconcile", func() {
@@ -400,7 +389,7 @@ var _ = Describe("TogetherModelMigration", func() {
 			Expect(envOf(getDeployment("chat-app").Spec.Template.Spec.Containers[0], "MODEL")).To(Equal(newModel))
 			reconcile(m) // the retry, which finds nothing left to patch
 			expectMigrated(m, "evt-1")
-			Expect(drainEvents()).To(ConsistOf(HavePrefix("Normal Migrated Moved 1 workload(s)")))
+			Expect(drainEvents(recorder)).To(ConsistOf(HavePrefix("Normal Migrated Moved 1 workload(s)")))
 
 			By("staying put when reconciled again")
 			rv := getMigration(m).ResourceVersion
@@ -485,14 +474,14 @@ var _ = Describe("TogetherModelMigration", func() {
 		Expect(stalled).NotTo(BeNil())
 		Expect(stalled.Reason).To(Equal(ReasonPartiallyMigrated))
 		Expect(condition(got, togetherv1.ReadyCondition).Status).To(Equal(metav1.ConditionFalse))
-		evs := drainEvents()
+		evs := drainEvents(recorder)
 		Expect(evs).To(ContainElement(HavePrefix("Warning PatchFailed")))
 		Expect(evs).To(ContainElement(HavePrefix("Normal Migrated Moved 1 workload(s)")))
 
 		By("retrying without a second Event or status write")
 		reconcile(m)
 		Expect(getMigration(m).ResourceVersion).To(Equal(got.ResourceVersion))
-		Expect(drainEvents()).To(BeEmpty())
+		Expect(drainEvents(recorder)).To(BeEmpty())
 
 		By("failing when nothing could be done")
 		only := makeMigration("only-locked", func(s *togetherv1.TogetherModelMigrationSpec) {
@@ -520,16 +509,16 @@ var _ = Describe("TogetherModelMigration", func() {
 		reconcile(m)
 		Expect(getMigration(m).Status.AtRisk).To(Equal(int32(1)))
 		Expect(gauge()).To(Equal(1.0))
-		Expect(drainEvents()).To(ConsistOf(HavePrefix("Warning WorkloadsAtRisk 1 workload(s) still use " + oldModel)))
+		Expect(drainEvents(recorder)).To(ConsistOf(HavePrefix("Warning WorkloadsAtRisk 1 workload(s) still use " + oldModel)))
 
 		reconcile(m)
-		Expect(drainEvents()).To(BeEmpty(), "the same set at risk is not warned again")
+		Expect(drainEvents(recorder)).To(BeEmpty(), "the same set at risk is not warned again")
 
 		makeDeployment("b", nil, container("app", map[string]string{"MODEL": oldModel}))
 		reconcile(m)
 		Expect(getMigration(m).Status.AtRisk).To(Equal(int32(2)))
 		Expect(gauge()).To(Equal(2.0))
-		evs := drainEvents()
+		evs := drainEvents(recorder)
 		Expect(evs).To(HaveLen(1))
 		Expect(evs[0]).To(ContainSubstring("Deployment/a, Deployment/b"))
 
@@ -542,7 +531,7 @@ var _ = Describe("TogetherModelMigration", func() {
 		Expect(got.Status.AtRisk).To(BeZero())
 		Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
 		Expect(gauge()).To(BeZero())
-		Expect(strings.Join(drainEvents(), "\n")).To(ContainSubstring("Normal NoWorkloadsAtRisk"))
+		Expect(strings.Join(drainEvents(recorder), "\n")).To(ContainSubstring("Normal NoWorkloadsAtRisk"))
 
 		By("dropping the metric when the migration is deleted")
 		series := migrationSeriesCount()
