@@ -4,10 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
 // statusPatcher snapshots an object's status when a reconcile starts and,
@@ -59,3 +63,25 @@ func (p *statusPatcher) patch(ctx context.Context, obj client.Object, statusOf f
 	}
 	return nil
 }
+
+// conflictRequeuer retries a reconcile that lost an optimistic-concurrency
+// race (the event intake or another writer updated the object first) without
+// reporting it as an error: it is the expected outcome of two writers, and
+// logging each one with a stack trace would drown real failures.
+type conflictRequeuer struct {
+	reconcile.Reconciler
+}
+
+func requeueConflicts(r reconcile.Reconciler) reconcile.Reconciler { return conflictRequeuer{r} }
+
+func (c conflictRequeuer) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	res, err := c.Reconciler.Reconcile(ctx, req)
+	if err != nil && apierrors.IsConflict(err) {
+		log.FromContext(ctx).V(1).Info("object changed while reconciling; retrying with fresh state", "reason", err.Error())
+		return reconcile.Result{RequeueAfter: conflictRetryDelay}, nil
+	}
+	return res, err
+}
+
+// conflictRetryDelay lets the cache catch up with the write that won.
+const conflictRetryDelay = 100 * time.Millisecond

@@ -267,5 +267,5 @@ func (r *TogetherBatchReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&togetherv1.TogetherBatch{}).
 		Owns(&batchv1.Job{}).
 		Named("togetherbatch").
-		Complete(r)
+		Complete(requeueConflicts(r))
 }

@@ -291,5 +291,5 @@ func (r *TogetherFineTuneReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&togetherv1.TogetherFineTune{}).
 		Named("togetherfinetune").
-		Complete(r)
+		Complete(requeueConflicts(r))
 }

@@ -626,5 +626,5 @@ func (r *TogetherModelMigrationReconciler) SetupWithManager(mgr ctrl.Manager) er
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&togetherv1.TogetherModelMigration{}).
 		Named("togethermodelmigration").
-		Complete(r)
+		Complete(requeueConflicts(r))
 }

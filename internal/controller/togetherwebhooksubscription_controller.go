@@ -261,5 +261,5 @@ func (r *TogetherWebhookSubscriptionReconciler) SetupWithManager(mgr ctrl.Manage
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&togetherv1.TogetherWebhookSubscription{}).
 		Named("togetherwebhooksubscription").
-		Complete(r)
+		Complete(requeueConflicts(r))
 }
