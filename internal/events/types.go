@@ -6,11 +6,11 @@ package events
 import (
 	"encoding/json"
 	"time"
-
-	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 )
 
 // Envelope is the wire form of a pushed event: {id, type, created_at, data}.
+// It and the data types below are what senders (the simulator, the
+// together-events CLI, tests) encode; Decode reads the same fields.
 type Envelope struct {
 	ID        string          `json:"id"`
 	Type      string          `json:"type"`
@@ -45,10 +45,10 @@ type BatchDone struct {
 	OutputURL   string `json:"output_url,omitempty"`
 	TotalTokens int64  `json:"total_tokens"`
 	// Status is the batch's terminal status (COMPLETED, FAILED, EXPIRED,
-	// CANCELLED); absent means COMPLETED. The poller always sets it.
+	// CANCELLED); absent means COMPLETED.
 	Status string `json:"status,omitempty"`
-	// OutputFileID and ErrorFileID are set by the poller, which reads them
-	// from the API; pushes may omit them.
+	// OutputFileID and ErrorFileID name the result files; a sender may omit
+	// them, and the batch reconciler then reads them from the API.
 	OutputFileID string `json:"output_file_id,omitempty"`
 	ErrorFileID  string `json:"error_file_id,omitempty"`
 	Error        string `json:"error,omitempty"`
@@ -60,6 +60,3 @@ type ModelDeprecated struct {
 	ReplacementModel string `json:"replacement_model"`
 	SunsetDate       string `json:"sunset_date"`
 }
-
-// Type aliases the API's event type so callers need one import.
-type Type = togetherv1.EventType

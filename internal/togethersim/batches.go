@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/events"
 	"github.com/together-operator/together-operator/internal/together"
 )
@@ -192,7 +193,7 @@ func (s *Server) finishBatch(b *batch, st together.BatchStatus) {
 	if b.OutputFileID != "" {
 		done.OutputURL = "/v1/files/" + b.OutputFileID + "/content"
 	}
-	s.emit(events.Type("batch.done"), done)
+	s.emit(togetherv1.EventBatchDone, done)
 }
 
 func (s *Server) lookupBatch(w http.ResponseWriter, r *http.Request) *batch {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-retryablehttp"
 
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/events"
 	"github.com/together-operator/together-operator/internal/signing"
 	"github.com/together-operator/together-operator/internal/together"
@@ -125,7 +126,7 @@ type delivery struct {
 }
 
 // emit queues the event for every subscriber of typ; callers hold s.mu.
-func (s *Server) emit(typ events.Type, data any) {
+func (s *Server) emit(typ togetherv1.EventType, data any) {
 	raw, err := json.Marshal(data)
 	if err != nil {
 		s.opts.Logger.Error(err, "encoding event data", "type", typ)
