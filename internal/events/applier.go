@@ -90,13 +90,15 @@ type kindOps struct {
 	transition func(before, after client.Object) (eventType, reason, note string)
 }
 
+// KindFineTune and KindBatch name the kinds the apply step writes to, for
+// ApplyTo.
 const (
-	kindFineTune = "TogetherFineTune"
-	kindBatch    = "TogetherBatch"
+	KindFineTune = "TogetherFineTune"
+	KindBatch    = "TogetherBatch"
 )
 
 var ops = map[string]kindOps{
-	kindFineTune: {
+	KindFineTune: {
 		newObj: func() client.Object { return &togetherv1.TogetherFineTune{} },
 		apply: func(o client.Object, ev Event, now metav1.Time) Outcome {
 			ft := o.(*togetherv1.TogetherFineTune)
@@ -108,7 +110,7 @@ var ops = map[string]kindOps{
 		},
 		transition: fineTuneTransition,
 	},
-	kindBatch: {
+	KindBatch: {
 		newObj: func() client.Object { return &togetherv1.TogetherBatch{} },
 		apply: func(o client.Object, ev Event, now metav1.Time) Outcome {
 			b := o.(*togetherv1.TogetherBatch)
@@ -142,9 +144,9 @@ var ErrNoWrite = errors.New("could not record the event")
 func (a *Applier) Apply(ctx context.Context, namespace string, ev Event, o Options) Result {
 	switch ev.Type {
 	case togetherv1.EventFineTuneCompleted, togetherv1.EventFineTuneFailed, togetherv1.EventFineTuneCheckpoint, TypeFineTuneStatus:
-		return a.applyJob(ctx, kindFineTune, namespace, ev, o)
+		return a.applyJob(ctx, KindFineTune, namespace, ev, o)
 	case togetherv1.EventBatchDone, TypeBatchProgress:
-		return a.applyJob(ctx, kindBatch, namespace, ev, o)
+		return a.applyJob(ctx, KindBatch, namespace, ev, o)
 	case togetherv1.EventModelDeprecated:
 		return a.applyDeprecation(ctx, namespace, ev, o)
 	}
@@ -156,12 +158,6 @@ func (a *Applier) Apply(ctx context.Context, namespace string, ev Event, o Optio
 func (a *Applier) ApplyTo(ctx context.Context, kind string, nn types.NamespacedName, ev Event) Result {
 	return a.enqueue(ctx, queueKey{kind: kind, nn: nn}, ev)
 }
-
-// KindFineTune and KindBatch name the kinds for ApplyTo.
-const (
-	KindFineTune = kindFineTune
-	KindBatch    = kindBatch
-)
 
 func (a *Applier) applyJob(ctx context.Context, kind, namespace string, ev Event, o Options) Result {
 	nn, found, err := a.find(ctx, kind, namespace, ev.JobID)
@@ -184,7 +180,7 @@ func (a *Applier) applyJob(ctx context.Context, kind, namespace string, ev Event
 // spec), the one whose current job it is wins.
 func (a *Applier) find(ctx context.Context, kind, namespace, id string) (types.NamespacedName, bool, error) {
 	switch kind {
-	case kindFineTune:
+	case KindFineTune:
 		var list togetherv1.TogetherFineTuneList
 		if err := a.Client.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{IndexFineTuneJobID: id}); err != nil {
 			return types.NamespacedName{}, false, fmt.Errorf("looking up fine-tune for job %s: %w", id, err)
@@ -197,7 +193,7 @@ func (a *Applier) find(ctx context.Context, kind, namespace, id string) (types.N
 		if len(list.Items) > 0 {
 			return client.ObjectKeyFromObject(&list.Items[0]), true, nil
 		}
-	case kindBatch:
+	case KindBatch:
 		var list togetherv1.TogetherBatchList
 		if err := a.Client.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{IndexBatchID: id}); err != nil {
 			return types.NamespacedName{}, false, fmt.Errorf("looking up batch %s: %w", id, err)
@@ -214,7 +210,7 @@ func (a *Applier) find(ctx context.Context, kind, namespace, id string) (types.N
 func (a *Applier) adopt(ctx context.Context, kind, namespace, id string) (types.NamespacedName, error) {
 	var obj client.Object
 	switch kind {
-	case kindFineTune:
+	case KindFineTune:
 		obj = &togetherv1.TogetherFineTune{
 			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: ObjectName("ft", id), Labels: map[string]string{"together.ai/adopted": "true"}},
 			Spec:       togetherv1.TogetherFineTuneSpec{JobID: id, DeletionPolicy: togetherv1.DeletionPolicyRetain},
