@@ -19,7 +19,7 @@ import (
 func (p *Poller) pollBatches(ctx context.Context, s *Stats) error {
 	logger := log.FromContext(ctx).WithName("poller")
 	var list togetherv1.TogetherBatchList
-	if err := p.Client.List(ctx, &list); err != nil {
+	if err := p.Client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("listing batches: %w", err)
 	}
 	var active []*togetherv1.TogetherBatch
@@ -28,6 +28,7 @@ func (p *Poller) pollBatches(ctx context.Context, s *Stats) error {
 		if len(batchIDsOf(b)) == 0 || b.Status.Phase.IsTerminal() || !b.DeletionTimestamp.IsZero() {
 			continue
 		}
+		s.noteOverride(durationOf(b.Spec.PollInterval))
 		if p.due(client.ObjectKeyFromObject(b), durationOf(b.Spec.PollInterval)) {
 			active = append(active, b)
 		}

@@ -22,7 +22,8 @@ import (
 func (p *Poller) pollFineTunes(ctx context.Context, s *Stats) error {
 	logger := log.FromContext(ctx).WithName("poller")
 	var list togetherv1.TogetherFineTuneList
-	if err := p.Client.List(ctx, &list); err != nil {
+	// The list is only read, so the cache's objects need not be copied.
+	if err := p.Client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("listing fine-tunes: %w", err)
 	}
 	var active []*togetherv1.TogetherFineTune
@@ -31,6 +32,7 @@ func (p *Poller) pollFineTunes(ctx context.Context, s *Stats) error {
 		if jobID(ft) == "" || ft.Status.Phase.IsTerminal() || !ft.DeletionTimestamp.IsZero() {
 			continue
 		}
+		s.noteOverride(durationOf(ft.Spec.PollInterval))
 		if !p.due(client.ObjectKeyFromObject(ft), durationOf(ft.Spec.PollInterval)) {
 			continue
 		}

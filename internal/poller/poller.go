@@ -20,7 +20,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	tevents "github.com/together-operator/together-operator/internal/events"
 	"github.com/together-operator/together-operator/internal/together"
 )
@@ -62,7 +61,10 @@ type Poller struct {
 type Stats struct {
 	APICalls int
 	Events   int
-	Applied  int
+	// ShortestOverride is the shortest spec.pollInterval among resources
+	// still moving, zero when none sets one.
+	ShortestOverride time.Duration
+	Applied          int
 }
 
 var (
@@ -86,7 +88,6 @@ func (p *Poller) NeedLeaderElection() bool { return true }
 // the next; they never stop the manager.
 func (p *Poller) Start(ctx context.Context) error {
 	logger := log.FromContext(ctx).WithName("poller")
-	interval := p.interval()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -99,7 +100,7 @@ func (p *Poller) Start(ctx context.Context) error {
 		if err != nil {
 			logger.Error(err, "poll cycle failed; retrying next cycle")
 		}
-		interval = p.nextInterval(ctx, stats)
+		interval := p.nextInterval(stats)
 		logger.V(1).Info("poll cycle", "apiCalls", stats.APICalls, "events", stats.Events, "applied", stats.Applied, "next", interval)
 		timer.Reset(interval)
 	}
@@ -114,7 +115,7 @@ func (p *Poller) interval() time.Duration {
 
 // nextInterval is the moving interval while events were applied, the idle
 // one otherwise, and never longer than the shortest per-resource override.
-func (p *Poller) nextInterval(ctx context.Context, s Stats) time.Duration {
+func (p *Poller) nextInterval(s Stats) time.Duration {
 	next := p.interval()
 	if s.Applied == 0 {
 		next = p.IdleInterval
@@ -122,33 +123,17 @@ func (p *Poller) nextInterval(ctx context.Context, s Stats) time.Duration {
 			next = 4 * p.interval()
 		}
 	}
-	for _, d := range p.overrides(ctx) {
-		if d > 0 && d < next {
-			next = d
-		}
+	if s.ShortestOverride > 0 && s.ShortestOverride < next {
+		next = s.ShortestOverride
 	}
 	return next
 }
 
-func (p *Poller) overrides(ctx context.Context) []time.Duration {
-	var out []time.Duration
-	var fts togetherv1.TogetherFineTuneList
-	if p.Client.List(ctx, &fts) == nil {
-		for _, ft := range fts.Items {
-			if ft.Spec.PollInterval != nil && !ft.Status.Phase.IsTerminal() {
-				out = append(out, ft.Spec.PollInterval.Duration)
-			}
-		}
+// noteOverride records a resource's own poll interval for nextInterval.
+func (s *Stats) noteOverride(d time.Duration) {
+	if d > 0 && (s.ShortestOverride == 0 || d < s.ShortestOverride) {
+		s.ShortestOverride = d
 	}
-	var bs togetherv1.TogetherBatchList
-	if p.Client.List(ctx, &bs) == nil {
-		for _, b := range bs.Items {
-			if b.Spec.PollInterval != nil && !b.Status.Phase.IsTerminal() {
-				out = append(out, b.Spec.PollInterval.Duration)
-			}
-		}
-	}
-	return out
 }
 
 // PollOnce runs one cycle: fine-tunes, batches, and (when due) the models
