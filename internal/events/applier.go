@@ -175,14 +175,15 @@ func (a *Applier) applyJob(ctx context.Context, kind, namespace string, ev Event
 	return a.enqueue(ctx, queueKey{kind: kind, nn: nn}, ev)
 }
 
-// find looks the resource up by the job ID index. When several match (a
+// find looks the resource up by the job ID index, reading the cache without
+// copying since it only needs names and IDs. When several match (a
 // job ID reused across resources should not happen, but a user can copy a
 // spec), the one whose current job it is wins.
 func (a *Applier) find(ctx context.Context, kind, namespace, id string) (types.NamespacedName, bool, error) {
 	switch kind {
 	case KindFineTune:
 		var list togetherv1.TogetherFineTuneList
-		if err := a.Client.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{IndexFineTuneJobID: id}); err != nil {
+		if err := a.Client.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{IndexFineTuneJobID: id}, client.UnsafeDisableDeepCopy); err != nil {
 			return types.NamespacedName{}, false, fmt.Errorf("looking up fine-tune for job %s: %w", id, err)
 		}
 		for _, ft := range list.Items {
@@ -195,7 +196,7 @@ func (a *Applier) find(ctx context.Context, kind, namespace, id string) (types.N
 		}
 	case KindBatch:
 		var list togetherv1.TogetherBatchList
-		if err := a.Client.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{IndexBatchID: id}); err != nil {
+		if err := a.Client.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{IndexBatchID: id}, client.UnsafeDisableDeepCopy); err != nil {
 			return types.NamespacedName{}, false, fmt.Errorf("looking up batch %s: %w", id, err)
 		}
 		if len(list.Items) > 0 {
