@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -161,6 +162,13 @@ func (a *Applier) ApplyTo(ctx context.Context, kind string, nn types.NamespacedN
 
 func (a *Applier) applyJob(ctx context.Context, kind, namespace string, ev Event, o Options) Result {
 	nn, found, err := a.find(ctx, kind, namespace, ev.JobID)
+	if err == nil && !found {
+		// The cache may not yet show a job ID written a moment ago (a new
+		// attempt's job, a batch just submitted). Acknowledging the event as
+		// unmatched would drop it, and adopting it would duplicate the
+		// resource, so the API server has the last word.
+		nn, found, err = a.findLive(ctx, kind, namespace, ev.JobID)
+	}
 	if err != nil {
 		return Result{Outcome: Failed, Err: err}
 	}
@@ -204,6 +212,55 @@ func (a *Applier) find(ctx context.Context, kind, namespace, id string) (types.N
 		}
 	}
 	return types.NamespacedName{}, false, nil
+}
+
+// liveListPage bounds one page of findLive's list, so confirming a miss in
+// a namespace with thousands of resources does not hold them all at once.
+const liveListPage = 250
+
+// findLive is find against the API server rather than the cache. It runs
+// only when the cache has no match, which in steady state means an event
+// about a job that no resource tracks.
+func (a *Applier) findLive(ctx context.Context, kind, namespace, id string) (types.NamespacedName, bool, error) {
+	cont := ""
+	for {
+		opts := []client.ListOption{client.InNamespace(namespace), client.Limit(liveListPage), client.Continue(cont)}
+		var (
+			match client.Object
+			err   error
+		)
+		switch kind {
+		case KindFineTune:
+			list := &togetherv1.TogetherFineTuneList{}
+			err = a.Reader.List(ctx, list, opts...)
+			for i := range list.Items {
+				if match == nil && slices.Contains(fineTuneJobIDs(&list.Items[i]), id) {
+					match = &list.Items[i]
+				}
+			}
+			cont = list.Continue
+		case KindBatch:
+			list := &togetherv1.TogetherBatchList{}
+			err = a.Reader.List(ctx, list, opts...)
+			for i := range list.Items {
+				if match == nil && slices.Contains(batchIDs(&list.Items[i]), id) {
+					match = &list.Items[i]
+				}
+			}
+			cont = list.Continue
+		default:
+			return types.NamespacedName{}, false, nil
+		}
+		if err != nil {
+			return types.NamespacedName{}, false, fmt.Errorf("confirming that no %s in %s tracks %s: %w", kind, namespace, id, err)
+		}
+		if match != nil {
+			return client.ObjectKeyFromObject(match), true, nil
+		}
+		if cont == "" {
+			return types.NamespacedName{}, false, nil
+		}
+	}
 }
 
 // adopt creates a resource that tracks a job no resource knew about. Its name

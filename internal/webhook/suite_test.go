@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
@@ -34,7 +35,10 @@ var (
 	srv        *Server
 	endpoint   *httptest.Server
 	failWrites atomic.Bool
-	scheme     = testenv.Scheme()
+	// cacheBehind makes the applier's cached lists come back empty, as
+	// they do for a moment after a write the informer has not seen yet.
+	cacheBehind atomic.Bool
+	scheme      = testenv.Scheme()
 )
 
 func TestWebhook(t *testing.T) {
@@ -78,8 +82,19 @@ var _ = AfterSuite(func() {
 	Expect(testEnv.Stop()).To(Succeed())
 })
 
-// failingClient fails status writes while failWrites is set.
+// failingClient fails status writes while failWrites is set, and lists
+// nothing while cacheBehind is set.
 type failingClient struct{ client.Client }
+
+func (f failingClient) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	if err := f.Client.List(ctx, list, opts...); err != nil {
+		return err
+	}
+	if cacheBehind.Load() {
+		return apimeta.SetList(list, nil)
+	}
+	return nil
+}
 
 func (f failingClient) Status() client.SubResourceWriter { return failingStatus{f.Client.Status()} }
 

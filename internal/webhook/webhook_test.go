@@ -346,13 +346,30 @@ var _ = Describe("Events endpoint", func() {
 			Attempts: []togetherv1.FineTuneAttempt{{Attempt: 1, JobID: "ft-attempt-1", Phase: togetherv1.FineTuneFailed}}}
 		Expect(k8s.Status().Update(ctx, ft)).To(Succeed())
 
+		By("the event for the new job arrives before the cache has seen that write")
+		cacheBehind.Store(true)
+		DeferCleanup(func() { cacheBehind.Store(false) })
 		code, body := send(hexSigned(path, envelope("a2-c1", "fine_tune.checkpoint", map[string]any{"fine_tune_id": "ft-attempt-2", "step": 3})))
-		Expect(code).To(Equal(200))
+		Expect(code).To(Equal(200), body)
 		Expect(body).To(ContainSubstring("applied"))
 		ft = getFineTune(ns, "ft")
 		Expect(ft.Status.JobID).To(Equal("ft-attempt-2"))
 		Expect(ft.Status.Step).To(Equal(int64(3)))
 		Expect(ft.Status.Phase).To(Equal(togetherv1.FineTuneRunning))
+	})
+
+	It("does not adopt a job a resource already tracks when the cache has not seen it yet", func() {
+		makeSubscription(ns, "adopter", func(s *togetherv1.TogetherWebhookSubscription) { s.Spec.AdoptUnmatched = true })
+		makeFineTune(ns, "mine", "ft-tracked")
+		cacheBehind.Store(true)
+		DeferCleanup(func() { cacheBehind.Store(false) })
+
+		code, body := send(hexSigned(PathFor(ns, "adopter"), envelope("t1", "fine_tune.completed", map[string]any{"fine_tune_id": "ft-tracked", "model_name": "me/tracked"})))
+		Expect(code).To(Equal(200), body)
+		Expect(getFineTune(ns, "mine").Status.Phase).To(Equal(togetherv1.FineTuneSucceeded))
+		var all togetherv1.TogetherFineTuneList
+		Expect(k8s.List(ctx, &all, client.InNamespace(ns))).To(Succeed())
+		Expect(all.Items).To(HaveLen(1), "an adopted duplicate was created")
 	})
 
 	It("acknowledges unmatched events with 202 and one Warning, or adopts them when asked", func() {
