@@ -141,11 +141,23 @@ func ftTargetsText(ft *togetherv1.TogetherFineTune) string {
 	return " " + strings.Join(parts, " and ")
 }
 
-// reconcileEndpoint creates the dedicated endpoint for the output model and
-// follows it until STARTED; ok is false while it is not.
+// reconcileEndpoint creates (or adopts, see findEndpointServing) the
+// dedicated endpoint for the output model and follows it until STARTED; ok
+// is false while it is not.
 func (r *TogetherFineTuneReconciler) reconcileEndpoint(ctx context.Context, ft *togetherv1.TogetherFineTune) (ctrl.Result, bool, error) {
 	st := &ft.Status
 	spec := ft.Spec.Deploy.Endpoint
+	if st.Endpoint == nil {
+		found, err := r.findEndpointServing(ctx, st.OutputModel)
+		if err != nil {
+			return ctrl.Result{}, false, r.apiFailure(ft, err, "looking for a dedicated endpoint already serving "+st.OutputModel)
+		}
+		if found != nil {
+			st.Endpoint = &togetherv1.EndpointStatus{ID: found.ID, Name: found.Name, State: string(found.State)}
+			r.Recorder.Eventf(ft, nil, corev1.EventTypeNormal, "EndpointAdopted", "Deploy",
+				"Found dedicated endpoint %s (%s) already serving model %s and adopted it instead of creating another.", found.Name, found.ID, st.OutputModel)
+		}
+	}
 	if st.Endpoint == nil {
 		display := spec.DisplayName
 		if display == "" {
@@ -187,6 +199,35 @@ func (r *TogetherFineTuneReconciler) reconcileEndpoint(ctx context.Context, ft *
 		interval = ftEndpointPollInterval
 	}
 	return ctrl.Result{RequeueAfter: interval}, false, nil
+}
+
+// findEndpointServing returns the caller's dedicated endpoint that serves
+// model, or nil. Together has no idempotency key, so when the status write
+// after POST /endpoints is lost (a failed write, a crash) the next reconcile
+// would otherwise pay for a second endpoint. A fine-tune's output model name
+// belongs to its job alone, so an endpoint already serving it was made for
+// this resource; the match is on the model because list items carry no
+// display_name. The cost: an endpoint made by hand for the same model is
+// adopted too, and deleted with the resource under deletionPolicy Cancel.
+func (r *TogetherFineTuneReconciler) findEndpointServing(ctx context.Context, model string) (*together.Endpoint, error) {
+	eps, err := r.API.ListEndpoints(ctx, together.ListEndpointsOptions{Mine: true, Type: together.EndpointTypeDedicated})
+	if err != nil {
+		return nil, fmt.Errorf("listing dedicated endpoints: %w", err)
+	}
+	return endpointServing(eps, model), nil
+}
+
+// endpointServing picks the first dedicated endpoint in eps that serves
+// model. The type is checked although the list was asked for dedicated
+// ones only: a serverless endpoint is Together's, never ours to adopt or
+// delete.
+func endpointServing(eps []together.Endpoint, model string) *together.Endpoint {
+	for i := range eps {
+		if eps[i].Model == model && eps[i].Type != together.EndpointTypeServerless {
+			return &eps[i]
+		}
+	}
+	return nil
 }
 
 // ftPatchOp is one RFC 6902 operation.

@@ -28,6 +28,7 @@ type FineTuneAPI interface {
 	UploadFile(ctx context.Context, fileName string, purpose together.FilePurpose, content io.Reader) (*together.File, error)
 	ListFiles(ctx context.Context) ([]together.File, error)
 	CreateEndpoint(ctx context.Context, req together.CreateEndpointRequest) (*together.Endpoint, error)
+	ListEndpoints(ctx context.Context, o together.ListEndpointsOptions) ([]together.Endpoint, error)
 	GetEndpoint(ctx context.Context, id string) (*together.Endpoint, error)
 	DeleteEndpoint(ctx context.Context, id string) error
 	GetFineTuneMetrics(ctx context.Context, id string) (*together.FineTuneMetrics, error)

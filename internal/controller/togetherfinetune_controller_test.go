@@ -477,6 +477,48 @@ var _ = Describe("FineTune reconciler", func() {
 		Expect(together.IsNotFound(err)).To(BeTrue())
 	})
 
+	It("creates exactly one endpoint when the status write after its creation fails", func() {
+		var failed atomic.Bool
+		base, err := client.NewWithWatch(cfg, client.Options{Scheme: k8sClient.Scheme()})
+		Expect(err).NotTo(HaveOccurred())
+		flaky := interceptor.NewClient(base, interceptor.Funcs{
+			SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+				if sim.CountCalls("POST", "/v1/endpoints") > 0 && failed.CompareAndSwap(false, true) {
+					return apierrors.NewServiceUnavailable("injected: status write lost after the endpoint was created")
+				}
+				return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
+			},
+		})
+		r.Client = flaky
+		key := newFineTune("endpoint-crash", togetherv1.TogetherFineTuneSpec{
+			Training: &togetherv1.TrainingSpec{Model: "m", TrainingFile: uploadedFile()},
+			Deploy: &togetherv1.DeploySpec{
+				Endpoint: &togetherv1.EndpointSpec{Hardware: "1x_nvidia_a100_80gb_sxm", MinReplicas: 1, MaxReplicas: 1},
+			},
+		})
+		drive(key, func(g Gomega, _ *togetherv1.TogetherFineTune) {
+			g.Expect(failed.Load()).To(BeTrue())
+		})
+		ft := get(key)
+		Expect(ft.Status.Endpoint).To(BeNil(), "the endpoint's ID was lost with the status write")
+		Expect(sim.CountCalls("POST", "/v1/endpoints")).To(Equal(1))
+
+		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
+			g.Expect(condition(ft, togetherv1.ReadyCondition).Status).To(Equal(metav1.ConditionTrue))
+		})
+		ft = get(key)
+		Expect(sim.CountCalls("POST", "/v1/endpoints")).To(Equal(1))
+		mine, err := api.ListEndpoints(ctx, together.ListEndpointsOptions{Mine: true, Type: together.EndpointTypeDedicated})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(mine).To(HaveLen(1))
+		Expect(ft.Status.Endpoint).NotTo(BeNil())
+		Expect(ft.Status.Endpoint.ID).To(Equal(mine[0].ID))
+		Expect(ft.Status.Endpoint.State).To(Equal("STARTED"))
+		Expect(ft.Status.DeployedModel).To(Equal(mine[0].Name))
+		Expect(sim.CountCalls("GET", "/v1/endpoints")).To(BeNumerically(">=", 2), "each reconcile without a recorded endpoint looked for one")
+		Expect(drainEvents(recorder)).To(ContainElement(And(ContainSubstring("Normal EndpointAdopted"), ContainSubstring(mine[0].Name))))
+	})
+
 	DescribeTable("deleting a running fine-tune",
 		func(policy togetherv1.DeletionPolicy, wantCancels int, wantStatus together.FineTuneStatus) {
 			key := newFineTune("delete", togetherv1.TogetherFineTuneSpec{
@@ -520,5 +562,18 @@ var _ = Describe("FineTune naming", func() {
 		k := previousModelAnnotation(strings.Repeat("c", 60), "MODEL_")
 		Expect(k).To(HavePrefix(PreviousModelAnnotationPrefix))
 		Expect(len(k) - len("together.ai/")).To(BeNumerically("<=", 63))
+	})
+})
+
+var _ = Describe("FineTune endpoint adoption", func() {
+	It("matches only a dedicated endpoint serving the output model", func() {
+		eps := []together.Endpoint{
+			{ID: "serverless", Model: "me/m-ft-1", Type: together.EndpointTypeServerless},
+			{ID: "other", Model: "me/m-ft-2", Type: together.EndpointTypeDedicated},
+			{ID: "mine", Model: "me/m-ft-1", Type: together.EndpointTypeDedicated},
+		}
+		Expect(endpointServing(eps, "me/m-ft-1")).To(HaveField("ID", "mine"))
+		Expect(endpointServing(eps, "me/m-ft-3")).To(BeNil())
+		Expect(endpointServing(eps[:1], "me/m-ft-1")).To(BeNil())
 	})
 })

@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"net/url"
 	"path"
 	"strings"
 )
@@ -214,6 +215,34 @@ func (c *Client) UpdateEndpoint(ctx context.Context, id string, req UpdateEndpoi
 // DeleteEndpoint deletes an endpoint.
 func (c *Client) DeleteEndpoint(ctx context.Context, id string) error {
 	return c.do(ctx, call{op: "DeleteEndpoint", method: http.MethodDelete, path: pathID("/endpoints", id), idempotent: true}, nil)
+}
+
+// ListEndpointsOptions filters ListEndpoints; zero values send no filter.
+type ListEndpointsOptions struct {
+	// Mine keeps only endpoints owned by the caller (mine=true).
+	Mine bool
+	// Type is EndpointTypeDedicated or EndpointTypeServerless; empty
+	// lists both.
+	Type string
+}
+
+// ListEndpoints lists endpoints, unpaginated, in the list envelope
+// {"object":"list","data":[...]}. List items lack display_name, hardware and
+// autoscaling, so those fields are zero in the result; GetEndpoint reads them.
+func (c *Client) ListEndpoints(ctx context.Context, o ListEndpointsOptions) ([]Endpoint, error) {
+	q := url.Values{}
+	if o.Mine {
+		q.Set("mine", "true")
+	}
+	if o.Type != "" {
+		q.Set("type", o.Type)
+	}
+	p := "/endpoints"
+	if len(q) > 0 {
+		p += "?" + q.Encode()
+	}
+	var l dataList[Endpoint]
+	return l.Data, c.do(ctx, get("ListEndpoints", p), &l)
 }
 
 // ListModels lists the models; this route answers a bare array.

@@ -80,6 +80,14 @@ func TestGoldenDecode(t *testing.T) {
 	if e.Autoscaling.MaxReplicas != 2 || e.State != together.EndpointStarted {
 		t.Errorf("endpoint.json decoded to %+v", e)
 	}
+	var el struct {
+		Object string
+		Data   []together.Endpoint
+	}
+	decodeStrict(t, readGolden(t, "endpoint_list.json"), &el)
+	if el.Object != "list" || el.Data[0].Type != together.EndpointTypeDedicated || el.Data[0].Hardware != "" || el.Data[1].Type != together.EndpointTypeServerless {
+		t.Errorf("endpoint_list.json decoded to %+v", el)
+	}
 	var ms []together.Model
 	decodeStrict(t, readGolden(t, "models.json"), &ms)
 	if ms[0].ContextLength != 131072 || ms[0].Deprecated != nil {
@@ -94,6 +102,40 @@ func TestGoldenMetrics(t *testing.T) {
 	m, err := newClient(t, srv+"/v1", testKey, nil).GetFineTuneMetrics(context.Background(), "ft-1")
 	if err != nil || *m.TrainLoss != 1.8 || *m.EvalLoss != 1.9 {
 		t.Errorf("metrics = %+v, %v", m, err)
+	}
+}
+
+// TestGoldenEndpointList serves the list fixture verbatim and checks the
+// filters ListEndpoints puts in the query string.
+func TestGoldenEndpointList(t *testing.T) {
+	body := readGolden(t, "endpoint_list.json")
+	var gotPath, gotQuery string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotPath, gotQuery = r.URL.Path, r.URL.RawQuery
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	c := newClient(t, srv.URL+"/v1", testKey, nil)
+	cases := []struct {
+		opts      together.ListEndpointsOptions
+		wantQuery string
+	}{
+		{together.ListEndpointsOptions{Mine: true, Type: together.EndpointTypeDedicated}, "mine=true&type=dedicated"},
+		{together.ListEndpointsOptions{Type: together.EndpointTypeServerless}, "type=serverless"},
+		{together.ListEndpointsOptions{}, ""},
+	}
+	for _, tc := range cases {
+		es, err := c.ListEndpoints(context.Background(), tc.opts)
+		if err != nil {
+			t.Fatalf("ListEndpoints(%+v): %v", tc.opts, err)
+		}
+		if gotPath != "/v1/endpoints" || gotQuery != tc.wantQuery {
+			t.Errorf("ListEndpoints(%+v) asked %s?%s, want /v1/endpoints?%s", tc.opts, gotPath, gotQuery, tc.wantQuery)
+		}
+		if len(es) != 2 || es[0].ID != "endpoint-1" || es[0].Model != "user-1/m-demo-abc123" || es[0].State != together.EndpointStarted || es[1].Owner != "together" {
+			t.Errorf("ListEndpoints decoded %+v", es)
+		}
 	}
 }
 
@@ -128,6 +170,7 @@ func TestSimulatorMatchesGoldenShapes(t *testing.T) {
 		{"file.json", "/files/" + f.ID, []string{"id", "object", "created_at", "filename", "bytes", "purpose", "FileType", "Processed"}},
 		{"endpoint.json", "/endpoints/" + e.ID, []string{"id", "object", "name", "display_name", "model", "hardware", "type", "owner", "state", "autoscaling", "created_at", "autoscaling.min_replicas"}},
 		{"models.json", "/models", []string{"id", "object", "created", "type"}},
+		{"endpoint_list.json", "/endpoints", []string{"object", "data", "data.id", "data.object", "data.name", "data.model", "data.type", "data.owner", "data.state", "data.created_at"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.golden, func(t *testing.T) {

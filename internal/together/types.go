@@ -246,7 +246,15 @@ type Autoscaling struct {
 	MaxReplicas int `json:"max_replicas"`
 }
 
-// Endpoint is a dedicated inference endpoint.
+// Endpoint types, as the list route reports and filters them.
+const (
+	EndpointTypeDedicated  = "dedicated"
+	EndpointTypeServerless = "serverless"
+)
+
+// Endpoint is an inference endpoint: the full form from create, get and
+// update (always dedicated), or a ListEndpoints item, which lacks
+// DisplayName, Hardware and Autoscaling and may be serverless.
 type Endpoint struct {
 	ID          string        `json:"id"`
 	Object      string        `json:"object"`

@@ -15,6 +15,8 @@
 //     the output file; output lines come back shuffled, as the real service
 //     does not keep order. FAILED and EXPIRED are reachable via BatchScript.
 //   - endpoints: PENDING → STARTING → STARTED (and STOPPING → STOPPED).
+//     GET /v1/endpoints also lists a serverless endpoint per catalogue
+//     model (owner "together"); mine=true and type=dedicated filter them out.
 //
 // The routes under /v1/webhooks and the signed event deliveries are NOT part
 // of Together's API: they are the push contract this project defines for

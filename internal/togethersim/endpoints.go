@@ -1,8 +1,12 @@
 package togethersim
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/events"
@@ -29,7 +33,7 @@ func (s *Server) createEndpoint(w http.ResponseWriter, r *http.Request) {
 	id := s.nextID("endpoint")
 	e := &endpoint{Endpoint: together.Endpoint{
 		ID: id, Object: "endpoint", Name: simUser + "/" + req.Model + "-" + id[len(id)-6:],
-		DisplayName: req.DisplayName, Model: req.Model, Hardware: req.Hardware, Type: "dedicated",
+		DisplayName: req.DisplayName, Model: req.Model, Hardware: req.Hardware, Type: together.EndpointTypeDedicated,
 		Owner: simUser, State: together.EndpointPending, Autoscaling: req.Autoscaling, CreatedAt: s.now(),
 	}, target: together.EndpointStarted}
 	if req.State == string(together.EndpointStopped) {
@@ -77,6 +81,70 @@ func (s *Server) getEndpoint(w http.ResponseWriter, r *http.Request) {
 	if e := s.lookupEndpoint(w, r); e != nil {
 		writeJSON(w, http.StatusOK, e.Endpoint)
 	}
+}
+
+// endpointListItem is one entry of GET /endpoints: the real list drops
+// display_name, hardware and autoscaling from the endpoint object.
+type endpointListItem struct {
+	Object    string                 `json:"object"`
+	ID        string                 `json:"id"`
+	Name      string                 `json:"name"`
+	Model     string                 `json:"model"`
+	Type      string                 `json:"type"`
+	Owner     string                 `json:"owner"`
+	State     together.EndpointState `json:"state"`
+	CreatedAt time.Time              `json:"created_at"`
+}
+
+func listItem(e together.Endpoint) endpointListItem {
+	return endpointListItem{Object: "endpoint", ID: e.ID, Name: e.Name, Model: e.Model, Type: e.Type,
+		Owner: e.Owner, State: e.State, CreatedAt: e.CreatedAt}
+}
+
+// serverlessEndpoint is the shared endpoint the real list shows for a
+// catalogue model: owned by "together", always STARTED, with a stable id.
+func serverlessEndpoint(m together.Model) together.Endpoint {
+	h := sha256.Sum256([]byte(m.ID))
+	return together.Endpoint{ID: "endpoint-" + hex.EncodeToString(h[:8]), Name: m.ID, Model: m.ID,
+		Type: together.EndpointTypeServerless, Owner: "together", State: together.EndpointStarted,
+		CreatedAt: time.Unix(m.Created, 0).UTC()}
+}
+
+// listEndpoints answers GET /endpoints in the {"object":"list","data":[...]}
+// envelope. Like the real list it holds the account's dedicated endpoints
+// and a serverless one per catalogue model; mine=true keeps the caller's
+// own, type=dedicated|serverless keeps one kind.
+func (s *Server) listEndpoints(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	typ := q.Get("type")
+	if typ != "" && typ != together.EndpointTypeDedicated && typ != together.EndpointTypeServerless {
+		writeError(w, r, http.StatusBadRequest, "invalid_request", "type must be dedicated or serverless")
+		return
+	}
+	mine := false
+	if v := q.Get("mine"); v != "" {
+		var err error
+		if mine, err = strconv.ParseBool(v); err != nil {
+			writeError(w, r, http.StatusBadRequest, "invalid_request", "mine must be true or false")
+			return
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	all := make([]together.Endpoint, 0, len(s.endpoints)+len(s.models))
+	for _, id := range sortedKeys(s.endpoints) {
+		all = append(all, s.endpoints[id].Endpoint)
+	}
+	for _, m := range s.models {
+		all = append(all, serverlessEndpoint(m))
+	}
+	out := []endpointListItem{}
+	for _, e := range all {
+		if (typ == "" || e.Type == typ) && (!mine || e.Owner == simUser) {
+			out = append(out, listItem(e))
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": out})
 }
 
 func (s *Server) updateEndpoint(w http.ResponseWriter, r *http.Request) {

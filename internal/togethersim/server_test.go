@@ -287,3 +287,94 @@ func TestClockAdvancesOnItsOwn(t *testing.T) {
 		return got.State, nil
 	}, 5*time.Second, 5*time.Millisecond).Should(Equal(together.EndpointStarted))
 }
+
+func TestListEndpoints(t *testing.T) {
+	ctx := context.Background()
+	s := start(t, togethersim.Options{})
+	c := client(t, s)
+	var created []string
+	for _, m := range []string{"sim-user/a-ft", "sim-user/b-ft"} {
+		e, err := c.CreateEndpoint(ctx, together.CreateEndpointRequest{Model: m, Hardware: "h", DisplayName: "d", Autoscaling: together.Autoscaling{MinReplicas: 1, MaxReplicas: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		created = append(created, e.ID)
+	}
+
+	mine, err := c.ListEndpoints(ctx, together.ListEndpointsOptions{Mine: true, Type: together.EndpointTypeDedicated})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, e := range mine {
+		ids = append(ids, e.ID)
+		if e.Type != "dedicated" || e.Owner != "sim-user" || !strings.HasPrefix(e.Model, "sim-user/") || e.Hardware != "" {
+			t.Errorf("mine, dedicated item = %+v", e)
+		}
+	}
+	NewWithT(t).Expect(ids).To(ConsistOf(created))
+	all, err := c.ListEndpoints(ctx, together.ListEndpointsOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	models, _ := c.ListModels(ctx)
+	if len(all) != 2+len(models) {
+		t.Errorf("unfiltered list has %d endpoints, want 2 dedicated + %d serverless", len(all), len(models))
+	}
+	serverless, err := c.ListEndpoints(ctx, together.ListEndpointsOptions{Type: together.EndpointTypeServerless})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range serverless {
+		if e.Type != "serverless" || e.Owner != "together" || e.State != together.EndpointStarted {
+			t.Errorf("serverless item = %+v", e)
+		}
+	}
+	if len(serverless) != len(models) {
+		t.Errorf("type=serverless lists %d, want %d", len(serverless), len(models))
+	}
+	if none, err := c.ListEndpoints(ctx, together.ListEndpointsOptions{Mine: true, Type: together.EndpointTypeServerless}); err != nil || len(none) != 0 {
+		t.Errorf("mine, serverless = %+v, %v", none, err)
+	}
+
+	t.Run("items drop display_name, hardware and autoscaling", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodGet, s.URL()+"/endpoints?mine=true&type=dedicated", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct {
+			Object string           `json:"object"`
+			Data   []map[string]any `json:"data"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			t.Fatal(err)
+		}
+		if body.Object != "list" || len(body.Data) != 2 {
+			t.Fatalf("envelope = %+v", body)
+		}
+		for _, k := range []string{"display_name", "hardware", "autoscaling"} {
+			if _, ok := body.Data[0][k]; ok {
+				t.Errorf("list item carries %q: %v", k, body.Data[0])
+			}
+		}
+	})
+
+	t.Run("bad filter", func(t *testing.T) {
+		if _, err := c.ListEndpoints(ctx, together.ListEndpointsOptions{Type: "shared"}); !together.IsInvalidRequest(err) {
+			t.Errorf("type=shared: %v", err)
+		}
+	})
+
+	t.Run("route faults apply", func(t *testing.T) {
+		s.Faults().SetRoute(http.MethodGet, "/v1/endpoints", togethersim.RouteFault{Status: 429, RetryAfter: time.Second, Times: 1})
+		if _, err := c.ListEndpoints(ctx, together.ListEndpointsOptions{Mine: true}); !together.IsRateLimited(err) {
+			t.Errorf("429 fault: %v", err)
+		}
+		if _, err := c.ListEndpoints(ctx, together.ListEndpointsOptions{Mine: true}); err != nil {
+			t.Errorf("fault outlived Times: %v", err)
+		}
+	})
+}
