@@ -36,6 +36,10 @@ func TestDecode(t *testing.T) {
 		{"bad sunset", `{"id":"e","type":"model.deprecated","data":{"model_id":"a","sunset_date":"soon"}}`, "data.sunset_date must be a date"},
 		{"bad batch status", `{"id":"e","type":"batch.done","data":{"batch_id":"b","status":"DONE"}}`, "data.status must be one of"},
 		{"negative tokens", `{"id":"e","type":"batch.done","data":{"batch_id":"b","total_tokens":-5}}`, "total_tokens must not be negative"},
+		{"duplicate member", `{"id":"e1","type":"batch.done","id":"e2","data":{"batch_id":"b"}}`, "duplicate object member name"},
+		{"invalid UTF-8", "{\"id\":\"e\xff\",\"type\":\"batch.done\",\"data\":{\"batch_id\":\"b\"}}", "invalid UTF-8"},
+		{"bad created_at", `{"id":"e","type":"batch.done","created_at":"yesterday","data":{"batch_id":"b"}}`, "field created_at must be an RFC 3339 timestamp"},
+		{"step too large", `{"id":"e","type":"fine_tune.checkpoint","data":{"fine_tune_id":"f","step":1e99}}`, "field data.step must be a whole number in range"},
 		{"long id", `{"id":"` + strings.Repeat("x", 300) + `","type":"batch.done","data":{"batch_id":"b"}}`, "id is longer than"},
 	}
 	for _, tc := range cases {
