@@ -74,6 +74,11 @@ type bench struct {
 	outDir  string
 	rows    []row
 	rawRate float64
+	// rawP99 and rawObjs are the raw baseline's write latency and objects;
+	// the latency scenarios are compared with the former and rawSteady
+	// writes the latter again.
+	rawP99  time.Duration
+	rawObjs []*togetherv1.TogetherFineTune
 }
 
 func main() {
@@ -155,9 +160,10 @@ func (b *bench) run(crdDir string) (err error) {
 		name string
 		fn   func(context.Context) error
 	}{
+		// First, while the control plane is idle: it is a CPU benchmark.
+		{"verify+decode", b.verifyDecode},
 		{"raw baseline", b.rawBaseline},
 		{"event intake", b.intake},
-		{"verify+decode", b.verifyDecode},
 		{"migration", b.migration},
 		{"poller", b.poller},
 		{"memory", b.memory},
