@@ -204,11 +204,8 @@ func (r *TogetherFineTuneReconciler) reconcileDelete(ctx context.Context, ft *to
 		if err := r.cancelRemoteJob(ctx, ft); err != nil {
 			return false, r.apiFailure(ft, err, "cancelling the job before deletion")
 		}
-		if ep := ft.Status.Endpoint; ep != nil && ep.ID != "" {
-			if err := r.API.DeleteEndpoint(ctx, ep.ID); err != nil && !together.IsNotFound(err) {
-				return false, r.apiFailure(ft, err, "deleting endpoint "+ep.ID+" before deletion")
-			}
-			r.Recorder.Eventf(ft, nil, "Normal", "EndpointDeleted", "Delete", "Deleted dedicated endpoint %s.", ep.Name)
+		if err := r.deleteEndpoint(ctx, ft); err != nil {
+			return false, r.apiFailure(ft, err, "deleting the dedicated endpoint before deletion")
 		}
 	}
 	before := ft.DeepCopy()
@@ -220,6 +217,29 @@ func (r *TogetherFineTuneReconciler) reconcileDelete(ctx context.Context, ft *to
 		return false, fmt.Errorf("removing finalizer from %s/%s: %w", ft.Namespace, ft.Name, err)
 	}
 	return true, nil
+}
+
+// deleteEndpoint deletes the fine-tune's dedicated endpoint, including one
+// created just before a lost status write, which only its model identifies.
+func (r *TogetherFineTuneReconciler) deleteEndpoint(ctx context.Context, ft *togetherv1.TogetherFineTune) error {
+	var id, name string
+	switch ep := ft.Status.Endpoint; {
+	case ep != nil && ep.ID != "":
+		id, name = ep.ID, ep.Name
+	case ft.Spec.Deploy != nil && ft.Spec.Deploy.Endpoint != nil && ft.Status.OutputModel != "":
+		found, err := r.findEndpointServing(ctx, ft.Status.OutputModel)
+		if err != nil || found == nil {
+			return err
+		}
+		id, name = found.ID, found.Name
+	default:
+		return nil
+	}
+	if err := r.API.DeleteEndpoint(ctx, id); err != nil && !together.IsNotFound(err) {
+		return fmt.Errorf("deleting endpoint %s: %w", id, err)
+	}
+	r.Recorder.Eventf(ft, nil, "Normal", "EndpointDeleted", "Delete", "Deleted dedicated endpoint %s.", name)
+	return nil
 }
 
 // cancelRemoteJob cancels the current job when it may still be running,

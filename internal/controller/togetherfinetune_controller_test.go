@@ -519,6 +519,38 @@ var _ = Describe("FineTune reconciler", func() {
 		Expect(drainEvents(recorder)).To(ContainElement(And(ContainSubstring("Normal EndpointAdopted"), ContainSubstring(mine[0].Name))))
 	})
 
+	It("deletes an endpoint whose creation was never recorded when the fine-tune is deleted", func() {
+		base, err := client.NewWithWatch(cfg, client.Options{Scheme: k8sClient.Scheme()})
+		Expect(err).NotTo(HaveOccurred())
+		r.Client = interceptor.NewClient(base, interceptor.Funcs{
+			SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+				if sim.CountCalls("POST", "/v1/endpoints") > 0 {
+					return apierrors.NewServiceUnavailable("injected: status writes lost after the endpoint was created")
+				}
+				return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
+			},
+		})
+		key := newFineTune("endpoint-orphan", togetherv1.TogetherFineTuneSpec{
+			Training: &togetherv1.TrainingSpec{Model: "m", TrainingFile: uploadedFile()},
+			Deploy: &togetherv1.DeploySpec{
+				Endpoint: &togetherv1.EndpointSpec{Hardware: "1x_nvidia_a100_80gb_sxm", MinReplicas: 1, MaxReplicas: 1},
+			},
+		})
+		drive(key, func(g Gomega, _ *togetherv1.TogetherFineTune) {
+			g.Expect(sim.CountCalls("POST", "/v1/endpoints")).To(Equal(1))
+		})
+		ft := get(key)
+		Expect(ft.Status.Endpoint).To(BeNil(), "the endpoint's ID was lost with the status write")
+
+		Expect(k8sClient.Delete(ctx, ft)).To(Succeed())
+		_, err = reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, key, &togetherv1.TogetherFineTune{}))).To(BeTrue())
+		mine, err := api.ListEndpoints(ctx, together.ListEndpointsOptions{Mine: true, Type: together.EndpointTypeDedicated})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(mine).To(BeEmpty(), "the endpoint outlived the fine-tune that created it")
+	})
+
 	DescribeTable("deleting a running fine-tune",
 		func(policy togetherv1.DeletionPolicy, wantCancels int, wantStatus together.FineTuneStatus) {
 			key := newFineTune("delete", togetherv1.TogetherFineTuneSpec{
