@@ -64,10 +64,10 @@ func (r *TogetherFineTuneReconciler) reconcileOutcome(ctx context.Context, ft *t
 	observeFineTuneMetrics(ft)
 	switch st.Phase {
 	case togetherv1.FineTuneSucceeded:
-		r.recordAttemptEnd(ft)
+		r.recordAttemptEnd(ft, patcher)
 		return ctrl.Result{}, true, nil
 	case togetherv1.FineTuneFailed:
-		r.recordAttemptEnd(ft)
+		r.recordAttemptEnd(ft, patcher)
 		if st.Attempt < ftMaxAttempts(ft) {
 			next := st.Attempt + 1
 			markReconciling(&st.Conditions, ft.Generation, ReasonRetrying,
@@ -80,7 +80,7 @@ func (r *TogetherFineTuneReconciler) reconcileOutcome(ctx context.Context, ft *t
 			st.JobID, ftErrStep(st), ftErrMessage(st), ftMaxAttempts(ft)))
 		return ctrl.Result{}, false, nil
 	case togetherv1.FineTuneCancelled:
-		r.recordAttemptEnd(ft)
+		r.recordAttemptEnd(ft, patcher)
 		markStalled(&st.Conditions, ft.Generation, ReasonJobCancelled, fmt.Sprintf(
 			"Fine-tune job %s was cancelled outside the operator; recreate the resource to train again.", st.JobID))
 		return ctrl.Result{}, false, nil
@@ -95,9 +95,10 @@ func (r *TogetherFineTuneReconciler) reconcileOutcome(ctx context.Context, ft *t
 }
 
 // recordAttemptEnd writes the current attempt's terminal phase into its
-// history entry, and on that transition only counts it and emits its Event:
-// later reconciles find the entry filled and do nothing.
-func (r *TogetherFineTuneReconciler) recordAttemptEnd(ft *togetherv1.TogetherFineTune) {
+// history entry, and on that transition only counts it and emits its Event,
+// once the entry is written: later reconciles find the entry filled and do
+// nothing, and a reconcile whose write was lost repeats the transition.
+func (r *TogetherFineTuneReconciler) recordAttemptEnd(ft *togetherv1.TogetherFineTune, patcher *statusPatcher) {
 	st := &ft.Status
 	var entry *togetherv1.FineTuneAttempt
 	for i := range st.Attempts {
@@ -113,20 +114,28 @@ func (r *TogetherFineTuneReconciler) recordAttemptEnd(ft *togetherv1.TogetherFin
 		return
 	}
 	entry.Phase = st.Phase
+	jobID, attempt, maxAttempts, model := st.JobID, st.Attempt, ftMaxAttempts(ft), st.OutputModel
 	switch st.Phase {
 	case togetherv1.FineTuneSucceeded:
-		fineTuneCompletions.WithLabelValues(ft.Namespace).Inc()
-		r.Recorder.Eventf(ft, nil, corev1.EventTypeNormal, "Completed", "Follow",
-			"Fine-tune job %s completed; output model %s.", st.JobID, st.OutputModel)
+		patcher.afterWrite(func() {
+			fineTuneCompletions.WithLabelValues(ft.Namespace).Inc()
+			r.Recorder.Eventf(ft, nil, corev1.EventTypeNormal, "Completed", "Follow",
+				"Fine-tune job %s completed; output model %s.", jobID, model)
+		})
 	case togetherv1.FineTuneFailed:
-		entry.Error = &togetherv1.JobError{Message: ftErrMessage(st), Step: ftErrStep(st)}
-		fineTuneFailures.WithLabelValues(ft.Namespace).Inc()
-		r.Recorder.Eventf(ft, nil, corev1.EventTypeWarning, ReasonJobFailed, "Follow",
-			"Fine-tune job %s (attempt %d of %d) failed at step %d: %s", st.JobID, st.Attempt, ftMaxAttempts(ft), ftErrStep(st), ftErrMessage(st))
+		msg, step := ftErrMessage(st), ftErrStep(st)
+		entry.Error = &togetherv1.JobError{Message: msg, Step: step}
+		patcher.afterWrite(func() {
+			fineTuneFailures.WithLabelValues(ft.Namespace).Inc()
+			r.Recorder.Eventf(ft, nil, corev1.EventTypeWarning, ReasonJobFailed, "Follow",
+				"Fine-tune job %s (attempt %d of %d) failed at step %d: %s", jobID, attempt, maxAttempts, step, msg)
+		})
 	case togetherv1.FineTuneCancelled:
-		fineTuneFailures.WithLabelValues(ft.Namespace).Inc()
-		r.Recorder.Eventf(ft, nil, corev1.EventTypeWarning, ReasonJobCancelled, "Follow",
-			"Fine-tune job %s was cancelled outside the operator.", st.JobID)
+		patcher.afterWrite(func() {
+			fineTuneFailures.WithLabelValues(ft.Namespace).Inc()
+			r.Recorder.Eventf(ft, nil, corev1.EventTypeWarning, ReasonJobCancelled, "Follow",
+				"Fine-tune job %s was cancelled outside the operator.", jobID)
+		})
 	}
 }
 

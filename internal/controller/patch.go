@@ -20,7 +20,16 @@ import (
 type statusPatcher struct {
 	c      client.Client
 	before client.Object
+	// written runs once the status is durable: what must happen once per
+	// recorded transition (a counter, an Event) waits for the write, so
+	// that a lost write, which the next reconcile repeats, is not counted
+	// twice.
+	written []func()
 }
+
+// afterWrite defers fn until the next successful status write; a failed
+// write drops it along with the transition it belongs to.
+func (p *statusPatcher) afterWrite(fn func()) { p.written = append(p.written, fn) }
 
 func newStatusPatcher(c client.Client, obj client.Object) *statusPatcher {
 	return &statusPatcher{c: c, before: obj.DeepCopyObject().(client.Object)}
@@ -34,6 +43,18 @@ func newStatusPatcher(c client.Client, obj client.Object) *statusPatcher {
 // (finalizers) are never part of it, and a status that serialises the same is
 // not written at all.
 func (p *statusPatcher) patch(ctx context.Context, obj client.Object, statusOf func(client.Object) any) error {
+	hooks := p.written
+	p.written = nil
+	if err := p.write(ctx, obj, statusOf); err != nil {
+		return err
+	}
+	for _, fn := range hooks {
+		fn()
+	}
+	return nil
+}
+
+func (p *statusPatcher) write(ctx context.Context, obj client.Object, statusOf func(client.Object) any) error {
 	before, err := json.Marshal(map[string]any{"status": statusOf(p.before)})
 	if err != nil {
 		return fmt.Errorf("encoding status: %w", err)

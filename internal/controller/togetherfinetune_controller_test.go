@@ -477,6 +477,43 @@ var _ = Describe("FineTune reconciler", func() {
 		Expect(together.IsNotFound(err)).To(BeTrue())
 	})
 
+	It("counts a failed attempt and warns about it once when the write recording it is lost", func() {
+		sim.SetFineTuneScript(func(together.CreateFineTuneRequest) bool { return true },
+			togethersim.FineTuneOutcome{FailAtStep: 2, FailMessage: "loss diverged"})
+		var lost atomic.Bool
+		base, err := client.NewWithWatch(cfg, client.Options{Scheme: k8sClient.Scheme()})
+		Expect(err).NotTo(HaveOccurred())
+		r.Client = interceptor.NewClient(base, interceptor.Funcs{
+			SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+				data, err := patch.Data(obj)
+				Expect(err).NotTo(HaveOccurred())
+				if strings.Contains(string(data), `"phase":"Failed"`) && strings.Contains(string(data), `"attempts"`) && lost.CompareAndSwap(false, true) {
+					return apierrors.NewServiceUnavailable("injected: the write recording the attempt's end was lost")
+				}
+				return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
+			},
+		})
+		key := newFineTune("lost-end", togetherv1.TogetherFineTuneSpec{
+			Training: &togetherv1.TrainingSpec{Model: "m", TrainingFile: uploadedFile()},
+			Retry:    &togetherv1.RetrySpec{MaxAttempts: 1},
+		})
+		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
+			g.Expect(condition(ft, togetherv1.StalledCondition)).NotTo(BeNil())
+		})
+		Expect(lost.Load()).To(BeTrue(), "the injected loss never happened")
+		ft := get(key)
+		Expect(ft.Status.Attempts).To(HaveLen(1))
+		Expect(ft.Status.Attempts[0].Phase).To(Equal(togetherv1.FineTuneFailed))
+		Expect(counterValue(fineTuneFailures)).To(Equal(1.0))
+		warnings := 0
+		for _, e := range drainEvents(recorder) {
+			if strings.HasPrefix(e, "Warning JobFailed") {
+				warnings++
+			}
+		}
+		Expect(warnings).To(Equal(1))
+	})
+
 	It("creates exactly one endpoint when the status write after its creation fails", func() {
 		var failed atomic.Bool
 		base, err := client.NewWithWatch(cfg, client.Options{Scheme: k8sClient.Scheme()})
