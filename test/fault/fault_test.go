@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
@@ -176,6 +178,66 @@ var _ = Describe("Two replicas", func() {
 
 		expectConverged(f, jobs, sent, log, true)
 		Eventually(func() int { return leaders(a, b) }).Should(Equal(1), "exactly one replica runs the reconcilers and the poller")
+	})
+})
+
+var _ = Describe("Two replicas submitting", func() {
+	It("creates each fine-tune's job once, across both replicas and a leader handover", func() {
+		const n = 4
+		s := simulator()
+		f := newFixture("submit")
+		file := s.AddFile("train.jsonl", "fine-tune", []byte(`{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]}`+"\n"))
+		posts := func() int { return s.CountCalls("POST", "/v1/fine-tunes") }
+		before := posts()
+		for i := range n {
+			Expect(k8s.Create(ctx, &togetherv1.TogetherFineTune{
+				ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: fmt.Sprintf("train-%d", i)},
+				Spec:       togetherv1.TogetherFineTuneSpec{Training: &togetherv1.TrainingSpec{Model: "base", TrainingFile: file.ID}},
+			})).To(Succeed())
+		}
+		jobIDs := func() []string {
+			var l togetherv1.TogetherFineTuneList
+			Expect(k8s.List(ctx, &l, client.InNamespace(f.ns))).To(Succeed())
+			ids := make([]string, 0, len(l.Items))
+			for _, ft := range l.Items {
+				ids = append(ids, ft.Status.JobID)
+			}
+			slices.Sort(ids)
+			return ids
+		}
+
+		a, b := startReplica(), startReplica()
+		defer a.stop()
+		defer b.stop()
+		Eventually(func() []string { return jobIDs() }, time.Minute).ShouldNot(ContainElement(""))
+		submitted := jobIDs()
+		Expect(posts() - before).To(Equal(n))
+
+		By("the leader goes away; the other replica takes over the same resources")
+		leader, other := a, b
+		if leaders(b) == 1 {
+			leader, other = b, a
+		}
+		s.Advance()
+		s.Advance()
+		s.Advance()
+		leader.stop()
+		lists := s.CountCalls("GET", "/v1/fine-tunes")
+		Eventually(func() int { return leaders(other) }, time.Minute).Should(Equal(1))
+		// The new leader's poller lists the jobs once it starts; after that
+		// its reconcilers have had the resources too.
+		Eventually(func() int { return s.CountCalls("GET", "/v1/fine-tunes") }, time.Minute).Should(BeNumerically(">", lists))
+		Eventually(func() []togetherv1.FineTunePhase {
+			var l togetherv1.TogetherFineTuneList
+			Expect(k8s.List(ctx, &l, client.InNamespace(f.ns))).To(Succeed())
+			var phases []togetherv1.FineTunePhase
+			for _, ft := range l.Items {
+				phases = append(phases, ft.Status.Phase)
+			}
+			return phases
+		}, time.Minute).Should(HaveEach(togetherv1.FineTuneRunning))
+		Consistently(posts, 2*time.Second).Should(Equal(before+n), "a job was submitted twice")
+		Expect(jobIDs()).To(Equal(submitted))
 	})
 })
 

@@ -94,6 +94,7 @@ type intake struct {
 	url    string
 	cancel context.CancelFunc
 	done   chan error
+	once   sync.Once
 }
 
 func startIntake(mutate func(*webhook.Server)) *intake {
@@ -125,10 +126,14 @@ func runIntake(mgr ctrl.Manager, srv *webhook.Server) *intake {
 }
 
 // stop ends the manager and every runnable it started, and waits for them.
+// A second call does nothing, so a spec can stop one early and still defer
+// the stop.
 func (in *intake) stop() {
 	GinkgoHelper()
-	in.cancel()
-	Eventually(in.done, 30*time.Second).Should(Receive())
+	in.once.Do(func() {
+		in.cancel()
+		Eventually(in.done, 30*time.Second).Should(Receive())
+	})
 }
 
 var nsCount atomic.Int64
