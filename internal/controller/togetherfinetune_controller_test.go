@@ -167,6 +167,26 @@ var _ = Describe("FineTune reconciler", func() {
 		return sim.AddFile("train.jsonl", "fine-tune", []byte(validJSONL)).ID
 	}
 
+	// loseStatusWrites makes the reconciler's status writes fail, as a lost
+	// write or a crash before it would, whenever lose says so for the patch
+	// about to be sent.
+	loseStatusWrites := func(lose func(patch string) bool) {
+		base, err := client.NewWithWatch(cfg, client.Options{Scheme: k8sClient.Scheme()})
+		Expect(err).NotTo(HaveOccurred())
+		r.Client = interceptor.NewClient(base, interceptor.Funcs{
+			SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+				data, err := patch.Data(obj)
+				if err != nil {
+					return err
+				}
+				if lose(string(data)) {
+					return apierrors.NewServiceUnavailable("injected: status write lost")
+				}
+				return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
+			},
+		})
+	}
+
 	It("submits, follows checkpoints to completion and patches only the target env var", func() {
 		newConfigMap("data", validJSONL)
 		newDeployment("chat")
@@ -300,20 +320,12 @@ var _ = Describe("FineTune reconciler", func() {
 
 	It("creates exactly one job when the status write after creation fails", func() {
 		var failed atomic.Bool
-		base, err := client.NewWithWatch(cfg, client.Options{Scheme: k8sClient.Scheme()})
-		Expect(err).NotTo(HaveOccurred())
-		flaky := interceptor.NewClient(base, interceptor.Funcs{
-			SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
-				if sim.CountCalls("POST", "/v1/fine-tunes") > 0 && failed.CompareAndSwap(false, true) {
-					return apierrors.NewServiceUnavailable("injected: status write lost after the job was created")
-				}
-				return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
-			},
+		loseStatusWrites(func(string) bool {
+			return sim.CountCalls("POST", "/v1/fine-tunes") > 0 && failed.CompareAndSwap(false, true)
 		})
-		r.Client = flaky
 		key := newFineTune("crash", togetherv1.TogetherFineTuneSpec{Training: &togetherv1.TrainingSpec{Model: "m", TrainingFile: uploadedFile()}})
 
-		_, err = reconcile(key)
+		_, err := reconcile(key)
 		Expect(err).To(HaveOccurred())
 		Expect(failed.Load()).To(BeTrue())
 		ft := get(key)
@@ -481,17 +493,8 @@ var _ = Describe("FineTune reconciler", func() {
 		sim.SetFineTuneScript(func(together.CreateFineTuneRequest) bool { return true },
 			togethersim.FineTuneOutcome{FailAtStep: 2, FailMessage: "loss diverged"})
 		var lost atomic.Bool
-		base, err := client.NewWithWatch(cfg, client.Options{Scheme: k8sClient.Scheme()})
-		Expect(err).NotTo(HaveOccurred())
-		r.Client = interceptor.NewClient(base, interceptor.Funcs{
-			SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
-				data, err := patch.Data(obj)
-				Expect(err).NotTo(HaveOccurred())
-				if strings.Contains(string(data), `"phase":"Failed"`) && strings.Contains(string(data), `"attempts"`) && lost.CompareAndSwap(false, true) {
-					return apierrors.NewServiceUnavailable("injected: the write recording the attempt's end was lost")
-				}
-				return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
-			},
+		loseStatusWrites(func(patch string) bool {
+			return strings.Contains(patch, `"phase":"Failed"`) && strings.Contains(patch, `"attempts"`) && lost.CompareAndSwap(false, true)
 		})
 		key := newFineTune("lost-end", togetherv1.TogetherFineTuneSpec{
 			Training: &togetherv1.TrainingSpec{Model: "m", TrainingFile: uploadedFile()},
@@ -516,17 +519,9 @@ var _ = Describe("FineTune reconciler", func() {
 
 	It("creates exactly one endpoint when the status write after its creation fails", func() {
 		var failed atomic.Bool
-		base, err := client.NewWithWatch(cfg, client.Options{Scheme: k8sClient.Scheme()})
-		Expect(err).NotTo(HaveOccurred())
-		flaky := interceptor.NewClient(base, interceptor.Funcs{
-			SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
-				if sim.CountCalls("POST", "/v1/endpoints") > 0 && failed.CompareAndSwap(false, true) {
-					return apierrors.NewServiceUnavailable("injected: status write lost after the endpoint was created")
-				}
-				return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
-			},
+		loseStatusWrites(func(string) bool {
+			return sim.CountCalls("POST", "/v1/endpoints") > 0 && failed.CompareAndSwap(false, true)
 		})
-		r.Client = flaky
 		key := newFineTune("endpoint-crash", togetherv1.TogetherFineTuneSpec{
 			Training: &togetherv1.TrainingSpec{Model: "m", TrainingFile: uploadedFile()},
 			Deploy: &togetherv1.DeploySpec{
@@ -557,16 +552,7 @@ var _ = Describe("FineTune reconciler", func() {
 	})
 
 	It("deletes an endpoint whose creation was never recorded when the fine-tune is deleted", func() {
-		base, err := client.NewWithWatch(cfg, client.Options{Scheme: k8sClient.Scheme()})
-		Expect(err).NotTo(HaveOccurred())
-		r.Client = interceptor.NewClient(base, interceptor.Funcs{
-			SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
-				if sim.CountCalls("POST", "/v1/endpoints") > 0 {
-					return apierrors.NewServiceUnavailable("injected: status writes lost after the endpoint was created")
-				}
-				return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
-			},
-		})
+		loseStatusWrites(func(string) bool { return sim.CountCalls("POST", "/v1/endpoints") > 0 })
 		key := newFineTune("endpoint-orphan", togetherv1.TogetherFineTuneSpec{
 			Training: &togetherv1.TrainingSpec{Model: "m", TrainingFile: uploadedFile()},
 			Deploy: &togetherv1.DeploySpec{
@@ -580,7 +566,7 @@ var _ = Describe("FineTune reconciler", func() {
 		Expect(ft.Status.Endpoint).To(BeNil(), "the endpoint's ID was lost with the status write")
 
 		Expect(k8sClient.Delete(ctx, ft)).To(Succeed())
-		_, err = reconcile(key)
+		_, err := reconcile(key)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, key, &togetherv1.TogetherFineTune{}))).To(BeTrue())
 		mine, err := api.ListEndpoints(ctx, together.ListEndpointsOptions{Mine: true, Type: together.EndpointTypeDedicated})
