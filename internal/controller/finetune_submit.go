@@ -115,7 +115,7 @@ func (r *TogetherFineTuneReconciler) submit(ctx context.Context, ft *togetherv1.
 			return ctrl.Result{}, false, r.apiFailure(ft, err, "looking for the job of an interrupted submission")
 		}
 		if job != nil {
-			r.recordSubmitted(ft, attempt, job, lr, "Found job %s of attempt %d, created before an interrupted status write; following it instead of submitting again.")
+			r.recordSubmitted(ft, patcher, attempt, job, lr, "Found job %s of attempt %d, created before an interrupted status write; following it instead of submitting again.")
 			return ctrl.Result{}, true, nil
 		}
 	}
@@ -139,13 +139,15 @@ func (r *TogetherFineTuneReconciler) submit(ctx context.Context, ft *togetherv1.
 		}
 		return ctrl.Result{}, false, r.apiFailure(ft, err, fmt.Sprintf("creating the job of attempt %d", attempt))
 	}
-	r.recordSubmitted(ft, attempt, job, lr, "Submitted fine-tune job %s (attempt %d).")
+	r.recordSubmitted(ft, patcher, attempt, job, lr, "Submitted fine-tune job %s (attempt %d).")
 	return ctrl.Result{}, true, nil
 }
 
 // recordSubmitted makes job the current attempt's job. Progress fields of the
 // previous attempt are cleared so that nothing of it is mistaken for this one.
-func (r *TogetherFineTuneReconciler) recordSubmitted(ft *togetherv1.TogetherFineTune, attempt int32, job *together.FineTune, lr float64, note string) {
+// Its Event waits for the status write: if that is lost, the next reconcile
+// finds the job by its tag and reports that instead, once.
+func (r *TogetherFineTuneReconciler) recordSubmitted(ft *togetherv1.TogetherFineTune, patcher *statusPatcher, attempt int32, job *together.FineTune, lr float64, note string) {
 	st := &ft.Status
 	st.Submission = nil
 	st.Attempt = attempt
@@ -155,7 +157,9 @@ func (r *TogetherFineTuneReconciler) recordSubmitted(ft *togetherv1.TogetherFine
 	st.Attempts = append(withoutAttempt(st.Attempts, attempt), entry)
 	markReconciling(&st.Conditions, ft.Generation, ReasonJobPending,
 		fmt.Sprintf("Fine-tune job %s (attempt %d of %d) is %s; waiting for Together.", job.ID, attempt, ftMaxAttempts(ft), job.Status))
-	r.Recorder.Eventf(ft, nil, corev1.EventTypeNormal, "Submitted", "Submit", note, job.ID, attempt)
+	patcher.afterWrite(func() {
+		r.Recorder.Eventf(ft, nil, corev1.EventTypeNormal, "Submitted", "Submit", note, job.ID, attempt)
+	})
 }
 
 func withoutAttempt(as []togetherv1.FineTuneAttempt, attempt int32) []togetherv1.FineTuneAttempt {

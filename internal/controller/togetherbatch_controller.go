@@ -138,7 +138,9 @@ func (r *TogetherBatchReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		readyBefore = c.DeepCopy()
 	}
 	defer func() {
-		r.emitTransition(tb, readyBefore)
+		// A transition is announced once it is recorded: after a lost
+		// write the next reconcile still sees the old reason and announces it.
+		patcher.afterWrite(func() { r.emitTransition(tb, readyBefore) })
 		if err := patcher.patch(ctx, tb, batchStatusOf); err != nil && retErr == nil {
 			retErr = err
 		}

@@ -344,6 +344,14 @@ var _ = Describe("FineTune reconciler", func() {
 		Expect(ft.Status.Submission).To(BeNil())
 		Expect(ft.Status.Attempts).To(HaveLen(1))
 		Expect(sim.CountCalls("POST", "/v1/fine-tunes")).To(Equal(1))
+		submitted := []string{}
+		for _, e := range drainEvents(recorder) {
+			if strings.HasPrefix(e, "Normal Submitted") {
+				submitted = append(submitted, e)
+			}
+		}
+		Expect(submitted).To(ConsistOf(ContainSubstring("created before an interrupted status write")),
+			"one Event for the one job, telling what happened")
 	})
 
 	It("retries a failure with a smaller learning rate, succeeds, and ignores events of the old attempt", func() {
