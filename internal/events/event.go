@@ -223,7 +223,7 @@ func kindName(k jsontext.Kind) string {
 // describeSyntax says where a body stops being JSON, without echoing it.
 func describeSyntax(err error) string {
 	var se *jsontext.SyntacticError
-	if errors.As(err, &se) {
+	if errors.As(err, &se) && se.Err != nil {
 		return fmt.Sprintf("%v at byte %d", se.Err, se.ByteOffset)
 	}
 	return err.Error()
