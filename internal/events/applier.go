@@ -9,7 +9,9 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -84,8 +86,11 @@ type delivery struct {
 
 // kindOps holds what the applier needs to know about one resource kind.
 type kindOps struct {
-	newObj func() client.Object
-	apply  func(client.Object, Event, metav1.Time) Outcome
+	newObj  func() client.Object
+	newList func() client.ObjectList
+	// ids are the remote IDs a resource answers to (its field index).
+	ids   func(client.Object) []string
+	apply func(client.Object, Event, metav1.Time) Outcome
 	// transition names the Kubernetes Event to emit after a write that
 	// moved the object into a new phase, or "" for none.
 	transition func(before, after client.Object) (eventType, reason, note string)
@@ -100,7 +105,9 @@ const (
 
 var ops = map[string]kindOps{
 	KindFineTune: {
-		newObj: func() client.Object { return &togetherv1.TogetherFineTune{} },
+		newObj:  func() client.Object { return &togetherv1.TogetherFineTune{} },
+		newList: func() client.ObjectList { return &togetherv1.TogetherFineTuneList{} },
+		ids:     fineTuneJobIDs,
 		apply: func(o client.Object, ev Event, now metav1.Time) Outcome {
 			ft := o.(*togetherv1.TogetherFineTune)
 			if ft.Status.JobID == "" && ft.Spec.JobID != "" {
@@ -112,7 +119,9 @@ var ops = map[string]kindOps{
 		transition: fineTuneTransition,
 	},
 	KindBatch: {
-		newObj: func() client.Object { return &togetherv1.TogetherBatch{} },
+		newObj:  func() client.Object { return &togetherv1.TogetherBatch{} },
+		newList: func() client.ObjectList { return &togetherv1.TogetherBatchList{} },
+		ids:     batchIDs,
 		apply: func(o client.Object, ev Event, now metav1.Time) Outcome {
 			b := o.(*togetherv1.TogetherBatch)
 			if b.Status.BatchID == "" && b.Spec.BatchID != "" {
@@ -222,42 +231,27 @@ const liveListPage = 250
 // only when the cache has no match, which in steady state means an event
 // about a job that no resource tracks.
 func (a *Applier) findLive(ctx context.Context, kind, namespace, id string) (types.NamespacedName, bool, error) {
+	op, ok := ops[kind]
+	if !ok {
+		return types.NamespacedName{}, false, nil
+	}
 	cont := ""
 	for {
-		opts := []client.ListOption{client.InNamespace(namespace), client.Limit(liveListPage), client.Continue(cont)}
-		var (
-			match client.Object
-			err   error
-		)
-		switch kind {
-		case KindFineTune:
-			list := &togetherv1.TogetherFineTuneList{}
-			err = a.Reader.List(ctx, list, opts...)
-			for i := range list.Items {
-				if match == nil && slices.Contains(fineTuneJobIDs(&list.Items[i]), id) {
-					match = &list.Items[i]
-				}
-			}
-			cont = list.Continue
-		case KindBatch:
-			list := &togetherv1.TogetherBatchList{}
-			err = a.Reader.List(ctx, list, opts...)
-			for i := range list.Items {
-				if match == nil && slices.Contains(batchIDs(&list.Items[i]), id) {
-					match = &list.Items[i]
-				}
-			}
-			cont = list.Continue
-		default:
-			return types.NamespacedName{}, false, nil
-		}
-		if err != nil {
+		list := op.newList()
+		if err := a.Reader.List(ctx, list, client.InNamespace(namespace), client.Limit(liveListPage), client.Continue(cont)); err != nil {
 			return types.NamespacedName{}, false, fmt.Errorf("confirming that no %s in %s tracks %s: %w", kind, namespace, id, err)
 		}
+		var match client.Object
+		_ = apimeta.EachListItem(list, func(o runtime.Object) error {
+			if obj := o.(client.Object); match == nil && slices.Contains(op.ids(obj), id) {
+				match = obj
+			}
+			return nil
+		})
 		if match != nil {
 			return client.ObjectKeyFromObject(match), true, nil
 		}
-		if cont == "" {
+		if cont = list.GetContinue(); cont == "" {
 			return types.NamespacedName{}, false, nil
 		}
 	}
