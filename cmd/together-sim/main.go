@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -88,13 +89,13 @@ func send(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	status, err := post(*target, []byte(*secret), id, body)
+	status, answer, err := post(*target, []byte(*secret), id, body)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "sent %s %s: HTTP %d\n", *typ, id, status)
 	if status < 200 || status > 299 {
-		return fmt.Errorf("receiver answered HTTP %d", status)
+		return fmt.Errorf("receiver answered HTTP %d: %s", status, strings.TrimSpace(answer))
 	}
 	return nil
 }
@@ -112,17 +113,20 @@ func envelope(typ string, data json.RawMessage) (string, []byte, error) {
 	return env.ID, body, nil
 }
 
-func post(target string, secret []byte, id string, body []byte) (int, error) {
+// post sends one signed event and returns the receiver's status code and
+// the start of its answer, which says why when it refuses.
+func post(target string, secret []byte, id string, body []byte) (int, string, error) {
 	req, err := http.NewRequest(http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
-		return 0, fmt.Errorf("building request: %w", err)
+		return 0, "", fmt.Errorf("building request: %w", err)
 	}
 	togethersim.SignRequest(req, secret, id, time.Now(), body)
 	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("posting event: %w", err)
+		return 0, "", fmt.Errorf("posting event: %w", err)
 	}
 	defer resp.Body.Close()
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, nil
+	return resp.StatusCode, string(answer), nil
 }

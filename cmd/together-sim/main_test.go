@@ -55,9 +55,16 @@ func TestSendRejectsBadInput(t *testing.T) {
 }
 
 func TestSendFailsOnRejection(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusUnauthorized) }))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, `{"status":"Bad Request","error":"data.batch_id is required"}`)
+	}))
 	defer srv.Close()
-	if err := run([]string{"send", "--url", srv.URL, "--secret", "s", "--type", "batch.done"}, io.Discard); err == nil {
-		t.Error("a 401 from the receiver was reported as success")
+	err := run([]string{"send", "--url", srv.URL, "--secret", "s", "--type", "batch.done"}, io.Discard)
+	if err == nil {
+		t.Fatal("a 400 from the receiver was reported as success")
+	}
+	if !strings.Contains(err.Error(), "HTTP 400") || !strings.Contains(err.Error(), "data.batch_id is required") {
+		t.Errorf("the error does not say what the receiver said: %v", err)
 	}
 }
