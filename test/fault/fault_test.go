@@ -195,12 +195,19 @@ var _ = Describe("Two replicas submitting", func() {
 				Spec:       togetherv1.TogetherFineTuneSpec{Training: &togetherv1.TrainingSpec{Model: "base", TrainingFile: file.ID}},
 			})).To(Succeed())
 		}
-		jobIDs := func() []string {
+		statuses := func() []togetherv1.TogetherFineTuneStatus {
 			var l togetherv1.TogetherFineTuneList
 			Expect(k8s.List(ctx, &l, client.InNamespace(f.ns))).To(Succeed())
-			ids := make([]string, 0, len(l.Items))
+			out := make([]togetherv1.TogetherFineTuneStatus, 0, len(l.Items))
 			for _, ft := range l.Items {
-				ids = append(ids, ft.Status.JobID)
+				out = append(out, ft.Status)
+			}
+			return out
+		}
+		jobIDs := func() []string {
+			var ids []string
+			for _, st := range statuses() {
+				ids = append(ids, st.JobID)
 			}
 			slices.Sort(ids)
 			return ids
@@ -209,7 +216,7 @@ var _ = Describe("Two replicas submitting", func() {
 		a, b := startReplica(), startReplica()
 		defer a.stop()
 		defer b.stop()
-		Eventually(func() []string { return jobIDs() }, time.Minute).ShouldNot(ContainElement(""))
+		Eventually(jobIDs, time.Minute).ShouldNot(ContainElement(""))
 		submitted := jobIDs()
 		Expect(posts() - before).To(Equal(n))
 
@@ -227,15 +234,7 @@ var _ = Describe("Two replicas submitting", func() {
 		// The new leader's poller lists the jobs once it starts; after that
 		// its reconcilers have had the resources too.
 		Eventually(func() int { return s.CountCalls("GET", "/v1/fine-tunes") }, time.Minute).Should(BeNumerically(">", lists))
-		Eventually(func() []togetherv1.FineTunePhase {
-			var l togetherv1.TogetherFineTuneList
-			Expect(k8s.List(ctx, &l, client.InNamespace(f.ns))).To(Succeed())
-			var phases []togetherv1.FineTunePhase
-			for _, ft := range l.Items {
-				phases = append(phases, ft.Status.Phase)
-			}
-			return phases
-		}, time.Minute).Should(HaveEach(togetherv1.FineTuneRunning))
+		Eventually(statuses, time.Minute).Should(HaveEach(HaveField("Phase", togetherv1.FineTuneRunning)))
 		Consistently(posts, 2*time.Second).Should(Equal(before+n), "a job was submitted twice")
 		Expect(jobIDs()).To(Equal(submitted))
 	})
