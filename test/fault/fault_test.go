@@ -158,10 +158,11 @@ var _ = Describe("Two replicas", func() {
 		jobs := f.runningFineTunes("job", crs)
 		// The poller of the leader reads these jobs once at start: running,
 		// no new events, so it adds nothing the senders do not.
+		sim := newSimulator()
 		for job := range jobs {
-			simulator().AddFineTune(together.FineTune{ID: job, Status: together.FineTuneRunning, Model: "base"})
+			sim.AddFineTune(together.FineTune{ID: job, Status: together.FineTuneRunning, Model: "base"})
 		}
-		a, b := startReplica(), startReplica()
+		a, b := startReplica(sim), startReplica(sim)
 		defer a.stop()
 		defer b.stop()
 		waitCached(a.intake, f, jobs)
@@ -184,7 +185,7 @@ var _ = Describe("Two replicas", func() {
 var _ = Describe("Two replicas submitting", func() {
 	It("creates each fine-tune's job once, across both replicas and a leader handover", func() {
 		const n = 4
-		s := simulator()
+		s := newSimulator()
 		f := newFixture("submit")
 		file := s.AddFile("train.jsonl", "fine-tune", []byte(`{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]}`+"\n"))
 		posts := func() int { return s.CountCalls("POST", "/v1/fine-tunes") }
@@ -213,7 +214,7 @@ var _ = Describe("Two replicas submitting", func() {
 			return ids
 		}
 
-		a, b := startReplica(), startReplica()
+		a, b := startReplica(s), startReplica(s)
 		defer a.stop()
 		defer b.stop()
 		Eventually(jobIDs, time.Minute).ShouldNot(ContainElement(""))

@@ -1,7 +1,6 @@
 package fault
 
 import (
-	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -16,21 +15,15 @@ import (
 	"github.com/together-operator/together-operator/internal/togethersim"
 )
 
-var (
-	simOnce sync.Once
-	sim     *togethersim.Server
-)
-
-// simulator is the Together API the replicas' reconcilers and poller talk
-// to; it is started once and closed with the process.
-func simulator() *togethersim.Server {
+// newSimulator starts the Together API a spec's replicas talk to. Each spec
+// gets its own, closed when the spec ends: one shared across specs would be
+// closed by the first spec's cleanup while later specs still need it.
+func newSimulator() *togethersim.Server {
 	GinkgoHelper()
-	simOnce.Do(func() {
-		sim = togethersim.New(togethersim.Options{APIKey: "fault-key"})
-		_, err := sim.Start()
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(sim.Close)
-	})
+	sim := togethersim.New(togethersim.Options{APIKey: "fault-key"})
+	_, err := sim.Start()
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(sim.Close)
 	return sim
 }
 
@@ -42,9 +35,8 @@ type replica struct {
 	mgr ctrl.Manager
 }
 
-func startReplica() *replica {
+func startReplica(s *togethersim.Server) *replica {
 	GinkgoHelper()
-	s := simulator()
 	api, err := together.New(together.Options{BaseURL: s.URL(), APIKey: "fault-key"})
 	Expect(err).NotTo(HaveOccurred())
 	lease, renew, retry := 4*time.Second, 3*time.Second, 500*time.Millisecond
