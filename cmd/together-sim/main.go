@@ -27,8 +27,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/together-operator/together-operator/internal/events"
 	"github.com/together-operator/together-operator/internal/togethersim"
+
+	"github.com/together-operator/together-operator/pkg/push"
 )
 
 func main() {
@@ -105,7 +106,7 @@ func envelope(typ string, data json.RawMessage) (string, []byte, error) {
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", nil, fmt.Errorf("making event id: %w", err)
 	}
-	env := events.Envelope{ID: "evt_" + hex.EncodeToString(b[:]), Type: typ, CreatedAt: time.Now().UTC(), Data: data}
+	env := push.Envelope{ID: "evt_" + hex.EncodeToString(b[:]), Type: typ, CreatedAt: time.Now().UTC(), Data: data}
 	body, err := json.Marshal(env)
 	if err != nil {
 		return "", nil, fmt.Errorf("encoding envelope: %w", err)

@@ -10,22 +10,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/together-operator/together-operator/internal/events"
-	"github.com/together-operator/together-operator/internal/signing"
+	"github.com/together-operator/together-operator/pkg/push"
 )
 
 func TestSendSignsBothWays(t *testing.T) {
-	got := make(chan events.Envelope, 1)
+	got := make(chan push.Envelope, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		okHex := signing.VerifyHex(r.Header.Get(signing.HeaderSignature), body, []byte("s3cret"))
-		okStd := signing.VerifyStandard(r.Header.Get(signing.HeaderWebhookID), r.Header.Get(signing.HeaderWebhookTimestamp),
-			r.Header.Get(signing.HeaderWebhookSignature), body, time.Now(), time.Minute, []byte("s3cret"))
+		okHex := push.VerifyHex(r.Header.Get(push.HeaderSignature), body, []byte("s3cret"))
+		okStd := push.VerifyStandard(r.Header.Get(push.HeaderWebhookID), r.Header.Get(push.HeaderWebhookTimestamp),
+			r.Header.Get(push.HeaderWebhookSignature), body, time.Now(), time.Minute, []byte("s3cret"))
 		if !okHex || !okStd {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
-		var env events.Envelope
+		var env push.Envelope
 		_ = json.Unmarshal(body, &env)
 		got <- env
 		w.WriteHeader(http.StatusAccepted)

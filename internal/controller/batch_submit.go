@@ -16,7 +16,8 @@ import (
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/dataset"
-	tevents "github.com/together-operator/together-operator/internal/events"
+	"github.com/together-operator/together-operator/internal/lattice"
+
 	"github.com/together-operator/together-operator/internal/together"
 )
 
@@ -312,7 +313,7 @@ func fillBatchStatus(st *togetherv1.TogetherBatchStatus, b *together.Batch) {
 // batchPhaseOf maps Together's status to the resource's phase, with the
 // same table the event intake uses.
 func batchPhaseOf(s together.BatchStatus) togetherv1.BatchPhase {
-	if p, ok := tevents.BatchPhaseFor(string(s)); ok {
+	if p, ok := lattice.BatchPhaseFor(string(s)); ok {
 		return p
 	}
 	return togetherv1.BatchPending

@@ -17,7 +17,8 @@ import (
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/dataset"
-	tevents "github.com/together-operator/together-operator/internal/events"
+	"github.com/together-operator/together-operator/internal/lattice"
+
 	"github.com/together-operator/together-operator/internal/together"
 )
 
@@ -90,7 +91,7 @@ func fillFromJob(st *togetherv1.TogetherFineTuneStatus, job *together.FineTune) 
 // ftPhaseOf maps Together's status word onto the resource's phases, with
 // the same table the event intake uses; an unknown word counts as running.
 func ftPhaseOf(s together.FineTuneStatus) togetherv1.FineTunePhase {
-	if p, ok := tevents.FineTunePhaseFor(string(s)); ok {
+	if p, ok := lattice.FineTunePhaseFor(string(s)); ok {
 		return p
 	}
 	return togetherv1.FineTuneRunning

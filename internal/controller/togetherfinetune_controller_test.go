@@ -25,7 +25,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
-	intake "github.com/together-operator/together-operator/internal/events"
+	"github.com/together-operator/together-operator/internal/event"
+	"github.com/together-operator/together-operator/internal/lattice"
+
 	"github.com/together-operator/together-operator/internal/together"
 	"github.com/together-operator/together-operator/internal/togethersim"
 )
@@ -82,26 +84,26 @@ var _ = Describe("FineTune reconciler", func() {
 		if err != nil {
 			return err
 		}
-		var evs []intake.Event
+		var evs []event.Event
 		for _, e := range job.Events {
 			switch e.Type {
 			case "checkpoint_save":
-				evs = append(evs, intake.Event{ID: fmt.Sprintf("poll:%s:cp:%d", job.ID, e.Step), Type: togetherv1.EventFineTuneCheckpoint, JobID: job.ID, Step: e.Step, Loss: e.Loss})
+				evs = append(evs, event.Event{ID: fmt.Sprintf("poll:%s:cp:%d", job.ID, e.Step), Type: togetherv1.EventFineTuneCheckpoint, JobID: job.ID, Step: e.Step, Loss: e.Loss})
 			case "job_error":
-				evs = append(evs, intake.Event{ID: "poll:" + job.ID + ":failed", Type: togetherv1.EventFineTuneFailed, JobID: job.ID, Step: e.Step, ErrorMessage: e.Message})
+				evs = append(evs, event.Event{ID: "poll:" + job.ID + ":failed", Type: togetherv1.EventFineTuneFailed, JobID: job.ID, Step: e.Step, ErrorMessage: e.Message})
 			}
 		}
-		evs = append(evs, intake.Event{ID: "poll:" + job.ID + ":status:" + string(job.Status), Type: intake.TypeFineTuneStatus, JobID: job.ID, RemoteStatus: string(job.Status)})
+		evs = append(evs, event.Event{ID: "poll:" + job.ID + ":status:" + string(job.Status), Type: event.TypeFineTuneStatus, JobID: job.ID, RemoteStatus: string(job.Status)})
 		if job.Status == together.FineTuneCompleted {
 			m, err := api.GetFineTuneMetrics(ctx, job.ID)
 			if err != nil {
 				return err
 			}
-			evs = append(evs, intake.Event{ID: "poll:" + job.ID + ":completed", Type: togetherv1.EventFineTuneCompleted, JobID: job.ID, ModelName: job.ModelOutputName, EvalLoss: m.EvalLoss})
+			evs = append(evs, event.Event{ID: "poll:" + job.ID + ":completed", Type: togetherv1.EventFineTuneCompleted, JobID: job.ID, ModelName: job.ModelOutputName, EvalLoss: m.EvalLoss})
 		}
 		before := ft.DeepCopy()
 		for _, ev := range evs {
-			intake.ApplyFineTune(&ft.Status, ev, metav1.Now())
+			lattice.ApplyFineTune(&ft.Status, ev, metav1.Now())
 		}
 		return k8sClient.Status().Patch(ctx, ft, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
 	}
@@ -392,8 +394,8 @@ var _ = Describe("FineTune reconciler", func() {
 		By("an event about attempt 1's job changes nothing")
 		before := get(key)
 		st := before.Status.DeepCopy()
-		Expect(intake.ApplyFineTune(st, intake.Event{ID: "late-1", Type: togetherv1.EventFineTuneFailed, JobID: first.JobID, ErrorMessage: "late", Step: 9}, metav1.Now())).
-			To(Equal(intake.Stale))
+		Expect(lattice.ApplyFineTune(st, event.Event{ID: "late-1", Type: togetherv1.EventFineTuneFailed, JobID: first.JobID, ErrorMessage: "late", Step: 9}, metav1.Now())).
+			To(Equal(lattice.Stale))
 		Expect(*st).To(Equal(before.Status))
 		_, err := reconcile(key)
 		Expect(err).NotTo(HaveOccurred())

@@ -15,10 +15,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/together-operator/together-operator/internal/controller"
-	tevents "github.com/together-operator/together-operator/internal/events"
+
 	"github.com/together-operator/together-operator/internal/poller"
 	"github.com/together-operator/together-operator/internal/together"
 	"github.com/together-operator/together-operator/internal/webhook"
+
+	"github.com/together-operator/together-operator/internal/intake"
 )
 
 // Config is what the operator needs besides the manager.
@@ -40,7 +42,7 @@ type Config struct {
 
 // Parts are the intake's pieces, returned for tests and benchmarks.
 type Parts struct {
-	Applier *tevents.Applier
+	Applier *intake.Applier
 	Events  *webhook.Server
 	Poller  *poller.Poller
 }
@@ -78,10 +80,10 @@ func setupReconcilers(mgr ctrl.Manager, cfg Config) error {
 // setupIntake wires the two sources of events and their one apply step: the
 // events endpoint (every replica) and the poller (the leader only).
 func setupIntake(mgr ctrl.Manager, cfg Config) (*Parts, error) {
-	if err := tevents.SetupIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
+	if err := intake.SetupIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
 		return nil, err
 	}
-	p := &Parts{Applier: &tevents.Applier{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("together-events")}}
+	p := &Parts{Applier: &intake.Applier{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("together-events")}}
 	p.Events = &webhook.Server{
 		Addr: cfg.EventsAddr, Client: mgr.GetClient(), SecretReader: mgr.GetAPIReader(), Applier: p.Applier,
 		Recorder: mgr.GetEventRecorder("together-events"), Tolerance: cfg.Tolerance, MaxBodyBytes: cfg.MaxBodyBytes,

@@ -18,7 +18,8 @@ import (
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/controller"
-	"github.com/together-operator/together-operator/internal/signing"
+	"github.com/together-operator/together-operator/pkg/push"
+
 	"github.com/together-operator/together-operator/internal/together"
 	"github.com/together-operator/together-operator/internal/togethersim"
 	"github.com/together-operator/together-operator/internal/webhook"
@@ -54,7 +55,7 @@ func post(path string, body []byte) int {
 	req, err := http.NewRequest(http.MethodPost, eventsURL+path, bytes.NewReader(body))
 	Expect(err).NotTo(HaveOccurred())
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(signing.HeaderSignature, signing.Hex([]byte(signingSecret), body))
+	req.Header.Set(push.HeaderSignature, push.Hex([]byte(signingSecret), body))
 	resp, err := http.DefaultClient.Do(req)
 	Expect(err).NotTo(HaveOccurred())
 	resp.Body.Close()

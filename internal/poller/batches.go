@@ -9,7 +9,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
-	tevents "github.com/together-operator/together-operator/internal/events"
+	"github.com/together-operator/together-operator/internal/event"
+	"github.com/together-operator/together-operator/internal/intake"
+	"github.com/together-operator/together-operator/internal/lattice"
+
 	"github.com/together-operator/together-operator/internal/together"
 )
 
@@ -46,13 +49,13 @@ func (p *Poller) pollBatches(ctx context.Context, s *Stats) error {
 		byID[remote[i].ID] = &remote[i]
 	}
 	for _, b := range active {
-		var evs []tevents.Event
+		var evs []event.Event
 		for _, id := range batchIDsOf(b) {
 			if rb, ok := byID[id]; ok && moves(b, rb) {
 				evs = append(evs, BatchEvent(rb))
 			}
 		}
-		if err := p.apply(ctx, s, tevents.KindBatch, client.ObjectKeyFromObject(b), evs, logger); err != nil {
+		if err := p.apply(ctx, s, intake.KindBatch, client.ObjectKeyFromObject(b), evs, logger); err != nil {
 			return err
 		}
 	}
@@ -80,14 +83,14 @@ func batchIDsOf(b *togetherv1.TogetherBatch) []string {
 
 // BatchEvent is the event a batch's current state implies: batch.done for a
 // terminal batch, batch.progress otherwise.
-func BatchEvent(rb *together.Batch) tevents.Event {
+func BatchEvent(rb *together.Batch) event.Event {
 	status := string(rb.Status)
 	if rb.Status.Terminal() {
-		return tevents.Event{ID: "poll:" + rb.ID + ":done:" + status, Type: togetherv1.EventBatchDone, JobID: rb.ID,
+		return event.Event{ID: "poll:" + rb.ID + ":done:" + status, Type: togetherv1.EventBatchDone, JobID: rb.ID,
 			RemoteStatus: status, TotalTokens: rb.TotalTokens, OutputFileID: rb.OutputFileID, ErrorFileID: rb.ErrorFileID, ErrorMessage: rb.Error}
 	}
 	progress := int32(rb.Progress)
-	return tevents.Event{ID: "poll:" + rb.ID + ":progress:" + status + ":" + strconv.Itoa(int(progress)), Type: tevents.TypeBatchProgress,
+	return event.Event{ID: "poll:" + rb.ID + ":progress:" + status + ":" + strconv.Itoa(int(progress)), Type: event.TypeBatchProgress,
 		JobID: rb.ID, RemoteStatus: status, Progress: progress}
 }
 
@@ -100,6 +103,6 @@ func moves(b *togetherv1.TogetherBatch, rb *together.Batch) bool {
 			phase, progress = p.Phase, p.Progress
 		}
 	}
-	remote, ok := tevents.BatchPhaseFor(string(rb.Status))
-	return !ok || tevents.RaisesBatchPhase(phase, remote) || int32(rb.Progress) > progress
+	remote, ok := lattice.BatchPhaseFor(string(rb.Status))
+	return !ok || lattice.RaisesBatchPhase(phase, remote) || int32(rb.Progress) > progress
 }

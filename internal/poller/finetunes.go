@@ -12,7 +12,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
-	tevents "github.com/together-operator/together-operator/internal/events"
+	"github.com/together-operator/together-operator/internal/event"
+	"github.com/together-operator/together-operator/internal/intake"
+	"github.com/together-operator/together-operator/internal/lattice"
+
 	"github.com/together-operator/together-operator/internal/together"
 )
 
@@ -60,7 +63,7 @@ func (p *Poller) pollFineTunes(ctx context.Context, s *Stats) error {
 			logger.Error(err, "reading job details", "job", job.ID)
 			continue
 		}
-		if err := p.apply(ctx, s, tevents.KindFineTune, client.ObjectKeyFromObject(ft), evs, logger); err != nil {
+		if err := p.apply(ctx, s, intake.KindFineTune, client.ObjectKeyFromObject(ft), evs, logger); err != nil {
 			return err
 		}
 		p.markSeen(job.ID, job.UpdatedAt)
@@ -77,14 +80,14 @@ func jobID(ft *togetherv1.TogetherFineTune) string {
 
 // fineTuneEvents synthesizes the events of one job. IDs are deterministic
 // (poll:<job>:<what>), so the same state read twice is a duplicate.
-func (p *Poller) fineTuneEvents(ctx context.Context, s *Stats, ft *togetherv1.TogetherFineTune, job *together.FineTune) ([]tevents.Event, error) {
+func (p *Poller) fineTuneEvents(ctx context.Context, s *Stats, ft *togetherv1.TogetherFineTune, job *together.FineTune) ([]event.Event, error) {
 	id := job.ID
 	at := job.UpdatedAt
-	var evs []tevents.Event
+	var evs []event.Event
 	status := string(job.Status)
-	if phase, ok := tevents.FineTunePhaseFor(status); ok && (!phase.IsTerminal() || phase == togetherv1.FineTuneCancelled) &&
-		tevents.RaisesFineTunePhase(ft.Status.Phase, phase) {
-		evs = append(evs, tevents.Event{ID: "poll:" + id + ":status:" + status, Type: tevents.TypeFineTuneStatus, JobID: id, RemoteStatus: status, Time: at})
+	if phase, ok := lattice.FineTunePhaseFor(status); ok && (!phase.IsTerminal() || phase == togetherv1.FineTuneCancelled) &&
+		lattice.RaisesFineTunePhase(ft.Status.Phase, phase) {
+		evs = append(evs, event.Event{ID: "poll:" + id + ":status:" + status, Type: event.TypeFineTuneStatus, JobID: id, RemoteStatus: status, Time: at})
 	}
 	if !p.moved(id, job) {
 		return evs, nil
@@ -106,7 +109,7 @@ func (p *Poller) fineTuneEvents(ctx context.Context, s *Stats, ft *togetherv1.To
 		switch e.Type {
 		case "checkpoint_save":
 			if e.Step > ft.Status.Step || (e.Step == ft.Status.Step && ft.Status.Loss == nil && e.Loss != nil) {
-				evs = append(evs, tevents.Event{ID: "poll:" + id + ":checkpoint:" + strconv.FormatInt(e.Step, 10),
+				evs = append(evs, event.Event{ID: "poll:" + id + ":checkpoint:" + strconv.FormatInt(e.Step, 10),
 					Type: togetherv1.EventFineTuneCheckpoint, JobID: id, Step: e.Step, Loss: e.Loss, Time: at})
 			}
 		case "job_error":
@@ -115,7 +118,7 @@ func (p *Poller) fineTuneEvents(ctx context.Context, s *Stats, ft *togetherv1.To
 	}
 	switch job.Status {
 	case together.FineTuneCompleted:
-		ev := tevents.Event{ID: "poll:" + id + ":completed", Type: togetherv1.EventFineTuneCompleted, JobID: id, ModelName: job.ModelOutputName, Time: at}
+		ev := event.Event{ID: "poll:" + id + ":completed", Type: togetherv1.EventFineTuneCompleted, JobID: id, ModelName: job.ModelOutputName, Time: at}
 		s.APICalls++
 		if m, err := p.API.GetFineTuneMetrics(ctx, id); err == nil && m != nil {
 			ev.EvalLoss = m.EvalLoss
@@ -125,7 +128,7 @@ func (p *Poller) fineTuneEvents(ctx context.Context, s *Stats, ft *togetherv1.To
 		if lastError == "" {
 			lastError = "the job ended with status " + status
 		}
-		evs = append(evs, tevents.Event{ID: "poll:" + id + ":failed", Type: togetherv1.EventFineTuneFailed, JobID: id, ErrorMessage: lastError, Step: lastStep, Time: at})
+		evs = append(evs, event.Event{ID: "poll:" + id + ":failed", Type: togetherv1.EventFineTuneFailed, JobID: id, ErrorMessage: lastError, Step: lastStep, Time: at})
 	}
 	return evs, nil
 }

@@ -11,7 +11,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
-	tevents "github.com/together-operator/together-operator/internal/events"
+	"github.com/together-operator/together-operator/internal/deprecation"
+	"github.com/together-operator/together-operator/internal/event"
+	"github.com/together-operator/together-operator/internal/intake"
+	"github.com/together-operator/together-operator/internal/lattice"
+	"github.com/together-operator/together-operator/pkg/push"
+
 	"github.com/together-operator/together-operator/internal/migration"
 	"github.com/together-operator/together-operator/internal/together"
 )
@@ -66,18 +71,18 @@ func (p *Poller) pollModels(ctx context.Context, s *Stats) error {
 				deprecatedInUse.DeleteLabelValues(sub.Namespace, m.ID)
 				continue
 			}
-			replacement := tevents.ReplacementFor(sub, m.ID, m.Deprecated.ReplacementModel)
+			replacement := deprecation.ReplacementFor(sub, m.ID, m.Deprecated.ReplacementModel)
 			if replacement == "" {
 				p.warnAtRisk(sub, m.ID, users)
 				continue
 			}
 			deprecatedInUse.DeleteLabelValues(sub.Namespace, m.ID)
-			ev := tevents.Event{ID: "poll:model:" + m.ID + ":" + m.Deprecated.SunsetDate, Type: togetherv1.EventModelDeprecated, JobID: m.ID,
-				Deprecation: &tevents.ModelDeprecated{ModelID: m.ID, ReplacementModel: replacement, SunsetDate: m.Deprecated.SunsetDate}}
+			ev := event.Event{ID: "poll:model:" + m.ID + ":" + m.Deprecated.SunsetDate, Type: togetherv1.EventModelDeprecated, JobID: m.ID,
+				Deprecation: &push.ModelDeprecated{ModelID: m.ID, ReplacementModel: replacement, SunsetDate: m.Deprecated.SunsetDate}}
 			s.Events++
-			res := p.Applier.Apply(ctx, sub.Namespace, ev, tevents.Options{Subscription: sub})
-			tevents.EventsTotal.WithLabelValues(string(ev.Type), "poll", string(res.Outcome)).Inc()
-			if res.Outcome == tevents.Applied {
+			res := p.Applier.Apply(ctx, sub.Namespace, ev, intake.Options{Subscription: sub})
+			intake.EventsTotal.WithLabelValues(string(ev.Type), "poll", string(res.Outcome)).Inc()
+			if res.Outcome == lattice.Applied {
 				s.Applied++
 				logger.Info("deprecated model in use; migration created", "namespace", sub.Namespace, "model", m.ID, "replacement", replacement)
 			}

@@ -20,8 +20,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	tevents "github.com/together-operator/together-operator/internal/events"
 	"github.com/together-operator/together-operator/internal/together"
+
+	"github.com/together-operator/together-operator/internal/event"
+	"github.com/together-operator/together-operator/internal/intake"
+	"github.com/together-operator/together-operator/internal/lattice"
 )
 
 // API is the part of the Together client the poller reads.
@@ -38,7 +41,7 @@ type API interface {
 type Poller struct {
 	Client   client.Client
 	API      API
-	Applier  *tevents.Applier
+	Applier  *intake.Applier
 	Recorder events.EventRecorder
 	// Interval is the cycle while work is moving (default 30s).
 	Interval time.Duration
@@ -184,15 +187,15 @@ func (p *Poller) due(nn types.NamespacedName, interval time.Duration) bool {
 	return true
 }
 
-func (p *Poller) apply(ctx context.Context, s *Stats, kind string, nn types.NamespacedName, evs []tevents.Event, logger logr.Logger) error {
+func (p *Poller) apply(ctx context.Context, s *Stats, kind string, nn types.NamespacedName, evs []event.Event, logger logr.Logger) error {
 	for _, ev := range evs {
 		s.Events++
 		res := p.Applier.ApplyTo(ctx, kind, nn, ev)
-		tevents.EventsTotal.WithLabelValues(string(ev.Type), "poll", string(res.Outcome)).Inc()
-		if res.Outcome == tevents.Failed {
+		intake.EventsTotal.WithLabelValues(string(ev.Type), "poll", string(res.Outcome)).Inc()
+		if res.Outcome == lattice.Failed {
 			return fmt.Errorf("applying %s to %s: %w", ev.ID, nn, res.Err)
 		}
-		if res.Outcome == tevents.Applied {
+		if res.Outcome == lattice.Applied {
 			s.Applied++
 			logger.V(1).Info("applied polled event", "event", ev.ID, "object", nn.String())
 		}

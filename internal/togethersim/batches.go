@@ -9,7 +9,8 @@ import (
 	"time"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
-	"github.com/together-operator/together-operator/internal/events"
+	"github.com/together-operator/together-operator/pkg/push"
+
 	"github.com/together-operator/together-operator/internal/together"
 )
 
@@ -188,7 +189,7 @@ func joinLines(lines [][]byte) []byte {
 func (s *Server) finishBatch(b *batch, st together.BatchStatus) {
 	now := s.now()
 	b.Status, b.CompletedAt = st, &now
-	done := events.BatchDone{BatchID: b.ID, TotalTokens: b.TotalTokens, Status: string(st),
+	done := push.BatchDone{BatchID: b.ID, TotalTokens: b.TotalTokens, Status: string(st),
 		OutputFileID: b.OutputFileID, ErrorFileID: b.ErrorFileID, Error: b.Error}
 	if b.OutputFileID != "" {
 		done.OutputURL = "/v1/files/" + b.OutputFileID + "/content"

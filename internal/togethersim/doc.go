@@ -21,7 +21,7 @@
 // The routes under /v1/webhooks and the signed event deliveries are NOT part
 // of Together's API: they are the push contract this project defines for
 // relays and for the day Together offers push. Deliveries are signed both
-// ways the receiver accepts (internal/signing) and retried on non-2xx with
+// ways the receiver accepts (pkg/push) and retried on non-2xx with
 // exponential backoff; Faults can drop, duplicate, reorder and delay them,
 // and can make chosen routes answer 429/5xx or slowly.
 package togethersim

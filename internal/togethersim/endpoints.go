@@ -9,7 +9,8 @@ import (
 	"time"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
-	"github.com/together-operator/together-operator/internal/events"
+	"github.com/together-operator/together-operator/pkg/push"
+
 	"github.com/together-operator/together-operator/internal/together"
 )
 
@@ -219,7 +220,7 @@ func (s *Server) DeprecateModel(id, replacement, sunsetDate string) {
 	if !found {
 		s.models = append(s.models, together.Model{ID: id, Object: "model", Created: s.now().Unix(), Type: "chat", Deprecated: dep})
 	}
-	s.emit(togetherv1.EventModelDeprecated, events.ModelDeprecated{ModelID: id, ReplacementModel: replacement, SunsetDate: sunsetDate})
+	s.emit(togetherv1.EventModelDeprecated, push.ModelDeprecated{ModelID: id, ReplacementModel: replacement, SunsetDate: sunsetDate})
 }
 
 // listModels answers a bare array, like the real route.

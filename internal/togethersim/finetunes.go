@@ -11,7 +11,8 @@ import (
 	"time"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
-	"github.com/together-operator/together-operator/internal/events"
+	"github.com/together-operator/together-operator/pkg/push"
+
 	"github.com/together-operator/together-operator/internal/together"
 )
 
@@ -187,7 +188,7 @@ func (s *Server) trainStep(j *fineTune) {
 	ev := s.addFTEvent(j, "checkpoint_save", "info", fmt.Sprintf("Checkpoint saved at step %d", j.step), &loss)
 	ev.Step, ev.TotalSteps = int64(j.step), int64(total)
 	ev.CheckpointPath = fmt.Sprintf("s3://together-sim/%s/checkpoint-%d", j.ID, j.step)
-	s.emit(togetherv1.EventFineTuneCheckpoint, events.FineTuneCheckpoint{FineTuneID: j.ID, Step: int64(j.step), Loss: &loss})
+	s.emit(togetherv1.EventFineTuneCheckpoint, push.FineTuneCheckpoint{FineTuneID: j.ID, Step: int64(j.step), Loss: &loss})
 	if j.step >= total {
 		j.EpochsCompleted = j.NEpochs
 		s.setFTStatus(j, together.FineTuneCompressing, "training_complete", "Training completed")
@@ -208,7 +209,7 @@ func (s *Server) failFineTune(j *fineTune) {
 	ev.Step = int64(j.step)
 	j.Status = together.FineTuneError
 	j.UpdatedAt = s.now()
-	s.emit(togetherv1.EventFineTuneFailed, events.FineTuneFailed{FineTuneID: j.ID, ErrorMessage: msg, Step: int64(j.step)})
+	s.emit(togetherv1.EventFineTuneFailed, push.FineTuneFailed{FineTuneID: j.ID, ErrorMessage: msg, Step: int64(j.step)})
 }
 
 func (s *Server) completeFineTune(j *fineTune) {
@@ -220,7 +221,7 @@ func (s *Server) completeFineTune(j *fineTune) {
 	j.Status = together.FineTuneCompleted
 	j.UpdatedAt = s.now()
 	eval := j.outcome.EvalLoss
-	s.emit(togetherv1.EventFineTuneCompleted, events.FineTuneCompleted{FineTuneID: j.ID, ModelName: j.ModelOutputName, EvalLoss: &eval})
+	s.emit(togetherv1.EventFineTuneCompleted, push.FineTuneCompleted{FineTuneID: j.ID, ModelName: j.ModelOutputName, EvalLoss: &eval})
 }
 
 // outputName is <user>/<model>-<suffix>-<hash>, as Together names outputs,

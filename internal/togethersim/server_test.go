@@ -13,10 +13,10 @@ import (
 	. "github.com/onsi/gomega"
 	"time"
 
-	"github.com/together-operator/together-operator/internal/events"
-	"github.com/together-operator/together-operator/internal/signing"
 	"github.com/together-operator/together-operator/internal/together"
 	"github.com/together-operator/together-operator/internal/togethersim"
+
+	"github.com/together-operator/together-operator/pkg/push"
 )
 
 const (
@@ -47,15 +47,15 @@ func client(t *testing.T, s *togethersim.Server) *together.Client {
 
 // receiver verifies both signature forms and hands each verified envelope
 // to the channel; status decides each answer (nil: 200).
-func receiver(t *testing.T, status func(n int64) int) (string, <-chan events.Envelope) {
+func receiver(t *testing.T, status func(n int64) int) (string, <-chan push.Envelope) {
 	t.Helper()
-	ch := make(chan events.Envelope, 100)
+	ch := make(chan push.Envelope, 100)
 	var n atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		if !signing.VerifyHex(r.Header.Get(signing.HeaderSignature), body, []byte(secret)) ||
-			!signing.VerifyStandard(r.Header.Get(signing.HeaderWebhookID), r.Header.Get(signing.HeaderWebhookTimestamp),
-				r.Header.Get(signing.HeaderWebhookSignature), body, time.Now(), time.Minute, []byte(secret)) {
+		if !push.VerifyHex(r.Header.Get(push.HeaderSignature), body, []byte(secret)) ||
+			!push.VerifyStandard(r.Header.Get(push.HeaderWebhookID), r.Header.Get(push.HeaderWebhookTimestamp),
+				r.Header.Get(push.HeaderWebhookSignature), body, time.Now(), time.Minute, []byte(secret)) {
 			t.Errorf("delivery with bad signatures: %s", body)
 			w.WriteHeader(http.StatusUnauthorized)
 			return
@@ -66,7 +66,7 @@ func receiver(t *testing.T, status func(n int64) int) (string, <-chan events.Env
 				return
 			}
 		}
-		var env events.Envelope
+		var env push.Envelope
 		if err := json.Unmarshal(body, &env); err != nil {
 			t.Errorf("bad envelope: %v", err)
 		}
@@ -76,14 +76,14 @@ func receiver(t *testing.T, status func(n int64) int) (string, <-chan events.Env
 	return srv.URL, ch
 }
 
-func recv(t *testing.T, ch <-chan events.Envelope) events.Envelope {
+func recv(t *testing.T, ch <-chan push.Envelope) push.Envelope {
 	t.Helper()
 	select {
 	case e := <-ch:
 		return e
 	case <-time.After(5 * time.Second):
 		t.Fatal("no delivery within 5s")
-		return events.Envelope{}
+		return push.Envelope{}
 	}
 }
 
@@ -115,7 +115,7 @@ func TestFineTuneEventsAreDelivered(t *testing.T) {
 		s.Advance()
 	}
 	var types []string
-	var completed events.FineTuneCompleted
+	var completed push.FineTuneCompleted
 	for range 3 {
 		e := recv(t, ch)
 		types = append(types, e.Type)
@@ -142,7 +142,7 @@ func TestDeliveryRetriesNon2xx(t *testing.T) {
 	s.RegisterWebhook(url, []string{"model.deprecated"}, secret)
 	s.DeprecateModel("m", "m2", "2027-01-01")
 	e := recv(t, ch)
-	var d events.ModelDeprecated
+	var d push.ModelDeprecated
 	_ = json.Unmarshal(e.Data, &d)
 	if d.ModelID != "m" || d.ReplacementModel != "m2" || d.SunsetDate != "2027-01-01" {
 		t.Errorf("data = %+v", d)
@@ -184,7 +184,7 @@ func TestDeliveryFaults(t *testing.T) {
 			s.DeprecateModel(m, "x", "2027-01-01")
 		}
 		for range 5 {
-			var d events.ModelDeprecated
+			var d push.ModelDeprecated
 			_ = json.Unmarshal(recv(t, ch).Data, &d)
 			order = append(order, d.ModelID)
 		}
@@ -261,7 +261,7 @@ func TestBatchScripts(t *testing.T) {
 		s.Advance()
 	}
 	for range 2 {
-		var d events.BatchDone
+		var d push.BatchDone
 		_ = json.Unmarshal(recv(t, ch).Data, &d)
 		if together.BatchStatus(d.Status) != want[d.BatchID] || d.Error == "" {
 			t.Errorf("batch.done = %+v, want status %s", d, want[d.BatchID])

@@ -14,8 +14,8 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
-	"github.com/together-operator/together-operator/internal/events"
-	"github.com/together-operator/together-operator/internal/signing"
+	"github.com/together-operator/together-operator/pkg/push"
+
 	"github.com/together-operator/together-operator/internal/together"
 )
 
@@ -132,7 +132,7 @@ func (s *Server) emit(typ togetherv1.EventType, data any) {
 		s.opts.Logger.Error(err, "encoding event data", "type", typ)
 		return
 	}
-	env := events.Envelope{ID: s.nextID("evt"), Type: string(typ), CreatedAt: s.now(), Data: raw}
+	env := push.Envelope{ID: s.nextID("evt"), Type: string(typ), CreatedAt: s.now(), Data: raw}
 	body, err := json.Marshal(env)
 	if err != nil {
 		s.opts.Logger.Error(err, "encoding event envelope", "type", typ)
@@ -296,8 +296,8 @@ func (d *deliverer) post(x delivery) error {
 // every sender of the push contract must (the CLI uses it too).
 func SignRequest(r *http.Request, secret []byte, id string, ts time.Time, body []byte) {
 	r.Header.Set("Content-Type", "application/json")
-	r.Header.Set(signing.HeaderSignature, signing.Hex(secret, body))
-	r.Header.Set(signing.HeaderWebhookID, id)
-	r.Header.Set(signing.HeaderWebhookTimestamp, fmt.Sprint(ts.Unix()))
-	r.Header.Set(signing.HeaderWebhookSignature, signing.Standard(secret, id, ts, body))
+	r.Header.Set(push.HeaderSignature, push.Hex(secret, body))
+	r.Header.Set(push.HeaderWebhookID, id)
+	r.Header.Set(push.HeaderWebhookTimestamp, fmt.Sprint(ts.Unix()))
+	r.Header.Set(push.HeaderWebhookSignature, push.Standard(secret, id, ts, body))
 }

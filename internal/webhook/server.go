@@ -27,8 +27,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
-	tevents "github.com/together-operator/together-operator/internal/events"
-	"github.com/together-operator/together-operator/internal/signing"
+	"github.com/together-operator/together-operator/internal/deprecation"
+	"github.com/together-operator/together-operator/internal/event"
+	"github.com/together-operator/together-operator/internal/intake"
+	"github.com/together-operator/together-operator/internal/lattice"
+	"github.com/together-operator/together-operator/pkg/push"
 )
 
 // PathPrefix is where subscriptions are served: PathPrefix + "{namespace}/{name}".
@@ -46,7 +49,7 @@ type Server struct {
 	Client client.Client
 	// SecretReader reads Secrets straight from the API server.
 	SecretReader client.Reader
-	Applier      *tevents.Applier
+	Applier      *intake.Applier
 	Recorder     events.EventRecorder
 	// Tolerance is how far a Standard Webhooks timestamp may be from now.
 	Tolerance time.Duration
@@ -219,40 +222,40 @@ func (s *Server) handle(r *http.Request, logger logr.Logger) (int, string) {
 		return http.StatusServiceUnavailable, "could not verify now, retry later"
 	}
 	if !ok {
-		tevents.EventsTotal.WithLabelValues("unknown", "push", string(tevents.Rejected)).Inc()
+		intake.EventsTotal.WithLabelValues("unknown", "push", string(lattice.Rejected)).Inc()
 		return http.StatusUnauthorized, "signature verification failed"
 	}
 
-	ev, err := tevents.Decode(body)
-	if errors.Is(err, tevents.ErrUnknownType) {
-		tevents.EventsTotal.WithLabelValues("unknown", "push", string(tevents.Ignored)).Inc()
+	ev, err := event.Decode(body)
+	if errors.Is(err, event.ErrUnknownType) {
+		intake.EventsTotal.WithLabelValues("unknown", "push", string(lattice.Ignored)).Inc()
 		return http.StatusAccepted, "ignored: unknown event type"
 	}
 	if err != nil {
-		tevents.EventsTotal.WithLabelValues("unknown", "push", string(tevents.Rejected)).Inc()
+		intake.EventsTotal.WithLabelValues("unknown", "push", string(lattice.Rejected)).Inc()
 		return http.StatusBadRequest, err.Error()
 	}
 	if !wants(&sub, ev.Type) {
-		tevents.EventsTotal.WithLabelValues(string(ev.Type), "push", string(tevents.Ignored)).Inc()
+		intake.EventsTotal.WithLabelValues(string(ev.Type), "push", string(lattice.Ignored)).Inc()
 		return http.StatusAccepted, "ignored: the subscription does not ask for " + string(ev.Type)
 	}
 
 	ctx, cancel := context.WithTimeout(r.Context(), s.AckTimeout)
 	defer cancel()
-	res := s.Applier.Apply(ctx, sub.Namespace, ev, tevents.Options{Subscription: &sub})
-	tevents.EventsTotal.WithLabelValues(string(ev.Type), "push", string(res.Outcome)).Inc()
+	res := s.Applier.Apply(ctx, sub.Namespace, ev, intake.Options{Subscription: &sub})
+	intake.EventsTotal.WithLabelValues(string(ev.Type), "push", string(res.Outcome)).Inc()
 	return s.respond(ctx, &sub, ev, res, logger)
 }
 
-func (s *Server) respond(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription, ev tevents.Event, res tevents.Result, logger logr.Logger) (int, string) {
+func (s *Server) respond(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription, ev event.Event, res intake.Result, logger logr.Logger) (int, string) {
 	switch res.Outcome {
-	case tevents.Applied, tevents.Duplicate, tevents.Stale:
+	case lattice.Applied, lattice.Duplicate, lattice.Stale:
 		s.touch(ctx, sub)
 		return http.StatusOK, string(res.Outcome)
-	case tevents.Unmatched:
+	case lattice.Unmatched:
 		s.warnUnmatched(sub, ev, res.Err)
 		return http.StatusAccepted, "unmatched: no resource tracks " + ev.JobID
-	case tevents.Ignored:
+	case lattice.Ignored:
 		return http.StatusAccepted, "ignored"
 	default:
 		logger.Error(res.Err, "recording event failed; the sender will retry", "event", ev.ID, "type", ev.Type)
@@ -264,12 +267,12 @@ func (s *Server) respond(ctx context.Context, sub *togetherv1.TogetherWebhookSub
 // otherwise X-Together-Signature, against the current and previous secret.
 func (s *Server) verify(r *http.Request, sub *togetherv1.TogetherWebhookSubscription, body []byte) (bool, error) {
 	check := func(secrets [][]byte) bool {
-		if sig := r.Header.Get(signing.HeaderWebhookSignature); sig != "" {
-			return signing.VerifyStandard(r.Header.Get(signing.HeaderWebhookID), r.Header.Get(signing.HeaderWebhookTimestamp),
+		if sig := r.Header.Get(push.HeaderWebhookSignature); sig != "" {
+			return push.VerifyStandard(r.Header.Get(push.HeaderWebhookID), r.Header.Get(push.HeaderWebhookTimestamp),
 				sig, body, s.Now(), s.Tolerance, secrets...)
 		}
-		sig := r.Header.Get(signing.HeaderSignature)
-		return sig != "" && signing.VerifyHex(sig, body, secrets...)
+		sig := r.Header.Get(push.HeaderSignature)
+		return sig != "" && push.VerifyHex(sig, body, secrets...)
 	}
 	secrets, refreshed, err := s.secrets.get(r.Context(), sub, false)
 	if err != nil {
@@ -302,14 +305,14 @@ func wants(sub *togetherv1.TogetherWebhookSubscription, t togetherv1.EventType) 
 
 // warnUnmatched emits one Warning Event per subscription (per process), not
 // one per delivery: a misrouted sender would otherwise flood the namespace.
-func (s *Server) warnUnmatched(sub *togetherv1.TogetherWebhookSubscription, ev tevents.Event, why error) {
+func (s *Server) warnUnmatched(sub *togetherv1.TogetherWebhookSubscription, ev event.Event, why error) {
 	if s.Recorder == nil {
 		return
 	}
 	if _, loaded := s.warned.LoadOrStore(sub.UID, struct{}{}); loaded {
 		return
 	}
-	if errors.Is(why, tevents.ErrNoReplacement) {
+	if errors.Is(why, deprecation.ErrNoReplacement) {
 		s.Recorder.Eventf(sub, nil, "Warning", "NoReplacementKnown", "Receive",
 			"Model %s is deprecated but no replacement is known: add it to spec.modelReplacements", ev.JobID)
 		return

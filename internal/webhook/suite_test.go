@@ -18,8 +18,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	tevents "github.com/together-operator/together-operator/internal/events"
 	"github.com/together-operator/together-operator/internal/testenv"
+
+	"github.com/together-operator/together-operator/internal/intake"
 )
 
 // The suite runs the events endpoint in front of a real API server: a
@@ -31,7 +32,7 @@ var (
 	cancel     context.CancelFunc
 	testEnv    *envtest.Environment
 	k8s        client.Client
-	applier    *tevents.Applier
+	applier    *intake.Applier
 	srv        *Server
 	endpoint   *httptest.Server
 	failWrites atomic.Bool
@@ -62,10 +63,10 @@ var _ = BeforeSuite(func() {
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(tevents.SetupIndexes(ctx, mgr.GetFieldIndexer())).To(Succeed())
+	Expect(intake.SetupIndexes(ctx, mgr.GetFieldIndexer())).To(Succeed())
 
 	failing := failingClient{mgr.GetClient()}
-	applier = &tevents.Applier{Client: failing, Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("together-events")}
+	applier = &intake.Applier{Client: failing, Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("together-events")}
 	srv = &Server{Client: mgr.GetClient(), SecretReader: mgr.GetAPIReader(), Applier: applier, Recorder: mgr.GetEventRecorder("together-events")}
 	endpoint = httptest.NewServer(srv.Handler())
 

@@ -21,8 +21,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
-	tevents "github.com/together-operator/together-operator/internal/events"
-	"github.com/together-operator/together-operator/internal/signing"
+	"github.com/together-operator/together-operator/internal/deprecation"
+	"github.com/together-operator/together-operator/internal/event"
+	"github.com/together-operator/together-operator/internal/intake"
+	"github.com/together-operator/together-operator/internal/lattice"
+	"github.com/together-operator/together-operator/pkg/push"
 )
 
 const testSecret = "whsec-test-secret"
@@ -64,7 +67,7 @@ func makeFineTune(ns, name, jobID string) *togetherv1.TogetherFineTune {
 	Expect(k8s.Status().Update(ctx, ft)).To(Succeed())
 	Eventually(func() int {
 		var l togetherv1.TogetherFineTuneList
-		Expect(srv.Client.List(ctx, &l, client.InNamespace(ns), client.MatchingFields{tevents.IndexFineTuneJobID: jobID})).To(Succeed())
+		Expect(srv.Client.List(ctx, &l, client.InNamespace(ns), client.MatchingFields{intake.IndexFineTuneJobID: jobID})).To(Succeed())
 		return len(l.Items)
 	}).Should(Equal(1))
 	return ft
@@ -84,15 +87,15 @@ type request struct {
 
 func hexSigned(path string, body []byte) request {
 	return request{method: http.MethodPost, path: path, body: body, header: http.Header{
-		"Content-Type": {"application/json"}, signing.HeaderSignature: {signing.Hex([]byte(testSecret), body)}}}
+		"Content-Type": {"application/json"}, push.HeaderSignature: {push.Hex([]byte(testSecret), body)}}}
 }
 
 func standardSigned(path string, body []byte, at time.Time) request {
 	return request{method: http.MethodPost, path: path, body: body, header: http.Header{
-		"Content-Type":                 {"application/json"},
-		signing.HeaderWebhookID:        {"msg_1"},
-		signing.HeaderWebhookTimestamp: {strconv.FormatInt(at.Unix(), 10)},
-		signing.HeaderWebhookSignature: {signing.Standard([]byte(testSecret), "msg_1", at, body)},
+		"Content-Type":              {"application/json"},
+		push.HeaderWebhookID:        {"msg_1"},
+		push.HeaderWebhookTimestamp: {strconv.FormatInt(at.Unix(), 10)},
+		push.HeaderWebhookSignature: {push.Standard([]byte(testSecret), "msg_1", at, body)},
 	}}
 }
 
@@ -147,15 +150,15 @@ var _ = Describe("Events endpoint", func() {
 		stale := standardSigned(path, good, time.Now().Add(-10*time.Minute))
 		future := standardSigned(path, good, time.Now().Add(10*time.Minute))
 		noSig := hexSigned(path, good)
-		noSig.header.Del(signing.HeaderSignature)
+		noSig.header.Del(push.HeaderSignature)
 		garbled := hexSigned(path, good)
-		garbled.header.Set(signing.HeaderSignature, "sha256=not-hex")
+		garbled.header.Set(push.HeaderSignature, "sha256=not-hex")
 		wrongSecret := hexSigned(path, good)
-		wrongSecret.header.Set(signing.HeaderSignature, signing.Hex([]byte("another-secret"), good))
+		wrongSecret.header.Set(push.HeaderSignature, push.Hex([]byte("another-secret"), good))
 		otherSig := hexSigned(path, good)
-		otherSig.header.Set(signing.HeaderSignature, signing.Hex([]byte(testSecret), otherBody))
+		otherSig.header.Set(push.HeaderSignature, push.Hex([]byte(testSecret), otherBody))
 		stdWrongID := standardSigned(path, good, time.Now())
-		stdWrongID.header.Set(signing.HeaderWebhookID, "msg_2")
+		stdWrongID.header.Set(push.HeaderWebhookID, "msg_2")
 		textPlain := hexSigned(path, good)
 		textPlain.header.Set("Content-Type", "text/plain")
 		oversize := bytes.Repeat([]byte(" "), 1<<20+1)
@@ -214,7 +217,7 @@ var _ = Describe("Events endpoint", func() {
 		Expect(k8s.Update(ctx, &s)).To(Succeed())
 		body := envelope("c", "fine_tune.checkpoint", map[string]any{"fine_tune_id": "ft-rot", "step": 3})
 		withNew := hexSigned(path, body)
-		withNew.header.Set(signing.HeaderSignature, signing.Hex([]byte("brand-new"), body))
+		withNew.header.Set(push.HeaderSignature, push.Hex([]byte("brand-new"), body))
 		// A failed verification refreshes the cached secret at most once a
 		// second, so the new secret is accepted within about a second.
 		Eventually(func() int { code, _ := send(withNew); return code }).WithTimeout(5 * time.Second).Should(Equal(200))
@@ -233,12 +236,12 @@ var _ = Describe("Events endpoint", func() {
 			makeFineTune(ns, fmt.Sprintf("ft-%d", j), job)
 			st := togetherv1.TogetherFineTuneStatus{JobID: job, Phase: togetherv1.FineTunePending}
 			for s := 1; s <= 150; s++ {
-				ev := tevents.Event{ID: fmt.Sprintf("%s-%d", job, s), Type: togetherv1.EventFineTuneCheckpoint, JobID: job, Step: int64(s), Loss: ptr.To(10.0 / float64(s))}
-				tevents.ApplyFineTune(&st, ev, metav1.Now())
+				ev := event.Event{ID: fmt.Sprintf("%s-%d", job, s), Type: togetherv1.EventFineTuneCheckpoint, JobID: job, Step: int64(s), Loss: ptr.To(10.0 / float64(s))}
+				lattice.ApplyFineTune(&st, ev, metav1.Now())
 				all = append(all, envelope(ev.ID, string(ev.Type), map[string]any{"fine_tune_id": job, "step": s, "loss": *ev.Loss}))
 			}
-			done := tevents.Event{ID: job + "-done", Type: togetherv1.EventFineTuneCompleted, JobID: job, ModelName: "me/" + job, EvalLoss: ptr.To(0.5)}
-			tevents.ApplyFineTune(&st, done, metav1.Now())
+			done := event.Event{ID: job + "-done", Type: togetherv1.EventFineTuneCompleted, JobID: job, ModelName: "me/" + job, EvalLoss: ptr.To(0.5)}
+			lattice.ApplyFineTune(&st, done, metav1.Now())
 			all = append(all, envelope(done.ID, string(done.Type), map[string]any{"fine_tune_id": job, "model_name": done.ModelName, "eval_loss": 0.5}))
 			want[job] = st
 		}
@@ -322,11 +325,11 @@ var _ = Describe("Events endpoint", func() {
 		rv := ft.ResourceVersion
 
 		nn := types.NamespacedName{Namespace: ns, Name: "ft"}
-		for _, ev := range []tevents.Event{
-			{ID: "poll:ft-both:status:running", Type: tevents.TypeFineTuneStatus, JobID: "ft-both", RemoteStatus: "running"},
+		for _, ev := range []event.Event{
+			{ID: "poll:ft-both:status:running", Type: event.TypeFineTuneStatus, JobID: "ft-both", RemoteStatus: "running"},
 			{ID: "poll:ft-both:checkpoint:10", Type: togetherv1.EventFineTuneCheckpoint, JobID: "ft-both", Step: 10, Loss: ptr.To(0.3)},
 		} {
-			Expect(applier.ApplyTo(ctx, tevents.KindFineTune, nn, ev).Outcome).To(Equal(tevents.Stale), ev.ID)
+			Expect(applier.ApplyTo(ctx, intake.KindFineTune, nn, ev).Outcome).To(Equal(lattice.Stale), ev.ID)
 		}
 		Expect(getFineTune(ns, "ft").ResourceVersion).To(Equal(rv), "the poll of the same transition wrote again")
 		Eventually(func() int { return eventsFor(ns, "ft", "JobRunning") }).Should(Equal(1))
@@ -384,7 +387,7 @@ var _ = Describe("Events endpoint", func() {
 		makeSubscription(ns, "adopter", func(s *togetherv1.TogetherWebhookSubscription) { s.Spec.AdoptUnmatched = true })
 		code, _ := send(hexSigned(PathFor(ns, "adopter"), envelope("a1", "fine_tune.completed", map[string]any{"fine_tune_id": "ft-orphan", "model_name": "me/orphan"})))
 		Expect(code).To(Equal(200))
-		ft := getFineTune(ns, tevents.ObjectName("ft", "ft-orphan"))
+		ft := getFineTune(ns, event.ObjectName("ft", "ft-orphan"))
 		Expect(ft.Spec.JobID).To(Equal("ft-orphan"))
 		Expect(ft.Status.Phase).To(Equal(togetherv1.FineTuneSucceeded))
 		Expect(ft.Status.OutputModel).To(Equal("me/orphan"))
@@ -399,7 +402,7 @@ var _ = Describe("Events endpoint", func() {
 		code, _ := send(hexSigned(PathFor(ns, "sub"), body))
 		Expect(code).To(Equal(200))
 		var m togetherv1.TogetherModelMigration
-		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: tevents.MigrationName("org/old")}, &m)).To(Succeed())
+		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: deprecation.MigrationName("org/old")}, &m)).To(Succeed())
 		Expect(m.Spec.ReplacementModel).To(Equal("org/new"))
 		Expect(m.Spec.SunsetDate).To(Equal("2027-02-01"))
 		Expect(m.Spec.Strategy).To(Equal(togetherv1.MigrationImmediate))
@@ -408,6 +411,6 @@ var _ = Describe("Events endpoint", func() {
 
 		code, _ = send(hexSigned(PathFor(ns, "sub"), envelope("dep-2", "model.deprecated", map[string]any{"model_id": "org/unknown", "sunset_date": "2027-02-01"})))
 		Expect(code).To(Equal(202))
-		Expect(strings.Contains(tevents.MigrationName("org/unknown"), "deprecated-")).To(BeTrue())
+		Expect(strings.Contains(deprecation.MigrationName("org/unknown"), "deprecated-")).To(BeTrue())
 	})
 })

@@ -20,9 +20,13 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
-	tevents "github.com/together-operator/together-operator/internal/events"
+	"github.com/together-operator/together-operator/internal/event"
+	"github.com/together-operator/together-operator/internal/intake"
+	"github.com/together-operator/together-operator/internal/lattice"
+	"github.com/together-operator/together-operator/pkg/push"
+
 	"github.com/together-operator/together-operator/internal/operator"
-	"github.com/together-operator/together-operator/internal/signing"
+
 	"github.com/together-operator/together-operator/internal/webhook"
 )
 
@@ -138,7 +142,7 @@ func (b *bench) rawBaseline(ctx context.Context) error {
 // path, not of the payload.
 func rawCheckpoint(ft *togetherv1.TogetherFineTune, step int64) {
 	loss := 1.0 / float64(step+1)
-	tevents.ApplyFineTune(&ft.Status, tevents.Event{
+	lattice.ApplyFineTune(&ft.Status, event.Event{
 		ID: fmt.Sprintf("%s-%d", ft.Name, step), Type: togetherv1.EventFineTuneCheckpoint, JobID: ft.Status.JobID, Step: step, Loss: &loss,
 	}, metav1.Now())
 }
@@ -172,7 +176,7 @@ func (s *sender) post(ctx context.Context, path string, body []byte) (int, time.
 			return 0, 0, err
 		}
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set(signing.HeaderSignature, signing.Hex([]byte(benchSecret), body))
+		req.Header.Set(push.HeaderSignature, push.Hex([]byte(benchSecret), body))
 		t := time.Now()
 		resp, err := s.http.Do(req)
 		lat := time.Since(t)
@@ -221,10 +225,10 @@ func (b *bench) intake(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := tevents.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
+	if err := intake.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
-	applier := &tevents.Applier{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("together-events")}
+	applier := &intake.Applier{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("together-events")}
 	srv := &webhook.Server{Addr: "127.0.0.1:0", Client: mgr.GetClient(), SecretReader: mgr.GetAPIReader(), Applier: applier, Recorder: mgr.GetEventRecorder("together-events")}
 	if err := mgr.Add(srv); err != nil {
 		return err

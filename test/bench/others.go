@@ -29,10 +29,13 @@ import (
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/controller"
-	tevents "github.com/together-operator/together-operator/internal/events"
+	"github.com/together-operator/together-operator/internal/event"
+	"github.com/together-operator/together-operator/internal/intake"
+	"github.com/together-operator/together-operator/pkg/push"
+
 	"github.com/together-operator/together-operator/internal/operator"
 	"github.com/together-operator/together-operator/internal/poller"
-	"github.com/together-operator/together-operator/internal/signing"
+
 	"github.com/together-operator/together-operator/internal/together"
 )
 
@@ -47,12 +50,12 @@ func (b *bench) verifyDecode(context.Context) error {
 		return fmt.Errorf("verify+decode body is %d bytes, want about 1 KiB", len(body))
 	}
 	secret := []byte(benchSecret)
-	sig := signing.Hex(secret, body)
+	sig := push.Hex(secret, body)
 	// Correctness before speed: the pair accepts this event and decodes it.
-	if !signing.VerifyHex(sig, body, secret) {
+	if !push.VerifyHex(sig, body, secret) {
 		return fmt.Errorf("signature does not verify")
 	}
-	if ev, err := tevents.Decode(body); err != nil || ev.JobID != "ft-1" {
+	if ev, err := event.Decode(body); err != nil || ev.JobID != "ft-1" {
 		return fmt.Errorf("decode: %+v, %v", ev, err)
 	}
 	var failures atomic.Int64
@@ -65,10 +68,10 @@ func (b *bench) verifyDecode(context.Context) error {
 			tb.ReportAllocs()
 			tb.SetBytes(int64(len(body)))
 			for tb.Loop() {
-				if !signing.VerifyHex(sig, body, secret) {
+				if !push.VerifyHex(sig, body, secret) {
 					failures.Add(1)
 				}
-				if _, err := tevents.Decode(body); err != nil {
+				if _, err := event.Decode(body); err != nil {
 					failures.Add(1)
 				}
 			}
@@ -219,10 +222,10 @@ func (b *bench) poller(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := tevents.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
+	if err := intake.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
-	applier := &tevents.Applier{Client: mgr.GetClient(), Reader: mgr.GetAPIReader()}
+	applier := &intake.Applier{Client: mgr.GetClient(), Reader: mgr.GetAPIReader()}
 	p := &poller.Poller{Client: mgr.GetClient(), API: api, Applier: applier}
 	mctx, stop := context.WithCancel(ctx)
 	defer stop()

@@ -15,7 +15,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
-	tevents "github.com/together-operator/together-operator/internal/events"
+	"github.com/together-operator/together-operator/internal/event"
+
 	"github.com/together-operator/together-operator/internal/together"
 )
 
@@ -46,7 +47,7 @@ func interleave(sent map[string][][]byte) []delivery {
 		added := false
 		for _, bodies := range sent {
 			if i < len(bodies) {
-				ev, err := tevents.Decode(bodies[i])
+				ev, err := event.Decode(bodies[i])
 				Expect(err).NotTo(HaveOccurred())
 				out = append(out, delivery{id: ev.ID, body: bodies[i]})
 				added = true

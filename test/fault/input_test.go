@@ -14,8 +14,10 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"github.com/together-operator/together-operator/internal/signing"
+
 	"github.com/together-operator/together-operator/internal/webhook"
+
+	"github.com/together-operator/together-operator/pkg/push"
 )
 
 // badRequest is one kind of bad delivery and the answer it must get.
@@ -29,16 +31,16 @@ type badRequest struct {
 }
 
 func hexHeader(secret string, body []byte) http.Header {
-	return http.Header{"Content-Type": {"application/json"}, signing.HeaderSignature: {signing.Hex([]byte(secret), body)}}
+	return http.Header{"Content-Type": {"application/json"}, push.HeaderSignature: {push.Hex([]byte(secret), body)}}
 }
 
 func standardHeader(secret, id string, at time.Time, body []byte) http.Header {
 	// Set canonicalizes the names, so that Del and Set on a copy act on them.
 	h := http.Header{}
 	h.Set("Content-Type", "application/json")
-	h.Set(signing.HeaderWebhookID, id)
-	h.Set(signing.HeaderWebhookTimestamp, strconv.FormatInt(at.Unix(), 10))
-	h.Set(signing.HeaderWebhookSignature, signing.Standard([]byte(secret), id, at, body))
+	h.Set(push.HeaderWebhookID, id)
+	h.Set(push.HeaderWebhookTimestamp, strconv.FormatInt(at.Unix(), 10))
+	h.Set(push.HeaderWebhookSignature, push.Standard([]byte(secret), id, at, body))
 	return h
 }
 
@@ -56,15 +58,15 @@ func badCorpus(f fixture, victim, otherPath string) []badRequest {
 	past, future := time.Now().Add(-10*time.Minute), time.Now().Add(10*time.Minute)
 	std := standardHeader(testSecret, "msg-1", time.Now(), good)
 	noID := std.Clone()
-	noID.Del(signing.HeaderWebhookID)
+	noID.Del(push.HeaderWebhookID)
 	v2 := std.Clone()
-	v2.Set(signing.HeaderWebhookSignature, strings.Replace(std.Get(signing.HeaderWebhookSignature), "v1,", "v2,", 1))
+	v2.Set(push.HeaderWebhookSignature, strings.Replace(std.Get(push.HeaderWebhookSignature), "v1,", "v2,", 1))
 	badTS := std.Clone()
-	badTS.Set(signing.HeaderWebhookTimestamp, "yesterday")
+	badTS.Set(push.HeaderWebhookTimestamp, "yesterday")
 	otherID := std.Clone()
-	otherID.Set(signing.HeaderWebhookID, "msg-2")
+	otherID.Set(push.HeaderWebhookID, "msg-2")
 	prefixed := hexHeader("wrong", good)
-	prefixed.Set(signing.HeaderSignature, "sha256="+prefixed.Get(signing.HeaderSignature))
+	prefixed.Set(push.HeaderSignature, "sha256="+prefixed.Get(push.HeaderSignature))
 	textPlain := hexHeader(testSecret, good)
 	textPlain.Set("Content-Type", "text/plain")
 	huge := append(append([]byte(`{"id":"big","type":"fine_tune.checkpoint","data":{"fine_tune_id":"`+victim+`","step":1,"pad":"`), bytes.Repeat([]byte("x"), 1<<20)...), []byte(`"}}`)...)
@@ -73,12 +75,12 @@ func badCorpus(f fixture, victim, otherPath string) []badRequest {
 	}
 	return []badRequest{
 		withHeader("no signature", http.Header{"Content-Type": {"application/json"}}, 401),
-		withHeader("garbled hex signature", http.Header{"Content-Type": {"application/json"}, signing.HeaderSignature: {"zz-not-hex"}}, 401),
-		withHeader("empty signature", http.Header{"Content-Type": {"application/json"}, signing.HeaderSignature: {""}}, 401),
+		withHeader("garbled hex signature", http.Header{"Content-Type": {"application/json"}, push.HeaderSignature: {"zz-not-hex"}}, 401),
+		withHeader("empty signature", http.Header{"Content-Type": {"application/json"}, push.HeaderSignature: {""}}, 401),
 		withHeader("wrong secret", hexHeader("wrong", good), 401),
 		withHeader("signature over another body", hexHeader(testSecret, checkpointBody("x", victim, 8)), 401),
 		withHeader("sha256= prefix, wrong secret", prefixed, 401),
-		withHeader("truncated signature", http.Header{"Content-Type": {"application/json"}, signing.HeaderSignature: {signing.Hex([]byte(testSecret), good)[:32]}}, 401),
+		withHeader("truncated signature", http.Header{"Content-Type": {"application/json"}, push.HeaderSignature: {push.Hex([]byte(testSecret), good)[:32]}}, 401),
 		withHeader("standard: stale timestamp (replay)", standardHeader(testSecret, "msg-1", past, good), 401),
 		withHeader("standard: future timestamp", standardHeader(testSecret, "msg-1", future, good), 401),
 		withHeader("standard: wrong secret", standardHeader("wrong", "msg-1", time.Now(), good), 401),

@@ -33,9 +33,13 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
-	tevents "github.com/together-operator/together-operator/internal/events"
+	"github.com/together-operator/together-operator/internal/event"
+	applyintake "github.com/together-operator/together-operator/internal/intake"
+	"github.com/together-operator/together-operator/internal/lattice"
+	"github.com/together-operator/together-operator/pkg/push"
+
 	"github.com/together-operator/together-operator/internal/operator"
-	"github.com/together-operator/together-operator/internal/signing"
+
 	"github.com/together-operator/together-operator/internal/testenv"
 	"github.com/together-operator/together-operator/internal/webhook"
 )
@@ -102,8 +106,8 @@ func startIntake(mutate func(*webhook.Server)) *intake {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 		Client: operator.ClientOptions(), Cache: operator.CacheOptions()})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(tevents.SetupIndexes(ctx, mgr.GetFieldIndexer())).To(Succeed())
-	applier := &tevents.Applier{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("together-events")}
+	Expect(applyintake.SetupIndexes(ctx, mgr.GetFieldIndexer())).To(Succeed())
+	applier := &applyintake.Applier{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("together-events")}
 	srv := &webhook.Server{Addr: "127.0.0.1:0", Client: mgr.GetClient(), SecretReader: mgr.GetAPIReader(), Applier: applier,
 		Recorder: mgr.GetEventRecorder("together-events"), AckTimeout: 5 * time.Second}
 	if mutate != nil {
@@ -182,7 +186,7 @@ func waitCached(in *intake, f fixture, jobs map[string]togetherv1.TogetherFineTu
 	for job := range jobs {
 		Eventually(func() int {
 			var l togetherv1.TogetherFineTuneList
-			Expect(in.srv.Client.List(ctx, &l, client.InNamespace(f.ns), client.MatchingFields{tevents.IndexFineTuneJobID: job})).To(Succeed())
+			Expect(in.srv.Client.List(ctx, &l, client.InNamespace(f.ns), client.MatchingFields{applyintake.IndexFineTuneJobID: job})).To(Succeed())
 			if len(l.Items) == 1 && l.Items[0].Status.JobID == job {
 				return 1
 			}
@@ -251,7 +255,7 @@ func (s *sender) deliver(i int, path, id string, body []byte, limit time.Duratio
 		code, status := s.once(s.target(i), path, body)
 		s.log.mu.Lock()
 		s.log.attempts++
-		if code == http.StatusOK && status == string(tevents.Applied) {
+		if code == http.StatusOK && status == string(lattice.Applied) {
 			s.log.applied[id]++
 		}
 		if code != 0 && code != http.StatusServiceUnavailable {
@@ -281,7 +285,7 @@ func (s *sender) once(base, path string, body []byte) (int, string) {
 		return 0, ""
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(signing.HeaderSignature, signing.Hex([]byte(testSecret), body))
+	req.Header.Set(push.HeaderSignature, push.Hex([]byte(testSecret), body))
 	resp, err := s.http.Do(req)
 	if err != nil {
 		return 0, ""
@@ -302,9 +306,9 @@ func inOrder(initial togetherv1.TogetherFineTuneStatus, bodies [][]byte) togethe
 	st := *initial.DeepCopy()
 	now := metav1.Now()
 	for _, b := range bodies {
-		ev, err := tevents.Decode(b)
+		ev, err := event.Decode(b)
 		Expect(err).NotTo(HaveOccurred())
-		tevents.ApplyFineTune(&st, ev, now)
+		lattice.ApplyFineTune(&st, ev, now)
 	}
 	return st
 }
@@ -363,7 +367,7 @@ func expectConverged(f fixture, initial map[string]togetherv1.TogetherFineTuneSt
 		}
 		applied := 0
 		for _, b := range bodies {
-			ev, _ := tevents.Decode(b)
+			ev, _ := event.Decode(b)
 			applied += log.applied[ev.ID]
 		}
 		if exact {
@@ -372,7 +376,7 @@ func expectConverged(f fixture, initial map[string]togetherv1.TogetherFineTuneSt
 			Expect(len(got.Status.ProcessedEvents)).To(BeNumerically(">=", min(applied, togetherv1.MaxProcessedEvents)), "processed-event count of %s", name)
 		}
 		for _, b := range bodies {
-			ev, _ := tevents.Decode(b)
+			ev, _ := event.Decode(b)
 			Expect(log.final[ev.ID]).To(Equal(http.StatusOK), "event %s never acknowledged", ev.ID)
 		}
 	}

@@ -1,9 +1,8 @@
-package events
+package lattice
 
 import (
 	"fmt"
 	"math/rand/v2"
-	"regexp"
 	"testing"
 	"time"
 
@@ -12,21 +11,22 @@ import (
 	"k8s.io/utils/ptr"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/event"
 )
 
 var t0 = metav1.NewTime(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))
 
 // lifecycle returns the events of one fine-tune job in the order they happen.
-func lifecycle(job string, steps int, fail bool) []Event {
-	evs := []Event{{ID: job + "-queued", Type: TypeFineTuneStatus, JobID: job, RemoteStatus: "queued"}}
+func lifecycle(job string, steps int, fail bool) []event.Event {
+	evs := []event.Event{{ID: job + "-queued", Type: event.TypeFineTuneStatus, JobID: job, RemoteStatus: "queued"}}
 	for s := 1; s <= steps; s++ {
-		evs = append(evs, Event{ID: fmt.Sprintf("%s-ckpt-%d", job, s), Type: togetherv1.EventFineTuneCheckpoint, JobID: job,
+		evs = append(evs, event.Event{ID: fmt.Sprintf("%s-ckpt-%d", job, s), Type: togetherv1.EventFineTuneCheckpoint, JobID: job,
 			Step: int64(s * 10), Loss: ptr.To(3.0 / float64(s))})
 	}
 	if fail {
-		return append(evs, Event{ID: job + "-failed", Type: togetherv1.EventFineTuneFailed, JobID: job, ErrorMessage: "OOM", Step: int64(steps * 10)})
+		return append(evs, event.Event{ID: job + "-failed", Type: togetherv1.EventFineTuneFailed, JobID: job, ErrorMessage: "OOM", Step: int64(steps * 10)})
 	}
-	return append(evs, Event{ID: job + "-done", Type: togetherv1.EventFineTuneCompleted, JobID: job, ModelName: "me/" + job, EvalLoss: ptr.To(0.42)})
+	return append(evs, event.Event{ID: job + "-done", Type: togetherv1.EventFineTuneCompleted, JobID: job, ModelName: "me/" + job, EvalLoss: ptr.To(0.42)})
 }
 
 // semantic strips the bookkeeping fields whose content depends on delivery
@@ -46,7 +46,7 @@ func TestFineTuneFinalStatusIsIndependentOfOrderAndDuplicates(t *testing.T) {
 			}
 			for seed := range uint64(200) {
 				rng := rand.New(rand.NewPCG(seed, 7))
-				deliveries := append([]Event(nil), evs...)
+				deliveries := append([]event.Event(nil), evs...)
 				for range len(evs) / 2 { // ~50% duplicates
 					deliveries = append(deliveries, evs[rng.IntN(len(evs))])
 				}
@@ -65,35 +65,35 @@ func TestFineTuneFinalStatusIsIndependentOfOrderAndDuplicates(t *testing.T) {
 
 func TestFineTuneStateNeverMovesBackwards(t *testing.T) {
 	st := togetherv1.TogetherFineTuneStatus{JobID: "ft-1"}
-	if out := ApplyFineTune(&st, Event{ID: "c5", Type: togetherv1.EventFineTuneCheckpoint, JobID: "ft-1", Step: 50, Loss: ptr.To(1.0)}, t0); out != Applied {
+	if out := ApplyFineTune(&st, event.Event{ID: "c5", Type: togetherv1.EventFineTuneCheckpoint, JobID: "ft-1", Step: 50, Loss: ptr.To(1.0)}, t0); out != Applied {
 		t.Fatalf("first checkpoint: %s", out)
 	}
 	if st.Phase != togetherv1.FineTuneRunning || st.Step != 50 {
 		t.Fatalf("phase %s step %d after a checkpoint", st.Phase, st.Step)
 	}
-	ApplyFineTune(&st, Event{ID: "q", Type: TypeFineTuneStatus, JobID: "ft-1", RemoteStatus: "queued"}, t0)
+	ApplyFineTune(&st, event.Event{ID: "q", Type: event.TypeFineTuneStatus, JobID: "ft-1", RemoteStatus: "queued"}, t0)
 	if st.Phase != togetherv1.FineTuneRunning {
 		t.Fatalf("a late queued status moved phase back to %s", st.Phase)
 	}
-	ApplyFineTune(&st, Event{ID: "c3", Type: togetherv1.EventFineTuneCheckpoint, JobID: "ft-1", Step: 30, Loss: ptr.To(2.0)}, t0)
+	ApplyFineTune(&st, event.Event{ID: "c3", Type: togetherv1.EventFineTuneCheckpoint, JobID: "ft-1", Step: 30, Loss: ptr.To(2.0)}, t0)
 	if st.Step != 50 || *st.Loss != 1.0 {
 		t.Fatalf("an older checkpoint moved step/loss to %d/%v", st.Step, *st.Loss)
 	}
-	ApplyFineTune(&st, Event{ID: "done", Type: togetherv1.EventFineTuneCompleted, JobID: "ft-1", ModelName: "m"}, t0)
-	if out := ApplyFineTune(&st, Event{ID: "fail", Type: togetherv1.EventFineTuneFailed, JobID: "ft-1", ErrorMessage: "x"}, t0); out != Stale {
+	ApplyFineTune(&st, event.Event{ID: "done", Type: togetherv1.EventFineTuneCompleted, JobID: "ft-1", ModelName: "m"}, t0)
+	if out := ApplyFineTune(&st, event.Event{ID: "fail", Type: togetherv1.EventFineTuneFailed, JobID: "ft-1", ErrorMessage: "x"}, t0); out != Stale {
 		t.Fatalf("failure after completion: %s, want stale", out)
 	}
 	if st.Phase != togetherv1.FineTuneSucceeded || st.Error != nil {
 		t.Fatalf("terminal phase changed: %s %v", st.Phase, st.Error)
 	}
-	if out := ApplyFineTune(&st, Event{ID: "done", Type: togetherv1.EventFineTuneCompleted, JobID: "ft-1", ModelName: "m"}, t0); out != Duplicate {
+	if out := ApplyFineTune(&st, event.Event{ID: "done", Type: togetherv1.EventFineTuneCompleted, JobID: "ft-1", ModelName: "m"}, t0); out != Duplicate {
 		t.Fatalf("redelivery: %s, want duplicate", out)
 	}
 }
 
 func TestFineTuneEventForAnotherAttemptIsStale(t *testing.T) {
 	st := togetherv1.TogetherFineTuneStatus{JobID: "ft-2", Phase: togetherv1.FineTunePending}
-	out := ApplyFineTune(&st, Event{ID: "x", Type: togetherv1.EventFineTuneFailed, JobID: "ft-1", ErrorMessage: "old"}, t0)
+	out := ApplyFineTune(&st, event.Event{ID: "x", Type: togetherv1.EventFineTuneFailed, JobID: "ft-1", ErrorMessage: "old"}, t0)
 	if out != Stale || st.Phase != togetherv1.FineTunePending || len(st.ProcessedEvents) != 0 {
 		t.Fatalf("old attempt's event: outcome %s, status %+v", out, st)
 	}
@@ -102,7 +102,7 @@ func TestFineTuneEventForAnotherAttemptIsStale(t *testing.T) {
 func TestProcessedEventsAreBounded(t *testing.T) {
 	st := togetherv1.TogetherFineTuneStatus{JobID: "ft-1"}
 	for i := range 200 {
-		ApplyFineTune(&st, Event{ID: fmt.Sprint("c", i), Type: togetherv1.EventFineTuneCheckpoint, JobID: "ft-1", Step: int64(i + 1)}, t0)
+		ApplyFineTune(&st, event.Event{ID: fmt.Sprint("c", i), Type: togetherv1.EventFineTuneCheckpoint, JobID: "ft-1", Step: int64(i + 1)}, t0)
 	}
 	if len(st.ProcessedEvents) != togetherv1.MaxProcessedEvents || len(st.Checkpoints) != togetherv1.MaxCheckpoints {
 		t.Fatalf("processed %d checkpoints %d", len(st.ProcessedEvents), len(st.Checkpoints))
@@ -114,28 +114,28 @@ func TestProcessedEventsAreBounded(t *testing.T) {
 
 func TestSplitBatchAggregatesParts(t *testing.T) {
 	st := togetherv1.TogetherBatchStatus{BatchID: "b0", Parts: []togetherv1.BatchPart{{Index: 0, BatchID: "b0"}, {Index: 1, BatchID: "b1"}}}
-	ApplyBatch(&st, Event{ID: "p0", Type: TypeBatchProgress, JobID: "b0", RemoteStatus: "IN_PROGRESS", Progress: 50}, t0)
+	ApplyBatch(&st, event.Event{ID: "p0", Type: event.TypeBatchProgress, JobID: "b0", RemoteStatus: "IN_PROGRESS", Progress: 50}, t0)
 	if st.Phase != togetherv1.BatchInProgress || st.Progress != 25 {
 		t.Fatalf("after one part at 50%%: %s %d", st.Phase, st.Progress)
 	}
-	ApplyBatch(&st, Event{ID: "d0", Type: togetherv1.EventBatchDone, JobID: "b0", RemoteStatus: "COMPLETED", TotalTokens: 10, OutputFileID: "o0"}, t0)
+	ApplyBatch(&st, event.Event{ID: "d0", Type: togetherv1.EventBatchDone, JobID: "b0", RemoteStatus: "COMPLETED", TotalTokens: 10, OutputFileID: "o0"}, t0)
 	if st.Phase != togetherv1.BatchInProgress {
 		t.Fatalf("one part done should not finish the batch: %s", st.Phase)
 	}
-	ApplyBatch(&st, Event{ID: "d1", Type: togetherv1.EventBatchDone, JobID: "b1", RemoteStatus: "COMPLETED", TotalTokens: 5, OutputFileID: "o1"}, t0)
+	ApplyBatch(&st, event.Event{ID: "d1", Type: togetherv1.EventBatchDone, JobID: "b1", RemoteStatus: "COMPLETED", TotalTokens: 5, OutputFileID: "o1"}, t0)
 	if st.Phase != togetherv1.BatchSucceeded || st.TotalTokens != 15 || st.Progress != 100 {
 		t.Fatalf("all parts done: %s tokens %d progress %d", st.Phase, st.TotalTokens, st.Progress)
 	}
-	if out := ApplyBatch(&st, Event{ID: "other", Type: togetherv1.EventBatchDone, JobID: "b9", RemoteStatus: "FAILED"}, t0); out != Stale {
+	if out := ApplyBatch(&st, event.Event{ID: "other", Type: togetherv1.EventBatchDone, JobID: "b9", RemoteStatus: "FAILED"}, t0); out != Stale {
 		t.Fatalf("event for an unknown part: %s", out)
 	}
 }
 
 func TestBatchOrderIndependence(t *testing.T) {
-	evs := []Event{
-		{ID: "v", Type: TypeBatchProgress, JobID: "b", RemoteStatus: "VALIDATING"},
-		{ID: "p1", Type: TypeBatchProgress, JobID: "b", RemoteStatus: "IN_PROGRESS", Progress: 30},
-		{ID: "p2", Type: TypeBatchProgress, JobID: "b", RemoteStatus: "IN_PROGRESS", Progress: 80},
+	evs := []event.Event{
+		{ID: "v", Type: event.TypeBatchProgress, JobID: "b", RemoteStatus: "VALIDATING"},
+		{ID: "p1", Type: event.TypeBatchProgress, JobID: "b", RemoteStatus: "IN_PROGRESS", Progress: 30},
+		{ID: "p2", Type: event.TypeBatchProgress, JobID: "b", RemoteStatus: "IN_PROGRESS", Progress: 80},
 		{ID: "d", Type: togetherv1.EventBatchDone, JobID: "b", RemoteStatus: "COMPLETED", TotalTokens: 99, OutputFileID: "f"},
 	}
 	want := togetherv1.TogetherBatchStatus{BatchID: "b"}
@@ -144,7 +144,7 @@ func TestBatchOrderIndependence(t *testing.T) {
 	}
 	for seed := range uint64(100) {
 		rng := rand.New(rand.NewPCG(seed, 1))
-		d := append(append([]Event(nil), evs...), evs...)
+		d := append(append([]event.Event(nil), evs...), evs...)
 		rng.Shuffle(len(d), func(i, j int) { d[i], d[j] = d[j], d[i] })
 		got := togetherv1.TogetherBatchStatus{BatchID: "b"}
 		for _, ev := range d {
@@ -154,24 +154,5 @@ func TestBatchOrderIndependence(t *testing.T) {
 		if !equality.Semantic.DeepEqual(got, want) {
 			t.Fatalf("seed %d: got %+v want %+v", seed, got, want)
 		}
-	}
-}
-
-func TestObjectNameIsStableValidAndCollisionSafe(t *testing.T) {
-	dns := regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	ids := []string{"meta-llama/Llama-3-8b-chat-hf", "META-LLAMA/llama-3-8b-chat-hf", "meta-llama/Llama.3.8b.chat.hf", "///", "", string(make([]byte, 300))}
-	seen := map[string]string{}
-	for _, id := range ids {
-		n := MigrationName(id)
-		if len(n) > 63 || !dns.MatchString(n) {
-			t.Errorf("name %q for %q is not a valid DNS label", n, id)
-		}
-		if n != MigrationName(id) {
-			t.Errorf("name for %q is not stable", id)
-		}
-		if other, dup := seen[n]; dup {
-			t.Errorf("%q and %q collide as %q", id, other, n)
-		}
-		seen[n] = id
 	}
 }

@@ -1,8 +1,12 @@
-package events
+// Package intake is the one apply step: it finds the resource an event is
+// about (adopting an unmatched job when the subscription asks), records the
+// event's effect in its status through the state machine in
+// internal/lattice, and acknowledges only once that write is durable. Writes
+// for the same resource are grouped (group commit).
+package intake
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -17,11 +21,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/deprecation"
+	"github.com/together-operator/together-operator/internal/event"
+	"github.com/together-operator/together-operator/internal/lattice"
 )
 
 // Result is what became of one event. Err is set only for Failed.
 type Result struct {
-	Outcome Outcome
+	Outcome lattice.Outcome
 	// Object names the resource the event was applied to, if any.
 	Object types.NamespacedName
 	Err    error
@@ -59,6 +66,18 @@ type Applier struct {
 
 	mu     sync.Mutex
 	queues map[queueKey]*queue
+
+	deprecationsOnce  sync.Once
+	deprecationWriter *deprecation.Writer
+}
+
+// deprecations returns the writer that turns model.deprecated events into
+// migrations, sharing this applier's clients.
+func (a *Applier) deprecations() *deprecation.Writer {
+	a.deprecationsOnce.Do(func() {
+		a.deprecationWriter = &deprecation.Writer{Client: a.Client, Reader: a.Reader, Recorder: a.Recorder, Now: a.Now}
+	})
+	return a.deprecationWriter
 }
 
 type queueKey struct {
@@ -80,7 +99,7 @@ type queue struct {
 const drainLinger = 200 * time.Millisecond
 
 type delivery struct {
-	ev   Event
+	ev   event.Event
 	done chan Result
 }
 
@@ -90,7 +109,7 @@ type kindOps struct {
 	newList func() client.ObjectList
 	// ids are the remote IDs a resource answers to (its field index).
 	ids   func(client.Object) []string
-	apply func(client.Object, Event, metav1.Time) Outcome
+	apply func(client.Object, event.Event, metav1.Time) lattice.Outcome
 	// transition names the Kubernetes Event to emit after a write that
 	// moved the object into a new phase, or "" for none.
 	transition func(before, after client.Object) (eventType, reason, note string)
@@ -108,13 +127,13 @@ var ops = map[string]kindOps{
 		newObj:  func() client.Object { return &togetherv1.TogetherFineTune{} },
 		newList: func() client.ObjectList { return &togetherv1.TogetherFineTuneList{} },
 		ids:     fineTuneJobIDs,
-		apply: func(o client.Object, ev Event, now metav1.Time) Outcome {
+		apply: func(o client.Object, ev event.Event, now metav1.Time) lattice.Outcome {
 			ft := o.(*togetherv1.TogetherFineTune)
 			if ft.Status.JobID == "" && ft.Spec.JobID != "" {
 				// An adopted job not yet reconciled: its spec names the job.
 				ft.Status.JobID = ft.Spec.JobID
 			}
-			return ApplyFineTune(&ft.Status, ev, now)
+			return lattice.ApplyFineTune(&ft.Status, ev, now)
 		},
 		transition: fineTuneTransition,
 	},
@@ -122,12 +141,12 @@ var ops = map[string]kindOps{
 		newObj:  func() client.Object { return &togetherv1.TogetherBatch{} },
 		newList: func() client.ObjectList { return &togetherv1.TogetherBatchList{} },
 		ids:     batchIDs,
-		apply: func(o client.Object, ev Event, now metav1.Time) Outcome {
+		apply: func(o client.Object, ev event.Event, now metav1.Time) lattice.Outcome {
 			b := o.(*togetherv1.TogetherBatch)
 			if b.Status.BatchID == "" && b.Spec.BatchID != "" {
 				b.Status.BatchID = b.Spec.BatchID
 			}
-			return ApplyBatch(&b.Status, ev, now)
+			return lattice.ApplyBatch(&b.Status, ev, now)
 		},
 	},
 }
@@ -146,30 +165,31 @@ func fineTuneTransition(before, after client.Object) (string, string, string) {
 }
 
 // ErrNoWrite marks a failure to make an event durable; the sender should retry.
-var ErrNoWrite = errors.New("could not record the event")
+var ErrNoWrite = deprecation.ErrNoWrite
 
 // Apply routes ev to the resource it is about, in the subscription's
 // namespace for pushes or in namespace for polls, and waits until its effect
 // is durable. It never returns before the write it depends on has finished.
-func (a *Applier) Apply(ctx context.Context, namespace string, ev Event, o Options) Result {
+func (a *Applier) Apply(ctx context.Context, namespace string, ev event.Event, o Options) Result {
 	switch ev.Type {
-	case togetherv1.EventFineTuneCompleted, togetherv1.EventFineTuneFailed, togetherv1.EventFineTuneCheckpoint, TypeFineTuneStatus:
+	case togetherv1.EventFineTuneCompleted, togetherv1.EventFineTuneFailed, togetherv1.EventFineTuneCheckpoint, event.TypeFineTuneStatus:
 		return a.applyJob(ctx, KindFineTune, namespace, ev, o)
-	case togetherv1.EventBatchDone, TypeBatchProgress:
+	case togetherv1.EventBatchDone, event.TypeBatchProgress:
 		return a.applyJob(ctx, KindBatch, namespace, ev, o)
 	case togetherv1.EventModelDeprecated:
-		return a.applyDeprecation(ctx, namespace, ev, o)
+		r := a.deprecations().Apply(ctx, namespace, ev, o.Subscription)
+		return Result{Outcome: r.Outcome, Object: r.Object, Err: r.Err}
 	}
-	return Result{Outcome: Ignored}
+	return Result{Outcome: lattice.Ignored}
 }
 
 // ApplyTo applies ev to a known resource, skipping the lookup; the poller
 // uses it because it starts from the resource.
-func (a *Applier) ApplyTo(ctx context.Context, kind string, nn types.NamespacedName, ev Event) Result {
+func (a *Applier) ApplyTo(ctx context.Context, kind string, nn types.NamespacedName, ev event.Event) Result {
 	return a.enqueue(ctx, queueKey{kind: kind, nn: nn}, ev)
 }
 
-func (a *Applier) applyJob(ctx context.Context, kind, namespace string, ev Event, o Options) Result {
+func (a *Applier) applyJob(ctx context.Context, kind, namespace string, ev event.Event, o Options) Result {
 	nn, found, err := a.find(ctx, kind, namespace, ev.JobID)
 	if err == nil && !found {
 		// The cache may not yet show a job ID written a moment ago (a new
@@ -179,14 +199,14 @@ func (a *Applier) applyJob(ctx context.Context, kind, namespace string, ev Event
 		nn, found, err = a.findLive(ctx, kind, namespace, ev.JobID)
 	}
 	if err != nil {
-		return Result{Outcome: Failed, Err: err}
+		return Result{Outcome: lattice.Failed, Err: err}
 	}
 	if !found {
 		if o.Subscription == nil || !o.Subscription.Spec.AdoptUnmatched {
-			return Result{Outcome: Unmatched}
+			return Result{Outcome: lattice.Unmatched}
 		}
 		if nn, err = a.adopt(ctx, kind, namespace, ev.JobID); err != nil {
-			return Result{Outcome: Failed, Err: err}
+			return Result{Outcome: lattice.Failed, Err: err}
 		}
 	}
 	return a.enqueue(ctx, queueKey{kind: kind, nn: nn}, ev)
@@ -264,12 +284,12 @@ func (a *Applier) adopt(ctx context.Context, kind, namespace, id string) (types.
 	switch kind {
 	case KindFineTune:
 		obj = &togetherv1.TogetherFineTune{
-			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: ObjectName("ft", id), Labels: map[string]string{"together.ai/adopted": "true"}},
+			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: event.ObjectName("ft", id), Labels: map[string]string{"together.ai/adopted": "true"}},
 			Spec:       togetherv1.TogetherFineTuneSpec{JobID: id, DeletionPolicy: togetherv1.DeletionPolicyRetain},
 		}
 	default:
 		obj = &togetherv1.TogetherBatch{
-			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: ObjectName("batch", id), Labels: map[string]string{"together.ai/adopted": "true"}},
+			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: event.ObjectName("batch", id), Labels: map[string]string{"together.ai/adopted": "true"}},
 			Spec:       togetherv1.TogetherBatchSpec{BatchID: id, DeletionPolicy: togetherv1.DeletionPolicyRetain},
 		}
 	}
@@ -282,7 +302,7 @@ func (a *Applier) adopt(ctx context.Context, kind, namespace, id string) (types.
 // enqueue hands ev to the resource's queue and waits for the write that
 // holds it. The write runs on its own context: a sender that hangs up does
 // not abort a write that other deliveries share.
-func (a *Applier) enqueue(ctx context.Context, key queueKey, ev Event) Result {
+func (a *Applier) enqueue(ctx context.Context, key queueKey, ev event.Event) Result {
 	d := &delivery{ev: ev, done: make(chan Result, 1)}
 	a.mu.Lock()
 	if a.queues == nil {
@@ -307,7 +327,7 @@ func (a *Applier) enqueue(ctx context.Context, key queueKey, ev Event) Result {
 	case r := <-d.done:
 		return r
 	case <-ctx.Done():
-		return Result{Outcome: Failed, Object: key.nn, Err: fmt.Errorf("%w: %v", ErrNoWrite, ctx.Err())}
+		return Result{Outcome: lattice.Failed, Object: key.nn, Err: fmt.Errorf("%w: %v", ErrNoWrite, ctx.Err())}
 	}
 }
 
@@ -363,7 +383,7 @@ func (a *Applier) commit(key queueKey, batch []*delivery, last client.Object) cl
 	failAll := func(err error) {
 		rs := make([]Result, len(batch))
 		for i := range rs {
-			rs[i] = Result{Outcome: Failed, Object: key.nn, Err: fmt.Errorf("%w: %v", ErrNoWrite, err)}
+			rs[i] = Result{Outcome: lattice.Failed, Object: key.nn, Err: fmt.Errorf("%w: %v", ErrNoWrite, err)}
 		}
 		finish(rs)
 	}
@@ -390,7 +410,7 @@ func (a *Applier) commit(key queueKey, batch []*delivery, last client.Object) cl
 				if apierrors.IsNotFound(err) {
 					rs := make([]Result, len(batch))
 					for i := range rs {
-						rs[i] = Result{Outcome: Unmatched, Object: key.nn}
+						rs[i] = Result{Outcome: lattice.Unmatched, Object: key.nn}
 					}
 					finish(rs)
 					return nil
@@ -408,7 +428,7 @@ func (a *Applier) commit(key queueKey, batch []*delivery, last client.Object) cl
 		for i, d := range batch {
 			out := op.apply(work, d.ev, now)
 			results[i] = Result{Outcome: out, Object: key.nn}
-			changed = changed || out == Applied
+			changed = changed || out == lattice.Applied
 		}
 		if !changed {
 			if attempt == 0 && anyStale(results) {
@@ -438,7 +458,7 @@ func (a *Applier) commit(key queueKey, batch []*delivery, last client.Object) cl
 
 func anyStale(results []Result) bool {
 	for _, r := range results {
-		if r.Outcome == Stale {
+		if r.Outcome == lattice.Stale {
 			return true
 		}
 	}

@@ -1,9 +1,13 @@
-package events
+package event
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
+
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/pkg/push"
 )
 
 func TestDecode(t *testing.T) {
@@ -69,7 +73,7 @@ func TestDecode(t *testing.T) {
 
 // FuzzDecode checks that no input panics the decoder and that whatever it
 // accepts carries the fields the apply step relies on. `make test` runs the
-// seed corpus; `go test -fuzz=FuzzDecode ./internal/events` explores further.
+// seed corpus; `go test -fuzz=FuzzDecode ./internal/event` explores further.
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{
 		`{"id":"e1","type":"fine_tune.checkpoint","data":{"fine_tune_id":"ft-1","step":10,"loss":1.5}}`,
@@ -96,4 +100,16 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("accepted negative counters: %+v", ev)
 		}
 	})
+}
+
+// TestContractTypesMatchTheAPI keeps the push contract's type names (which a
+// relay imports from pkg/push) equal to those a subscription may list.
+func TestContractTypesMatchTheAPI(t *testing.T) {
+	var api []string
+	for _, e := range togetherv1.AllEventTypes {
+		api = append(api, string(e))
+	}
+	if !slices.Equal(api, push.Types) {
+		t.Fatalf("pkg/push types %v differ from api/v1alpha1 AllEventTypes %v", push.Types, api)
+	}
 }

@@ -1,4 +1,7 @@
-package events
+// Package event holds the one value both sources (signed pushes and the
+// poller) produce, and the decoder that turns a push of the contract in
+// pkg/push into it.
+package event
 
 import (
 	"errors"
@@ -11,6 +14,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/pkg/push"
 )
 
 // Event types that only the poller produces. They carry API state that the
@@ -50,7 +54,7 @@ type Event struct {
 	ErrorFileID  string
 	TotalTokens  int64
 
-	Deprecation *ModelDeprecated
+	Deprecation *push.ModelDeprecated
 }
 
 // DecodeError says what is wrong with a payload, naming the field. It holds
@@ -276,7 +280,7 @@ func fromWire(ev *Event, d *wireData) error {
 		if status == "" {
 			status = "COMPLETED"
 		}
-		if _, ok := batchTerminalPhase[status]; !ok {
+		if !batchTerminalStatus[status] {
 			return &DecodeError{Msg: "data.status must be one of COMPLETED, FAILED, EXPIRED, CANCELLED"}
 		}
 		ev.JobID, ev.OutputURL, ev.TotalTokens, ev.RemoteStatus = d.BatchID, d.OutputURL, d.TotalTokens, status
@@ -289,10 +293,13 @@ func fromWire(ev *Event, d *wireData) error {
 			return &DecodeError{Msg: "data.sunset_date must be a date in the form YYYY-MM-DD"}
 		}
 		ev.JobID = d.ModelID
-		ev.Deprecation = &ModelDeprecated{ModelID: d.ModelID, ReplacementModel: d.ReplacementModel, SunsetDate: d.SunsetDate}
+		ev.Deprecation = &push.ModelDeprecated{ModelID: d.ModelID, ReplacementModel: d.ReplacementModel, SunsetDate: d.SunsetDate}
 	}
 	return nil
 }
+
+// batchTerminalStatus lists the terminal batch statuses batch.done may carry.
+var batchTerminalStatus = map[string]bool{"COMPLETED": true, "FAILED": true, "EXPIRED": true, "CANCELLED": true}
 
 // require checks pairs of (field name, value) for non-empty values.
 func require(pairs ...string) error {

@@ -1,16 +1,33 @@
-// Package events holds the event values that both sources (signed pushes and
-// the poller) produce, and the one apply step that records an event's effect
-// in the status of the right resource.
-package events
+// Package push is the push contract this project defines for relays you run
+// and for the day Together offers pushes (Together's public API pushes
+// nothing today): the envelope, the five event types and their data, and the
+// two signature forms. It imports nothing else from the project, so a relay
+// can import it alone; the operator's receiver and the simulator use the same
+// code, so sender and receiver cannot drift apart.
+package push
 
 import (
 	"encoding/json"
 	"time"
 )
 
+// The event types of the contract. The subscription API lists the same
+// names (api/v1alpha1 AllEventTypes); a test keeps the two equal.
+const (
+	TypeFineTuneCompleted  = "fine_tune.completed"
+	TypeFineTuneFailed     = "fine_tune.failed"
+	TypeFineTuneCheckpoint = "fine_tune.checkpoint"
+	TypeBatchDone          = "batch.done"
+	TypeModelDeprecated    = "model.deprecated"
+)
+
+// Types lists every event type of the contract.
+var Types = []string{TypeFineTuneCompleted, TypeFineTuneFailed, TypeFineTuneCheckpoint, TypeBatchDone, TypeModelDeprecated}
+
 // Envelope is the wire form of a pushed event: {id, type, created_at, data}.
-// It and the data types below are what senders (the simulator, the
-// together-events CLI, tests) encode; Decode reads the same fields.
+// It and the data types below are what senders (a relay, the
+// simulator, together-sim send, tests) encode; the operator's decoder reads
+// the same fields.
 type Envelope struct {
 	ID        string          `json:"id"`
 	Type      string          `json:"type"`

@@ -1,21 +1,30 @@
-package events
+// Package deprecation turns a model.deprecated event into the
+// TogetherModelMigration that moves workloads off the model. It is kept apart
+// from the apply step of jobs, which writes only status, because it creates
+// and updates whole resources.
+package deprecation
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/event"
+	"github.com/together-operator/together-operator/internal/lattice"
 )
 
 // MigrationName is the name of the TogetherModelMigration created for a
 // deprecated model: stable, a valid DNS name, and collision-safe.
-func MigrationName(modelID string) string { return ObjectName("deprecated", modelID) }
+func MigrationName(modelID string) string { return event.ObjectName("deprecated", modelID) }
 
 // ReplacementFor returns the replacement model for a deprecation: the one the
 // event names, else the subscription's declared mapping.
@@ -38,43 +47,67 @@ func ReplacementFor(sub *togetherv1.TogetherWebhookSubscription, modelID, fromEv
 // declared, so no migration can be created.
 var ErrNoReplacement = fmt.Errorf("no replacement model is known")
 
-// applyDeprecation creates or updates the migration for a deprecated model.
-// The migration's existence with the same spec is the idempotency record.
-func (a *Applier) applyDeprecation(ctx context.Context, namespace string, ev Event, o Options) Result {
+// Writer creates and updates the migrations of deprecated models.
+type Writer struct {
+	// Client writes migrations.
+	Client client.Client
+	// Reader reads migrations straight from the API server.
+	Reader client.Reader
+	// Recorder emits an Event per created or changed migration.
+	Recorder events.EventRecorder
+	// Now is the clock; tests may replace it.
+	Now func() time.Time
+}
+
+// Result is what became of one deprecation: the outcome, the migration it
+// concerns, and for a failure (or a missing replacement) why.
+type Result struct {
+	Outcome lattice.Outcome
+	Object  types.NamespacedName
+	Err     error
+}
+
+// ErrNoWrite marks a failure to make an event durable; the sender should retry.
+var ErrNoWrite = errors.New("could not record the event")
+
+// Apply creates or updates the migration for a deprecated model, in the
+// subscription's namespace. The migration's existence with the same spec is
+// the idempotency record.
+func (a *Writer) Apply(ctx context.Context, namespace string, ev event.Event, sub *togetherv1.TogetherWebhookSubscription) Result {
 	d := ev.Deprecation
 	nn := types.NamespacedName{Namespace: namespace, Name: MigrationName(d.ModelID)}
-	replacement := ReplacementFor(o.Subscription, d.ModelID, d.ReplacementModel)
+	replacement := ReplacementFor(sub, d.ModelID, d.ReplacementModel)
 	if replacement == "" || replacement == d.ModelID {
-		return Result{Outcome: Unmatched, Object: nn, Err: ErrNoReplacement}
+		return Result{Outcome: lattice.Unmatched, Object: nn, Err: ErrNoReplacement}
 	}
 	var existing togetherv1.TogetherModelMigration
 	err := a.Reader.Get(ctx, nn, &existing)
 	switch {
 	case apierrors.IsNotFound(err):
-		return a.createMigration(ctx, nn, ev, replacement, o)
+		return a.createMigration(ctx, nn, ev, replacement, sub)
 	case err != nil:
-		return Result{Outcome: Failed, Object: nn, Err: fmt.Errorf("%w: reading migration: %v", ErrNoWrite, err)}
+		return Result{Outcome: lattice.Failed, Object: nn, Err: fmt.Errorf("%w: reading migration: %v", ErrNoWrite, err)}
 	}
 	if slices.Contains(existing.Status.ProcessedEvents, ev.ID) {
-		return Result{Outcome: Duplicate, Object: nn}
+		return Result{Outcome: lattice.Duplicate, Object: nn}
 	}
 	if existing.Spec.ReplacementModel == replacement && existing.Spec.SunsetDate == d.SunsetDate {
-		return Result{Outcome: Duplicate, Object: nn}
+		return Result{Outcome: lattice.Duplicate, Object: nn}
 	}
 	existing.Spec.ReplacementModel = replacement
 	existing.Spec.SunsetDate = d.SunsetDate
 	if err := a.Client.Update(ctx, &existing); err != nil {
-		return Result{Outcome: Failed, Object: nn, Err: fmt.Errorf("%w: updating migration: %v", ErrNoWrite, err)}
+		return Result{Outcome: lattice.Failed, Object: nn, Err: fmt.Errorf("%w: updating migration: %v", ErrNoWrite, err)}
 	}
 	a.recordMigrationEvent(ctx, &existing, ev)
 	if a.Recorder != nil {
 		a.Recorder.Eventf(&existing, nil, "Normal", "DeprecationUpdated", "Apply",
 			"Model %s deprecation updated: replacement %s, sunset %s", d.ModelID, replacement, d.SunsetDate)
 	}
-	return Result{Outcome: Applied, Object: nn}
+	return Result{Outcome: lattice.Applied, Object: nn}
 }
 
-func (a *Applier) createMigration(ctx context.Context, nn types.NamespacedName, ev Event, replacement string, o Options) Result {
+func (a *Writer) createMigration(ctx context.Context, nn types.NamespacedName, ev event.Event, replacement string, sub *togetherv1.TogetherWebhookSubscription) Result {
 	d := ev.Deprecation
 	m := &togetherv1.TogetherModelMigration{
 		ObjectMeta: metav1.ObjectMeta{Namespace: nn.Namespace, Name: nn.Name, Labels: map[string]string{"together.ai/created-by": "deprecation"}},
@@ -83,8 +116,8 @@ func (a *Applier) createMigration(ctx context.Context, nn types.NamespacedName, 
 			Strategy: togetherv1.MigrationBeforeSunset,
 		},
 	}
-	if o.Subscription != nil && o.Subscription.Spec.Migration != nil {
-		t := o.Subscription.Spec.Migration
+	if sub != nil && sub.Spec.Migration != nil {
+		t := sub.Spec.Migration
 		if t.Strategy != "" {
 			m.Spec.Strategy = t.Strategy
 		}
@@ -93,25 +126,25 @@ func (a *Applier) createMigration(ctx context.Context, nn types.NamespacedName, 
 	}
 	if err := a.Client.Create(ctx, m); err != nil {
 		if apierrors.IsAlreadyExists(err) {
-			return Result{Outcome: Duplicate, Object: nn}
+			return Result{Outcome: lattice.Duplicate, Object: nn}
 		}
-		return Result{Outcome: Failed, Object: nn, Err: fmt.Errorf("%w: creating migration: %v", ErrNoWrite, err)}
+		return Result{Outcome: lattice.Failed, Object: nn, Err: fmt.Errorf("%w: creating migration: %v", ErrNoWrite, err)}
 	}
 	a.recordMigrationEvent(ctx, m, ev)
 	if a.Recorder != nil {
 		a.Recorder.Eventf(m, nil, "Normal", "Deprecated", "Apply",
 			"Model %s is deprecated (sunset %s); workloads will move to %s (%s)", d.ModelID, d.SunsetDate, replacement, m.Spec.Strategy)
 	}
-	return Result{Outcome: Applied, Object: nn}
+	return Result{Outcome: lattice.Applied, Object: nn}
 }
 
 // recordMigrationEvent notes the event in the migration's status. The
 // migration already carries the effect in its spec, so this is best-effort
 // history: a failure here does not fail the delivery.
-func (a *Applier) recordMigrationEvent(ctx context.Context, m *togetherv1.TogetherModelMigration, ev Event) {
+func (a *Writer) recordMigrationEvent(ctx context.Context, m *togetherv1.TogetherModelMigration, ev event.Event) {
 	now := metav1.NewTime(a.now())
 	for range 3 {
-		record(&m.Status.ProcessedEvents, &m.Status.LastEvent, ev, now)
+		lattice.Record(&m.Status.ProcessedEvents, &m.Status.LastEvent, ev, now)
 		err := a.Client.Status().Update(ctx, m)
 		if err == nil || !apierrors.IsConflict(err) {
 			return
@@ -120,4 +153,11 @@ func (a *Applier) recordMigrationEvent(ctx context.Context, m *togetherv1.Togeth
 			return
 		}
 	}
+}
+
+func (a *Writer) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
 }

@@ -1,10 +1,9 @@
-// Package signing computes and checks the signatures of the push contract this
-// project defines (Together's public API pushes nothing today): a hex
-// HMAC-SHA256 of the raw body in X-Together-Signature, and the Standard
-// Webhooks form (webhook-id, webhook-timestamp, webhook-signature). Senders
-// (the simulator, the together-events CLI) and the receiver share this code so
-// the two cannot drift apart.
-package signing
+package push
+
+// The two signature forms: a hex HMAC-SHA256 of the raw body in
+// X-Together-Signature, and the Standard Webhooks form (webhook-id,
+// webhook-timestamp, webhook-signature), which binds an ID and a timestamp
+// into what it signs.
 
 import (
 	"crypto/hmac"

@@ -1,4 +1,7 @@
-package events
+// Package lattice is the operator's state machine: what one event does to
+// a fine-tune's or a batch's status, written as a join so that any order and
+// number of deliveries ends in the same status. It is pure (no clock, no I/O).
+package lattice
 
 import (
 	"slices"
@@ -6,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/event"
 )
 
 // Outcome is what applying one event did.
@@ -73,7 +77,7 @@ func FineTunePhaseFor(remote string) (togetherv1.FineTunePhase, bool) {
 
 // ApplyFineTune records ev in st and reports what it did. It never reads the
 // clock: now stamps lastEvent and checkpoint times.
-func ApplyFineTune(st *togetherv1.TogetherFineTuneStatus, ev Event, now metav1.Time) Outcome {
+func ApplyFineTune(st *togetherv1.TogetherFineTuneStatus, ev event.Event, now metav1.Time) Outcome {
 	if slices.Contains(st.ProcessedEvents, ev.ID) {
 		return Duplicate
 	}
@@ -100,7 +104,7 @@ func ApplyFineTune(st *togetherv1.TogetherFineTuneStatus, ev Event, now metav1.T
 			st.Error = &togetherv1.JobError{Message: ev.ErrorMessage, Step: ev.Step}
 			changed = true
 		}
-	case TypeFineTuneStatus:
+	case event.TypeFineTuneStatus:
 		if p, ok := fineTuneRemotePhase[ev.RemoteStatus]; ok && !p.IsTerminal() || p == togetherv1.FineTuneCancelled {
 			changed = raiseFineTunePhase(st, p, ev.RemoteStatus)
 		}
@@ -110,7 +114,7 @@ func ApplyFineTune(st *togetherv1.TogetherFineTuneStatus, ev Event, now metav1.T
 	if !changed {
 		return Stale
 	}
-	record(&st.ProcessedEvents, &st.LastEvent, ev, now)
+	Record(&st.ProcessedEvents, &st.LastEvent, ev, now)
 	return Applied
 }
 
@@ -127,7 +131,7 @@ func raiseFineTunePhase(st *togetherv1.TogetherFineTuneStatus, p togetherv1.Fine
 
 // mergeCheckpoint adds a checkpoint to the bounded list (kept sorted by step,
 // newest last) and moves step/loss to the highest step seen.
-func mergeCheckpoint(st *togetherv1.TogetherFineTuneStatus, ev Event, now metav1.Time) bool {
+func mergeCheckpoint(st *togetherv1.TogetherFineTuneStatus, ev event.Event, now metav1.Time) bool {
 	i, found := slices.BinarySearchFunc(st.Checkpoints, ev.Step, func(c togetherv1.Checkpoint, step int64) int {
 		return cmpInt(c.Step, step)
 	})
@@ -189,11 +193,11 @@ type batchFields struct {
 
 // ApplyBatch records ev in st. A split batch is matched through any of its
 // parts; the top-level fields are then derived from the parts.
-func ApplyBatch(st *togetherv1.TogetherBatchStatus, ev Event, now metav1.Time) Outcome {
+func ApplyBatch(st *togetherv1.TogetherBatchStatus, ev event.Event, now metav1.Time) Outcome {
 	if slices.Contains(st.ProcessedEvents, ev.ID) {
 		return Duplicate
 	}
-	if ev.Type != togetherv1.EventBatchDone && ev.Type != TypeBatchProgress {
+	if ev.Type != togetherv1.EventBatchDone && ev.Type != event.TypeBatchProgress {
 		return Ignored
 	}
 	var changed bool
@@ -220,11 +224,11 @@ func ApplyBatch(st *togetherv1.TogetherBatchStatus, ev Event, now metav1.Time) O
 	if !changed {
 		return Stale
 	}
-	record(&st.ProcessedEvents, &st.LastEvent, ev, now)
+	Record(&st.ProcessedEvents, &st.LastEvent, ev, now)
 	return Applied
 }
 
-func mergeBatch(f batchFields, ev Event) bool {
+func mergeBatch(f batchFields, ev event.Event) bool {
 	changed := false
 	var target togetherv1.BatchPhase
 	if ev.Type == togetherv1.EventBatchDone {
@@ -289,8 +293,8 @@ func aggregateParts(st *togetherv1.TogetherBatchStatus) {
 	}
 }
 
-// record remembers an applied event's ID in the bounded processed list.
-func record(ids *[]string, last **togetherv1.EventRecord, ev Event, now metav1.Time) {
+// Record remembers an applied event's ID in the bounded processed list.
+func Record(ids *[]string, last **togetherv1.EventRecord, ev event.Event, now metav1.Time) {
 	*ids = append(*ids, ev.ID)
 	if n := len(*ids); n > togetherv1.MaxProcessedEvents {
 		*ids = slices.Delete(*ids, 0, n-togetherv1.MaxProcessedEvents)
