@@ -28,6 +28,7 @@ import (
 	"github.com/together-operator/together-operator/internal/fetch"
 	"github.com/together-operator/together-operator/internal/operator"
 	"github.com/together-operator/together-operator/internal/together"
+	"github.com/together-operator/together-operator/internal/webhook"
 )
 
 var (
@@ -46,6 +47,9 @@ type options struct {
 	secureMetrics   bool
 	probeAddr       string
 	eventsAddr      string
+	eventsCertPath  string
+	eventsCertName  string
+	eventsCertKey   string
 	leaderElect     bool
 	leaderElectNS   string
 	pollInterval    time.Duration
@@ -63,6 +67,9 @@ func parseFlags() (options, zap.Options) {
 	flag.BoolVar(&o.secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS with authentication and authorization.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
 	flag.StringVar(&o.eventsAddr, "events-bind-address", ":8090", "Address the events endpoint (signed pushes) binds to; served by every replica.")
+	flag.StringVar(&o.eventsCertPath, "events-cert-path", "", "Directory holding the events endpoint's TLS certificate and key (e.g. a mounted Secret); empty serves plain HTTP. The files are reloaded when they change.")
+	flag.StringVar(&o.eventsCertName, "events-cert-name", "tls.crt", "Certificate file name in --events-cert-path.")
+	flag.StringVar(&o.eventsCertKey, "events-cert-key", "tls.key", "Key file name in --events-cert-path.")
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so that only one replica runs the reconcilers and the poller.")
 	flag.StringVar(&o.leaderElectNS, "leader-election-namespace", "", "Namespace of the leader election lease (default: the manager's namespace).")
 	flag.DurationVar(&o.pollInterval, "poll-interval", 30*time.Second, "How often the poller reads the Together API while work is moving (4x longer when idle).")
@@ -133,6 +140,7 @@ func main() {
 		API: api, BaseURL: o.apiBaseURL, OperatorImage: o.operatorImage,
 		EventsAddr: o.eventsAddr, Tolerance: o.eventsTolerance, MaxBodyBytes: o.maxBodyBytes,
 		PollInterval: o.pollInterval, ModelsInterval: o.modelsInterval,
+		EventsTLS: webhook.TLSFiles{Dir: o.eventsCertPath, CertName: o.eventsCertName, KeyName: o.eventsCertKey},
 	}); err != nil {
 		setupLog.Error(err, "unable to set up the operator")
 		os.Exit(1)
@@ -147,7 +155,7 @@ func main() {
 		os.Exit(1)
 	}
 
-	setupLog.Info("starting manager", "eventsAddr", o.eventsAddr, "apiBaseURL", o.apiBaseURL)
+	setupLog.Info("starting manager", "eventsAddr", o.eventsAddr, "eventsTLS", o.eventsCertPath != "", "apiBaseURL", o.apiBaseURL)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		setupLog.Error(err, "manager stopped with an error")
 		os.Exit(1)

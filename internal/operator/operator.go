@@ -33,7 +33,10 @@ type Config struct {
 	// OperatorImage is the image fetch Jobs run.
 	OperatorImage string
 	// EventsAddr is the events endpoint's listen address.
-	EventsAddr   string
+	EventsAddr string
+	// EventsTLS, when set, makes the events endpoint serve HTTPS from
+	// these files, reloaded when they change.
+	EventsTLS    webhook.TLSFiles
 	Tolerance    time.Duration
 	MaxBodyBytes int64
 	// PollInterval and ModelsInterval pace the poller.
@@ -87,6 +90,7 @@ func setupIntake(mgr ctrl.Manager, cfg Config) (*Parts, error) {
 	p.Events = &webhook.Server{
 		Addr: cfg.EventsAddr, Client: mgr.GetClient(), SecretReader: mgr.GetAPIReader(), Applier: p.Applier,
 		Recorder: mgr.GetEventRecorder("together-events"), Tolerance: cfg.Tolerance, MaxBodyBytes: cfg.MaxBodyBytes,
+		TLS: cfg.EventsTLS,
 	}
 	if err := mgr.Add(p.Events); err != nil {
 		return nil, fmt.Errorf("adding the events endpoint: %w", err)

@@ -7,6 +7,7 @@ package webhook
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -62,6 +63,8 @@ type Server struct {
 	// default is 5s. Tests shorten it to see a slow client cut off.
 	ReadHeaderTimeout time.Duration
 	Now               func() time.Time
+	// TLS, when its files are set, serves HTTPS instead of plain HTTP.
+	TLS TLSFiles
 
 	initOnce sync.Once
 	secrets  *secretCache
@@ -118,13 +121,35 @@ func (s *Server) Start(ctx context.Context) error {
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 	}
+	errc := make(chan error, 2)
+	var tlsConfig *tls.Config
+	if s.TLS.enabled() {
+		watcher, err := s.TLS.watcher()
+		if err != nil {
+			return err
+		}
+		go func() {
+			if err := watcher.Start(ctx); err != nil {
+				errc <- fmt.Errorf("watching the events endpoint's certificate: %w", err)
+			}
+		}()
+		tlsConfig = &tls.Config{
+			MinVersion:     tls.VersionTLS12,
+			GetCertificate: watcher.GetCertificate,
+			// HTTP/2 is off, as on the metrics endpoint, against the Rapid
+			// Reset and Stream Cancellation CVEs.
+			NextProtos: []string{"http/1.1"},
+		}
+	}
 	ln, err := net.Listen("tcp", s.Addr)
 	if err != nil {
 		return fmt.Errorf("listening for events on %s: %w", s.Addr, err)
 	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	}
 	s.addr <- ln.Addr()
-	log.FromContext(ctx).Info("serving events", "addr", ln.Addr().String(), "path", PathPrefix+"{namespace}/{subscription}")
-	errc := make(chan error, 1)
+	log.FromContext(ctx).Info("serving events", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "path", PathPrefix+"{namespace}/{subscription}")
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case <-ctx.Done():
