@@ -286,6 +286,11 @@ type TogetherFineTuneStatus struct {
 	// Loss at the newest checkpoint.
 	// +optional
 	Loss *float64 `json:"loss,omitempty"`
+	// FinalStep is the step the job ended at, as its terminal event reported
+	// it (0 when it did not say). Checkpoints beyond it are not the job's
+	// result: they are dropped, whenever they arrive.
+	// +optional
+	FinalStep int64 `json:"finalStep,omitempty"`
 	// EvalLoss of the finished model.
 	// +optional
 	EvalLoss *float64 `json:"evalLoss,omitempty"`

@@ -47,6 +47,23 @@ type WebhookSecretRef struct {
 	PreviousKey string `json:"previousKey,omitempty"`
 }
 
+// SignatureScheme names one way a push may be signed. Both are part of the
+// push contract this project defines (pkg/push), not Together's.
+// +kubebuilder:validation:Enum=StandardWebhooks;HexHMAC
+type SignatureScheme string
+
+const (
+	// SignatureStandardWebhooks is the Standard Webhooks form: webhook-id,
+	// webhook-timestamp and webhook-signature, an HMAC over id, timestamp and
+	// body. The timestamp bounds how long a captured delivery can be replayed,
+	// and the receiver remembers each id for that long.
+	SignatureStandardWebhooks SignatureScheme = "StandardWebhooks"
+	// SignatureHexHMAC is X-Together-Signature, a hex HMAC of the body alone.
+	// It carries no timestamp, so a captured delivery can be replayed at any
+	// time: accept it only for a sender that cannot sign the Standard way.
+	SignatureHexHMAC SignatureScheme = "HexHMAC"
+)
+
 // ModelReplacement declares which model replaces a deprecated one, for
 // deprecations that arrive without a replacement (the model catalogue marks a
 // model deprecated but does not name its successor).
@@ -84,6 +101,17 @@ type TogetherWebhookSubscriptionSpec struct {
 	Events []EventType `json:"events,omitempty"`
 	// SecretRef names the Secret holding the HMAC signing secret.
 	SecretRef WebhookSecretRef `json:"secretRef"`
+	// AcceptedSignatures lists the signature schemes this subscription
+	// accepts. The default, and the only replay-safe choice, is
+	// StandardWebhooks; add HexHMAC only for a sender that cannot send the
+	// timestamped form. A delivery that carries Standard Webhooks headers is
+	// verified only that way, whatever else it carries.
+	// +kubebuilder:default={StandardWebhooks}
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=2
+	// +listType=set
+	// +optional
+	AcceptedSignatures []SignatureScheme `json:"acceptedSignatures,omitempty"`
 	// URL is the public address a sender (Together, or a relay) posts to; it
 	// should route to this subscription's status.webhookPath on the manager.
 	// +kubebuilder:validation:Pattern=`^https?://`
@@ -108,6 +136,21 @@ type TogetherWebhookSubscriptionSpec struct {
 	// Migration is the template for migrations created from deprecations.
 	// +optional
 	Migration *MigrationTemplate `json:"migration,omitempty"`
+}
+
+// Accepts reports whether the subscription accepts signature scheme s. An
+// empty list (an object that bypassed defaulting) accepts StandardWebhooks
+// only.
+func (s *TogetherWebhookSubscriptionSpec) Accepts(scheme SignatureScheme) bool {
+	if len(s.AcceptedSignatures) == 0 {
+		return scheme == SignatureStandardWebhooks
+	}
+	for _, a := range s.AcceptedSignatures {
+		if a == scheme {
+			return true
+		}
+	}
+	return false
 }
 
 // TogetherWebhookSubscriptionStatus reports where the subscription is served

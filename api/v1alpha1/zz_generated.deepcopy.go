@@ -950,6 +950,11 @@ func (in *TogetherWebhookSubscriptionSpec) DeepCopyInto(out *TogetherWebhookSubs
 		copy(*out, *in)
 	}
 	out.SecretRef = in.SecretRef
+	if in.AcceptedSignatures != nil {
+		in, out := &in.AcceptedSignatures, &out.AcceptedSignatures
+		*out = make([]SignatureScheme, len(*in))
+		copy(*out, *in)
+	}
 	if in.ModelReplacements != nil {
 		in, out := &in.ModelReplacements, &out.ModelReplacements
 		*out = make([]ModelReplacement, len(*in))
