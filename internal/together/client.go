@@ -155,6 +155,8 @@ type call struct {
 	// idempotent marks calls that may be retried after the server may have
 	// acted on them; see retry.go.
 	idempotent bool
+	// v2 sends the call to the v2 API next to the base URL (see v2URL).
+	v2 bool
 }
 
 // do runs c and decodes a 2xx JSON body into out (if non-nil).
@@ -185,7 +187,11 @@ func (c *Client) send(ctx context.Context, k call) (*http.Response, error) {
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := retryablehttp.NewRequestWithContext(withIdempotency(ctx, k.idempotent), k.method, c.url(k.path), body)
+	u := c.url(k.path)
+	if k.v2 {
+		u = c.v2URL(k.path)
+	}
+	req, err := retryablehttp.NewRequestWithContext(withIdempotency(ctx, k.idempotent), k.method, u, body)
 	if err != nil {
 		return nil, fmt.Errorf("together: %s: building request: %w", k.op, err)
 	}

@@ -152,7 +152,7 @@ func TestSimulatorMatchesGoldenShapes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := c.CreateEndpoint(ctx, together.CreateEndpointRequest{Model: "m", Hardware: "h", DisplayName: "d", Autoscaling: together.Autoscaling{MinReplicas: 1, MaxReplicas: 1}})
+	e, err := sim.AddV1Endpoint(together.CreateEndpointRequest{Model: "m", Hardware: "h", DisplayName: "d", Autoscaling: together.Autoscaling{MinReplicas: 1, MaxReplicas: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -99,6 +99,14 @@ type FineTune struct {
 	CreatedAt       time.Time       `json:"created_at"`
 	UpdatedAt       time.Time       `json:"updated_at"`
 	StartedAt       *time.Time      `json:"started_at,omitempty"`
+	// ModelObjectID (ml_…) and AdapterObjectID name the job's final weights
+	// in Together's model registry, with their revisions (rv_…): what a v2
+	// dedicated deployment serves (GO finetuning.go FinetuneResponse
+	// @862b8ae). AdapterObjectID is set on LoRA jobs only.
+	ModelObjectID           string `json:"model_object_id,omitempty"`
+	ModelObjectRevisionID   string `json:"model_object_revision_id,omitempty"`
+	AdapterObjectID         string `json:"adapter_object_id,omitempty"`
+	AdapterObjectRevisionID string `json:"adapter_object_revision_id,omitempty"`
 }
 
 // FineTuneEvent is one entry of a job's event log. CreatedAt stays the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
@@ -25,9 +26,21 @@ func (s *Server) createEndpoint(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	if msg := validateEndpoint(req); msg != "" {
-		writeError(w, r, http.StatusBadRequest, "invalid_request", msg)
+	e, err := s.AddV1Endpoint(req)
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, "invalid_request", strings.TrimPrefix(err.Error(), "togethersim: "))
 		return
+	}
+	writeJSON(w, http.StatusOK, e)
+}
+
+// AddV1Endpoint preloads a dedicated endpoint made with the v1 API before
+// its create was retired (POST /v1/endpoints now answers 403, see
+// v2endpoints.go): such endpoints keep serving and can still be read,
+// stopped and deleted through v1. It returns the endpoint as created.
+func (s *Server) AddV1Endpoint(req together.CreateEndpointRequest) (together.Endpoint, error) {
+	if msg := validateEndpoint(req); msg != "" {
+		return together.Endpoint{}, fmt.Errorf("togethersim: %s", msg)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -41,7 +54,7 @@ func (s *Server) createEndpoint(w http.ResponseWriter, r *http.Request) {
 		e.State, e.target = together.EndpointStopped, together.EndpointStopped
 	}
 	s.endpoints[id] = e
-	writeJSON(w, http.StatusOK, e.Endpoint)
+	return e.Endpoint, nil
 }
 
 func validateEndpoint(req together.CreateEndpointRequest) string {

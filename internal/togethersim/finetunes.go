@@ -146,6 +146,8 @@ func truncated(ft together.FineTune) together.FineTune {
 	ft.Events = nil
 	ft.ModelOutputPath = ""
 	ft.EpochsCompleted = 0
+	// GO FineTuningNewResponse and the list item have no registry ids.
+	ft.ModelObjectID, ft.ModelObjectRevisionID, ft.AdapterObjectID, ft.AdapterObjectRevisionID = "", "", "", ""
 	if ft.BatchSize == together.BatchSizeMax {
 		ft.BatchSize = 0 // the truncated form has batch_size as int only
 	}
@@ -215,6 +217,8 @@ func (s *Server) failFineTune(j *fineTune) {
 func (s *Server) completeFineTune(j *fineTune) {
 	j.ModelOutputName = outputName(j.FineTune)
 	j.ModelOutputPath = "s3://together-sim/" + j.ID + "/final"
+	lora := j.TrainingType == nil || j.TrainingType.Type != "Full" // an absent training_type is LoRA
+	j.ModelObjectID, j.ModelObjectRevisionID, j.AdapterObjectID, j.AdapterObjectRevisionID = s.registerFineTunedModel(j.ID, lora)
 	j.evalSet = true
 	ev := s.addFTEvent(j, "job_complete", "info", "Job completed", nil)
 	ev.ModelPath = j.ModelOutputPath

@@ -66,6 +66,7 @@ type Server struct {
 	endpoints map[string]*endpoint
 	models    []together.Model
 	hooks     map[string]*hook
+	v2        *v2State
 
 	deliver *deliverer
 	srv     *http.Server
@@ -99,6 +100,7 @@ func New(o Options) *Server {
 		endpoints: map[string]*endpoint{},
 		models:    defaultModels(),
 		hooks:     map[string]*hook{},
+		v2:        newV2State(),
 		stop:      make(chan struct{}),
 	}
 	s.deliver = newDeliverer(s)
@@ -195,6 +197,7 @@ func (s *Server) Advance() {
 	for _, id := range sortedKeys(s.endpoints) {
 		s.stepEndpoint(s.endpoints[id])
 	}
+	s.stepV2()
 }
 
 // Faults returns the fault knobs.
@@ -272,6 +275,7 @@ func (s *Server) routes() *http.ServeMux {
 	m.HandleFunc("PATCH /v1/endpoints/{id}", s.updateEndpoint)
 	m.HandleFunc("DELETE /v1/endpoints/{id}", s.deleteEndpoint)
 	m.HandleFunc("GET /v1/models", s.listModels)
+	s.v2Routes(m) // whoami, the retired v1 endpoint create, v2 endpoints
 	// The project's own push contract, not Together's API.
 	m.HandleFunc("POST /v1/webhooks", s.createWebhook)
 	m.HandleFunc("GET /v1/webhooks", s.listWebhooks)

@@ -275,7 +275,7 @@ func TestBatchScripts(t *testing.T) {
 func TestClockAdvancesOnItsOwn(t *testing.T) {
 	s := start(t, togethersim.Options{StepInterval: 5 * time.Millisecond})
 	c := client(t, s)
-	e, err := c.CreateEndpoint(context.Background(), together.CreateEndpointRequest{Model: "m", Hardware: "h", Autoscaling: together.Autoscaling{MinReplicas: 1, MaxReplicas: 1}})
+	e, err := s.AddV1Endpoint(together.CreateEndpointRequest{Model: "m", Hardware: "h", Autoscaling: together.Autoscaling{MinReplicas: 1, MaxReplicas: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +294,7 @@ func TestListEndpoints(t *testing.T) {
 	c := client(t, s)
 	var created []string
 	for _, m := range []string{"sim-user/a-ft", "sim-user/b-ft"} {
-		e, err := c.CreateEndpoint(ctx, together.CreateEndpointRequest{Model: m, Hardware: "h", DisplayName: "d", Autoscaling: together.Autoscaling{MinReplicas: 1, MaxReplicas: 1}})
+		e, err := s.AddV1Endpoint(together.CreateEndpointRequest{Model: m, Hardware: "h", DisplayName: "d", Autoscaling: together.Autoscaling{MinReplicas: 1, MaxReplicas: 1}})
 		if err != nil {
 			t.Fatal(err)
 		}
