@@ -17,6 +17,7 @@ import (
 	"github.com/together-operator/together-operator/internal/controller"
 
 	"github.com/together-operator/together-operator/internal/poller"
+	"github.com/together-operator/together-operator/internal/statusmetrics"
 	"github.com/together-operator/together-operator/internal/together"
 	"github.com/together-operator/together-operator/internal/webhook"
 
@@ -102,6 +103,7 @@ func setupIntake(mgr ctrl.Manager, cfg Config) (*Parts, error) {
 	if err := mgr.Add(p.Poller); err != nil {
 		return nil, fmt.Errorf("adding the poller: %w", err)
 	}
+	statusmetrics.SetReader(mgr.GetClient())
 	return p, nil
 }
 

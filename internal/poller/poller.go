@@ -80,9 +80,15 @@ var (
 		Name: "together_deprecated_model_workloads",
 		Help: "Workloads using a model the catalogue marks deprecated, for which no replacement is known.",
 	}, []string{"namespace", "model"})
+	// lastSuccess lets an alert tell a poller that keeps failing (or a
+	// Together API that keeps refusing it) from one that is merely idle.
+	lastSuccess = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "together_poller_last_success_timestamp_seconds",
+		Help: "Unix time at which the poller last completed a cycle without error (0 on replicas that are not the leader).",
+	})
 )
 
-func init() { metrics.Registry.MustRegister(cycleCalls, deprecatedInUse) }
+func init() { metrics.Registry.MustRegister(cycleCalls, deprecatedInUse, lastSuccess) }
 
 // NeedLeaderElection is true: only the leader polls.
 func (p *Poller) NeedLeaderElection() bool { return true }
@@ -102,6 +108,8 @@ func (p *Poller) Start(ctx context.Context) error {
 		stats, err := p.PollOnce(ctx)
 		if err != nil {
 			logger.Error(err, "poll cycle failed; retrying next cycle")
+		} else {
+			lastSuccess.SetToCurrentTime()
 		}
 		interval := p.nextInterval(stats)
 		logger.V(1).Info("poll cycle", "apiCalls", stats.APICalls, "events", stats.Events, "applied", stats.Applied, "next", interval)
