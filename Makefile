@@ -44,6 +44,10 @@ generate: controller-gen ## Generate DeepCopy methods.
 docs: crd-ref-docs ## Generate the CRD reference (docs/api.md) from the Go types.
 	$(CRD_REF_DOCS) --source-path=./api --config=hack/crd-ref-docs.yaml --renderer=markdown --output-path=docs/api.md
 
+.PHONY: observability
+observability: ## Export the alerting rules, ServiceMonitor and Grafana dashboard into the Helm chart (a test fails when stale).
+	go run ./internal/observability/gen
+
 .PHONY: fmt
 fmt: ## Run go fmt.
 	go fmt ./...
