@@ -43,15 +43,29 @@ const (
 // TogetherModelMigrationSpec names a deprecated model and its replacement.
 // +kubebuilder:validation:XValidation:rule="self.strategy != 'BeforeSunset' || has(self.sunsetDate)",message="spec.sunsetDate is required when spec.strategy is BeforeSunset"
 // +kubebuilder:validation:XValidation:rule="self.modelID != self.replacementModel",message="spec.replacementModel must differ from spec.modelID"
+// +kubebuilder:validation:XValidation:rule="!has(self.selector) || (has(self.selector.matchLabels) && size(self.selector.matchLabels) > 0) || (has(self.selector.matchExpressions) && size(self.selector.matchExpressions) > 0)",message="spec.selector must select something (matchLabels or matchExpressions); to migrate workloads without a selector, label them together.ai/migrate=true and leave spec.selector out"
 type TogetherModelMigrationSpec struct {
-	// ModelID is the deprecated model.
+	// ModelID is the deprecated model, a Together model ID (org/name).
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9._@+-]*/[A-Za-z0-9][A-Za-z0-9._:+-]*$`
 	ModelID string `json:"modelID"`
-	// ReplacementModel is the model workloads move to.
+	// ReplacementModel is the model workloads move to, a Together model ID
+	// (org/name).
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9._@+-]*/[A-Za-z0-9][A-Za-z0-9._:+-]*$`
 	ReplacementModel string `json:"replacementModel"`
+	// EnvNames are the environment variables that may hold the model; only
+	// they are rewritten. Empty means TOGETHER_MODEL, MODEL, MODEL_ID,
+	// MODEL_NAME and LLM_MODEL. Besides env, a migration rewrites only
+	// --model arguments (--model=ID, --model ID) and the together.ai/model
+	// annotation; never a command.
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:Pattern=`^[A-Za-z_][A-Za-z0-9_]*$`
+	// +listType=set
+	// +optional
+	EnvNames []string `json:"envNames,omitempty"`
 	// SunsetDate is the day (YYYY-MM-DD, UTC) after which the model stops serving.
 	// +kubebuilder:validation:Format=date
 	// +optional
@@ -68,8 +82,8 @@ type TogetherModelMigrationSpec struct {
 	// DryRun lists what would change and changes nothing.
 	// +optional
 	DryRun bool `json:"dryRun,omitempty"`
-	// Selector limits the Deployments and StatefulSets considered; empty
-	// means all in the namespace.
+	// Selector picks the Deployments and StatefulSets considered. Without
+	// it, only workloads labelled together.ai/migrate=true are considered.
 	// +optional
 	Selector *metav1.LabelSelector `json:"selector,omitempty"`
 }

@@ -68,19 +68,25 @@ const (
 // deprecations that arrive without a replacement (the model catalogue marks a
 // model deprecated but does not name its successor).
 type ModelReplacement struct {
-	// ModelID is the deprecated model.
+	// ModelID is the deprecated model, a Together model ID (org/name).
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9._@+-]*/[A-Za-z0-9][A-Za-z0-9._:+-]*$`
 	ModelID string `json:"modelID"`
-	// ReplacementModel is the model workloads move to.
+	// ReplacementModel is the model workloads move to, a Together model ID.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9._@+-]*/[A-Za-z0-9][A-Za-z0-9._:+-]*$`
 	ReplacementModel string `json:"replacementModel"`
 }
 
 // MigrationTemplate holds the settings given to TogetherModelMigrations that
 // this subscription creates from model.deprecated events.
 type MigrationTemplate struct {
-	// Strategy for created migrations.
-	// +kubebuilder:default=BeforeSunset
+	// Strategy for created migrations. Manual by default: a signed
+	// deprecation moves workloads only after a person approves, unless the
+	// subscription's owner chose otherwise here.
+	// +kubebuilder:default=Manual
 	// +optional
 	Strategy MigrationStrategy `json:"strategy,omitempty"`
 	// LeadTime before the sunset date at which BeforeSunset migrations run.

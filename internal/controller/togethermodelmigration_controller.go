@@ -147,7 +147,9 @@ type migrationPlan struct {
 // (with Stalled set) when the spec cannot be acted on.
 func (r *TogetherModelMigrationReconciler) reconcileSchedule(obj *togetherv1.TogetherModelMigration, now time.Time) (migrationPlan, bool) {
 	var plan migrationPlan
-	sel := labels.Everything()
+	// Without a selector only workloads that opted in are considered: a
+	// migration never reaches every workload of a namespace implicitly.
+	sel := labels.SelectorFromSet(labels.Set{togetherv1.MigrateOptInLabel: "true"})
 	if obj.Spec.Selector != nil {
 		s, err := metav1.LabelSelectorAsSelector(obj.Spec.Selector)
 		if err != nil {
@@ -226,9 +228,9 @@ func (r *TogetherModelMigrationReconciler) reconcileScan(ctx context.Context, ob
 	add := func(kind string, meta *metav1.ObjectMeta, tmpl *corev1.PodTemplateSpec) error {
 		w := migration.Workload{Annotations: meta.Annotations, Template: tmpl, ResourceVersion: meta.ResourceVersion}
 		if meta.Annotations[migration.PreviousModelAnnotation] == obj.Spec.ModelID {
-			moved = append(moved, movedTargets(kind, meta, w, obj.Spec.ModelID, obj.Spec.ReplacementModel)...)
+			moved = append(moved, movedTargets(kind, meta, w, migration.Target{From: obj.Spec.ModelID, To: obj.Spec.ReplacementModel, EnvNames: obj.Spec.ModelEnvNames()})...)
 		}
-		changes := migration.Scan(w, obj.Spec.ModelID, obj.Spec.ReplacementModel)
+		changes := migration.Scan(w, migration.Target{From: obj.Spec.ModelID, To: obj.Spec.ReplacementModel, EnvNames: obj.Spec.ModelEnvNames()})
 		if len(changes) == 0 {
 			return nil
 		}
@@ -283,7 +285,7 @@ func (r *TogetherModelMigrationReconciler) reconcileScan(ctx context.Context, ob
 // movedTargets lists the fields of a migrated workload that hold the
 // replacement: a reverse scan (replacement to old model) names them exactly
 // as the forward scan named them before the patch.
-func movedTargets(kind string, meta *metav1.ObjectMeta, w migration.Workload, from, to string) []movedTarget {
+func movedTargets(kind string, meta *metav1.ObjectMeta, w migration.Workload, t migration.Target) []movedTarget {
 	restored := map[string]bool{}
 	var ops []migration.Op
 	if err := json.Unmarshal([]byte(meta.Annotations[migration.RollbackAnnotation]), &ops); err == nil {
@@ -294,7 +296,7 @@ func movedTargets(kind string, meta *metav1.ObjectMeta, w migration.Workload, fr
 		}
 	}
 	var out []movedTarget
-	for _, c := range migration.Scan(w, to, from) {
+	for _, c := range migration.Scan(w, migration.Target{From: t.To, To: t.From, EnvNames: t.EnvNames}) {
 		out = append(out, movedTarget{
 			target: togetherv1.MigrationTarget{
 				Kind: kind, Name: meta.Name, Container: c.Container, Field: c.Field, From: c.To, To: c.From,

@@ -66,7 +66,7 @@ var _ = Describe("TogetherModelMigration", func() {
 	}
 	makeDeployment := func(name string, annotations map[string]string, containers ...corev1.Container) *appsv1.Deployment {
 		d := &appsv1.Deployment{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": name}, Annotations: annotations},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": name, togetherv1.MigrateOptInLabel: "true"}, Annotations: annotations},
 			Spec: appsv1.DeploymentSpec{
 				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
 				Template: template(name, containers...),
@@ -77,7 +77,7 @@ var _ = Describe("TogetherModelMigration", func() {
 	}
 	makeStatefulSet := func(name string, containers ...corev1.Container) *appsv1.StatefulSet {
 		s := &appsv1.StatefulSet{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": name}},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": name, togetherv1.MigrateOptInLabel: "true"}},
 			Spec: appsv1.StatefulSetSpec{
 				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
 				Template: template(name, containers...),
@@ -152,7 +152,7 @@ var _ = Describe("TogetherModelMigration", func() {
 		Expect(envOf(env, "OTHER")).To(Equal(oldModel+"-v2"), "a longer model name is a different model")
 
 		args := getDeployment("args").Spec.Template.Spec.Containers
-		Expect(args[0].Args).To(Equal([]string{"--model=" + newModel, "--fallback", newModel, "--tag=x" + oldModel}))
+		Expect(args[0].Args).To(Equal([]string{"--model=" + newModel, "--fallback", oldModel, "--tag=x" + oldModel}), "only --model arguments name the model")
 		Expect(envOf(args[1], "MODEL")).To(Equal(newModel))
 
 		annotated := getDeployment("annotated")
@@ -168,7 +168,7 @@ var _ = Describe("TogetherModelMigration", func() {
 		got := getMigration(m)
 		Expect(got.Status.Phase).To(Equal(togetherv1.MigrationCompleted))
 		Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
-		Expect(got.Status.Migrated).To(Equal(int32(6)))
+		Expect(got.Status.Migrated).To(Equal(int32(5)))
 		Expect(got.Status.LastScanTime).NotTo(BeNil())
 		ready := condition(got, togetherv1.ReadyCondition)
 		Expect(ready).NotTo(BeNil())
@@ -211,6 +211,53 @@ var _ = Describe("TogetherModelMigration", func() {
 		Expect(d.Spec.Template.Spec.Containers[0].Args).To(Equal([]string{"--model", oldModel}))
 		Expect(d.Annotations).NotTo(HaveKey(migration.PreviousModelAnnotation))
 		Expect(d.Annotations).NotTo(HaveKey(migration.RollbackAnnotation))
+		Expect(d.Annotations).To(HaveKeyWithValue(togetherv1.RolledBackAnnotation, oldModel))
+
+		By("not moving the rolled-back workload again when the migration is created anew")
+		rv := d.ResourceVersion
+		again := makeMigration("rollback", nil)
+		reconcile(again)
+		Expect(getDeployment("app").ResourceVersion).To(Equal(rv), "the rollback sticks")
+		Expect(getMigration(again).Status.Targets).To(BeEmpty())
+	})
+
+	It("touches only model fields of opted-in or selected workloads, never a command or another variable", func() {
+		// The attack of issue 13: values that equal the "model" outside model
+		// fields, and a workload that neither opted in nor is selected.
+		container := func(env map[string]string, command ...string) corev1.Container {
+			c := corev1.Container{Name: "app", Image: "example.com/app:1", Command: command}
+			for k, v := range env {
+				c.Env = append(c.Env, corev1.EnvVar{Name: k, Value: v})
+			}
+			return c
+		}
+		optedIn := makeDeployment("opted-in", nil, container(map[string]string{"TOGETHER_BASE_URL": oldModel, "MODEL": oldModel}, oldModel, "serve"))
+		plain := &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "plain", Namespace: ns, Labels: map[string]string{"app": "plain"}},
+			Spec: appsv1.DeploymentSpec{
+				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "plain"}},
+				Template: template("plain", container(map[string]string{"MODEL": oldModel})),
+			},
+		}
+		Expect(k8sClient.Create(ctx, plain)).To(Succeed())
+		m := makeMigration("model-fields", nil)
+		reconcile(m)
+
+		d := getDeployment("opted-in")
+		c := d.Spec.Template.Spec.Containers[0]
+		Expect(envOf(c, "MODEL")).To(Equal(newModel))
+		Expect(envOf(c, "TOGETHER_BASE_URL")).To(Equal(oldModel), "not a model variable")
+		Expect(c.Command).To(Equal(optedIn.Spec.Template.Spec.Containers[0].Command), "a command is never rewritten")
+		Expect(getDeployment("plain").ResourceVersion).To(Equal(plain.ResourceVersion), "no selector and no opt-in label: untouched")
+
+		By("rewriting only the variables spec.envNames names, for a selected workload")
+		sel := makeMigration("selected", func(s *togetherv1.TogetherModelMigrationSpec) {
+			s.ModelID, s.ReplacementModel = oldModel, "acme/third-model"
+			s.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "plain"}}
+			s.EnvNames = []string{"CHAT_MODEL"}
+		})
+		reconcile(sel)
+		Expect(getDeployment("plain").ResourceVersion).To(Equal(plain.ResourceVersion), "MODEL is not in spec.envNames")
 	})
 
 	It("writes nothing when reconciled again with nothing new", func() {

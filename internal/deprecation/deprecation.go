@@ -47,6 +47,10 @@ func ReplacementFor(sub *togetherv1.TogetherWebhookSubscription, modelID, fromEv
 // declared, so no migration can be created.
 var ErrNoReplacement = fmt.Errorf("no replacement model is known")
 
+// ErrNotModelID means a deprecation named a model or replacement that is not
+// a Together model ID (org/name), so no migration is created from it.
+var ErrNotModelID = fmt.Errorf("the model or its replacement is not a Together model ID (org/name)")
+
 // Writer creates and updates the migrations of deprecated models.
 type Writer struct {
 	// Client writes migrations.
@@ -79,6 +83,9 @@ func (a *Writer) Apply(ctx context.Context, namespace string, ev event.Event, su
 	replacement := ReplacementFor(sub, d.ModelID, d.ReplacementModel)
 	if replacement == "" || replacement == d.ModelID {
 		return Result{Outcome: lattice.Unmatched, Object: nn, Err: ErrNoReplacement}
+	}
+	if !togetherv1.IsModelID(d.ModelID) || !togetherv1.IsModelID(replacement) {
+		return Result{Outcome: lattice.Unmatched, Object: nn, Err: ErrNotModelID}
 	}
 	var existing togetherv1.TogetherModelMigration
 	err := a.Reader.Get(ctx, nn, &existing)
@@ -113,7 +120,9 @@ func (a *Writer) createMigration(ctx context.Context, nn types.NamespacedName, e
 		ObjectMeta: metav1.ObjectMeta{Namespace: nn.Namespace, Name: nn.Name, Labels: map[string]string{"together.ai/created-by": "deprecation"}},
 		Spec: togetherv1.TogetherModelMigrationSpec{
 			ModelID: d.ModelID, ReplacementModel: replacement, SunsetDate: d.SunsetDate,
-			Strategy: togetherv1.MigrationBeforeSunset,
+			// Manual unless the subscription says otherwise: a signed
+			// event alone never moves workloads.
+			Strategy: togetherv1.MigrationManual,
 		},
 	}
 	if sub != nil && sub.Spec.Migration != nil {

@@ -7,6 +7,7 @@ package migration
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -61,42 +62,62 @@ type Workload struct {
 	ResourceVersion string
 }
 
-// Scan returns every field of w that names oldID as a whole value: env values
-// equal to it, command and args equal to it or of the form key=oldID, and the
-// together.ai/model annotation on the workload and its pod template. Values
-// that merely contain oldID (old/id-v2, xold/id) are never matched.
-func Scan(w Workload, oldID, newID string) []Change {
+// Target is what a migration moves: the model it replaces, its replacement,
+// and the environment variables allowed to hold a model.
+type Target struct {
+	From, To string
+	// EnvNames are the only env vars rewritten; nil means
+	// togetherv1.DefaultModelEnvNames.
+	EnvNames []string
+}
+
+// Scan returns the model-bearing fields of w that name t.From as a whole
+// value: the env vars named by t.EnvNames, --model arguments (--model=ID,
+// or --model followed by ID) and the together.ai/model annotation on the
+// workload and its pod template. Nothing else is ever matched — not a
+// command, not another env var, not a value that merely contains the model
+// (old/id-v2) — so that a migration cannot rewrite a URL, an executable or
+// a credential that happens to equal its model ID. A workload that a person
+// rolled back from t.From (RolledBackAnnotation) yields nothing.
+func Scan(w Workload, t Target) []Change {
+	if w.Annotations[togetherv1.RolledBackAnnotation] == t.From {
+		return nil
+	}
+	envNames := t.EnvNames
+	if len(envNames) == 0 {
+		envNames = togetherv1.DefaultModelEnvNames
+	}
 	var changes []Change
-	if w.Annotations[ModelAnnotation] == oldID {
+	if w.Annotations[ModelAnnotation] == t.From {
 		changes = append(changes, Change{
 			Field: "metadata.annotations[" + ModelAnnotation + "]",
 			Path:  "/metadata/annotations/" + escape(ModelAnnotation),
-			From:  oldID, To: newID,
+			From:  t.From, To: t.To,
 		})
 	}
 	if w.Template == nil {
 		return changes
 	}
-	if w.Template.Annotations[ModelAnnotation] == oldID {
+	if w.Template.Annotations[ModelAnnotation] == t.From {
 		changes = append(changes, Change{
 			Field: "spec.template.metadata.annotations[" + ModelAnnotation + "]",
 			Path:  "/spec/template/metadata/annotations/" + escape(ModelAnnotation),
-			From:  oldID, To: newID,
+			From:  t.From, To: t.To,
 		})
 	}
-	changes = append(changes, scanContainers("initContainers", w.Template.Spec.InitContainers, oldID, newID)...)
-	changes = append(changes, scanContainers("containers", w.Template.Spec.Containers, oldID, newID)...)
+	changes = append(changes, scanContainers("initContainers", w.Template.Spec.InitContainers, t, envNames)...)
+	changes = append(changes, scanContainers("containers", w.Template.Spec.Containers, t, envNames)...)
 	return changes
 }
 
-func scanContainers(list string, containers []corev1.Container, oldID, newID string) []Change {
+func scanContainers(list string, containers []corev1.Container, t Target, envNames []string) []Change {
 	var changes []Change
 	for i, c := range containers {
 		base := "/spec/template/spec/" + list + "/" + strconv.Itoa(i)
 		field := "spec.template.spec." + list + "[" + c.Name + "]"
 		nameGuard := Op{Op: "test", Path: base + "/name", Value: c.Name}
 		for j, e := range c.Env {
-			if e.ValueFrom != nil || e.Value != oldID {
+			if e.ValueFrom != nil || e.Value != t.From || !slices.Contains(envNames, e.Name) {
 				continue
 			}
 			p := base + "/env/" + strconv.Itoa(j)
@@ -104,42 +125,47 @@ func scanContainers(list string, containers []corev1.Container, oldID, newID str
 				Container: c.Name,
 				Field:     field + ".env[" + e.Name + "]",
 				Path:      p + "/value",
-				From:      e.Value, To: newID,
+				From:      e.Value, To: t.To,
 				guards: []Op{nameGuard, {Op: "test", Path: p + "/name", Value: e.Name}},
 			})
 		}
-		for _, l := range []struct {
-			name string
-			vals []string
-		}{{"command", c.Command}, {"args", c.Args}} {
-			for j, a := range l.vals {
-				to, ok := RewriteArg(a, oldID, newID)
-				if !ok {
+		for j, a := range c.Args {
+			var to string
+			var guards []Op
+			switch {
+			case j > 0 && c.Args[j-1] == ModelFlag && a == t.From:
+				// --model ID: pin the flag before the value too.
+				to = t.To
+				guards = []Op{nameGuard, {Op: "test", Path: base + "/args/" + strconv.Itoa(j-1), Value: ModelFlag}}
+			default:
+				var ok bool
+				if to, ok = RewriteArg(a, t.From, t.To); !ok {
 					continue
 				}
-				changes = append(changes, Change{
-					Container: c.Name,
-					Field:     field + "." + l.name + "[" + strconv.Itoa(j) + "]",
-					Path:      base + "/" + l.name + "/" + strconv.Itoa(j),
-					From:      a, To: to,
-					guards: []Op{nameGuard},
-				})
+				guards = []Op{nameGuard}
 			}
+			changes = append(changes, Change{
+				Container: c.Name,
+				Field:     field + ".args[" + strconv.Itoa(j) + "]",
+				Path:      base + "/args/" + strconv.Itoa(j),
+				From:      a, To: to,
+				guards: guards,
+			})
 		}
 	}
 	return changes
 }
 
-// RewriteArg returns arg with oldID replaced when arg is oldID itself (the
-// value of `--model old/id` given as two args) or key=oldID (`--model=old/id`);
-// anything else is left alone, because a substring match could be part of a
-// different model's name or of an unrelated value.
+// ModelFlag is the one argument flag whose value a migration rewrites.
+const ModelFlag = "--model"
+
+// RewriteArg returns arg with oldID replaced when arg is --model=oldID; any
+// other argument is left alone (the two-argument form --model oldID is
+// matched by Scan, which sees the flag before the value). A substring
+// match could be part of a different model's name or of an unrelated value.
 func RewriteArg(arg, oldID, newID string) (string, bool) {
-	if arg == oldID {
-		return newID, true
-	}
-	if i := strings.IndexByte(arg, '='); i > 0 && arg[i+1:] == oldID {
-		return arg[:i+1] + newID, true
+	if arg == ModelFlag+"="+oldID {
+		return ModelFlag + "=" + newID, true
 	}
 	return "", false
 }
@@ -147,7 +173,11 @@ func RewriteArg(arg, oldID, newID string) (string, bool) {
 // Patch builds the JSON patch that applies changes to w: it first tests every
 // old value (and the names that pin its position), so that a value someone
 // changed since the scan is not overwritten, then replaces the values and
-// records the previous model and a rollback patch in annotations.
+// records the previous model and a rollback patch in annotations. A rollback
+// record already on w (an earlier patch, by this migration or another) is
+// merged, never overwritten: the new rollback undoes this patch first and
+// then the earlier ones, and the patch tests the old record so that a
+// concurrent rewrite of it fails the patch instead of being lost.
 func Patch(w Workload, changes []Change, oldID string) ([]byte, error) {
 	var ops []Op
 	if w.Annotations == nil {
@@ -156,6 +186,10 @@ func Patch(w Workload, changes []Change, oldID string) ([]byte, error) {
 		ops = append(ops,
 			Op{Op: "test", Path: "/metadata/resourceVersion", Value: w.ResourceVersion},
 			Op{Op: "add", Path: "/metadata/annotations", Value: map[string]string{}})
+	}
+	prior, hasPrior := w.Annotations[RollbackAnnotation]
+	if hasPrior {
+		ops = append(ops, Op{Op: "test", Path: "/metadata/annotations/" + escape(RollbackAnnotation), Value: prior})
 	}
 	seen := map[string]bool{}
 	for _, c := range changes {
@@ -170,7 +204,7 @@ func Patch(w Workload, changes []Change, oldID string) ([]byte, error) {
 	for _, c := range changes {
 		ops = append(ops, Op{Op: "replace", Path: c.Path, Value: c.To})
 	}
-	rollback, err := RollbackPatch(changes)
+	rollback, err := rollbackPatch(changes, prior, oldID)
 	if err != nil {
 		return nil, err
 	}
@@ -184,10 +218,18 @@ func Patch(w Workload, changes []Change, oldID string) ([]byte, error) {
 	return out, nil
 }
 
-// RollbackPatch builds the JSON patch stored in RollbackAnnotation: it checks
-// that each field still holds the replacement, puts the old value back and
-// removes the migration's annotations.
-func RollbackPatch(changes []Change) ([]byte, error) {
+// RollbackPatch builds the JSON patch stored in RollbackAnnotation for a
+// workload that had no rollback record: see rollbackPatch.
+func RollbackPatch(changes []Change, oldID string) ([]byte, error) {
+	return rollbackPatch(changes, "", oldID)
+}
+
+// rollbackPatch checks that each changed field still holds the replacement
+// and puts the old value back, then applies the earlier record prior (its
+// field operations, in order), removes the migration's annotations and
+// marks the workload rolled back from the model it returns to, so that no
+// migration moves it off that model again.
+func rollbackPatch(changes []Change, prior, oldID string) ([]byte, error) {
 	var ops []Op
 	for _, c := range changes {
 		ops = append(ops, c.guards...)
@@ -196,9 +238,29 @@ func RollbackPatch(changes []Change) ([]byte, error) {
 	for _, c := range changes {
 		ops = append(ops, Op{Op: "replace", Path: c.Path, Value: c.From})
 	}
+	restoredTo := oldID
+	if prior != "" {
+		var earlier []Op
+		if err := json.Unmarshal([]byte(prior), &earlier); err != nil {
+			return nil, fmt.Errorf("the workload's %s annotation is not a JSON patch (%v); remove or fix it before migrating", RollbackAnnotation, err)
+		}
+		for _, op := range earlier {
+			switch op.Path {
+			case "/metadata/annotations/" + escape(PreviousModelAnnotation), "/metadata/annotations/" + escape(RollbackAnnotation):
+				continue
+			case "/metadata/annotations/" + escape(togetherv1.RolledBackAnnotation):
+				if v, ok := op.Value.(string); ok {
+					restoredTo = v
+				}
+				continue
+			}
+			ops = append(ops, op)
+		}
+	}
 	ops = append(ops,
 		Op{Op: "remove", Path: "/metadata/annotations/" + escape(PreviousModelAnnotation)},
-		Op{Op: "remove", Path: "/metadata/annotations/" + escape(RollbackAnnotation)})
+		Op{Op: "remove", Path: "/metadata/annotations/" + escape(RollbackAnnotation)},
+		Op{Op: "add", Path: "/metadata/annotations/" + escape(togetherv1.RolledBackAnnotation), Value: restoredTo})
 	out, err := json.Marshal(ops)
 	if err != nil {
 		return nil, fmt.Errorf("encoding rollback patch: %w", err)

@@ -3,12 +3,17 @@ package migration
 import (
 	"encoding/json"
 	"reflect"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 )
 
 const (
@@ -16,19 +21,21 @@ const (
 	newID = "new/id"
 )
 
+var target = Target{From: oldID, To: newID}
+
 func TestRewriteArg(t *testing.T) {
 	cases := []struct {
 		arg    string
 		want   string
 		wantOK bool
 	}{
-		{"old/id", "new/id", true},
 		{"--model=old/id", "--model=new/id", true},
-		{"MODEL=old/id", "MODEL=new/id", true},
+		// Only the --model flag: any other key=value is not a model field.
+		{"old/id", "", false},
+		{"MODEL=old/id", "", false},
+		{"--fallback=old/id", "", false},
 		{"--model=old/id-v2", "", false},
 		{"--model=xold/id", "", false},
-		{"old/id-v2", "", false},
-		{"xold/id", "", false},
 		{"=old/id", "", false},
 		{"--model", "", false},
 		{"--model=old/id=x", "", false},
@@ -53,10 +60,11 @@ func deployment() *appsv1.Deployment {
 					Env: []corev1.EnvVar{
 						{Name: "OTHER", Value: "xold/id"},
 						{Name: "MODEL", Value: "old/id"},
+						{Name: "TOGETHER_BASE_URL", Value: "old/id"},
 						{Name: "FROM_SECRET", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{Key: "k"}}},
 					},
 					Command: []string{"serve", "--model=old/id"},
-					Args:    []string{"--port=80", "--model=old/id-v2", "--fallback=old/id"},
+					Args:    []string{"--port=80", "--model=old/id-v2", "--fallback=old/id", "--model", "old/id"},
 				},
 			},
 		}}},
@@ -72,15 +80,16 @@ func TestScanFindsWholeValuesOnly(t *testing.T) {
 	d.Annotations = map[string]string{ModelAnnotation: oldID}
 	d.Spec.Template.Annotations = map[string]string{ModelAnnotation: "old/id-v2"}
 	got := map[string][2]string{}
-	for _, c := range Scan(workloadOf(d), oldID, newID) {
+	for _, c := range Scan(workloadOf(d), target) {
 		got[c.Field] = [2]string{c.From, c.To}
 	}
+	// Not the command, not TOGETHER_BASE_URL (not a model variable), not
+	// --fallback=: only model-bearing fields.
 	want := map[string][2]string{
 		"metadata.annotations[together.ai/model]":         {"old/id", "new/id"},
 		"spec.template.spec.initContainers[warm].args[1]": {"old/id", "new/id"},
 		"spec.template.spec.containers[app].env[MODEL]":   {"old/id", "new/id"},
-		"spec.template.spec.containers[app].command[1]":   {"--model=old/id", "--model=new/id"},
-		"spec.template.spec.containers[app].args[2]":      {"--fallback=old/id", "--fallback=new/id"},
+		"spec.template.spec.containers[app].args[4]":      {"old/id", "new/id"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Scan found %v, want %v", got, want)
@@ -111,7 +120,7 @@ func apply(t *testing.T, d *appsv1.Deployment, patch []byte) (*appsv1.Deployment
 
 func TestPatchChangesOnlyMatchesAndRollsBack(t *testing.T) {
 	orig := deployment()
-	changes := Scan(workloadOf(orig), oldID, newID)
+	changes := Scan(workloadOf(orig), target)
 	patch, err := Patch(workloadOf(orig), changes, oldID)
 	if err != nil {
 		t.Fatal(err)
@@ -124,8 +133,7 @@ func TestPatchChangesOnlyMatchesAndRollsBack(t *testing.T) {
 	want := deployment()
 	want.Spec.Template.Spec.InitContainers[0].Args[1] = newID
 	want.Spec.Template.Spec.Containers[1].Env[1].Value = newID
-	want.Spec.Template.Spec.Containers[1].Command[1] = "--model=new/id"
-	want.Spec.Template.Spec.Containers[1].Args[2] = "--fallback=new/id"
+	want.Spec.Template.Spec.Containers[1].Args[4] = newID
 	if !reflect.DeepEqual(migrated.Spec, want.Spec) {
 		t.Errorf("migrated spec = %+v\nwant %+v", migrated.Spec, want.Spec)
 	}
@@ -140,15 +148,18 @@ func TestPatchChangesOnlyMatchesAndRollsBack(t *testing.T) {
 	if !reflect.DeepEqual(rolledBack.Spec, orig.Spec) {
 		t.Errorf("rolled back spec = %+v\nwant %+v", rolledBack.Spec, orig.Spec)
 	}
-	if len(rolledBack.Annotations) != 0 {
-		t.Errorf("rollback left annotations %v", rolledBack.Annotations)
+	if want := map[string]string{togetherv1.RolledBackAnnotation: oldID}; !reflect.DeepEqual(rolledBack.Annotations, want) {
+		t.Errorf("rollback left annotations %v, want only %v", rolledBack.Annotations, want)
+	}
+	if again := Scan(workloadOf(rolledBack), target); len(again) != 0 {
+		t.Errorf("a migration found %d fields to move on a workload rolled back from %s: %+v", len(again), oldID, again)
 	}
 }
 
 func TestPatchRefusesConcurrentChange(t *testing.T) {
 	orig := deployment()
 	orig.Annotations = map[string]string{"keep": "me"}
-	changes := Scan(workloadOf(orig), oldID, newID)
+	changes := Scan(workloadOf(orig), target)
 	patch, err := Patch(workloadOf(orig), changes, oldID)
 	if err != nil {
 		t.Fatal(err)
@@ -184,7 +195,7 @@ func TestPatchRefusesConcurrentChange(t *testing.T) {
 
 func TestPatchCreatingAnnotationsNeedsSameVersion(t *testing.T) {
 	orig := deployment()
-	patch, err := Patch(workloadOf(orig), Scan(workloadOf(orig), oldID, newID), oldID)
+	patch, err := Patch(workloadOf(orig), Scan(workloadOf(orig), target), oldID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,4 +205,115 @@ func TestPatchCreatingAnnotationsNeedsSameVersion(t *testing.T) {
 	if _, err := apply(t, later, patch); err == nil {
 		t.Error("patch replaced an annotations map created after the scan")
 	}
+}
+
+// A second patch of the same workload (a field that appeared later, or a
+// second migration moving the replacement on) merges into the rollback
+// record: rolling back restores every field to its first value.
+func TestRollbackRecordMergesLaterPatches(t *testing.T) {
+	orig := deployment()
+	first, err := Patch(workloadOf(orig), Scan(workloadOf(orig), target), oldID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	migrated, err := apply(t, orig, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Someone adds a container still on the old model; the next scan moves it.
+	migrated.Spec.Template.Spec.Containers = append(migrated.Spec.Template.Spec.Containers,
+		corev1.Container{Name: "late", Env: []corev1.EnvVar{{Name: "TOGETHER_MODEL", Value: oldID}}})
+	changes := Scan(workloadOf(migrated), target)
+	if len(changes) != 1 {
+		t.Fatalf("second scan found %+v, want the late container only", changes)
+	}
+	second, err := Patch(workloadOf(migrated), changes, oldID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	migrated, err = apply(t, migrated, second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Then a later migration moves new/id on to newer/id.
+	onward := Target{From: newID, To: "newer/id"}
+	third, err := Patch(workloadOf(migrated), Scan(workloadOf(migrated), onward), newID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	migrated, err = apply(t, migrated, third)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := migrated.Spec.Template.Spec.Containers[1].Env[1].Value; v != "newer/id" {
+		t.Fatalf("onward migration left MODEL at %q", v)
+	}
+
+	rolledBack, err := apply(t, migrated, []byte(migrated.Annotations[RollbackAnnotation]))
+	if err != nil {
+		t.Fatalf("applying the merged rollback %s: %v", migrated.Annotations[RollbackAnnotation], err)
+	}
+	want := deployment()
+	want.Spec.Template.Spec.Containers = append(want.Spec.Template.Spec.Containers,
+		corev1.Container{Name: "late", Env: []corev1.EnvVar{{Name: "TOGETHER_MODEL", Value: oldID}}})
+	if !reflect.DeepEqual(rolledBack.Spec, want.Spec) {
+		t.Errorf("rolled back spec = %+v\nwant %+v", rolledBack.Spec, want.Spec)
+	}
+	if got := rolledBack.Annotations[togetherv1.RolledBackAnnotation]; got != oldID {
+		t.Errorf("rolled back to %q, want the first model %q", got, oldID)
+	}
+}
+
+// A patch built on a stale rollback record fails instead of dropping the
+// record a concurrent patch wrote.
+func TestPatchRefusesStaleRollbackRecord(t *testing.T) {
+	orig := deployment()
+	orig.Annotations = map[string]string{RollbackAnnotation: "[]"}
+	patch, err := Patch(workloadOf(orig), Scan(workloadOf(orig), target), oldID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig.Annotations[RollbackAnnotation] = `[{"op":"test","path":"/x","value":"y"}]`
+	if _, err := apply(t, orig, patch); err == nil {
+		t.Error("patch overwrote a rollback record written after the scan")
+	}
+}
+
+// FuzzScanTouchesOnlyModelFields feeds adversarial containers to Scan: whatever
+// the values, a change is only ever to an allowed env var, an argument that is
+// --model=ID or follows --model, or the model annotation — never a command.
+func FuzzScanTouchesOnlyModelFields(f *testing.F) {
+	f.Add("python", "sh", "PATH", "python", "--model", "python")
+	f.Add("old/id", "new/id", "TOGETHER_BASE_URL", "old/id", "--model=old/id", "old/id")
+	f.Fuzz(func(t *testing.T, from, to, envName, envValue, arg0, arg1 string) {
+		w := Workload{Annotations: map[string]string{}, Template: &corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "c", Command: []string{from, arg0, arg1}, Args: []string{arg0, arg1, from},
+			Env: []corev1.EnvVar{{Name: envName, Value: envValue}, {Name: "MODEL", Value: from}},
+		}}}}}
+		for _, c := range Scan(w, Target{From: from, To: to}) {
+			switch {
+			case c.From != from && c.From != ModelFlag+"="+from:
+				t.Fatalf("change of %s from %q, which is neither the model nor --model=model", c.Field, c.From)
+			case strings.Contains(c.Path, "/command/"):
+				t.Fatalf("Scan rewrote the command: %+v", c)
+			case strings.Contains(c.Path, "/env/0/"):
+				if !slices.Contains(togetherv1.DefaultModelEnvNames, envName) {
+					t.Fatalf("Scan rewrote env %q, not a model variable", envName)
+				}
+			case strings.Contains(c.Path, "/args/"):
+				i := c.Path[strings.LastIndex(c.Path, "/")+1:]
+				if c.From == from && (i == "0" || w.Template.Spec.Containers[0].Args[mustAtoi(t, i)-1] != ModelFlag) {
+					t.Fatalf("Scan rewrote argument %s %q, which does not follow --model", i, c.From)
+				}
+			}
+		}
+	})
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -225,6 +225,7 @@ var _ = Describe("Event intake end to end", func() {
 			s.Spec.Migration = &togetherv1.MigrationTemplate{Strategy: togetherv1.MigrationImmediate}
 		})
 		dep := deployment(ns, "uses-retiring", "org/retiring")
+		dep.Labels = map[string]string{togetherv1.MigrateOptInLabel: "true"} // a migration without a selector moves only opted-in workloads
 		Expect(k8s.Create(ctx, dep)).To(Succeed())
 		sim.DeprecateModel("org/retiring", "", "2027-06-30")
 		parts.Poller.ModelsInterval = time.Millisecond

@@ -127,7 +127,7 @@ func (p *Poller) workloadsUsing(ctx context.Context, namespace, model string) ([
 }
 
 func uses(annotations map[string]string, tmpl *corev1.PodTemplateSpec, model string) bool {
-	return len(migration.Scan(migration.Workload{Annotations: annotations, Template: tmpl}, model, model+"-replacement")) > 0
+	return len(migration.Scan(migration.Workload{Annotations: annotations, Template: tmpl}, migration.Target{From: model, To: model + "-replacement"})) > 0
 }
 
 // warnAtRisk raises one Warning per namespace and model (per process) and

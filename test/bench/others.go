@@ -107,7 +107,8 @@ func (b *bench) migration(ctx context.Context) error {
 		name := fmt.Sprintf("app-%d", i)
 		labels := map[string]string{"app": name}
 		return b.k8s.Create(ctx, &appsv1.Deployment{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+			// Opted in: the migration has no selector.
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": name, togetherv1.MigrateOptInLabel: "true"}},
 			Spec: appsv1.DeploymentSpec{
 				Selector: &metav1.LabelSelector{MatchLabels: labels},
 				Template: corev1.PodTemplateSpec{

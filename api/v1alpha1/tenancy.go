@@ -1,0 +1,40 @@
+package v1alpha1
+
+import "regexp"
+
+// ModelIDPattern is the shape of a Together model ID: an organisation and a
+// model name separated by one slash (meta-llama/Llama-3.3-70B-Instruct-Turbo).
+// Migrations accept nothing else, so that a URL, a command or any other
+// value a workload holds can never be named as the model to replace.
+const ModelIDPattern = `^[A-Za-z0-9][A-Za-z0-9._@+-]*/[A-Za-z0-9][A-Za-z0-9._:+-]*$`
+
+var modelIDRE = regexp.MustCompile(ModelIDPattern)
+
+// IsModelID reports whether s has the shape of a Together model ID. The
+// event intake checks it before creating a migration from a deprecation, so
+// that a bad ID is refused as such instead of failing the create.
+func IsModelID(s string) bool { return len(s) <= 256 && modelIDRE.MatchString(s) }
+
+// MigrateOptInLabel, set to "true" on a Deployment or StatefulSet, lets a
+// migration without spec.selector move it. Without a selector and without
+// this label a workload is never touched: there is no implicit "every
+// workload of the namespace".
+const MigrateOptInLabel = "together.ai/migrate"
+
+// RolledBackAnnotation on a workload names the model it was rolled back to
+// (the rollback patch sets it). No migration moves that workload off that
+// model again, whoever creates it, until a person removes the annotation.
+const RolledBackAnnotation = PreviousModelAnnotationPrefix + "rolled-back"
+
+// DefaultModelEnvNames are the environment variables a migration rewrites
+// when spec.envNames is empty. Any other variable is left alone even when
+// its value equals the old model.
+var DefaultModelEnvNames = []string{"TOGETHER_MODEL", "MODEL", "MODEL_ID", "MODEL_NAME", "LLM_MODEL"}
+
+// ModelEnvNames returns the environment variables this migration may rewrite.
+func (s *TogetherModelMigrationSpec) ModelEnvNames() []string {
+	if len(s.EnvNames) > 0 {
+		return s.EnvNames
+	}
+	return DefaultModelEnvNames
+}
