@@ -140,7 +140,8 @@ func main() {
 		API: api, BaseURL: o.apiBaseURL, OperatorImage: o.operatorImage,
 		EventsAddr: o.eventsAddr, Tolerance: o.eventsTolerance, MaxBodyBytes: o.maxBodyBytes,
 		PollInterval: o.pollInterval, ModelsInterval: o.modelsInterval,
-		EventsTLS: webhook.TLSFiles{Dir: o.eventsCertPath, CertName: o.eventsCertName, KeyName: o.eventsCertKey},
+		EventsTLS:    webhook.TLSFiles{Dir: o.eventsCertPath, CertName: o.eventsCertName, KeyName: o.eventsCertKey},
+		APIKeySource: apiKeySource(o),
 	}); err != nil {
 		setupLog.Error(err, "unable to set up the operator")
 		os.Exit(1)
@@ -160,6 +161,15 @@ func main() {
 		setupLog.Error(err, "manager stopped with an error")
 		os.Exit(1)
 	}
+}
+
+// apiKeySource names where readAPIKey takes the key from, for messages that
+// tell a person which key to fix (never the key itself).
+func apiKeySource(o options) string {
+	if o.apiKeySecret != "" {
+		return fmt.Sprintf("Secret %s, key api-key, named by --api-key-secret", o.apiKeySecret)
+	}
+	return "env TOGETHER_API_KEY"
 }
 
 // readAPIKey returns the Together API key. It comes from --api-key-secret

@@ -2,19 +2,6 @@ package v1alpha1
 
 import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-// Condition types shared by every resource of this group. They follow kstatus:
-// Ready is always present once an object has been reconciled; Reconciling and
-// Stalled are present only while they are True.
-const (
-	// ReadyCondition says whether the object has reached the state its spec asks for.
-	ReadyCondition = "Ready"
-	// ReconcilingCondition is True while the operator is still working towards
-	// the desired state (a job is running, a migration is scheduled, ...).
-	ReconcilingCondition = "Reconciling"
-	// StalledCondition is True when progress stopped and needs a person's help.
-	StalledCondition = "Stalled"
-)
-
 // FinalizerName guards remote resources (jobs, endpoints, webhook
 // registrations) so that deleting a custom resource also cleans them up.
 const FinalizerName = "together.ai/finalizer"

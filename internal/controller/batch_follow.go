@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/reconcile"
 )
 
 // batchTokensTotal is the billing metric. It is increased once per batch,
@@ -23,36 +24,39 @@ func init() {
 	metrics.Registry.MustRegister(batchTokensTotal)
 }
 
-// reconcilePhase derives the overall phase of a split batch from its parts
-// and sets the conditions the phase implies. It stops the reconcile while
-// the batch is still running: there is nothing to fetch or count yet.
-func (r *TogetherBatchReconciler) reconcilePhase(_ context.Context, tb *togetherv1.TogetherBatch, _ *statusPatcher) (ctrl.Result, bool, error) {
-	st := &tb.Status
-	if len(st.Parts) > 0 {
-		aggregateParts(st)
+// reconcileParts derives the overall phase, progress and tokens of a split
+// batch from its parts.
+func (r *TogetherBatchReconciler) reconcileParts(_ context.Context, tb *togetherv1.TogetherBatch, _ *scope) (ctrl.Result, error) {
+	if len(tb.Status.Parts) > 0 {
+		aggregateParts(&tb.Status)
 	}
-	gen := tb.Generation
+	return ctrl.Result{}, nil
+}
+
+// reconcilePhase says what the phase implies: it stops the reconcile while
+// the batch is still running (there is nothing to fetch yet), and stalls a
+// batch that failed, expired or was cancelled.
+func (r *TogetherBatchReconciler) reconcilePhase(_ context.Context, tb *togetherv1.TogetherBatch, _ *scope) (ctrl.Result, error) {
+	st := &tb.Status
 	switch st.Phase {
 	case togetherv1.BatchFailed:
 		msg := st.Error
 		if msg == "" {
 			msg = "no reason given"
 		}
-		markStalled(&st.Conditions, gen, ReasonBatchFailed,
+		return ctrl.Result{}, reconcile.Stalling(togetherv1.ReasonBatchFailed,
 			fmt.Sprintf("Together reported batch %s failed (%s). Fix the input or the model and create a new TogetherBatch.", batchIDs(tb), msg))
 	case togetherv1.BatchExpired:
-		markStalled(&st.Conditions, gen, ReasonBatchExpired,
+		return ctrl.Result{}, reconcile.Stalling(togetherv1.ReasonBatchExpired,
 			fmt.Sprintf("Batch %s did not finish within its completion window. Set spec.maxRequestsPerBatch to split the input into smaller batches and create a new TogetherBatch.", batchIDs(tb)))
 	case togetherv1.BatchCancelled:
-		markStalled(&st.Conditions, gen, ReasonBatchCancelled,
+		return ctrl.Result{}, reconcile.Stalling(togetherv1.ReasonBatchCancelled,
 			fmt.Sprintf("Batch %s was cancelled; create a new TogetherBatch to run the requests again.", batchIDs(tb)))
 	case togetherv1.BatchSucceeded:
-	default:
-		markReconciling(&st.Conditions, gen, ReasonBatchInProgress,
-			fmt.Sprintf("Batch %s is %s (%d%%); the output is fetched when it completes.", batchIDs(tb), st.Phase, st.Progress))
-		return ctrl.Result{}, false, nil
+		return ctrl.Result{}, nil
 	}
-	return ctrl.Result{}, true, nil
+	return ctrl.Result{}, reconcile.Waiting(togetherv1.ReasonBatchInProgress,
+		fmt.Sprintf("Batch %s is %s (%d%%); the output is fetched when it completes.", batchIDs(tb), st.Phase, st.Progress), 0)
 }
 
 // aggregateParts sets the overall phase, progress and tokens from the parts:
@@ -111,20 +115,20 @@ func batchIDs(tb *togetherv1.TogetherBatch) string {
 // succeeded. A crash between the two loses one batch's tokens from the
 // metric rather than counting them twice; under-counting is the safer error
 // for a billing signal, and status.totalTokens stays the exact record.
-func (r *TogetherBatchReconciler) reconcileTokens(ctx context.Context, tb *togetherv1.TogetherBatch, p *statusPatcher) (ctrl.Result, bool, error) {
+func (r *TogetherBatchReconciler) reconcileTokens(ctx context.Context, tb *togetherv1.TogetherBatch, s *scope) (ctrl.Result, error) {
 	st := &tb.Status
 	if !st.Phase.IsTerminal() || st.TokensAccounted {
-		return ctrl.Result{}, true, nil
+		return ctrl.Result{}, nil
 	}
 	st.TokensAccounted = true
-	if err := r.writeStatusNow(ctx, tb, p); err != nil {
+	if err := s.persist(ctx, tb); err != nil {
 		st.TokensAccounted = false
-		return ctrl.Result{}, false, fmt.Errorf("recording that tokens were accounted: %w", err)
+		return ctrl.Result{}, fmt.Errorf("recording that tokens were accounted: %w", err)
 	}
 	model := tb.Spec.Model
 	if model == "" {
 		model = "unknown"
 	}
 	batchTokensTotal.WithLabelValues(tb.Namespace, model).Add(float64(st.TotalTokens))
-	return ctrl.Result{}, true, nil
+	return ctrl.Result{}, nil
 }

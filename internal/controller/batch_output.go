@@ -22,6 +22,8 @@ import (
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/fetch"
+	"github.com/together-operator/together-operator/internal/reconcile"
+	"github.com/together-operator/together-operator/internal/together"
 )
 
 const (
@@ -41,45 +43,47 @@ const (
 	// apiKeySecretRecheck is how often a missing API key Secret is looked
 	// for again: Secrets are not watched.
 	apiKeySecretRecheck = 30 * time.Second
+	// fetchRetryDelay is the pause before a failed fetch Job is replaced.
+	fetchRetryDelay = time.Second
 )
 
 // reconcileOutput writes a succeeded batch's results where spec.output asks
 // and sets Ready once they are written and verified.
-func (r *TogetherBatchReconciler) reconcileOutput(ctx context.Context, tb *togetherv1.TogetherBatch, _ *statusPatcher) (ctrl.Result, bool, error) {
+func (r *TogetherBatchReconciler) reconcileOutput(ctx context.Context, tb *togetherv1.TogetherBatch, s *scope) (ctrl.Result, error) {
 	st := &tb.Status
 	if st.Phase != togetherv1.BatchSucceeded {
-		return ctrl.Result{}, true, nil
+		return ctrl.Result{}, nil
 	}
 	out := tb.Spec.Output
 	if out == nil {
-		apimeta.RemoveStatusCondition(&st.Conditions, OutputReadyCondition)
-		setReady(&st.Conditions, tb.Generation, metav1.ConditionTrue, ReasonSucceeded,
+		apimeta.RemoveStatusCondition(&st.Conditions, togetherv1.OutputReadyCondition)
+		s.succeeded(metav1.ConditionTrue, togetherv1.ReasonSucceeded,
 			fmt.Sprintf("Batch %s completed using %d tokens; no output was requested.", batchIDs(tb), st.TotalTokens))
-		return ctrl.Result{}, true, nil
+		return ctrl.Result{}, nil
 	}
-	if c := apimeta.FindStatusCondition(st.Conditions, OutputReadyCondition); c != nil && c.Status == metav1.ConditionTrue && st.Output != nil {
-		r.markOutputReady(tb)
-		return ctrl.Result{}, true, nil
+	if c := apimeta.FindStatusCondition(st.Conditions, togetherv1.OutputReadyCondition); c != nil && c.Status == metav1.ConditionTrue && st.Output != nil {
+		r.markOutputReady(tb, s)
+		return ctrl.Result{}, nil
 	}
-	if c := apimeta.FindStatusCondition(st.Conditions, OutputReadyCondition); c != nil &&
-		(c.Reason == ReasonOutputTooLarge || c.Reason == ReasonFetchFailed) && c.ObservedGeneration == tb.Generation {
+	if c := apimeta.FindStatusCondition(st.Conditions, togetherv1.OutputReadyCondition); c != nil &&
+		(c.Reason == togetherv1.ReasonOutputTooLarge || c.Reason == togetherv1.ReasonFetchFailed) && c.ObservedGeneration == tb.Generation {
 		// Stalled until the spec changes (e.g. to a PVC output).
-		return ctrl.Result{}, false, nil
+		return ctrl.Result{}, reconcile.Stalling(c.Reason, c.Message).On(togetherv1.OutputReadyCondition)
 	}
 	parts, err := r.fetchParts(ctx, tb)
 	if err != nil {
-		return r.fetchFailure(tb, err)
+		return ctrl.Result{}, r.fetchFailure(err)
 	}
 	if out.ConfigMap != nil {
-		return r.writeConfigMapOutput(ctx, tb, parts)
+		return ctrl.Result{}, r.writeConfigMapOutput(ctx, tb, s, parts)
 	}
-	return r.followFetchJob(ctx, tb, parts)
+	return ctrl.Result{}, r.followFetchJob(ctx, tb, s, parts)
 }
 
-// markOutputReady sets Ready once the output is written.
-func (r *TogetherBatchReconciler) markOutputReady(tb *togetherv1.TogetherBatch) {
+// markOutputReady says Ready once the output is written.
+func (r *TogetherBatchReconciler) markOutputReady(tb *togetherv1.TogetherBatch, s *scope) {
 	o := tb.Status.Output
-	setReady(&tb.Status.Conditions, tb.Generation, metav1.ConditionTrue, ReasonSucceeded,
+	s.succeeded(metav1.ConditionTrue, togetherv1.ReasonSucceeded,
 		fmt.Sprintf("Batch %s completed using %d tokens; %d results and %d failed requests written to %s.",
 			batchIDs(tb), tb.Status.TotalTokens, o.Records, o.FailedRecords, o.Location))
 }
@@ -118,30 +122,32 @@ func (r *TogetherBatchReconciler) fetchParts(ctx context.Context, tb *togetherv1
 	return []fetch.Part{{InputFileID: b.InputFileID, OutputFileID: st.OutputFileID, ErrorFileID: st.ErrorFileID}}, nil
 }
 
-// fetchFailure reports an API failure while preparing a fetch and retries.
-func (r *TogetherBatchReconciler) fetchFailure(tb *togetherv1.TogetherBatch, err error) (ctrl.Result, bool, error) {
-	setCondition(&tb.Status.Conditions, tb.Generation, OutputReadyCondition, metav1.ConditionFalse, ReasonAPIError,
-		fmt.Sprintf("Reading the output failed and will be retried: %v.", err))
-	markReconciling(&tb.Status.Conditions, tb.Generation, ReasonFetching, "Fetching the output; the last attempt failed and will be retried.")
-	return ctrl.Result{}, false, err
+// fetchFailure reports a failure while fetching the output: a Together
+// error is classified as every Together error is; anything else (a
+// checksum that does not match) is retried.
+func (r *TogetherBatchReconciler) fetchFailure(err error) error {
+	var api *together.APIError
+	if errors.As(err, &api) {
+		e, _ := reconcile.As(r.apiFailure(err, "reading the batch output"))
+		return e.On(togetherv1.OutputReadyCondition)
+	}
+	return reconcile.Retrying(togetherv1.ReasonFetching, fmt.Sprintf("Fetching the output failed and will be retried: %v.", err), err).On(togetherv1.OutputReadyCondition)
 }
 
 // outputTooLarge stalls a ConfigMap output that cannot fit.
-func (r *TogetherBatchReconciler) outputTooLarge(tb *togetherv1.TogetherBatch, size int64) (ctrl.Result, bool, error) {
+func (r *TogetherBatchReconciler) outputTooLarge(size int64) error {
 	what := "more than"
 	if size > 0 {
 		what = fmt.Sprintf("%d bytes, more than", size)
 	}
 	msg := fmt.Sprintf("The output is %s a ConfigMap holds (%d bytes). Use spec.output.persistentVolumeClaim instead of spec.output.configMap.", what, MaxConfigMapOutputBytes)
-	setCondition(&tb.Status.Conditions, tb.Generation, OutputReadyCondition, metav1.ConditionFalse, ReasonOutputTooLarge, msg)
-	markStalled(&tb.Status.Conditions, tb.Generation, ReasonOutputTooLarge, msg)
-	return ctrl.Result{}, false, nil
+	return reconcile.Stalling(togetherv1.ReasonOutputTooLarge, msg).On(togetherv1.OutputReadyCondition)
 }
 
 // writeConfigMapOutput fetches a small output in-process and writes it to
 // the ConfigMap. Sizes are checked before downloading and enforced while
 // streaming, so an oversized output never fills the operator's memory.
-func (r *TogetherBatchReconciler) writeConfigMapOutput(ctx context.Context, tb *togetherv1.TogetherBatch, parts []fetch.Part) (ctrl.Result, bool, error) {
+func (r *TogetherBatchReconciler) writeConfigMapOutput(ctx context.Context, tb *togetherv1.TogetherBatch, s *scope, parts []fetch.Part) error {
 	var declared int64
 	for _, p := range parts {
 		for _, id := range []string{p.OutputFileID, p.ErrorFileID} {
@@ -150,21 +156,21 @@ func (r *TogetherBatchReconciler) writeConfigMapOutput(ctx context.Context, tb *
 			}
 			f, err := r.API.GetFile(ctx, id)
 			if err != nil {
-				return r.fetchFailure(tb, fmt.Errorf("reading size of file %s: %w", id, err))
+				return r.fetchFailure(fmt.Errorf("reading size of file %s: %w", id, err))
 			}
 			declared += f.Bytes
 		}
 	}
 	if declared > MaxConfigMapOutputBytes {
-		return r.outputTooLarge(tb, declared)
+		return r.outputTooLarge(declared)
 	}
 	var out, errs bytes.Buffer
 	res, err := fetch.Fetch(ctx, r.API, parts, &out, &errs, fetch.Options{Limit: MaxConfigMapOutputBytes})
 	if errors.Is(err, fetch.ErrTooLarge) {
-		return r.outputTooLarge(tb, 0)
+		return r.outputTooLarge(0)
 	}
 	if err != nil {
-		return r.fetchFailure(tb, err)
+		return r.fetchFailure(err)
 	}
 	name := tb.Spec.Output.ConfigMap.Name
 	cm := &corev1.ConfigMap{}
@@ -173,17 +179,15 @@ func (r *TogetherBatchReconciler) writeConfigMapOutput(ctx context.Context, tb *
 	case apierrors.IsNotFound(err):
 		cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: tb.Namespace, Labels: map[string]string{batchLabel: tb.Name}}}
 	case err != nil:
-		return ctrl.Result{}, false, fmt.Errorf("reading output ConfigMap %s: %w", name, err)
+		return fmt.Errorf("reading output ConfigMap %s: %w", name, err)
 	case cm.Labels[batchLabel] != tb.Name:
-		msg := fmt.Sprintf("ConfigMap %q already exists and was not created for this batch; delete it or choose another spec.output.configMap.name.", name)
-		setCondition(&tb.Status.Conditions, tb.Generation, OutputReadyCondition, metav1.ConditionFalse, ReasonOutputConflict, msg)
-		markStalled(&tb.Status.Conditions, tb.Generation, ReasonOutputConflict, msg)
-		return ctrl.Result{RequeueAfter: batchRecheckInterval}, false, nil
+		return reconcile.Stalling(togetherv1.ReasonOutputConflict, fmt.Sprintf(
+			"ConfigMap %q already exists and was not created for this batch; delete it or choose another spec.output.configMap.name.", name)).On(togetherv1.OutputReadyCondition).After(batchRecheckInterval)
 	}
 	cm.Data = map[string]string{OutputKey: out.String(), ErrorsKey: errs.String()}
 	if tb.Spec.DeletionPolicy != togetherv1.DeletionPolicyRetain {
 		if err := controllerutil.SetOwnerReference(tb, cm, r.Scheme()); err != nil {
-			return ctrl.Result{}, false, fmt.Errorf("owning output ConfigMap %s: %w", name, err)
+			return fmt.Errorf("owning output ConfigMap %s: %w", name, err)
 		}
 	}
 	if cm.ResourceVersion == "" {
@@ -192,27 +196,27 @@ func (r *TogetherBatchReconciler) writeConfigMapOutput(ctx context.Context, tb *
 		err = r.Update(ctx, cm)
 	}
 	if err != nil {
-		return ctrl.Result{}, false, fmt.Errorf("writing output ConfigMap %s: %w", name, err)
+		return fmt.Errorf("writing output ConfigMap %s: %w", name, err)
 	}
 	// Verify what the API server stored, not what was sent.
 	stored := &corev1.ConfigMap{}
 	if err := r.Get(ctx, client.ObjectKeyFromObject(cm), stored); err != nil {
-		return ctrl.Result{}, false, fmt.Errorf("reading back output ConfigMap %s: %w", name, err)
+		return fmt.Errorf("reading back output ConfigMap %s: %w", name, err)
 	}
 	sum := sha256.Sum256([]byte(stored.Data[OutputKey]))
 	if got := hex.EncodeToString(sum[:]); got != res.SHA256 || int64(len(stored.Data[OutputKey])) != res.Bytes {
-		return r.fetchFailure(tb, fmt.Errorf("ConfigMap %s holds %d bytes with sha256 %s, but %d bytes with sha256 %s were written", name, len(stored.Data[OutputKey]), got, res.Bytes, res.SHA256))
+		return r.fetchFailure(fmt.Errorf("ConfigMap %s holds %d bytes with sha256 %s, but %d bytes with sha256 %s were written", name, len(stored.Data[OutputKey]), got, res.Bytes, res.SHA256))
 	}
-	r.recordOutput(tb, "configmap/"+name, res)
-	return ctrl.Result{}, true, nil
+	r.recordOutput(tb, s, "configmap/"+name, res)
+	return nil
 }
 
 // recordOutput stores what was written and marks the batch Ready.
-func (r *TogetherBatchReconciler) recordOutput(tb *togetherv1.TogetherBatch, location string, res fetch.Result) {
+func (r *TogetherBatchReconciler) recordOutput(tb *togetherv1.TogetherBatch, s *scope, location string, res fetch.Result) {
 	tb.Status.Output = &togetherv1.OutputStatus{Location: location, Bytes: res.Bytes, SHA256: res.SHA256, Records: res.Records, FailedRecords: res.FailedRecords}
-	setCondition(&tb.Status.Conditions, tb.Generation, OutputReadyCondition, metav1.ConditionTrue, ReasonOutputWritten,
+	reconcile.SetCondition(&tb.Status.Conditions, tb.Generation, togetherv1.OutputReadyCondition, metav1.ConditionTrue, togetherv1.ReasonOutputWritten,
 		fmt.Sprintf("Wrote %d bytes (sha256 %s) to %s.", res.Bytes, res.SHA256, location))
-	r.markOutputReady(tb)
+	r.markOutputReady(tb, s)
 }
 
 // releaseOutput drops this resource's owner reference from the output
@@ -256,44 +260,40 @@ func fetchJobName(tb *togetherv1.TogetherBatch) string {
 // creates the Job, waits for it, reads the size and checksum the fetch mode
 // reported in its termination message, and retries a failed Job up to
 // MaxFetchAttempts times. Each Job is deleted once it has been read.
-func (r *TogetherBatchReconciler) followFetchJob(ctx context.Context, tb *togetherv1.TogetherBatch, parts []fetch.Part) (ctrl.Result, bool, error) {
+func (r *TogetherBatchReconciler) followFetchJob(ctx context.Context, tb *togetherv1.TogetherBatch, s *scope, parts []fetch.Part) error {
 	job := &batchv1.Job{}
 	err := r.Get(ctx, client.ObjectKey{Namespace: tb.Namespace, Name: fetchJobName(tb)}, job)
 	if apierrors.IsNotFound(err) {
 		return r.startFetchJob(ctx, tb, parts)
 	}
 	if err != nil {
-		return ctrl.Result{}, false, fmt.Errorf("reading fetch Job: %w", err)
+		return fmt.Errorf("reading fetch Job: %w", err)
 	}
 	switch {
 	case jobHasCondition(job, batchv1.JobComplete):
 		msg, err := r.terminationMessage(ctx, job)
 		if err != nil {
-			return ctrl.Result{}, false, err
+			return err
 		}
 		var res fetch.Result
 		if jsonErr := json.Unmarshal([]byte(msg), &res); jsonErr != nil || res.SHA256 == "" {
 			return r.fetchJobFailed(ctx, tb, job, "it completed without reporting the size and checksum of what it wrote")
 		}
 		pvc := tb.Spec.Output.PersistentVolumeClaim
-		r.recordOutput(tb, "pvc/"+pvc.ClaimName+"/"+pvcPath(pvc), res)
-		if err := r.deleteFetchJob(ctx, tb); err != nil {
-			return ctrl.Result{}, false, err
-		}
-		return ctrl.Result{}, true, nil
+		r.recordOutput(tb, s, "pvc/"+pvc.ClaimName+"/"+pvcPath(pvc), res)
+		return r.deleteFetchJob(ctx, tb)
 	case jobHasCondition(job, batchv1.JobFailed):
 		msg, err := r.terminationMessage(ctx, job)
 		if err != nil {
-			return ctrl.Result{}, false, err
+			return err
 		}
 		if msg == "" {
 			msg = "no message"
 		}
 		return r.fetchJobFailed(ctx, tb, job, msg)
 	}
-	markReconciling(&tb.Status.Conditions, tb.Generation, ReasonFetching,
-		fmt.Sprintf("Job %s is writing the output to PVC %s (attempt %d of %d).", job.Name, tb.Spec.Output.PersistentVolumeClaim.ClaimName, tb.Status.FetchAttempts, r.maxFetchAttempts()))
-	return ctrl.Result{}, false, nil
+	return reconcile.Waiting(togetherv1.ReasonFetching,
+		fmt.Sprintf("Job %s is writing the output to PVC %s (attempt %d of %d).", job.Name, tb.Spec.Output.PersistentVolumeClaim.ClaimName, tb.Status.FetchAttempts, r.maxFetchAttempts()), 0)
 }
 
 func (r *TogetherBatchReconciler) maxFetchAttempts() int32 {
@@ -305,19 +305,15 @@ func (r *TogetherBatchReconciler) maxFetchAttempts() int32 {
 
 // fetchJobFailed deletes a failed Job; the next reconcile starts another
 // unless the attempts are used up.
-func (r *TogetherBatchReconciler) fetchJobFailed(ctx context.Context, tb *togetherv1.TogetherBatch, job *batchv1.Job, why string) (ctrl.Result, bool, error) {
+func (r *TogetherBatchReconciler) fetchJobFailed(ctx context.Context, tb *togetherv1.TogetherBatch, job *batchv1.Job, why string) error {
 	if err := r.deleteFetchJob(ctx, tb); err != nil {
-		return ctrl.Result{}, false, err
+		return err
 	}
 	if tb.Status.FetchAttempts >= r.maxFetchAttempts() {
-		msg := fmt.Sprintf("Fetch Job %s failed %d times, last because %s. Check the PVC (space, access mode) and the operator's API key, then delete status by recreating the resource.", job.Name, tb.Status.FetchAttempts, why)
-		setCondition(&tb.Status.Conditions, tb.Generation, OutputReadyCondition, metav1.ConditionFalse, ReasonFetchFailed, msg)
-		markStalled(&tb.Status.Conditions, tb.Generation, ReasonFetchFailed, msg)
-		return ctrl.Result{}, false, nil
+		return reconcile.Stalling(togetherv1.ReasonFetchFailed, fmt.Sprintf(
+			"Fetch Job %s failed %d times, last because %s. Check the PVC (space, access mode) and the operator's API key, then delete status by recreating the resource.", job.Name, tb.Status.FetchAttempts, why)).On(togetherv1.OutputReadyCondition)
 	}
-	markReconciling(&tb.Status.Conditions, tb.Generation, ReasonFetching,
-		fmt.Sprintf("Fetch Job %s failed (%s); retrying.", job.Name, why))
-	return ctrl.Result{Requeue: true}, false, nil
+	return reconcile.Waiting(togetherv1.ReasonFetching, fmt.Sprintf("Fetch Job %s failed (%s); retrying.", job.Name, why), fetchRetryDelay)
 }
 
 // terminationMessage returns what the fetch container wrote to its
@@ -403,33 +399,31 @@ func orDefault(s, def string) string {
 // startFetchJob creates the Job for the next attempt, once the API key
 // Secret it references exists. The operator never creates that Secret nor
 // copies the key: it only checks the Secret is there.
-func (r *TogetherBatchReconciler) startFetchJob(ctx context.Context, tb *togetherv1.TogetherBatch, parts []fetch.Part) (ctrl.Result, bool, error) {
+func (r *TogetherBatchReconciler) startFetchJob(ctx context.Context, tb *togetherv1.TogetherBatch, parts []fetch.Part) error {
 	if tb.Status.FetchAttempts >= r.maxFetchAttempts() {
-		return ctrl.Result{}, false, nil
+		return reconcile.Stalling(togetherv1.ReasonFetchFailed, fmt.Sprintf(
+			"All %d fetch attempts are used; check the PVC and the API key Secret, then recreate the resource to fetch again.", tb.Status.FetchAttempts)).On(togetherv1.OutputReadyCondition)
 	}
 	name := fetchJobName(tb)
 	missing, err := r.checkAPIKeySecret(ctx, tb)
 	if err != nil {
-		return ctrl.Result{}, false, err
+		return err
 	}
 	if missing != "" {
-		setCondition(&tb.Status.Conditions, tb.Generation, OutputReadyCondition, metav1.ConditionFalse, ReasonAPIKeySecretNotFound, missing)
-		markStalled(&tb.Status.Conditions, tb.Generation, ReasonAPIKeySecretNotFound, missing)
-		return ctrl.Result{RequeueAfter: apiKeySecretRecheck}, false, nil
+		return reconcile.Stalling(togetherv1.ReasonAPIKeySecretNotFound, missing).On(togetherv1.OutputReadyCondition).After(apiKeySecretRecheck)
 	}
 	job := r.fetchJob(tb, name, parts)
 	if err := controllerutil.SetControllerReference(tb, job, r.Scheme()); err != nil {
-		return ctrl.Result{}, false, fmt.Errorf("owning fetch Job: %w", err)
+		return fmt.Errorf("owning fetch Job: %w", err)
 	}
 	if err := r.Create(ctx, job); err != nil && !apierrors.IsAlreadyExists(err) {
-		return ctrl.Result{}, false, fmt.Errorf("creating fetch Job %s: %w", name, err)
+		return fmt.Errorf("creating fetch Job %s: %w", name, err)
 	}
 	tb.Status.FetchAttempts++
-	setCondition(&tb.Status.Conditions, tb.Generation, OutputReadyCondition, metav1.ConditionFalse, ReasonFetching,
+	reconcile.SetCondition(&tb.Status.Conditions, tb.Generation, togetherv1.OutputReadyCondition, metav1.ConditionFalse, togetherv1.ReasonFetching,
 		fmt.Sprintf("Job %s is writing the output to PVC %s.", name, tb.Spec.Output.PersistentVolumeClaim.ClaimName))
-	markReconciling(&tb.Status.Conditions, tb.Generation, ReasonFetching,
-		fmt.Sprintf("Job %s is writing the output to PVC %s (attempt %d of %d).", name, tb.Spec.Output.PersistentVolumeClaim.ClaimName, tb.Status.FetchAttempts, r.maxFetchAttempts()))
-	return ctrl.Result{}, false, nil
+	return reconcile.Waiting(togetherv1.ReasonFetching,
+		fmt.Sprintf("Job %s is writing the output to PVC %s (attempt %d of %d).", name, tb.Spec.Output.PersistentVolumeClaim.ClaimName, tb.Status.FetchAttempts, r.maxFetchAttempts()), 0)
 }
 
 // fetchJob builds the Job running the operator image in fetch mode. The API

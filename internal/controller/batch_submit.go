@@ -17,7 +17,7 @@ import (
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/dataset"
 	"github.com/together-operator/together-operator/internal/lattice"
-
+	"github.com/together-operator/together-operator/internal/reconcile"
 	"github.com/together-operator/together-operator/internal/together"
 )
 
@@ -50,19 +50,19 @@ func submitted(tb *togetherv1.TogetherBatch) bool {
 // reconcileSubmission makes sure tb follows its batches: it adopts
 // spec.batchID, or validates, uploads and submits spec.input, finishing an
 // interrupted submission instead of starting a second one.
-func (r *TogetherBatchReconciler) reconcileSubmission(ctx context.Context, tb *togetherv1.TogetherBatch, p *statusPatcher) (ctrl.Result, bool, error) {
+func (r *TogetherBatchReconciler) reconcileSubmission(ctx context.Context, tb *togetherv1.TogetherBatch, s *scope) (ctrl.Result, error) {
 	if submitted(tb) {
-		return ctrl.Result{}, true, nil
+		return ctrl.Result{}, nil
 	}
 	if tb.Spec.BatchID != "" {
-		return r.adoptBatch(ctx, tb)
+		return ctrl.Result{}, r.adoptBatch(ctx, tb)
 	}
 	if tb.Spec.Input == nil {
-		return ctrl.Result{}, true, nil
+		return ctrl.Result{}, nil
 	}
-	chunks, res, ok, err := r.readBatchInput(ctx, tb)
-	if !ok || err != nil {
-		return res, false, err
+	chunks, err := r.readBatchInput(ctx, tb)
+	if err != nil {
+		return ctrl.Result{}, err
 	}
 	// A marker that was already there means an earlier reconcile may have
 	// created batches it could not record: look for them before creating.
@@ -77,22 +77,22 @@ func (r *TogetherBatchReconciler) reconcileSubmission(ctx context.Context, tb *t
 				tb.Status.Parts[i] = togetherv1.BatchPart{Index: int32(i), Requests: int32(c.requests)}
 			}
 		}
-		markReconciling(&tb.Status.Conditions, tb.Generation, ReasonProgressing, "Submitting the batch to Together.")
-		if err := r.writeStatusNow(ctx, tb, p); err != nil {
-			return ctrl.Result{}, false, fmt.Errorf("recording the submission marker: %w", err)
+		reconcile.MarkReconciling(&tb.Status.Conditions, tb.Generation, togetherv1.ReasonProgressing, "Submitting the batch to Together.")
+		if err := s.persist(ctx, tb); err != nil {
+			return ctrl.Result{}, fmt.Errorf("recording the submission marker: %w", err)
 		}
 	}
-	s := &batchSubmitter{r: r, tb: tb, recovering: recovering}
+	sub := &batchSubmitter{r: r, tb: tb, recovering: recovering}
 	for i, c := range chunks {
-		if err := s.submitPart(ctx, i, c); err != nil {
-			return r.submitFailure(tb, err)
+		if err := sub.submitPart(ctx, i, c); err != nil {
+			return ctrl.Result{}, r.submitFailure(err)
 		}
 	}
 	tb.Status.Submission = nil
 	if tb.Status.Phase == togetherv1.BatchPending || tb.Status.Phase == "" {
 		tb.Status.Phase = togetherv1.BatchValidating
 	}
-	return ctrl.Result{}, true, nil
+	return ctrl.Result{}, nil
 }
 
 // batchChunk is the input of one part: the JSONL to upload, or an existing
@@ -103,29 +103,27 @@ type batchChunk struct {
 	requests int
 }
 
-// readBatchInput returns the parts to submit. ok=false means the input is
-// not usable and conditions say why.
-func (r *TogetherBatchReconciler) readBatchInput(ctx context.Context, tb *togetherv1.TogetherBatch) ([]batchChunk, ctrl.Result, bool, error) {
+// readBatchInput returns the parts to submit, or a stall that says why the
+// input cannot be used.
+func (r *TogetherBatchReconciler) readBatchInput(ctx context.Context, tb *togetherv1.TogetherBatch) ([]batchChunk, error) {
 	in := tb.Spec.Input
 	if in.FileID != "" {
-		return []batchChunk{{fileID: in.FileID}}, ctrl.Result{}, true, nil
+		return []batchChunk{{fileID: in.FileID}}, nil
 	}
 	ref := in.ConfigMapRef
 	cm := &corev1.ConfigMap{}
 	err := r.Get(ctx, client.ObjectKey{Namespace: tb.Namespace, Name: ref.Name}, cm)
 	if apierrors.IsNotFound(err) {
-		markStalled(&tb.Status.Conditions, tb.Generation, ReasonInputNotFound,
-			fmt.Sprintf("ConfigMap %q does not exist; create it with the JSONL requests under key %q.", ref.Name, ref.Key))
-		return nil, ctrl.Result{RequeueAfter: batchRecheckInterval}, false, nil
+		return nil, reconcile.Stalling(togetherv1.ReasonInputNotFound,
+			fmt.Sprintf("ConfigMap %q does not exist; create it with the JSONL requests under key %q.", ref.Name, ref.Key)).After(batchRecheckInterval)
 	}
 	if err != nil {
-		return nil, ctrl.Result{}, false, fmt.Errorf("reading input ConfigMap %s: %w", ref.Name, err)
+		return nil, fmt.Errorf("reading input ConfigMap %s: %w", ref.Name, err)
 	}
 	data, found := cm.Data[ref.Key]
 	if !found {
-		markStalled(&tb.Status.Conditions, tb.Generation, ReasonInputNotFound,
-			fmt.Sprintf("ConfigMap %q has no key %q; put the JSONL requests under that key or fix spec.input.configMapRef.key.", ref.Name, ref.Key))
-		return nil, ctrl.Result{RequeueAfter: batchRecheckInterval}, false, nil
+		return nil, reconcile.Stalling(togetherv1.ReasonInputNotFound,
+			fmt.Sprintf("ConfigMap %q has no key %q; put the JSONL requests under that key or fix spec.input.configMapRef.key.", ref.Name, ref.Key)).After(batchRecheckInterval)
 	}
 	endpoint := tb.Spec.Endpoint
 	if endpoint == "" {
@@ -134,19 +132,18 @@ func (r *TogetherBatchReconciler) readBatchInput(ctx context.Context, tb *togeth
 	reqs, err := dataset.ParseBatchInput(strings.NewReader(data), endpoint)
 	var le *dataset.LineError
 	if errors.As(err, &le) {
-		markStalled(&tb.Status.Conditions, tb.Generation, ReasonInvalidInput,
-			fmt.Sprintf("Line %d of ConfigMap %q key %q is not a valid %s request: %s. Fix the line; nothing was uploaded.", le.Line, ref.Name, ref.Key, endpoint, le.Reason))
 		// ConfigMaps are not watched: look again later for a fixed input.
-		return nil, ctrl.Result{RequeueAfter: batchRecheckInterval}, false, nil
+		return nil, reconcile.Stalling(togetherv1.ReasonInvalidInput,
+			fmt.Sprintf("Line %d of ConfigMap %q key %q is not a valid %s request: %s. Fix the line; nothing was uploaded.", le.Line, ref.Name, ref.Key, endpoint, le.Reason)).After(batchRecheckInterval)
 	}
 	if err != nil {
-		return nil, ctrl.Result{}, false, fmt.Errorf("validating ConfigMap %s key %s: %w", ref.Name, ref.Key, err)
+		return nil, fmt.Errorf("validating ConfigMap %s key %s: %w", ref.Name, ref.Key, err)
 	}
 	var chunks []batchChunk
 	for _, part := range dataset.SplitBatchRequests(reqs, int(tb.Spec.MaxRequestsPerBatch)) {
 		chunks = append(chunks, batchChunk{data: dataset.EncodeBatchRequests(part), requests: len(part)})
 	}
-	return chunks, ctrl.Result{}, true, nil
+	return chunks, nil
 }
 
 // batchSubmitter creates the parts of one submission, reading the account's
@@ -265,38 +262,29 @@ func (s *batchSubmitter) findBatch(fileID string) *together.Batch {
 	return nil
 }
 
-// submitFailure turns a failed submission into conditions: a rejected key or
-// request needs a person; anything else is retried with backoff.
-func (r *TogetherBatchReconciler) submitFailure(tb *togetherv1.TogetherBatch, err error) (ctrl.Result, bool, error) {
-	switch {
-	case together.IsUnauthorized(err):
-		markStalled(&tb.Status.Conditions, tb.Generation, ReasonUnauthorized,
-			"Together rejected the API key; update the operator's API key Secret.")
-		return ctrl.Result{RequeueAfter: batchRecheckInterval}, false, nil
-	case together.IsInvalidRequest(err):
-		markStalled(&tb.Status.Conditions, tb.Generation, ReasonBatchRejected,
+// submitFailure classifies a failed submission: a refused request needs a
+// person; the rest is what every Together failure is (apiFailure).
+func (r *TogetherBatchReconciler) submitFailure(err error) error {
+	if together.IsInvalidRequest(err) {
+		return reconcile.Stalling(togetherv1.ReasonBatchRejected,
 			fmt.Sprintf("Together refused the batch: %v. Check spec.model, spec.endpoint and the input file, then recreate the resource.", err))
-		return ctrl.Result{}, false, nil
 	}
-	markReconciling(&tb.Status.Conditions, tb.Generation, ReasonAPIError,
-		fmt.Sprintf("Submitting the batch failed and will be retried: %v.", err))
-	return ctrl.Result{}, false, err
+	return r.apiFailure(err, "submitting the batch")
 }
 
 // adoptBatch reads spec.batchID once and fills status from it; from then on
 // the event intake keeps status current.
-func (r *TogetherBatchReconciler) adoptBatch(ctx context.Context, tb *togetherv1.TogetherBatch) (ctrl.Result, bool, error) {
+func (r *TogetherBatchReconciler) adoptBatch(ctx context.Context, tb *togetherv1.TogetherBatch) error {
 	b, err := r.API.GetBatch(ctx, tb.Spec.BatchID)
 	if together.IsNotFound(err) {
-		markStalled(&tb.Status.Conditions, tb.Generation, ReasonBatchNotFound,
-			fmt.Sprintf("Together has no batch %q; spec.batchID cannot be changed, so recreate the resource with the right ID.", tb.Spec.BatchID))
-		return ctrl.Result{RequeueAfter: batchRecheckInterval}, false, nil
+		return reconcile.Stalling(togetherv1.ReasonBatchNotFound,
+			fmt.Sprintf("Together has no batch %q; spec.batchID cannot be changed, so recreate the resource with the right ID.", tb.Spec.BatchID)).After(batchRecheckInterval)
 	}
 	if err != nil {
-		return r.submitFailure(tb, fmt.Errorf("reading batch %s: %w", tb.Spec.BatchID, err))
+		return r.apiFailure(err, "reading batch "+tb.Spec.BatchID)
 	}
 	fillBatchStatus(&tb.Status, b)
-	return ctrl.Result{}, true, nil
+	return nil
 }
 
 // fillBatchStatus copies what a read of the batch says into status.

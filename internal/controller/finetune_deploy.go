@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/reconcile"
 	"github.com/together-operator/together-operator/internal/together"
 )
 
@@ -35,61 +36,65 @@ const ftDefaultModelEnv = "TOGETHER_MODEL"
 
 // reconcileDeploy takes a succeeded attempt's model to spec.deploy's targets,
 // once per attempt: the quality gate first, then the endpoint (followed to
-// STARTED), then the Deployment's env var.
-func (r *TogetherFineTuneReconciler) reconcileDeploy(ctx context.Context, ft *togetherv1.TogetherFineTune) (ctrl.Result, bool, error) {
+// STARTED), then the Deployment's env var. It owns Deployed and says what
+// Ready says once the fine-tune is done.
+func (r *TogetherFineTuneReconciler) reconcileDeploy(ctx context.Context, ft *togetherv1.TogetherFineTune, s *scope) (ctrl.Result, error) {
 	st := &ft.Status
 	d := ft.Spec.Deploy
 	if d == nil || (d.Deployment == nil && d.Endpoint == nil) {
-		apimeta.RemoveStatusCondition(&st.Conditions, DeployedCondition)
-		setReady(&st.Conditions, ft.Generation, metav1.ConditionTrue, ReasonSucceeded,
+		apimeta.RemoveStatusCondition(&st.Conditions, togetherv1.DeployedCondition)
+		s.succeeded(metav1.ConditionTrue, togetherv1.ReasonSucceeded,
 			fmt.Sprintf("Fine-tune job %s completed; model %s is ready to use.", st.JobID, st.OutputModel))
-		return ctrl.Result{}, true, nil
+		return ctrl.Result{}, nil
 	}
 	if st.DeployedAttempt == st.Attempt && st.DeployedModel != "" {
-		return ctrl.Result{}, true, nil // this attempt's model is out already
+		// This attempt's model is out already.
+		s.succeeded(metav1.ConditionTrue, togetherv1.ReasonDeployed, ftDeployedMessage(ft))
+		return ctrl.Result{}, nil
 	}
 	if st.OutputModel == "" || (d.MaxEvalLoss != nil && st.EvalLoss == nil) {
 		if err := r.completeJobFacts(ctx, ft); err != nil {
-			return ctrl.Result{}, false, r.apiFailure(ft, err, "reading the completed job "+st.JobID)
+			return ctrl.Result{}, r.apiFailure(err, "reading the completed job "+st.JobID)
 		}
 	}
 	if st.OutputModel == "" {
-		r.blockDeploy(ft, ReasonAPIError, fmt.Sprintf("Together reports job %s as completed but names no output model; the operator checks again shortly.", st.JobID), false)
-		return ctrl.Result{RequeueAfter: ftRecheckInterval}, false, nil
+		return ctrl.Result{}, reconcile.Waiting(togetherv1.ReasonAPIError, fmt.Sprintf(
+			"Together reports job %s as completed but names no output model; the operator checks again shortly.", st.JobID), ftOutputModelRecheck).On(togetherv1.DeployedCondition)
 	}
 	if max := d.MaxEvalLoss; max != nil {
 		switch {
 		case st.EvalLoss == nil:
-			r.blockDeploy(ft, ReasonQualityGateFailed, fmt.Sprintf(
-				"Model %s was not deployed: its eval loss is unknown and spec.deploy.maxEvalLoss is %g. Set spec.training.nEvals and a validation file so Together reports one, or remove the gate.", st.OutputModel, *max), true)
-			return ctrl.Result{}, false, nil
+			return ctrl.Result{}, reconcile.Stalling(togetherv1.ReasonQualityGateFailed, fmt.Sprintf(
+				"Model %s was not deployed: its eval loss is unknown and spec.deploy.maxEvalLoss is %g. Set spec.training.nEvals and a validation file so Together reports one, or remove the gate.", st.OutputModel, *max)).On(togetherv1.DeployedCondition)
 		case *st.EvalLoss > *max:
-			r.blockDeploy(ft, ReasonQualityGateFailed, fmt.Sprintf(
-				"Model %s was not deployed: its eval loss %g is above spec.deploy.maxEvalLoss %g. Retrain with other parameters or raise the limit.", st.OutputModel, *st.EvalLoss, *max), true)
-			return ctrl.Result{}, false, nil
+			return ctrl.Result{}, reconcile.Stalling(togetherv1.ReasonQualityGateFailed, fmt.Sprintf(
+				"Model %s was not deployed: its eval loss %g is above spec.deploy.maxEvalLoss %g. Retrain with other parameters or raise the limit.", st.OutputModel, *st.EvalLoss, *max)).On(togetherv1.DeployedCondition)
 		}
 	}
 
 	model := st.OutputModel
 	if d.Endpoint != nil {
-		res, ok, err := r.reconcileEndpoint(ctx, ft)
-		if !ok {
-			return res, false, err
+		if err := r.reconcileEndpoint(ctx, ft); err != nil {
+			return ctrl.Result{}, err
 		}
 		model = st.Endpoint.Name
 	}
 	if d.Deployment != nil {
-		res, ok, err := r.patchDeployment(ctx, ft, model)
-		if !ok {
-			return res, false, err
+		if err := r.patchDeployment(ctx, ft, model); err != nil {
+			return ctrl.Result{}, err
 		}
 	}
 	st.DeployedModel, st.DeployedAttempt = model, st.Attempt
-	msg := fmt.Sprintf("Model %s of attempt %d is deployed%s.", model, st.Attempt, ftTargetsText(ft))
-	setCondition(&st.Conditions, ft.Generation, DeployedCondition, metav1.ConditionTrue, ReasonDeployed, msg)
-	setReady(&st.Conditions, ft.Generation, metav1.ConditionTrue, ReasonDeployed, msg)
-	r.Recorder.Eventf(ft, nil, corev1.EventTypeNormal, ReasonDeployed, "Deploy", "%s", msg)
-	return ctrl.Result{}, true, nil
+	msg := ftDeployedMessage(ft)
+	reconcile.SetCondition(&st.Conditions, ft.Generation, togetherv1.DeployedCondition, metav1.ConditionTrue, togetherv1.ReasonDeployed, msg)
+	s.succeeded(metav1.ConditionTrue, togetherv1.ReasonDeployed, msg)
+	r.Recorder.Eventf(ft, nil, togetherv1.EventTypeNormal, togetherv1.ReasonDeployed, "Deploy", "%s", msg)
+	return ctrl.Result{}, nil
+}
+
+// ftDeployedMessage says which model of which attempt is deployed where.
+func ftDeployedMessage(ft *togetherv1.TogetherFineTune) string {
+	return fmt.Sprintf("Model %s of attempt %d is deployed%s.", ft.Status.DeployedModel, ft.Status.DeployedAttempt, ftTargetsText(ft))
 }
 
 // completeJobFacts reads the job and its metrics once when the intake did
@@ -116,17 +121,6 @@ func (r *TogetherFineTuneReconciler) completeJobFacts(ctx context.Context, ft *t
 	return nil
 }
 
-// blockDeploy records why the model is not deployed. stalled says a person
-// must act; otherwise the operator is still working on it.
-func (r *TogetherFineTuneReconciler) blockDeploy(ft *togetherv1.TogetherFineTune, reason, msg string, stalled bool) {
-	setCondition(&ft.Status.Conditions, ft.Generation, DeployedCondition, metav1.ConditionFalse, reason, msg)
-	if stalled {
-		r.stall(ft, reason, msg)
-		return
-	}
-	markReconciling(&ft.Status.Conditions, ft.Generation, reason, msg)
-}
-
 func ftTargetsText(ft *togetherv1.TogetherFineTune) string {
 	var parts []string
 	if ep := ft.Status.Endpoint; ep != nil {
@@ -143,18 +137,18 @@ func ftTargetsText(ft *togetherv1.TogetherFineTune) string {
 
 // reconcileEndpoint creates (or adopts, see findEndpointServing) the
 // dedicated endpoint for the output model and follows it until STARTED; ok
-// is false while it is not.
-func (r *TogetherFineTuneReconciler) reconcileEndpoint(ctx context.Context, ft *togetherv1.TogetherFineTune) (ctrl.Result, bool, error) {
+// returns a Waiting error while it is not.
+func (r *TogetherFineTuneReconciler) reconcileEndpoint(ctx context.Context, ft *togetherv1.TogetherFineTune) error {
 	st := &ft.Status
 	spec := ft.Spec.Deploy.Endpoint
 	if st.Endpoint == nil {
 		found, err := r.findEndpointServing(ctx, st.OutputModel)
 		if err != nil {
-			return ctrl.Result{}, false, r.apiFailure(ft, err, "looking for a dedicated endpoint already serving "+st.OutputModel)
+			return r.apiFailure(err, "looking for a dedicated endpoint already serving "+st.OutputModel)
 		}
 		if found != nil {
 			st.Endpoint = &togetherv1.EndpointStatus{ID: found.ID, Name: found.Name, State: string(found.State)}
-			r.Recorder.Eventf(ft, nil, corev1.EventTypeNormal, "EndpointAdopted", "Deploy",
+			r.Recorder.Eventf(ft, nil, togetherv1.EventTypeNormal, togetherv1.EventReasonEndpointAdopted, "Deploy",
 				"Found dedicated endpoint %s (%s) already serving model %s and adopted it instead of creating another.", found.Name, found.ID, st.OutputModel)
 		}
 	}
@@ -169,36 +163,33 @@ func (r *TogetherFineTuneReconciler) reconcileEndpoint(ctx context.Context, ft *
 		})
 		if err != nil {
 			if together.IsInvalidRequest(err) {
-				r.blockDeploy(ft, ReasonEndpointFailed, fmt.Sprintf("Together refused to create a dedicated endpoint for %s: %v. Fix spec.deploy.endpoint.", st.OutputModel, err), true)
-				return ctrl.Result{}, false, nil
+				return reconcile.Stalling(togetherv1.ReasonEndpointFailed, fmt.Sprintf("Together refused to create a dedicated endpoint for %s: %v. Fix spec.deploy.endpoint.", st.OutputModel, err)).On(togetherv1.DeployedCondition)
 			}
-			return ctrl.Result{}, false, r.apiFailure(ft, err, "creating a dedicated endpoint")
+			return r.apiFailure(err, "creating a dedicated endpoint")
 		}
 		st.Endpoint = &togetherv1.EndpointStatus{ID: ep.ID, Name: ep.Name, State: string(ep.State)}
-		r.Recorder.Eventf(ft, nil, corev1.EventTypeNormal, "EndpointCreated", "Deploy",
+		r.Recorder.Eventf(ft, nil, togetherv1.EventTypeNormal, togetherv1.EventReasonEndpointCreated, "Deploy",
 			"Created dedicated endpoint %s for model %s on %s.", ep.Name, st.OutputModel, spec.Hardware)
 	}
 	if st.Endpoint.State != string(together.EndpointStarted) {
 		ep, err := r.API.GetEndpoint(ctx, st.Endpoint.ID)
 		if err != nil {
-			return ctrl.Result{}, false, r.apiFailure(ft, err, "reading dedicated endpoint "+st.Endpoint.ID)
+			return r.apiFailure(err, "reading dedicated endpoint "+st.Endpoint.ID)
 		}
 		st.Endpoint.State, st.Endpoint.Name = string(ep.State), ep.Name
 	}
 	switch together.EndpointState(st.Endpoint.State) {
 	case together.EndpointStarted:
-		return ctrl.Result{}, true, nil
+		return nil
 	case together.EndpointError, together.EndpointStopped, together.EndpointStopping:
-		r.blockDeploy(ft, ReasonEndpointFailed, fmt.Sprintf(
-			"Dedicated endpoint %s is %s; inspect it in the Together console. Deleting this resource deletes the endpoint.", st.Endpoint.Name, st.Endpoint.State), true)
-		return ctrl.Result{}, false, nil
+		return reconcile.Stalling(togetherv1.ReasonEndpointFailed, fmt.Sprintf(
+			"Dedicated endpoint %s is %s; inspect it in the Together console. Deleting this resource deletes the endpoint.", st.Endpoint.Name, st.Endpoint.State)).On(togetherv1.DeployedCondition)
 	}
-	r.blockDeploy(ft, ReasonEndpointStarting, fmt.Sprintf("Dedicated endpoint %s is %s; waiting for STARTED.", st.Endpoint.Name, st.Endpoint.State), false)
 	interval := r.EndpointPollInterval
 	if interval <= 0 {
 		interval = ftEndpointPollInterval
 	}
-	return ctrl.Result{RequeueAfter: interval}, false, nil
+	return reconcile.Waiting(togetherv1.ReasonEndpointStarting, fmt.Sprintf("Dedicated endpoint %s is %s; waiting for STARTED.", st.Endpoint.Name, st.Endpoint.State), interval).On(togetherv1.DeployedCondition)
 }
 
 // findEndpointServing returns the caller's dedicated endpoint that serves
@@ -242,16 +233,15 @@ type ftPatchOp struct {
 // operations pin the container and env indexes, so a concurrent edit of the
 // Deployment makes the patch fail (and the reconcile retry) rather than
 // write into the wrong entry.
-func (r *TogetherFineTuneReconciler) patchDeployment(ctx context.Context, ft *togetherv1.TogetherFineTune, model string) (ctrl.Result, bool, error) {
+func (r *TogetherFineTuneReconciler) patchDeployment(ctx context.Context, ft *togetherv1.TogetherFineTune, model string) error {
 	t := ft.Spec.Deploy.Deployment
 	dep := &appsv1.Deployment{}
 	if err := r.Get(ctx, types.NamespacedName{Namespace: ft.Namespace, Name: t.Name}, dep); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.blockDeploy(ft, ReasonDeploymentNotFound, fmt.Sprintf(
-				"Deployment %q does not exist in namespace %q; create it or fix spec.deploy.deployment.name.", t.Name, ft.Namespace), true)
-			return ctrl.Result{RequeueAfter: ftRecheckInterval}, false, nil
+			return reconcile.Stalling(togetherv1.ReasonDeploymentNotFound, fmt.Sprintf(
+				"Deployment %q does not exist in namespace %q; create it or fix spec.deploy.deployment.name.", t.Name, ft.Namespace)).On(togetherv1.DeployedCondition).After(ftRecheckInterval)
 		}
-		return ctrl.Result{}, false, fmt.Errorf("reading Deployment %s/%s: %w", ft.Namespace, t.Name, err)
+		return fmt.Errorf("reading Deployment %s/%s: %w", ft.Namespace, t.Name, err)
 	}
 	containers := dep.Spec.Template.Spec.Containers
 	ci := -1
@@ -262,9 +252,8 @@ func (r *TogetherFineTuneReconciler) patchDeployment(ctx context.Context, ft *to
 		}
 	}
 	if ci < 0 {
-		r.blockDeploy(ft, ReasonContainerNotFound, fmt.Sprintf(
-			"Deployment %q has no container %q; fix spec.deploy.deployment.container.", t.Name, t.Container), true)
-		return ctrl.Result{RequeueAfter: ftRecheckInterval}, false, nil
+		return reconcile.Stalling(togetherv1.ReasonContainerNotFound, fmt.Sprintf(
+			"Deployment %q has no container %q; fix spec.deploy.deployment.container.", t.Name, t.Container)).On(togetherv1.DeployedCondition).After(ftRecheckInterval)
 	}
 	c := containers[ci]
 	envName := t.Env
@@ -280,9 +269,8 @@ func (r *TogetherFineTuneReconciler) patchDeployment(ctx context.Context, ft *to
 	current := ""
 	if ei >= 0 {
 		if c.Env[ei].ValueFrom != nil {
-			r.blockDeploy(ft, ReasonEnvVarFromSource, fmt.Sprintf(
-				"Env var %s of container %s in Deployment %q takes its value from a source; make it a plain value so the operator can set it.", envName, c.Name, t.Name), true)
-			return ctrl.Result{RequeueAfter: ftRecheckInterval}, false, nil
+			return reconcile.Stalling(togetherv1.ReasonEnvVarFromSource, fmt.Sprintf(
+				"Env var %s of container %s in Deployment %q takes its value from a source; make it a plain value so the operator can set it.", envName, c.Name, t.Name)).On(togetherv1.DeployedCondition).After(ftRecheckInterval)
 		}
 		current = c.Env[ei].Value
 	}
@@ -314,16 +302,16 @@ func (r *TogetherFineTuneReconciler) patchDeployment(ctx context.Context, ft *to
 		}
 		body, err := json.Marshal(ops)
 		if err != nil {
-			return ctrl.Result{}, false, fmt.Errorf("encoding patch for Deployment %s/%s: %w", ft.Namespace, t.Name, err)
+			return fmt.Errorf("encoding patch for Deployment %s/%s: %w", ft.Namespace, t.Name, err)
 		}
 		if err := r.Patch(ctx, dep, client.RawPatch(types.JSONPatchType, body)); err != nil {
-			return ctrl.Result{}, false, fmt.Errorf("setting env %s of container %s in Deployment %s/%s: %w", envName, c.Name, ft.Namespace, t.Name, err)
+			return fmt.Errorf("setting env %s of container %s in Deployment %s/%s: %w", envName, c.Name, ft.Namespace, t.Name, err)
 		}
-		r.Recorder.Eventf(ft, dep, corev1.EventTypeNormal, "DeploymentPatched", "Deploy",
+		r.Recorder.Eventf(ft, dep, togetherv1.EventTypeNormal, togetherv1.EventReasonDeploymentPatched, "Deploy",
 			"Set %s of container %s in Deployment %s to %s (was %q; kept in annotation %s).", envName, c.Name, t.Name, model, previous, annKey)
 	}
 	ft.Status.Deployment = &togetherv1.DeploymentStatus{Name: t.Name, Container: c.Name, Generation: dep.Generation, PreviousValue: previous}
-	return ctrl.Result{}, true, nil
+	return nil
 }
 
 // previousModelAnnotation is the rollback annotation's key for one

@@ -5,11 +5,11 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
-	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/reconcile"
 )
 
 // Fine-tune metrics. Gauges follow the current attempt of each resource;
@@ -48,57 +48,56 @@ func observeFineTuneMetrics(ft *togetherv1.TogetherFineTune) {
 
 // deleteFineTuneMetrics drops a deleted resource's series so they do not
 // linger with their last values.
-func deleteFineTuneMetrics(ft *togetherv1.TogetherFineTune) {
-	fineTuneStepGauge.DeleteLabelValues(ft.Namespace, ft.Name)
-	fineTuneLossGauge.DeleteLabelValues(ft.Namespace, ft.Name)
+func deleteFineTuneMetrics(namespace, name string) {
+	fineTuneStepGauge.DeleteLabelValues(namespace, name)
+	fineTuneLossGauge.DeleteLabelValues(namespace, name)
 }
 
-// reconcileOutcome acts on the phase the event intake recorded: it keeps
-// Reconciling while the job runs, retries a failure while attempts remain,
-// and lets deployment proceed once the job succeeded.
-func (r *TogetherFineTuneReconciler) reconcileOutcome(ctx context.Context, ft *togetherv1.TogetherFineTune, patcher *statusPatcher) (ctrl.Result, bool, error) {
+// reconcileOutcome acts on the phase the event intake recorded: it waits
+// while the job runs, retries a failure while attempts remain, and lets
+// deployment proceed once the job succeeded.
+func (r *TogetherFineTuneReconciler) reconcileOutcome(ctx context.Context, ft *togetherv1.TogetherFineTune, s *scope) (ctrl.Result, error) {
 	st := &ft.Status
 	if st.JobID == "" {
-		return ctrl.Result{}, false, nil
+		return ctrl.Result{}, reconcile.Waiting(togetherv1.ReasonJobPending, "Waiting for the job to be submitted.", 0)
 	}
 	observeFineTuneMetrics(ft)
 	switch st.Phase {
 	case togetherv1.FineTuneSucceeded:
-		r.recordAttemptEnd(ft, patcher)
-		return ctrl.Result{}, true, nil
+		r.recordAttemptEnd(ft, s)
+		return ctrl.Result{}, nil
 	case togetherv1.FineTuneFailed:
-		r.recordAttemptEnd(ft, patcher)
-		if st.Attempt < ftMaxAttempts(ft) {
-			next := st.Attempt + 1
-			markReconciling(&st.Conditions, ft.Generation, ReasonRetrying,
-				fmt.Sprintf("Attempt %d failed; submitting attempt %d of %d with learning rate %g.", st.Attempt, next, ftMaxAttempts(ft), attemptLearningRate(ft, next)))
-			res, _, err := r.submit(ctx, ft, patcher, next)
-			return res, false, err
+		r.recordAttemptEnd(ft, s)
+		// Only a job the operator submitted can be submitted again; an
+		// adopted job (spec.jobID) has no training spec to retry with.
+		if ft.Spec.Training != nil && st.Attempt < ftMaxAttempts(ft) {
+			msg, err := r.submit(ctx, ft, s, st.Attempt+1)
+			if err != nil {
+				return ctrl.Result{}, err
+			}
+			return ctrl.Result{}, reconcile.Waiting(togetherv1.ReasonJobPending, msg, 0)
 		}
-		markStalled(&st.Conditions, ft.Generation, ReasonJobFailed, fmt.Sprintf(
+		return ctrl.Result{}, reconcile.Stalling(togetherv1.ReasonJobFailed, fmt.Sprintf(
 			"Fine-tune job %s failed at step %d: %s. All %d attempts are used; fix the cause and raise spec.retry.maxAttempts, or recreate the resource.",
-			st.JobID, ftErrStep(st), ftErrMessage(st), ftMaxAttempts(ft)))
-		return ctrl.Result{}, false, nil
+			st.JobID, ftErrStep(st), ftErrMessage(st), ftMaxAttempts(ft))).Silent() // recordAttemptEnd announced it
 	case togetherv1.FineTuneCancelled:
-		r.recordAttemptEnd(ft, patcher)
-		markStalled(&st.Conditions, ft.Generation, ReasonJobCancelled, fmt.Sprintf(
-			"Fine-tune job %s was cancelled outside the operator; recreate the resource to train again.", st.JobID))
-		return ctrl.Result{}, false, nil
+		r.recordAttemptEnd(ft, s)
+		return ctrl.Result{}, reconcile.Stalling(togetherv1.ReasonJobCancelled, fmt.Sprintf(
+			"Fine-tune job %s was cancelled outside the operator; recreate the resource to train again.", st.JobID)).Silent()
 	case togetherv1.FineTuneRunning:
-		markReconciling(&st.Conditions, ft.Generation, ReasonJobRunning, fmt.Sprintf(
-			"Fine-tune job %s is training, step %d (attempt %d of %d).", st.JobID, st.Step, st.Attempt, ftMaxAttempts(ft)))
+		return ctrl.Result{}, reconcile.Waiting(togetherv1.ReasonJobRunning, fmt.Sprintf(
+			"Fine-tune job %s is training, step %d (attempt %d of %d).", st.JobID, st.Step, st.Attempt, ftMaxAttempts(ft)), 0)
 	default:
-		markReconciling(&st.Conditions, ft.Generation, ReasonJobPending, fmt.Sprintf(
-			"Fine-tune job %s is waiting to start (attempt %d of %d).", st.JobID, st.Attempt, ftMaxAttempts(ft)))
+		return ctrl.Result{}, reconcile.Waiting(togetherv1.ReasonJobPending, fmt.Sprintf(
+			"Fine-tune job %s is waiting to start (attempt %d of %d).", st.JobID, st.Attempt, ftMaxAttempts(ft)), 0)
 	}
-	return ctrl.Result{}, false, nil
 }
 
 // recordAttemptEnd writes the current attempt's terminal phase into its
 // history entry, and on that transition only counts it and emits its Event,
 // once the entry is written: later reconciles find the entry filled and do
 // nothing, and a reconcile whose write was lost repeats the transition.
-func (r *TogetherFineTuneReconciler) recordAttemptEnd(ft *togetherv1.TogetherFineTune, patcher *statusPatcher) {
+func (r *TogetherFineTuneReconciler) recordAttemptEnd(ft *togetherv1.TogetherFineTune, s *scope) {
 	st := &ft.Status
 	var entry *togetherv1.FineTuneAttempt
 	for i := range st.Attempts {
@@ -117,23 +116,23 @@ func (r *TogetherFineTuneReconciler) recordAttemptEnd(ft *togetherv1.TogetherFin
 	jobID, attempt, maxAttempts, model := st.JobID, st.Attempt, ftMaxAttempts(ft), st.OutputModel
 	switch st.Phase {
 	case togetherv1.FineTuneSucceeded:
-		patcher.afterWrite(func() {
+		s.afterWrite(func() {
 			fineTuneCompletions.WithLabelValues(ft.Namespace).Inc()
-			r.Recorder.Eventf(ft, nil, corev1.EventTypeNormal, "Completed", "Follow",
+			r.Recorder.Eventf(ft, nil, togetherv1.EventTypeNormal, togetherv1.EventReasonCompleted, "Follow",
 				"Fine-tune job %s completed; output model %s.", jobID, model)
 		})
 	case togetherv1.FineTuneFailed:
 		msg, step := ftErrMessage(st), ftErrStep(st)
 		entry.Error = &togetherv1.JobError{Message: msg, Step: step}
-		patcher.afterWrite(func() {
+		s.afterWrite(func() {
 			fineTuneFailures.WithLabelValues(ft.Namespace).Inc()
-			r.Recorder.Eventf(ft, nil, corev1.EventTypeWarning, ReasonJobFailed, "Follow",
+			r.Recorder.Eventf(ft, nil, togetherv1.EventTypeWarning, togetherv1.ReasonJobFailed, "Follow",
 				"Fine-tune job %s (attempt %d of %d) failed at step %d: %s", jobID, attempt, maxAttempts, step, msg)
 		})
 	case togetherv1.FineTuneCancelled:
-		patcher.afterWrite(func() {
+		s.afterWrite(func() {
 			fineTuneFailures.WithLabelValues(ft.Namespace).Inc()
-			r.Recorder.Eventf(ft, nil, corev1.EventTypeWarning, ReasonJobCancelled, "Follow",
+			r.Recorder.Eventf(ft, nil, togetherv1.EventTypeWarning, togetherv1.ReasonJobCancelled, "Follow",
 				"Fine-tune job %s was cancelled outside the operator.", jobID)
 		})
 	}

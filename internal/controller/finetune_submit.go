@@ -18,7 +18,7 @@ import (
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/dataset"
 	"github.com/together-operator/together-operator/internal/lattice"
-
+	"github.com/together-operator/together-operator/internal/reconcile"
 	"github.com/together-operator/together-operator/internal/together"
 )
 
@@ -29,29 +29,37 @@ const maxSuffixLen = 40
 
 // reconcileJob makes sure the resource follows exactly one job: it finishes
 // an interrupted submission, adopts spec.jobID, or submits the first attempt.
-func (r *TogetherFineTuneReconciler) reconcileJob(ctx context.Context, ft *togetherv1.TogetherFineTune, patcher *statusPatcher) (ctrl.Result, bool, error) {
+func (r *TogetherFineTuneReconciler) reconcileJob(ctx context.Context, ft *togetherv1.TogetherFineTune, s *scope) (ctrl.Result, error) {
 	st := &ft.Status
 	switch {
 	case st.Submission != nil:
-		return r.submit(ctx, ft, patcher, st.Submission.Attempt)
+		_, err := r.submit(ctx, ft, s, st.Submission.Attempt)
+		return ctrl.Result{}, err
 	case ft.Spec.JobID != "" && st.JobID == "":
-		return r.adopt(ctx, ft)
+		return ctrl.Result{}, r.adopt(ctx, ft)
+	case ft.Spec.JobID != "" && st.Attempt == 0:
+		// The intake followed spec.jobID before this reconciler first
+		// looked (a job adopted from a push): the job is attempt 1.
+		st.Attempt = 1
+		if len(st.Attempts) == 0 {
+			st.Attempts = []togetherv1.FineTuneAttempt{{Attempt: 1, JobID: st.JobID}}
+		}
 	case ft.Spec.Training != nil && st.JobID == "":
-		return r.submit(ctx, ft, patcher, 1)
+		_, err := r.submit(ctx, ft, s, 1)
+		return ctrl.Result{}, err
 	}
-	return ctrl.Result{}, true, nil
+	return ctrl.Result{}, nil
 }
 
 // adopt reads spec.jobID once and fills status from it; from then on the
 // event intake keeps status current.
-func (r *TogetherFineTuneReconciler) adopt(ctx context.Context, ft *togetherv1.TogetherFineTune) (ctrl.Result, bool, error) {
+func (r *TogetherFineTuneReconciler) adopt(ctx context.Context, ft *togetherv1.TogetherFineTune) error {
 	job, err := r.API.GetFineTune(ctx, ft.Spec.JobID)
 	if together.IsNotFound(err) {
-		r.stall(ft, ReasonJobNotFound, fmt.Sprintf("Together has no fine-tune job %q; spec.jobID cannot be changed, so recreate the resource with the right ID.", ft.Spec.JobID))
-		return ctrl.Result{RequeueAfter: ftRecheckInterval}, false, nil
+		return reconcile.Stalling(togetherv1.ReasonJobNotFound, fmt.Sprintf("Together has no fine-tune job %q; spec.jobID cannot be changed, so recreate the resource with the right ID.", ft.Spec.JobID)).After(ftRecheckInterval)
 	}
 	if err != nil {
-		return ctrl.Result{}, false, r.apiFailure(ft, err, "reading job "+ft.Spec.JobID)
+		return r.apiFailure(err, "reading job "+ft.Spec.JobID)
 	}
 	st := &ft.Status
 	fillFromJob(st, job)
@@ -61,8 +69,8 @@ func (r *TogetherFineTuneReconciler) adopt(ctx context.Context, ft *togetherv1.T
 		lr = &job.LearningRate
 	}
 	st.Attempts = []togetherv1.FineTuneAttempt{{Attempt: 1, JobID: job.ID, LearningRate: lr}}
-	r.Recorder.Eventf(ft, nil, corev1.EventTypeNormal, "Adopted", "Adopt", "Following existing fine-tune job %s (%s).", job.ID, job.Status)
-	return ctrl.Result{}, true, nil
+	r.Recorder.Eventf(ft, nil, togetherv1.EventTypeNormal, togetherv1.EventReasonAdopted, "Adopt", "Following existing fine-tune job %s (%s).", job.ID, job.Status)
+	return nil
 }
 
 // fillFromJob copies what a job read says into status: phase, output model,
@@ -100,12 +108,13 @@ func ftPhaseOf(s together.FineTuneStatus) togetherv1.FineTunePhase {
 // submit creates the job of one attempt, at most once. The attempt's tag is
 // written to status before the POST; if this process dies or the status
 // write fails after Together created the job, the next reconcile finds the
-// job by its tag instead of paying for a second one.
-func (r *TogetherFineTuneReconciler) submit(ctx context.Context, ft *togetherv1.TogetherFineTune, patcher *statusPatcher, attempt int32) (ctrl.Result, bool, error) {
+// job by its tag instead of paying for a second one. It returns the
+// condition message that describes the submitted job.
+func (r *TogetherFineTuneReconciler) submit(ctx context.Context, ft *togetherv1.TogetherFineTune, s *scope, attempt int32) (string, error) {
 	tr := ft.Spec.Training
 	if tr == nil {
 		ft.Status.Submission = nil // spec.jobID resources never submit
-		return ctrl.Result{}, true, nil
+		return "", nil
 	}
 	st := &ft.Status
 	lr := attemptLearningRate(ft, attempt)
@@ -113,42 +122,39 @@ func (r *TogetherFineTuneReconciler) submit(ctx context.Context, ft *togetherv1.
 	if sub := st.Submission; sub != nil && sub.Attempt == attempt {
 		job, err := r.findTaggedJob(ctx, sub.Tag)
 		if err != nil {
-			return ctrl.Result{}, false, r.apiFailure(ft, err, "looking for the job of an interrupted submission")
+			return "", r.apiFailure(err, "looking for the job of an interrupted submission")
 		}
 		if job != nil {
-			r.recordSubmitted(ft, patcher, attempt, job, lr, "Found job %s of attempt %d, created before an interrupted status write; following it instead of submitting again.")
-			return ctrl.Result{}, true, nil
+			return r.recordSubmitted(ft, s, attempt, job, lr, "Found job %s of attempt %d, created before an interrupted status write; following it instead of submitting again."), nil
 		}
 	}
 
-	fileID, res, ok, err := r.trainingFile(ctx, ft)
-	if !ok {
-		return res, false, err
+	fileID, err := r.trainingFile(ctx, ft)
+	if err != nil {
+		return "", err
 	}
 
 	st.Submission = &togetherv1.SubmissionMarker{Attempt: attempt, Tag: tag, StartedAt: metav1.Now()}
-	if err := r.persistStatus(ctx, ft, patcher); err != nil {
-		return ctrl.Result{}, false, fmt.Errorf("recording submission marker before creating a job: %w", err)
+	if err := s.persist(ctx, ft); err != nil {
+		return "", fmt.Errorf("recording submission marker before creating a job: %w", err)
 	}
 	job, err := r.API.CreateFineTune(ctx, ftCreateRequest(tr, fileID, jobSuffix(tr.Suffix, tag), lr))
 	if err != nil {
 		if together.IsInvalidRequest(err) {
 			// A 4xx answer means no job was created; the marker can go.
 			st.Submission = nil
-			r.stall(ft, ReasonSubmissionRejected, fmt.Sprintf("Together rejected the fine-tune job: %v. Fix spec.training.", err))
-			return ctrl.Result{}, false, nil
+			return "", reconcile.Stalling(togetherv1.ReasonSubmissionRejected, fmt.Sprintf("Together rejected the fine-tune job: %v. Fix spec.training.", err))
 		}
-		return ctrl.Result{}, false, r.apiFailure(ft, err, fmt.Sprintf("creating the job of attempt %d", attempt))
+		return "", r.apiFailure(err, fmt.Sprintf("creating the job of attempt %d", attempt))
 	}
-	r.recordSubmitted(ft, patcher, attempt, job, lr, "Submitted fine-tune job %s (attempt %d).")
-	return ctrl.Result{}, true, nil
+	return r.recordSubmitted(ft, s, attempt, job, lr, "Submitted fine-tune job %s (attempt %d)."), nil
 }
 
 // recordSubmitted makes job the current attempt's job. Progress fields of the
 // previous attempt are cleared so that nothing of it is mistaken for this one.
 // Its Event waits for the status write: if that is lost, the next reconcile
 // finds the job by its tag and reports that instead, once.
-func (r *TogetherFineTuneReconciler) recordSubmitted(ft *togetherv1.TogetherFineTune, patcher *statusPatcher, attempt int32, job *together.FineTune, lr float64, note string) {
+func (r *TogetherFineTuneReconciler) recordSubmitted(ft *togetherv1.TogetherFineTune, s *scope, attempt int32, job *together.FineTune, lr float64, note string) string {
 	st := &ft.Status
 	st.Submission = nil
 	st.Attempt = attempt
@@ -156,11 +162,10 @@ func (r *TogetherFineTuneReconciler) recordSubmitted(ft *togetherv1.TogetherFine
 	fillFromJob(st, job)
 	entry := togetherv1.FineTuneAttempt{Attempt: attempt, JobID: job.ID, LearningRate: &lr}
 	st.Attempts = append(withoutAttempt(st.Attempts, attempt), entry)
-	markReconciling(&st.Conditions, ft.Generation, ReasonJobPending,
-		fmt.Sprintf("Fine-tune job %s (attempt %d of %d) is %s; waiting for Together.", job.ID, attempt, ftMaxAttempts(ft), job.Status))
-	patcher.afterWrite(func() {
-		r.Recorder.Eventf(ft, nil, corev1.EventTypeNormal, "Submitted", "Submit", note, job.ID, attempt)
+	s.afterWrite(func() {
+		r.Recorder.Eventf(ft, nil, togetherv1.EventTypeNormal, togetherv1.EventReasonSubmitted, "Submit", note, job.ID, attempt)
 	})
+	return fmt.Sprintf("Fine-tune job %s (attempt %d of %d) is %s; waiting for Together.", job.ID, attempt, ftMaxAttempts(ft), job.Status)
 }
 
 func withoutAttempt(as []togetherv1.FineTuneAttempt, attempt int32) []togetherv1.FineTuneAttempt {
@@ -194,19 +199,18 @@ func (r *TogetherFineTuneReconciler) findTaggedJob(ctx context.Context, tag stri
 // it validates the JSONL first and uploads under a name derived from the
 // resource's UID and the content, so a retry after a crash, or a later
 // attempt with the same data, finds the earlier upload instead of repeating it.
-func (r *TogetherFineTuneReconciler) trainingFile(ctx context.Context, ft *togetherv1.TogetherFineTune) (id string, res ctrl.Result, ok bool, err error) {
+func (r *TogetherFineTuneReconciler) trainingFile(ctx context.Context, ft *togetherv1.TogetherFineTune) (string, error) {
 	tr := ft.Spec.Training
 	if tr.TrainingFile != "" {
-		return tr.TrainingFile, ctrl.Result{}, true, nil
+		return tr.TrainingFile, nil
 	}
 	ref := tr.TrainingData
 	cm := &corev1.ConfigMap{}
 	if err := r.Get(ctx, types.NamespacedName{Namespace: ft.Namespace, Name: ref.Name}, cm); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.stall(ft, ReasonTrainingDataNotFound, fmt.Sprintf("ConfigMap %q does not exist; create it with key %q holding JSONL training data.", ref.Name, ref.Key))
-			return "", ctrl.Result{RequeueAfter: ftRecheckInterval}, false, nil
+			return "", reconcile.Stalling(togetherv1.ReasonTrainingDataNotFound, fmt.Sprintf("ConfigMap %q does not exist; create it with key %q holding JSONL training data.", ref.Name, ref.Key)).After(ftRecheckInterval)
 		}
-		return "", ctrl.Result{}, false, fmt.Errorf("reading training data ConfigMap %s/%s: %w", ft.Namespace, ref.Name, err)
+		return "", fmt.Errorf("reading training data ConfigMap %s/%s: %w", ft.Namespace, ref.Name, err)
 	}
 	data, found := cm.Data[ref.Key]
 	if !found {
@@ -214,36 +218,34 @@ func (r *TogetherFineTuneReconciler) trainingFile(ctx context.Context, ft *toget
 		data, found = string(b), inBinary
 	}
 	if !found {
-		r.stall(ft, ReasonTrainingDataNotFound, fmt.Sprintf("ConfigMap %q has no key %q; add the JSONL training data under that key.", ref.Name, ref.Key))
-		return "", ctrl.Result{RequeueAfter: ftRecheckInterval}, false, nil
+		return "", reconcile.Stalling(togetherv1.ReasonTrainingDataNotFound, fmt.Sprintf("ConfigMap %q has no key %q; add the JSONL training data under that key.", ref.Name, ref.Key)).After(ftRecheckInterval)
 	}
 	if _, verr := dataset.ValidateFineTune(strings.NewReader(data)); verr != nil {
 		var le *dataset.LineError
 		if !errors.As(verr, &le) {
-			return "", ctrl.Result{}, false, fmt.Errorf("validating training data of ConfigMap %s/%s: %w", ft.Namespace, ref.Name, verr)
+			return "", fmt.Errorf("validating training data of ConfigMap %s/%s: %w", ft.Namespace, ref.Name, verr)
 		}
-		r.stall(ft, ReasonInvalidTrainingData, fmt.Sprintf("Training data in ConfigMap %q key %q is invalid at line %d: %s. Fix the data; nothing was uploaded.", ref.Name, ref.Key, le.Line, le.Reason))
-		return "", ctrl.Result{RequeueAfter: ftRecheckInterval}, false, nil
+		return "", reconcile.Stalling(togetherv1.ReasonInvalidTrainingData, fmt.Sprintf("Training data in ConfigMap %q key %q is invalid at line %d: %s. Fix the data; nothing was uploaded.", ref.Name, ref.Key, le.Line, le.Reason)).After(ftRecheckInterval)
 	}
 
 	name := trainingFileName(ft, data)
 	files, err := r.API.ListFiles(ctx)
 	if err != nil {
-		return "", ctrl.Result{}, false, r.apiFailure(ft, err, "listing files before uploading training data")
+		return "", r.apiFailure(err, "listing files before uploading training data")
 	}
 	for _, f := range files {
 		if f.Filename == name {
 			ft.Status.TrainingFileID = f.ID
-			return f.ID, ctrl.Result{}, true, nil
+			return f.ID, nil
 		}
 	}
 	f, err := r.API.UploadFile(ctx, name, together.FilePurposeFineTune, strings.NewReader(data))
 	if err != nil {
-		return "", ctrl.Result{}, false, r.apiFailure(ft, err, "uploading training data")
+		return "", r.apiFailure(err, "uploading training data")
 	}
 	ft.Status.TrainingFileID = f.ID
-	r.Recorder.Eventf(ft, nil, corev1.EventTypeNormal, "Uploaded", "Upload", "Uploaded training data from ConfigMap %s as file %s.", ref.Name, f.ID)
-	return f.ID, ctrl.Result{}, true, nil
+	r.Recorder.Eventf(ft, nil, togetherv1.EventTypeNormal, togetherv1.EventReasonUploaded, "Upload", "Uploaded training data from ConfigMap %s as file %s.", ref.Name, f.ID)
+	return f.ID, nil
 }
 
 // trainingFileName names an upload after the resource (for people reading

@@ -14,52 +14,59 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
-// statusPatcher snapshots an object's status when a reconcile starts and,
-// when the reconcile ends, writes only the status fields that changed. Reconcilers
-// defer it right after the Get, the way cluster-api's patch helper is used.
+// statusPatcher writes only the status fields a reconcile changed. Like
+// fluxcd's serial patcher it re-bases itself on what it wrote after every
+// write, so a reconcile can write status several times (a submission marker
+// before a paid call, then the final summary) and each write carries only
+// what changed since the previous one.
 type statusPatcher struct {
-	c      client.Client
-	before client.Object
+	c        client.Client
+	before   client.Object
+	statusOf func(client.Object) any
 	// written runs once the status is durable: what must happen once per
 	// recorded transition (a counter, an Event) waits for the write, so
 	// that a lost write, which the next reconcile repeats, is not counted
 	// twice.
 	written []func()
+	// check, when set, sees every status patch before it is sent (the
+	// ownership test uses it).
+	check func(before, after client.Object, patch map[string]any) error
+}
+
+func newStatusPatcher(c client.Client, obj client.Object, statusOf func(client.Object) any) *statusPatcher {
+	return &statusPatcher{c: c, before: obj.DeepCopyObject().(client.Object), statusOf: statusOf}
 }
 
 // afterWrite defers fn until the next successful status write; a failed
 // write drops it along with the transition it belongs to.
 func (p *statusPatcher) afterWrite(fn func()) { p.written = append(p.written, fn) }
 
-func newStatusPatcher(c client.Client, obj client.Object) *statusPatcher {
-	return &statusPatcher{c: c, before: obj.DeepCopyObject().(client.Object)}
-}
-
-// patch writes the difference between the snapshot's status and obj's status
-// as a JSON merge patch of the status subresource. It is guarded by obj's
-// resourceVersion (what this reconcile last read or wrote), so a concurrent
-// writer such as the event intake is never overwritten: on conflict the
-// reconcile is retried with fresh state. Metadata changes the reconcile made
-// (finalizers) are never part of it, and a status that serialises the same is
-// not written at all.
-func (p *statusPatcher) patch(ctx context.Context, obj client.Object, statusOf func(client.Object) any) error {
+// patch writes the difference between the last written (or read) status
+// and obj's status as a JSON merge patch of the status subresource, then
+// re-bases on obj. It is guarded by obj's resourceVersion (what this
+// reconcile last read or wrote), so a concurrent writer such as the event
+// intake is never overwritten: on conflict the reconcile is retried with
+// fresh state. Metadata changes are never part of it, and a status that
+// serialises the same is not written at all.
+func (p *statusPatcher) patch(ctx context.Context, obj client.Object) error {
 	hooks := p.written
 	p.written = nil
-	if err := p.write(ctx, obj, statusOf); err != nil {
+	if err := p.write(ctx, obj); err != nil {
 		return err
 	}
+	p.before = obj.DeepCopyObject().(client.Object)
 	for _, fn := range hooks {
 		fn()
 	}
 	return nil
 }
 
-func (p *statusPatcher) write(ctx context.Context, obj client.Object, statusOf func(client.Object) any) error {
-	before, err := json.Marshal(map[string]any{"status": statusOf(p.before)})
+func (p *statusPatcher) write(ctx context.Context, obj client.Object) error {
+	before, err := json.Marshal(map[string]any{"status": p.statusOf(p.before)})
 	if err != nil {
 		return fmt.Errorf("encoding status: %w", err)
 	}
-	after, err := json.Marshal(map[string]any{"status": statusOf(obj)})
+	after, err := json.Marshal(map[string]any{"status": p.statusOf(obj)})
 	if err != nil {
 		return fmt.Errorf("encoding status: %w", err)
 	}
@@ -73,6 +80,11 @@ func (p *statusPatcher) write(ctx context.Context, obj client.Object, statusOf f
 	}
 	if len(m) == 0 {
 		return nil
+	}
+	if p.check != nil {
+		if err := p.check(p.before, obj, m); err != nil {
+			return err
+		}
 	}
 	m["metadata"] = map[string]any{"resourceVersion": obj.GetResourceVersion()}
 	data, err := json.Marshal(m)

@@ -8,56 +8,12 @@ import (
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
-	apimeta "k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/reconcile"
 	"github.com/together-operator/together-operator/internal/together"
-)
-
-// Condition type and reasons of TogetherBatch. Each reason names a situation
-// a person can act on; the condition message says what to do.
-const (
-	// OutputReadyCondition reports whether the results were written where
-	// spec.output asks. It is absent when no output is requested.
-	OutputReadyCondition = "OutputReady"
-
-	// ReasonInvalidInput means a line of the input is not a valid batch
-	// request; nothing was uploaded.
-	ReasonInvalidInput = "InvalidInput"
-	// ReasonInputNotFound means the input ConfigMap or its key is missing.
-	ReasonInputNotFound = "InputNotFound"
-	// ReasonBatchNotFound means spec.batchID names a batch Together does not know.
-	ReasonBatchNotFound = "BatchNotFound"
-	// ReasonBatchRejected means Together refused to create the batch.
-	ReasonBatchRejected = "BatchRejected"
-	// ReasonBatchInProgress means Together is validating or running the batch.
-	ReasonBatchInProgress = "BatchInProgress"
-	// ReasonBatchFailed means Together reported the batch (or a part) failed.
-	ReasonBatchFailed = "BatchFailed"
-	// ReasonBatchExpired means the batch did not finish within its window.
-	ReasonBatchExpired = "BatchExpired"
-	// ReasonBatchCancelled means the batch was cancelled.
-	ReasonBatchCancelled = "BatchCancelled"
-	// ReasonFetching means the output is being downloaded.
-	ReasonFetching = "Fetching"
-	// ReasonFetchFailed means downloading the output failed and no attempt is left.
-	ReasonFetchFailed = "FetchFailed"
-	// ReasonAPIKeySecretNotFound means the Secret named by
-	// spec.output.persistentVolumeClaim.apiKeySecretRef, or its key, is
-	// missing, so the fetch Job cannot start.
-	ReasonAPIKeySecretNotFound = "APIKeySecretNotFound"
-	// ReasonOutputTooLarge means the output does not fit a ConfigMap.
-	ReasonOutputTooLarge = "OutputTooLarge"
-	// ReasonOutputConflict means the output ConfigMap exists and was not
-	// created for this batch, so the operator will not overwrite it.
-	ReasonOutputConflict = "OutputConflict"
-	// ReasonOutputWritten means the output was written and verified.
-	ReasonOutputWritten = "OutputWritten"
 )
 
 // Defaults of the batch reconciler.
@@ -108,6 +64,12 @@ type TogetherBatchReconciler struct {
 	MaxFetchAttempts int32
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// KeySource says where the manager's API key came from, so that a
+	// rejected key's message names what to fix.
+	KeySource string
+
+	// check sees every status patch (the ownership test sets it).
+	check func(before, after client.Object, patch map[string]any) error
 }
 
 // +kubebuilder:rbac:groups=together.ai,resources=togetherbatches,verbs=get;list;watch;create;update;patch;delete
@@ -119,88 +81,56 @@ type TogetherBatchReconciler struct {
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// batchStep is one stage of reconciling a batch; done=false stops the
-// remaining stages for this reconcile.
-type batchStep func(ctx context.Context, tb *togetherv1.TogetherBatch, p *statusPatcher) (res ctrl.Result, done bool, err error)
-
-func batchStatusOf(o client.Object) any { return o.(*togetherv1.TogetherBatch).Status }
+// kind is TogetherBatch's declaration for the shared skeleton (reconcile.go).
+func (r *TogetherBatchReconciler) kind() *kind[*togetherv1.TogetherBatch] {
+	return &kind[*togetherv1.TogetherBatch]{
+		conditions: reconcile.Conditions{
+			Owned: []string{togetherv1.ReadyCondition, togetherv1.ReconcilingCondition, togetherv1.StalledCondition, togetherv1.OutputReadyCondition},
+			// Ready needs OutputReady when spec.output asks for one.
+			Positive: []string{togetherv1.OutputReadyCondition},
+			// A batch runs for hours: each move of Ready (in progress,
+			// fetching, succeeded) is an Event a person can follow.
+			AnnounceReady: true,
+		},
+		newObj:         func() *togetherv1.TogetherBatch { return &togetherv1.TogetherBatch{} },
+		status:         func(tb *togetherv1.TogetherBatch) any { return tb.Status },
+		needsFinalizer: func(*togetherv1.TogetherBatch) bool { return true },
+		finalize:       r.finalize,
+		steps: []step[*togetherv1.TogetherBatch]{
+			// submission: adopt spec.batchID, or validate, upload and submit
+			// spec.input, finishing an interrupted submission instead of
+			// starting a second one. Stalls: InputNotFound, InvalidInput,
+			// BatchNotFound, BatchRejected, Unauthorized, QuotaExceeded.
+			{name: "submission", run: r.reconcileSubmission},
+			// parts: derive a split batch's phase, progress and tokens from
+			// its parts.
+			{name: "parts", run: r.reconcileParts},
+			// tokens: add a finished batch's tokens (succeeded or not) to
+			// the billing counter exactly once.
+			{name: "tokens", run: r.reconcileTokens},
+			// phase: wait while the batch runs (BatchInProgress); stall when
+			// it failed, expired or was cancelled.
+			{name: "phase", run: r.reconcilePhase},
+			// output: write a succeeded batch's results where spec.output
+			// asks; owns OutputReady, and says what Ready says.
+			{name: "output", owns: []string{togetherv1.OutputReadyCondition}, run: r.reconcileOutput},
+		},
+	}
+}
 
 // Reconcile brings a TogetherBatch towards its spec.
-func (r *TogetherBatchReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
-	tb := &togetherv1.TogetherBatch{}
-	if err := r.Get(ctx, req.NamespacedName, tb); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	patcher := newStatusPatcher(r.Client, tb)
-	// A copy: the conditions are updated in place during the reconcile.
-	var readyBefore *metav1.Condition
-	if c := apimeta.FindStatusCondition(tb.Status.Conditions, togetherv1.ReadyCondition); c != nil {
-		readyBefore = c.DeepCopy()
-	}
-	defer func() {
-		// A transition is announced once it is recorded: after a lost
-		// write the next reconcile still sees the old reason and announces it.
-		patcher.afterWrite(func() { r.emitTransition(tb, readyBefore) })
-		if err := patcher.patch(ctx, tb, batchStatusOf); err != nil && retErr == nil {
-			retErr = err
-		}
-	}()
-
-	if !tb.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, r.reconcileDelete(ctx, tb)
-	}
-	if controllerutil.AddFinalizer(tb, togetherv1.FinalizerName) {
-		if err := r.Update(ctx, tb); err != nil {
-			return ctrl.Result{}, fmt.Errorf("adding finalizer to %s: %w", req.NamespacedName, err)
-		}
-		patcher.before = tb.DeepCopy()
-	}
-	tb.Status.ObservedGeneration = tb.Generation
-
-	for _, step := range []batchStep{r.reconcileSubmission, r.reconcilePhase, r.reconcileTokens, r.reconcileOutput} {
-		res, done, err := step(ctx, tb, patcher)
-		if err != nil || !done {
-			return res, err
-		}
-		result = res
-	}
-	return result, nil
+func (r *TogetherBatchReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	return r.kind().run(ctx, r.Client, r.Recorder, req, r.check)
 }
 
-// writeStatusNow writes status immediately, for the writes whose order
-// matters (the submission marker before a create, tokensAccounted before the
-// counter), and re-bases the deferred patch on what was written.
-func (r *TogetherBatchReconciler) writeStatusNow(ctx context.Context, tb *togetherv1.TogetherBatch, p *statusPatcher) error {
-	if err := p.patch(ctx, tb, batchStatusOf); err != nil {
-		return err
-	}
-	p.before = tb.DeepCopy()
-	return nil
+// apiFailure classifies a failed Together call for the summary.
+func (r *TogetherBatchReconciler) apiFailure(err error, doing string) error {
+	return reconcile.APIFailure(err, doing, r.KeySource)
 }
 
-// emitTransition records one Event when Ready changes reason, so a person
-// sees each meaningful transition once and never one Event per retry.
-func (r *TogetherBatchReconciler) emitTransition(tb *togetherv1.TogetherBatch, before *metav1.Condition) {
-	now := apimeta.FindStatusCondition(tb.Status.Conditions, togetherv1.ReadyCondition)
-	if now == nil || (before != nil && before.Reason == now.Reason && before.Status == now.Status) {
-		return
-	}
-	switch now.Reason {
-	case ReasonInvalidInput, ReasonInputNotFound, ReasonBatchNotFound, ReasonBatchFailed, ReasonBatchExpired,
-		ReasonFetchFailed, ReasonOutputTooLarge, ReasonOutputConflict, ReasonUnauthorized, ReasonBatchRejected, ReasonAPIKeySecretNotFound:
-		r.Recorder.Eventf(tb, nil, corev1.EventTypeWarning, now.Reason, "Reconcile", "%s", now.Message)
-	case ReasonBatchInProgress, ReasonFetching, ReasonSucceeded, ReasonBatchCancelled:
-		r.Recorder.Eventf(tb, nil, corev1.EventTypeNormal, now.Reason, "Reconcile", "%s", now.Message)
-	}
-}
-
-// reconcileDelete cancels batches that are still running (deletionPolicy
-// Cancel) or releases the outputs (Retain), removes the fetch Job and then
-// the finalizer.
-func (r *TogetherBatchReconciler) reconcileDelete(ctx context.Context, tb *togetherv1.TogetherBatch) error {
-	if !controllerutil.ContainsFinalizer(tb, togetherv1.FinalizerName) {
-		return nil
-	}
+// finalize cancels batches that are still running (deletionPolicy Cancel)
+// or releases the outputs (Retain), and removes the fetch Job.
+func (r *TogetherBatchReconciler) finalize(ctx context.Context, tb *togetherv1.TogetherBatch, _ *scope) error {
 	if tb.Spec.DeletionPolicy == togetherv1.DeletionPolicyRetain {
 		if err := r.releaseOutput(ctx, tb); err != nil {
 			return err
@@ -208,19 +138,12 @@ func (r *TogetherBatchReconciler) reconcileDelete(ctx context.Context, tb *toget
 	} else {
 		for _, id := range runningBatchIDs(tb) {
 			if _, err := r.API.CancelBatch(ctx, id); err != nil && !together.IsNotFound(err) && !together.IsInvalidRequest(err) {
-				return fmt.Errorf("cancelling batch %s before deleting %s: %w", id, tb.Name, err)
+				return r.apiFailure(err, fmt.Sprintf("cancelling batch %s before deleting the resource", id))
 			}
-			r.Recorder.Eventf(tb, nil, corev1.EventTypeNormal, "Cancelled", "Delete", "Cancelled batch %s because the resource was deleted.", id)
+			r.Recorder.Eventf(tb, nil, togetherv1.EventTypeNormal, togetherv1.EventReasonCancelled, "Delete", "Cancelled batch %s because the resource was deleted.", id)
 		}
 	}
-	if err := r.deleteFetchJob(ctx, tb); err != nil {
-		return err
-	}
-	controllerutil.RemoveFinalizer(tb, togetherv1.FinalizerName)
-	if err := r.Update(ctx, tb); err != nil {
-		return fmt.Errorf("removing finalizer from %s: %w", tb.Name, err)
-	}
-	return nil
+	return r.deleteFetchJob(ctx, tb)
 }
 
 // runningBatchIDs lists the batches of tb that have not ended.

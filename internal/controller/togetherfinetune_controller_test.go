@@ -212,7 +212,7 @@ var _ = Describe("FineTune reconciler", func() {
 			g.Expect(ft.Status.Phase).To(Equal(togetherv1.FineTuneRunning))
 			g.Expect(ft.Status.Step).To(BeNumerically(">=", 2))
 			g.Expect(condition(ft, togetherv1.ReconcilingCondition)).NotTo(BeNil())
-			g.Expect(condition(ft, togetherv1.ReconcilingCondition).Reason).To(Equal(ReasonJobRunning))
+			g.Expect(condition(ft, togetherv1.ReconcilingCondition).Reason).To(Equal(togetherv1.ReasonJobRunning))
 		})
 
 		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
@@ -226,7 +226,7 @@ var _ = Describe("FineTune reconciler", func() {
 		Expect(ft.Status.DeployedModel).To(Equal(ft.Status.OutputModel))
 		Expect(ft.Status.DeployedAttempt).To(BeEquivalentTo(1))
 		Expect(ft.Status.ObservedGeneration).To(Equal(ft.Generation))
-		Expect(condition(ft, DeployedCondition).Status).To(Equal(metav1.ConditionTrue))
+		Expect(condition(ft, togetherv1.DeployedCondition).Status).To(Equal(metav1.ConditionTrue))
 		Expect(condition(ft, togetherv1.ReconcilingCondition)).To(BeNil())
 		Expect(condition(ft, togetherv1.StalledCondition)).To(BeNil())
 		Expect(ft.Status.Attempts).To(HaveLen(1))
@@ -287,7 +287,7 @@ var _ = Describe("FineTune reconciler", func() {
 		})
 		ft = get(key)
 		Expect(ft.Status.Phase).To(Equal(togetherv1.FineTuneSucceeded))
-		Expect(condition(ft, DeployedCondition)).To(BeNil())
+		Expect(condition(ft, togetherv1.DeployedCondition)).To(BeNil())
 		Expect(sim.CountCalls("POST", "/v1/fine-tunes")).To(Equal(0))
 		Expect(drainEvents(recorder)).To(ContainElement(ContainSubstring("Normal Adopted")))
 	})
@@ -304,7 +304,7 @@ var _ = Describe("FineTune reconciler", func() {
 		stalled := condition(ft, togetherv1.StalledCondition)
 		Expect(stalled).NotTo(BeNil())
 		Expect(stalled.Status).To(Equal(metav1.ConditionTrue))
-		Expect(stalled.Reason).To(Equal(ReasonInvalidTrainingData))
+		Expect(stalled.Reason).To(Equal(togetherv1.ReasonInvalidTrainingData))
 		Expect(stalled.Message).To(ContainSubstring("line 3"))
 		Expect(stalled.Message).To(ContainSubstring("starts with an assistant message"))
 		Expect(condition(ft, togetherv1.ReadyCondition).Status).To(Equal(metav1.ConditionFalse))
@@ -409,7 +409,7 @@ var _ = Describe("FineTune reconciler", func() {
 		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
 			c := condition(ft, togetherv1.StalledCondition)
 			g.Expect(c).NotTo(BeNil())
-			g.Expect(c.Reason).To(Equal(ReasonJobFailed))
+			g.Expect(c.Reason).To(Equal(togetherv1.ReasonJobFailed))
 			g.Expect(c.Message).To(ContainSubstring("out of memory"))
 		})
 		ft := get(key)
@@ -427,14 +427,14 @@ var _ = Describe("FineTune reconciler", func() {
 				Deployment: &togetherv1.DeploymentTarget{Name: "gated", Container: "server"}},
 		})
 		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
-			c := condition(ft, DeployedCondition)
+			c := condition(ft, togetherv1.DeployedCondition)
 			g.Expect(c).NotTo(BeNil())
-			g.Expect(c.Reason).To(Equal(ReasonQualityGateFailed))
+			g.Expect(c.Reason).To(Equal(togetherv1.ReasonQualityGateFailed))
 		})
 		ft := get(key)
-		Expect(condition(ft, DeployedCondition).Status).To(Equal(metav1.ConditionFalse))
-		Expect(condition(ft, DeployedCondition).Message).To(And(ContainSubstring("0.9"), ContainSubstring("0.5")))
-		Expect(condition(ft, togetherv1.StalledCondition).Reason).To(Equal(ReasonQualityGateFailed))
+		Expect(condition(ft, togetherv1.DeployedCondition).Status).To(Equal(metav1.ConditionFalse))
+		Expect(condition(ft, togetherv1.DeployedCondition).Message).To(And(ContainSubstring("0.9"), ContainSubstring("0.5")))
+		Expect(condition(ft, togetherv1.StalledCondition).Reason).To(Equal(togetherv1.ReasonQualityGateFailed))
 		Expect(condition(ft, togetherv1.ReadyCondition).Status).To(Equal(metav1.ConditionFalse))
 		Expect(ft.Status.DeployedModel).To(BeEmpty())
 		dep := &appsv1.Deployment{}
@@ -450,12 +450,12 @@ var _ = Describe("FineTune reconciler", func() {
 			Deploy:   &togetherv1.DeploySpec{Deployment: &togetherv1.DeploymentTarget{Name: "missing"}},
 		})
 		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
-			c := condition(ft, DeployedCondition)
+			c := condition(ft, togetherv1.DeployedCondition)
 			g.Expect(c).NotTo(BeNil())
-			g.Expect(c.Reason).To(Equal(ReasonDeploymentNotFound))
+			g.Expect(c.Reason).To(Equal(togetherv1.ReasonDeploymentNotFound))
 			g.Expect(c.Message).To(ContainSubstring(`"missing"`))
 		})
-		Expect(condition(get(key), togetherv1.StalledCondition).Reason).To(Equal(ReasonDeploymentNotFound))
+		Expect(condition(get(key), togetherv1.StalledCondition).Reason).To(Equal(togetherv1.ReasonDeploymentNotFound))
 	})
 
 	It("follows a dedicated endpoint to STARTED before putting its name in the Deployment, and deletes it with the resource", func() {
@@ -468,9 +468,9 @@ var _ = Describe("FineTune reconciler", func() {
 			},
 		})
 		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
-			c := condition(ft, DeployedCondition)
+			c := condition(ft, togetherv1.DeployedCondition)
 			g.Expect(c).NotTo(BeNil())
-			g.Expect(c.Reason).To(Equal(ReasonEndpointStarting))
+			g.Expect(c.Reason).To(Equal(togetherv1.ReasonEndpointStarting))
 		})
 		dep := &appsv1.Deployment{}
 		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "ep"}, dep)).To(Succeed())
@@ -582,6 +582,58 @@ var _ = Describe("FineTune reconciler", func() {
 		mine, err := api.ListEndpoints(ctx, together.ListEndpointsOptions{Mine: true, Type: together.EndpointTypeDedicated})
 		Expect(err).NotTo(HaveOccurred())
 		Expect(mine).To(BeEmpty(), "the endpoint outlived the fine-tune that created it")
+	})
+
+	It("stalls a job adopted through the intake that had already failed, as attempt 1 of 1, without retrying", func() {
+		key := newFineTune("adopted-failed", togetherv1.TogetherFineTuneSpec{JobID: "ft-adopted-failed"})
+		By("the intake follows spec.jobID and records the failure before the reconciler first looks")
+		ft := get(key)
+		before := ft.DeepCopy()
+		ft.Status.JobID = ft.Spec.JobID
+		Expect(lattice.ApplyFineTune(&ft.Status, event.Event{ID: "push-1", Type: togetherv1.EventFineTuneFailed, JobID: ft.Spec.JobID, Step: 3, ErrorMessage: "out of memory"}, metav1.Now())).To(Equal(lattice.Applied))
+		Expect(k8sClient.Status().Patch(ctx, ft, client.MergeFrom(before))).To(Succeed())
+
+		for range 2 {
+			_, err := reconcile(key)
+			Expect(err).NotTo(HaveOccurred())
+		}
+		ft = get(key)
+		Expect(ft.Status.Attempt).To(BeEquivalentTo(1))
+		stalled := condition(ft, togetherv1.StalledCondition)
+		Expect(stalled).NotTo(BeNil(), "a failed adopted job cannot be retried: a person must act")
+		Expect(stalled.Reason).To(Equal(togetherv1.ReasonJobFailed))
+		Expect(stalled.Message).To(And(ContainSubstring("out of memory"), ContainSubstring("All 1 attempts")))
+		Expect(condition(ft, togetherv1.ReconcilingCondition)).To(BeNil())
+		Expect(sim.CountCalls("POST", "/v1/fine-tunes")).To(BeZero())
+	})
+
+	It("does not write a stale status over the intake's when it adds its finalizer", func() {
+		sim.AddFineTune(together.FineTune{ID: "ft-race", Model: "m", Status: together.FineTuneRunning,
+			Events: []together.FineTuneEvent{{Type: "checkpoint_save", Step: 10, Message: "checkpoint"}}})
+		key := newFineTune("race", togetherv1.TogetherFineTuneSpec{JobID: "ft-race"})
+		base, err := client.NewWithWatch(cfg, client.Options{Scheme: k8sClient.Scheme()})
+		Expect(err).NotTo(HaveOccurred())
+		intakeWrote := false
+		r.Client = interceptor.NewClient(base, interceptor.Funcs{
+			Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+				if !intakeWrote {
+					By("the intake records a checkpoint between the reconciler's read and its finalizer patch")
+					intakeWrote = true
+					ft := get(key)
+					ft.Status.JobID = ft.Spec.JobID
+					lattice.ApplyFineTune(&ft.Status, event.Event{ID: "push-cp", Type: togetherv1.EventFineTuneCheckpoint, JobID: ft.Spec.JobID, Step: 999, Loss: ptr.To(0.1)}, metav1.Now())
+					Expect(k8sClient.Status().Update(ctx, ft)).To(Succeed())
+				}
+				return c.Patch(ctx, obj, patch, opts...)
+			},
+		})
+		Eventually(func() error { _, err := reconcile(key); return err }).WithTimeout(5*time.Second).Should(Succeed(),
+			"a reconcile that lost the race is retried with fresh state")
+		ft := get(key)
+		Expect(intakeWrote).To(BeTrue())
+		Expect(ft.Status.Step).To(BeEquivalentTo(999), "the step the intake recorded must not move backwards")
+		Expect(ft.Status.ProcessedEvents).To(ContainElement("push-cp"))
+		Expect(ft.Status.Attempt).To(BeEquivalentTo(1))
 	})
 
 	DescribeTable("deleting a running fine-tune",

@@ -22,33 +22,7 @@ import (
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/migration"
-)
-
-// Reasons of a TogetherModelMigration's conditions and Events.
-const (
-	// ReasonScheduled means a BeforeSunset migration waits for its time.
-	ReasonScheduled = "Scheduled"
-	// ReasonAwaitingApproval means a Manual migration waits for a person to
-	// set the approval annotation.
-	ReasonAwaitingApproval = "AwaitingApproval"
-	// ReasonDryRun means the would-be changes are listed and nothing changed.
-	ReasonDryRun = "DryRun"
-	// ReasonMigrated means workloads were moved to the replacement model.
-	ReasonMigrated = "Migrated"
-	// ReasonPartiallyMigrated means some workloads could not be patched while
-	// others were; status.targets[].error says why.
-	ReasonPartiallyMigrated = "PartiallyMigrated"
-	// ReasonMigrationFailed means no workload could be patched.
-	ReasonMigrationFailed = "MigrationFailed"
-	// ReasonPatchFailed is the Warning Event for workloads that could not be patched.
-	ReasonPatchFailed = "PatchFailed"
-	// ReasonInvalidSpec means spec.sunsetDate or spec.selector cannot be used.
-	ReasonInvalidSpec = "InvalidSpec"
-	// ReasonWorkloadsAtRisk means workloads still use the model after its
-	// sunset date, so their requests will fail.
-	ReasonWorkloadsAtRisk = "WorkloadsAtRisk"
-	// ReasonNoWorkloadsAtRisk means the last workloads at risk moved off the model.
-	ReasonNoWorkloadsAtRisk = "NoWorkloadsAtRisk"
+	"github.com/together-operator/together-operator/internal/reconcile"
 )
 
 // Defaults of the reconciler's tunables.
@@ -83,6 +57,9 @@ type TogetherModelMigrationReconciler struct {
 	Workers int
 	// PageSize is the list page size. Defaults to DefaultMigrationPageSize.
 	PageSize int64
+
+	// check sees every status patch (the ownership test sets it).
+	check func(before, after client.Object, patch map[string]any) error
 }
 
 // +kubebuilder:rbac:groups=together.ai,resources=togethermodelmigrations,verbs=get;list;watch;create;update;patch;delete
@@ -91,47 +68,86 @@ type TogetherModelMigrationReconciler struct {
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
+// kind is TogetherModelMigration's declaration for the shared skeleton
+// (reconcile.go). A migration owns nothing that must outlive it, so it has
+// no finalizer. Its steps share one migrationRun per reconcile.
+func (r *TogetherModelMigrationReconciler) kind() *kind[*togetherv1.TogetherModelMigration] {
+	run := &migrationRun{r: r}
+	return &kind[*togetherv1.TogetherModelMigration]{
+		conditions: reconcile.Conditions{
+			Owned: []string{togetherv1.ReadyCondition, togetherv1.ReconcilingCondition, togetherv1.StalledCondition},
+		},
+		newObj: func() *togetherv1.TogetherModelMigration { return &togetherv1.TogetherModelMigration{} },
+		status: func(m *togetherv1.TogetherModelMigration) any { return m.Status },
+		// Nothing outside the object to clean up but its metric series.
+		gone: func(req ctrl.Request) { workloadsAtRisk.DeleteLabelValues(req.Namespace, req.Name) },
+		steps: []step[*togetherv1.TogetherModelMigration]{
+			// schedule: read the spec and the clock: is it time to migrate?
+			// Stalls: InvalidSpec.
+			{name: "schedule", run: run.schedule},
+			// scan: list the selected workloads, page by page, and find the
+			// fields that use the old model.
+			{name: "scan", run: run.scan},
+			// patch: when it is time (and not a dry run), patch them with a
+			// bounded pool of workers.
+			{name: "patch", run: run.patch},
+			// record: keep status.targets, migrated and atRisk, and warn
+			// once per change of the workloads at risk after the sunset.
+			{name: "record", run: run.record},
+			// phase: set the phase and say what Ready says (Scheduled,
+			// AwaitingApproval, DryRun, Succeeded), or stall when workloads
+			// could not be patched (MigrationFailed, PartiallyMigrated).
+			{name: "phase", run: run.phase},
+		},
+	}
+}
+
 // Reconcile scans the namespace's workloads for the deprecated model and,
 // when the strategy says it is time, patches them to the replacement.
-func (r *TogetherModelMigrationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
-	obj := &togetherv1.TogetherModelMigration{}
-	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
-		if apierrors.IsNotFound(err) {
-			// Nothing outside the object to clean up but its metric series.
-			workloadsAtRisk.DeleteLabelValues(req.Namespace, req.Name)
-			return ctrl.Result{}, nil
-		}
-		return ctrl.Result{}, fmt.Errorf("getting TogetherModelMigration %s: %w", req.NamespacedName, err)
-	}
-	patcher := newStatusPatcher(r.Client, obj)
-	defer func() {
-		if err := patcher.patch(ctx, obj, func(o client.Object) any { return o.(*togetherv1.TogetherModelMigration).Status }); err != nil && retErr == nil {
-			retErr = err
-		}
-	}()
-	if !obj.DeletionTimestamp.IsZero() {
-		// No finalizer: the migration owns nothing that must outlive it.
-		return ctrl.Result{}, nil
-	}
-	obj.Status.ObservedGeneration = obj.Generation
-	prev := obj.Status.DeepCopy()
-	now := r.now()
+func (r *TogetherModelMigrationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	return r.kind().run(ctx, r.Client, r.Recorder, req, r.check)
+}
 
-	plan, ok := r.reconcileSchedule(obj, now)
-	if !ok {
-		return ctrl.Result{}, nil
+// migrationRun is what the steps of one reconcile learn and pass on.
+type migrationRun struct {
+	r       *TogetherModelMigrationReconciler
+	now     time.Time
+	prev    *togetherv1.TogetherModelMigrationStatus
+	plan    migrationPlan
+	found   []*foundWorkload
+	moved   []movedTarget
+	patched int
+}
+
+func (m *migrationRun) schedule(_ context.Context, obj *togetherv1.TogetherModelMigration, _ *scope) (ctrl.Result, error) {
+	m.now = m.r.now()
+	m.prev = obj.Status.DeepCopy()
+	plan, err := m.r.reconcileSchedule(obj, m.now)
+	m.plan = plan
+	return ctrl.Result{}, err
+}
+
+func (m *migrationRun) scan(ctx context.Context, obj *togetherv1.TogetherModelMigration, _ *scope) (ctrl.Result, error) {
+	var err error
+	m.found, m.moved, err = m.r.reconcileScan(ctx, obj, m.plan.selector)
+	return ctrl.Result{}, err
+}
+
+func (m *migrationRun) patch(ctx context.Context, obj *togetherv1.TogetherModelMigration, _ *scope) (ctrl.Result, error) {
+	if m.plan.active && !obj.Spec.DryRun {
+		m.patched = m.r.reconcilePatches(ctx, obj, m.found, m.now)
 	}
-	found, moved, err := r.reconcileScan(ctx, obj, plan.selector)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	patched := 0
-	if plan.active && !obj.Spec.DryRun {
-		patched = r.reconcilePatches(ctx, obj, found, now)
-	}
-	r.reconcileTargets(obj, found, moved, now)
-	r.reconcileAtRisk(obj, prev, found, plan, now)
-	return r.reconcilePhase(obj, prev, found, plan, patched), nil
+	return ctrl.Result{}, nil
+}
+
+func (m *migrationRun) record(_ context.Context, obj *togetherv1.TogetherModelMigration, _ *scope) (ctrl.Result, error) {
+	m.r.reconcileTargets(obj, m.found, m.moved, m.now)
+	m.r.reconcileAtRisk(obj, m.prev, m.found, m.plan, m.now)
+	return ctrl.Result{}, nil
+}
+
+func (m *migrationRun) phase(_ context.Context, obj *togetherv1.TogetherModelMigration, s *scope) (ctrl.Result, error) {
+	return m.r.reconcilePhase(obj, m.prev, m.found, m.plan, m.patched, s)
 }
 
 // migrationPlan is what the spec and the clock say about this reconcile.
@@ -143,9 +159,9 @@ type migrationPlan struct {
 	hasSunset bool
 }
 
-// reconcileSchedule decides whether this reconcile migrates. It returns false
-// (with Stalled set) when the spec cannot be acted on.
-func (r *TogetherModelMigrationReconciler) reconcileSchedule(obj *togetherv1.TogetherModelMigration, now time.Time) (migrationPlan, bool) {
+// reconcileSchedule decides whether this reconcile migrates. It returns a
+// stall when the spec cannot be acted on.
+func (r *TogetherModelMigrationReconciler) reconcileSchedule(obj *togetherv1.TogetherModelMigration, now time.Time) (migrationPlan, error) {
 	var plan migrationPlan
 	// Without a selector only workloads that opted in are considered: a
 	// migration never reaches every workload of a namespace implicitly.
@@ -153,9 +169,8 @@ func (r *TogetherModelMigrationReconciler) reconcileSchedule(obj *togetherv1.Tog
 	if obj.Spec.Selector != nil {
 		s, err := metav1.LabelSelectorAsSelector(obj.Spec.Selector)
 		if err != nil {
-			markStalled(&obj.Status.Conditions, obj.Generation, ReasonInvalidSpec,
+			return plan, reconcile.Stalling(togetherv1.ReasonInvalidSpec,
 				fmt.Sprintf("spec.selector is not a valid label selector (%v); fix it to select the Deployments and StatefulSets to migrate.", err))
-			return plan, false
 		}
 		sel = s
 	}
@@ -163,9 +178,8 @@ func (r *TogetherModelMigrationReconciler) reconcileSchedule(obj *togetherv1.Tog
 	if obj.Spec.SunsetDate != "" {
 		t, err := time.Parse(time.DateOnly, obj.Spec.SunsetDate)
 		if err != nil {
-			markStalled(&obj.Status.Conditions, obj.Generation, ReasonInvalidSpec,
+			return plan, reconcile.Stalling(togetherv1.ReasonInvalidSpec,
 				fmt.Sprintf("spec.sunsetDate %q is not a date in YYYY-MM-DD form; fix it.", obj.Spec.SunsetDate))
-			return plan, false
 		}
 		plan.sunset, plan.hasSunset = t.UTC(), true
 	}
@@ -174,9 +188,8 @@ func (r *TogetherModelMigrationReconciler) reconcileSchedule(obj *togetherv1.Tog
 	switch obj.Spec.Strategy {
 	case togetherv1.MigrationBeforeSunset:
 		if !plan.hasSunset {
-			markStalled(&obj.Status.Conditions, obj.Generation, ReasonInvalidSpec,
+			return plan, reconcile.Stalling(togetherv1.ReasonInvalidSpec,
 				"strategy BeforeSunset needs spec.sunsetDate; set it or choose another strategy.")
-			return plan, false
 		}
 		lead := 168 * time.Hour
 		if obj.Spec.LeadTime != nil {
@@ -193,7 +206,7 @@ func (r *TogetherModelMigrationReconciler) reconcileSchedule(obj *togetherv1.Tog
 	default:
 		plan.active = true
 	}
-	return plan, true
+	return plan, nil
 }
 
 // foundWorkload is one workload that uses the old model.
@@ -461,20 +474,19 @@ func (r *TogetherModelMigrationReconciler) reconcileAtRisk(obj *togetherv1.Toget
 	}
 	switch {
 	case len(atRisk) > 0:
-		r.event(obj, corev1.EventTypeWarning, ReasonWorkloadsAtRisk, "CheckSunset",
+		r.event(obj, togetherv1.EventTypeWarning, togetherv1.ReasonWorkloadsAtRisk, "CheckSunset",
 			"%d workload(s) still use %s after its sunset date %s, so their requests will fail: %s. Migrate them to %s (see status.targets).",
 			len(atRisk), obj.Spec.ModelID, obj.Spec.SunsetDate, summarize(atRisk), obj.Spec.ReplacementModel)
 	case len(before) > 0:
-		r.event(obj, corev1.EventTypeNormal, ReasonNoWorkloadsAtRisk, "CheckSunset",
+		r.event(obj, togetherv1.EventTypeNormal, togetherv1.ReasonNoWorkloadsAtRisk, "CheckSunset",
 			"No workload uses %s any more.", obj.Spec.ModelID)
 	}
 }
 
-// reconcilePhase sets phase, conditions and Events from what happened, and
-// says when to look again.
-func (r *TogetherModelMigrationReconciler) reconcilePhase(obj *togetherv1.TogetherModelMigration, prev *togetherv1.TogetherModelMigrationStatus, found []*foundWorkload, plan migrationPlan, patched int) ctrl.Result {
+// reconcilePhase sets the phase and Events from what happened, says what
+// Ready says (or why the migration is stalled), and when to look again.
+func (r *TogetherModelMigrationReconciler) reconcilePhase(obj *togetherv1.TogetherModelMigration, prev *togetherv1.TogetherModelMigrationStatus, found []*foundWorkload, plan migrationPlan, patched int, s *scope) (ctrl.Result, error) {
 	st := &obj.Status
-	gen := obj.Generation
 	rescan := ctrl.Result{RequeueAfter: r.rescanInterval()}
 	targets := 0
 	for _, w := range found {
@@ -486,32 +498,31 @@ func (r *TogetherModelMigrationReconciler) reconcilePhase(obj *togetherv1.Togeth
 	case !plan.active && obj.Spec.Strategy == togetherv1.MigrationBeforeSunset:
 		st.Phase = togetherv1.MigrationScheduled
 		when := st.ScheduledTime.UTC().Format(time.RFC3339)
-		markReconciling(&st.Conditions, gen, ReasonScheduled,
-			fmt.Sprintf("%d target(s) in %d workload(s) will move from %s to %s at %s (spec.sunsetDate minus spec.leadTime); set spec.strategy to Immediate to migrate now.",
-				targets, len(found), from, to, when))
 		if prev.Phase != st.Phase || !equality.Semantic.DeepEqual(prev.ScheduledTime, st.ScheduledTime) {
-			r.event(obj, corev1.EventTypeNormal, ReasonScheduled, "Schedule", "Migration from %s to %s scheduled for %s.", from, to, when)
+			r.event(obj, togetherv1.EventTypeNormal, togetherv1.ReasonScheduled, "Schedule", "Migration from %s to %s scheduled for %s.", from, to, when)
 		}
-		return ctrl.Result{RequeueAfter: min(plan.wait, r.rescanInterval())}
+		return ctrl.Result{}, reconcile.Waiting(togetherv1.ReasonScheduled,
+			fmt.Sprintf("%d target(s) in %d workload(s) will move from %s to %s at %s (spec.sunsetDate minus spec.leadTime); set spec.strategy to Immediate to migrate now.",
+				targets, len(found), from, to, when), min(plan.wait, r.rescanInterval()))
 
 	case !plan.active:
 		st.Phase = togetherv1.MigrationPending
-		setReady(&st.Conditions, gen, metav1.ConditionFalse, ReasonAwaitingApproval,
+		// Neither reconciling nor stalled: it waits for a person by design.
+		s.succeeded(metav1.ConditionFalse, togetherv1.ReasonAwaitingApproval,
 			fmt.Sprintf("%d target(s) in %d workload(s) would move from %s to %s (see status.targets); approve with: kubectl annotate togethermodelmigration %s %s=true",
 				targets, len(found), from, to, obj.Name, togetherv1.ApproveMigrationAnnotation))
-		clearProgressConditions(&st.Conditions)
 		if prev.Phase != st.Phase {
-			r.event(obj, corev1.EventTypeNormal, ReasonAwaitingApproval, "Approve",
+			r.event(obj, togetherv1.EventTypeNormal, togetherv1.ReasonAwaitingApproval, "Approve",
 				"Migration from %s to %s waits for the annotation %s=true.", from, to, togetherv1.ApproveMigrationAnnotation)
 		}
-		return rescan
+		return rescan, nil
 
 	case obj.Spec.DryRun:
 		st.Phase = togetherv1.MigrationCompleted
-		setReady(&st.Conditions, gen, metav1.ConditionTrue, ReasonDryRun,
+		s.succeeded(metav1.ConditionTrue, togetherv1.ReasonDryRun,
 			fmt.Sprintf("Dry run: %d target(s) in %d workload(s) would move from %s to %s (see status.targets); nothing was changed. Set spec.dryRun to false to migrate.",
 				targets, len(found), from, to))
-		return rescan
+		return rescan, nil
 	}
 
 	var failed []string
@@ -527,33 +538,34 @@ func (r *TogetherModelMigrationReconciler) reconcilePhase(obj *togetherv1.Togeth
 				names = append(names, w.kind+"/"+w.name)
 			}
 		}
-		r.event(obj, corev1.EventTypeNormal, ReasonMigrated, "Migrate",
+		r.event(obj, togetherv1.EventTypeNormal, togetherv1.ReasonMigrated, "Migrate",
 			"Moved %d workload(s) from %s to %s: %s.", patched, from, to, summarize(names))
 	}
 	if len(failed) > 0 && !equality.Semantic.DeepEqual(failedTargets(prev.Targets), failedTargets(st.Targets)) {
-		r.event(obj, corev1.EventTypeWarning, ReasonPatchFailed, "Migrate",
+		r.event(obj, togetherv1.EventTypeWarning, togetherv1.ReasonPatchFailed, "Migrate",
 			"Could not patch %d workload(s) to use %s: %s; see status.targets[].error.", len(failed), to, summarize(failed))
 	}
 
+	retry := min(migrationRetryInterval, r.rescanInterval())
 	switch {
 	case len(failed) == 0:
 		st.Phase = togetherv1.MigrationCompleted
-		setReady(&st.Conditions, gen, metav1.ConditionTrue, ReasonSucceeded,
+		s.succeeded(metav1.ConditionTrue, togetherv1.ReasonSucceeded,
 			fmt.Sprintf("No selected workload uses %s; %d target(s) moved to %s so far. New workloads are checked every %s.",
 				from, st.Migrated, to, r.rescanInterval()))
-		return rescan
+		return rescan, nil
 	case patched == 0 && st.Migrated == 0:
 		st.Phase = togetherv1.MigrationFailed
-		markStalled(&st.Conditions, gen, ReasonMigrationFailed,
+		// Silent: the PatchFailed Event above names the workloads.
+		return ctrl.Result{}, reconcile.Stalling(togetherv1.ReasonMigrationFailed,
 			fmt.Sprintf("None of the %d workload(s) using %s could be patched; see status.targets[].error (for example, grant the operator patch on deployments and statefulsets, or lift the admission policy). Retried every %s.",
-				len(failed), from, migrationRetryInterval))
+				len(failed), from, migrationRetryInterval)).After(retry).Silent()
 	default:
 		st.Phase = togetherv1.MigrationCompleted
-		markStalled(&st.Conditions, gen, ReasonPartiallyMigrated,
+		return ctrl.Result{}, reconcile.Stalling(togetherv1.ReasonPartiallyMigrated,
 			fmt.Sprintf("%d workload(s) still use %s because they could not be patched: %s; see status.targets[].error. Retried every %s.",
-				len(failed), from, summarize(failed), migrationRetryInterval))
+				len(failed), from, summarize(failed), migrationRetryInterval)).After(retry).Silent()
 	}
-	return ctrl.Result{RequeueAfter: min(migrationRetryInterval, r.rescanInterval())}
 }
 
 // failedTargets is the set of failed targets with their errors, to emit the
@@ -566,18 +578,6 @@ func failedTargets(targets []togetherv1.MigrationTarget) []string {
 		}
 	}
 	return out
-}
-
-// clearProgressConditions removes Reconciling and Stalled, which kstatus
-// wants present only while True.
-func clearProgressConditions(conds *[]metav1.Condition) {
-	var kept []metav1.Condition
-	for _, c := range *conds {
-		if c.Type != togetherv1.ReconcilingCondition && c.Type != togetherv1.StalledCondition {
-			kept = append(kept, c)
-		}
-	}
-	*conds = kept
 }
 
 // summarize lists up to ten names so that an Event stays readable.

@@ -14,35 +14,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/reconcile"
 	"github.com/together-operator/together-operator/internal/together"
 	"github.com/together-operator/together-operator/internal/webhook"
-)
-
-// RegisteredCondition says whether the subscription is registered with the
-// remote API. It is informational: Ready does not depend on it, because the
-// poller covers an API that cannot push.
-const RegisteredCondition = "Registered"
-
-// Reasons of the subscription reconciler.
-const (
-	// ReasonServing means the endpoint serves this subscription.
-	ReasonServing = "Serving"
-	// ReasonRegistered means the remote API delivers to this subscription.
-	ReasonRegistered = "Registered"
-	// ReasonNotRequested means spec.register is false.
-	ReasonNotRequested = "NotRequested"
-	// ReasonNotSupported means the remote API has no webhooks endpoint
-	// (Together's public API today); polling covers it.
-	ReasonNotSupported = "NotSupported"
-	// ReasonRegistrationFailed means the remote API refused or failed the
-	// registration; it is retried.
-	ReasonRegistrationFailed = "RegistrationFailed"
-	// ReasonNoAPI means registration was asked for but the manager has no
-	// Together API client configured.
-	ReasonNoAPI = "NoAPIConfigured"
 )
 
 // secretRecheckInterval is how soon a subscription whose Secret is missing
@@ -66,6 +42,12 @@ type TogetherWebhookSubscriptionReconciler struct {
 	Recorder  EventRecorder
 	// API registers subscriptions; nil when no API is configured.
 	API WebhookAPI
+	// KeySource says where the manager's API key came from, so that a
+	// rejected key's message names what to fix.
+	KeySource string
+
+	// check sees every status patch (the ownership test sets it).
+	check func(before, after client.Object, patch map[string]any) error
 }
 
 // +kubebuilder:rbac:groups=together.ai,resources=togetherwebhooksubscriptions,verbs=get;list;watch;create;update;patch;delete
@@ -74,96 +56,103 @@ type TogetherWebhookSubscriptionReconciler struct {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
+// kind is TogetherWebhookSubscription's declaration for the shared skeleton
+// (reconcile.go).
+func (r *TogetherWebhookSubscriptionReconciler) kind() *kind[*togetherv1.TogetherWebhookSubscription] {
+	return &kind[*togetherv1.TogetherWebhookSubscription]{
+		conditions: reconcile.Conditions{
+			// Registered is informational: Ready does not depend on it.
+			Owned: []string{togetherv1.ReadyCondition, togetherv1.ReconcilingCondition, togetherv1.StalledCondition, togetherv1.RegisteredCondition},
+		},
+		newObj: func() *togetherv1.TogetherWebhookSubscription { return &togetherv1.TogetherWebhookSubscription{} },
+		status: func(sub *togetherv1.TogetherWebhookSubscription) any { return sub.Status },
+		// The finalizer guards a remote registration: it is there while one
+		// is asked for or still exists, and goes once none is left.
+		needsFinalizer: func(sub *togetherv1.TogetherWebhookSubscription) bool {
+			return (sub.Spec.Register && r.API != nil) || sub.Status.RemoteID != ""
+		},
+		finalize: func(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription, _ *scope) error {
+			return r.unregister(ctx, sub)
+		},
+		steps: []step[*togetherv1.TogetherWebhookSubscription]{
+			// path: publish where the events endpoint serves this subscription.
+			{name: "path", run: r.reconcilePath},
+			// secret: check the signing Secret exists. Stalls: SecretNotFound.
+			{name: "secret", run: r.reconcileSecret},
+			// registration: create, update or remove the remote
+			// registration; owns Registered, and says what Ready says.
+			{name: "registration", owns: []string{togetherv1.RegisteredCondition}, run: r.reconcileRegistration},
+		},
+	}
+}
+
 // Reconcile brings a TogetherWebhookSubscription towards its spec.
-func (r *TogetherWebhookSubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
-	sub := &togetherv1.TogetherWebhookSubscription{}
-	if err := r.Get(ctx, req.NamespacedName, sub); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	patcher := newStatusPatcher(r.Client, sub)
-	defer func() {
-		if err := patcher.patch(ctx, sub, func(o client.Object) any { return o.(*togetherv1.TogetherWebhookSubscription).Status }); err != nil && retErr == nil {
-			retErr = err
-		}
-	}()
+func (r *TogetherWebhookSubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	return r.kind().run(ctx, r.Client, r.Recorder, req, r.check)
+}
 
-	if !sub.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, r.reconcileDelete(ctx, sub)
-	}
-	sub.Status.ObservedGeneration = sub.Generation
+func (r *TogetherWebhookSubscriptionReconciler) reconcilePath(_ context.Context, sub *togetherv1.TogetherWebhookSubscription, _ *scope) (ctrl.Result, error) {
 	sub.Status.WebhookPath = webhook.PathFor(sub.Namespace, sub.Name)
-
-	secret, err := r.reconcileSecret(ctx, sub)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	if secret == nil {
-		// Secrets are not watched (that would cache every Secret of the
-		// cluster), so look again for one created after the subscription.
-		return ctrl.Result{RequeueAfter: secretRecheckInterval}, nil
-	}
-	if err := r.reconcileRegistration(ctx, sub, secret); err != nil {
-		return ctrl.Result{}, err
-	}
-	setReady(&sub.Status.Conditions, sub.Generation, metav1.ConditionTrue, ReasonServing,
-		fmt.Sprintf("Accepting signed events at %s on the manager's events endpoint.", sub.Status.WebhookPath))
 	return ctrl.Result{}, nil
 }
 
 // reconcileSecret checks that the signing secret exists. A missing one is
-// Stalled (the person must create it); the Secret is returned for
-// registration.
-func (r *TogetherWebhookSubscriptionReconciler) reconcileSecret(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription) (*corev1.Secret, error) {
+// Stalled (the person must create it).
+func (r *TogetherWebhookSubscriptionReconciler) reconcileSecret(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription, _ *scope) (ctrl.Result, error) {
 	if _, err := webhook.ReadSigningSecrets(ctx, r.APIReader, sub.Namespace, sub.Spec.SecretRef); err != nil {
 		if errors.Is(err, webhook.ErrSecretMissing) {
-			key := sub.Spec.SecretRef.Key
-			if key == "" {
-				key = "secret"
-			}
-			markStalled(&sub.Status.Conditions, sub.Generation, ReasonSecretNotFound,
+			// Secrets are not watched (that would cache every Secret of the
+			// cluster), so look again for one created after the subscription.
+			return ctrl.Result{}, reconcile.Stalling(togetherv1.ReasonSecretNotFound,
 				fmt.Sprintf("%v. Create it, e.g. kubectl -n %s create secret generic %s --from-literal=%s=<signing secret>; deliveries are refused with 401 until then.",
-					err, sub.Namespace, sub.Spec.SecretRef.Name, key))
-			return nil, nil
+					err, sub.Namespace, sub.Spec.SecretRef.Name, secretKey(sub))).After(secretRecheckInterval)
 		}
-		return nil, err
+		return ctrl.Result{}, err
 	}
-	var s corev1.Secret
-	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: sub.Namespace, Name: sub.Spec.SecretRef.Name}, &s); err != nil {
-		return nil, fmt.Errorf("reading Secret %s/%s: %w", sub.Namespace, sub.Spec.SecretRef.Name, err)
+	return ctrl.Result{}, nil
+}
+
+func secretKey(sub *togetherv1.TogetherWebhookSubscription) string {
+	if sub.Spec.SecretRef.Key == "" {
+		return "secret"
 	}
-	return &s, nil
+	return sub.Spec.SecretRef.Key
 }
 
 // reconcileRegistration creates, updates or removes the remote registration.
-func (r *TogetherWebhookSubscriptionReconciler) reconcileRegistration(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription, secret *corev1.Secret) error {
+func (r *TogetherWebhookSubscriptionReconciler) reconcileRegistration(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription, s *scope) (ctrl.Result, error) {
+	if err := r.register(ctx, sub); err != nil {
+		return ctrl.Result{}, err
+	}
+	s.succeeded(metav1.ConditionTrue, togetherv1.ReasonServing,
+		fmt.Sprintf("Accepting signed events at %s on the manager's events endpoint.", sub.Status.WebhookPath))
+	return ctrl.Result{}, nil
+}
+
+func (r *TogetherWebhookSubscriptionReconciler) register(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription) error {
+	gen := sub.Generation
 	if !sub.Spec.Register {
-		if sub.Status.RemoteID != "" {
-			if err := r.unregister(ctx, sub); err != nil {
-				return err
-			}
+		if err := r.unregister(ctx, sub); err != nil {
+			return err
 		}
-		controllerutil.RemoveFinalizer(sub, togetherv1.FinalizerName)
-		setCondition(&sub.Status.Conditions, sub.Generation, RegisteredCondition, metav1.ConditionFalse, ReasonNotRequested,
+		reconcile.SetCondition(&sub.Status.Conditions, gen, togetherv1.RegisteredCondition, metav1.ConditionFalse, togetherv1.ReasonNotRequested,
 			"spec.register is false: point a sender (a relay, or together-sim) at status.webhookPath yourself.")
-		return r.updateFinalizers(ctx, sub, false)
+		return nil
 	}
 	if r.API == nil {
-		setCondition(&sub.Status.Conditions, sub.Generation, RegisteredCondition, metav1.ConditionFalse, ReasonNoAPI,
+		reconcile.SetCondition(&sub.Status.Conditions, gen, togetherv1.RegisteredCondition, metav1.ConditionFalse, togetherv1.ReasonNoAPI,
 			"The manager has no Together API configured (set TOGETHER_API_KEY or --api-key-secret); the subscription is served but not registered.")
 		return nil
 	}
-	if err := r.updateFinalizers(ctx, sub, true); err != nil {
-		return err
+	var secret corev1.Secret
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: sub.Namespace, Name: sub.Spec.SecretRef.Name}, &secret); err != nil {
+		return fmt.Errorf("reading Secret %s/%s: %w", sub.Namespace, sub.Spec.SecretRef.Name, err)
 	}
-	hash := registrationHash(sub, secret)
+	hash := registrationHash(sub, &secret)
 	if sub.Status.RemoteID != "" && sub.Status.RegistrationHash == hash {
 		return nil
 	}
-	key := sub.Spec.SecretRef.Key
-	if key == "" {
-		key = "secret"
-	}
-	req := together.WebhookRequest{URL: sub.Spec.URL, Events: eventNames(sub), Secret: string(secret.Data[key])}
+	req := together.WebhookRequest{URL: sub.Spec.URL, Events: eventNames(sub), Secret: string(secret.Data[secretKey(sub)])}
 	var (
 		wh  *together.Webhook
 		err error
@@ -175,32 +164,27 @@ func (r *TogetherWebhookSubscriptionReconciler) reconcileRegistration(ctx contex
 	}
 	switch {
 	case errors.Is(err, together.ErrNotSupported):
-		setCondition(&sub.Status.Conditions, sub.Generation, RegisteredCondition, metav1.ConditionFalse, ReasonNotSupported,
+		reconcile.SetCondition(&sub.Status.Conditions, gen, togetherv1.RegisteredCondition, metav1.ConditionFalse, togetherv1.ReasonNotSupported,
 			"The Together API has no webhooks endpoint (its public API pushes nothing today); the poller keeps resources current, and a relay can still post to status.webhookPath.")
 		return nil
+	case together.IsUnauthorized(err) || together.IsQuotaExceeded(err):
+		e, _ := reconcile.As(reconcile.APIFailure(err, "registering the subscription", r.KeySource))
+		return e.On(togetherv1.RegisteredCondition)
 	case err != nil:
-		setCondition(&sub.Status.Conditions, sub.Generation, RegisteredCondition, metav1.ConditionFalse, ReasonRegistrationFailed,
+		// Registration is informational (Ready does not depend on it): the
+		// condition says what failed, and the error retries with backoff.
+		reconcile.SetCondition(&sub.Status.Conditions, gen, togetherv1.RegisteredCondition, metav1.ConditionFalse, togetherv1.ReasonRegistrationFailed,
 			fmt.Sprintf("Registering with the Together API failed (%v); retrying.", err))
 		return fmt.Errorf("registering subscription %s/%s: %w", sub.Namespace, sub.Name, err)
 	}
 	if sub.Status.RemoteID != wh.ID {
-		r.Recorder.Eventf(sub, nil, corev1.EventTypeNormal, ReasonRegistered, "Register", "Registered with the remote API as %s", wh.ID)
+		r.Recorder.Eventf(sub, nil, togetherv1.EventTypeNormal, togetherv1.ReasonRegistered, "Register", "Registered with the remote API as %s", wh.ID)
 	}
 	sub.Status.RemoteID = wh.ID
 	sub.Status.RegistrationHash = hash
-	setCondition(&sub.Status.Conditions, sub.Generation, RegisteredCondition, metav1.ConditionTrue, ReasonRegistered,
+	reconcile.SetCondition(&sub.Status.Conditions, gen, togetherv1.RegisteredCondition, metav1.ConditionTrue, togetherv1.ReasonRegistered,
 		fmt.Sprintf("Registered remotely as %s, delivering to %s.", wh.ID, sub.Spec.URL))
 	return nil
-}
-
-func (r *TogetherWebhookSubscriptionReconciler) reconcileDelete(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription) error {
-	if !controllerutil.ContainsFinalizer(sub, togetherv1.FinalizerName) {
-		return nil
-	}
-	if err := r.unregister(ctx, sub); err != nil {
-		return err
-	}
-	return r.updateFinalizers(ctx, sub, false)
 }
 
 // unregister deletes the remote registration; one that is already gone, or
@@ -215,27 +199,7 @@ func (r *TogetherWebhookSubscriptionReconciler) unregister(ctx context.Context, 
 	}
 	sub.Status.RemoteID = ""
 	sub.Status.RegistrationHash = ""
-	apimeta.RemoveStatusCondition(&sub.Status.Conditions, RegisteredCondition)
-	return nil
-}
-
-// updateFinalizers adds or removes the finalizer with a patch of metadata
-// only, leaving the deferred status patch to write status.
-func (r *TogetherWebhookSubscriptionReconciler) updateFinalizers(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription, want bool) error {
-	if controllerutil.ContainsFinalizer(sub, togetherv1.FinalizerName) == want {
-		return nil
-	}
-	before := sub.DeepCopy()
-	if want {
-		controllerutil.AddFinalizer(sub, togetherv1.FinalizerName)
-	} else {
-		controllerutil.RemoveFinalizer(sub, togetherv1.FinalizerName)
-	}
-	status := sub.Status
-	if err := r.Patch(ctx, sub, client.MergeFrom(before)); err != nil {
-		return fmt.Errorf("updating finalizers: %w", err)
-	}
-	sub.Status = status
+	apimeta.RemoveStatusCondition(&sub.Status.Conditions, togetherv1.RegisteredCondition)
 	return nil
 }
 

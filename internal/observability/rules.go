@@ -14,7 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/together-operator/together-operator/internal/controller"
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 )
 
 // RunbookBase is where each alert's runbook lives; the anchor is the alert's
@@ -88,7 +88,7 @@ max by (namespace, name, reason) (together_resource_stalled{kind="TogetherFineTu
 					"The fine-tune stopped making progress ({{ $labels.reason }}) and needs a person: `kubectl describe tft -n {{ $labels.namespace }} {{ $labels.name }}` says what to do."),
 				alert("TogetherBatchFailed", "warning", "", fmt.Sprintf(`
 max by (namespace, name, reason) (together_resource_stalled{kind="TogetherBatch",reason=~"%s|%s"}) == 1`,
-					controller.ReasonBatchFailed, controller.ReasonBatchExpired),
+					togetherv1.ReasonBatchFailed, togetherv1.ReasonBatchExpired),
 					"Batch {{ $labels.namespace }}/{{ $labels.name }} {{ $labels.reason }}",
 					"Together did not finish the batch ({{ $labels.reason }}); its output will not arrive. `kubectl describe tbatch -n {{ $labels.namespace }} {{ $labels.name }}`."),
 				alert("TogetherWorkloadsOnDeprecatedModel", "warning", "1h", fmt.Sprintf(`

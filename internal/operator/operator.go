@@ -42,6 +42,9 @@ type Config struct {
 	MaxBodyBytes int64
 	// PollInterval and ModelsInterval pace the poller.
 	PollInterval, ModelsInterval time.Duration
+	// APIKeySource says where API's key came from (a flag naming a Secret,
+	// or an env var), so that a rejected key's condition names what to fix.
+	APIKeySource string
 }
 
 // Parts are the intake's pieces, returned for tests and benchmarks.
@@ -62,11 +65,11 @@ func Setup(mgr ctrl.Manager, cfg Config) (*Parts, error) {
 func setupReconcilers(mgr ctrl.Manager, cfg Config) error {
 	rec := func(name string) controller.EventRecorder { return mgr.GetEventRecorder(name) }
 	if err := (&controller.TogetherWebhookSubscriptionReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec("together-subscription"), API: cfg.API,
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec("together-subscription"), API: cfg.API, KeySource: cfg.APIKeySource,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the subscription reconciler: %w", err)
 	}
-	if err := (&controller.TogetherFineTuneReconciler{Client: mgr.GetClient(), Recorder: rec("together-finetune"), API: cfg.API}).SetupWithManager(mgr); err != nil {
+	if err := (&controller.TogetherFineTuneReconciler{Client: mgr.GetClient(), Recorder: rec("together-finetune"), API: cfg.API, KeySource: cfg.APIKeySource}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the fine-tune reconciler: %w", err)
 	}
 	if err := (&controller.TogetherModelMigrationReconciler{Client: mgr.GetClient(), Recorder: rec("together-migration")}).SetupWithManager(mgr); err != nil {
@@ -74,7 +77,7 @@ func setupReconcilers(mgr ctrl.Manager, cfg Config) error {
 	}
 	if err := (&controller.TogetherBatchReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec("together-batch"), API: cfg.API,
-		BaseURL: cfg.BaseURL, Image: cfg.OperatorImage,
+		BaseURL: cfg.BaseURL, Image: cfg.OperatorImage, KeySource: cfg.APIKeySource,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the batch reconciler: %w", err)
 	}

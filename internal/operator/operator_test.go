@@ -17,12 +17,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
-	"github.com/together-operator/together-operator/internal/controller"
-	"github.com/together-operator/together-operator/pkg/push"
-
 	"github.com/together-operator/together-operator/internal/together"
 	"github.com/together-operator/together-operator/internal/togethersim"
 	"github.com/together-operator/together-operator/internal/webhook"
+	"github.com/together-operator/together-operator/pkg/push"
 )
 
 const signingSecret = "operator-suite-secret"
@@ -87,7 +85,7 @@ var _ = Describe("TogetherWebhookSubscription", func() {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(sub), sub)).To(Succeed())
 			c := apimeta.FindStatusCondition(sub.Status.Conditions, togetherv1.StalledCondition)
 			g.Expect(c).NotTo(BeNil())
-			g.Expect(c.Reason).To(Equal(controller.ReasonSecretNotFound))
+			g.Expect(c.Reason).To(Equal(togetherv1.ReasonSecretNotFound))
 			g.Expect(c.Message).To(ContainSubstring("kubectl -n " + ns + " create secret generic missing"))
 		}).Should(Succeed())
 		Expect(apimeta.IsStatusConditionTrue(sub.Status.Conditions, togetherv1.ReadyCondition)).To(BeFalse())
@@ -107,7 +105,7 @@ var _ = Describe("TogetherWebhookSubscription", func() {
 		})
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(sub), sub)).To(Succeed())
-			g.Expect(apimeta.IsStatusConditionTrue(sub.Status.Conditions, controller.RegisteredCondition)).To(BeTrue())
+			g.Expect(apimeta.IsStatusConditionTrue(sub.Status.Conditions, togetherv1.RegisteredCondition)).To(BeTrue())
 			g.Expect(sub.Status.RemoteID).NotTo(BeEmpty())
 		}).Should(Succeed())
 
@@ -125,9 +123,9 @@ var _ = Describe("TogetherWebhookSubscription", func() {
 		})
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(other), other)).To(Succeed())
-			c := apimeta.FindStatusCondition(other.Status.Conditions, controller.RegisteredCondition)
+			c := apimeta.FindStatusCondition(other.Status.Conditions, togetherv1.RegisteredCondition)
 			g.Expect(c).NotTo(BeNil())
-			g.Expect(c.Reason).To(Equal(controller.ReasonNotSupported))
+			g.Expect(c.Reason).To(Equal(togetherv1.ReasonNotSupported))
 			g.Expect(c.Message).To(ContainSubstring("poller"))
 			g.Expect(apimeta.IsStatusConditionTrue(other.Status.Conditions, togetherv1.ReadyCondition)).To(BeTrue())
 		}).Should(Succeed())

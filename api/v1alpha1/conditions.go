@@ -1,0 +1,235 @@
+package v1alpha1
+
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+// This file is the one list of the condition types, condition reasons and
+// Event reasons the operator writes, so that the API documentation, the
+// reconcilers and anyone scripting against the resources read the same names.
+// Each reason names a situation a person can act on; the condition message
+// says what to do.
+
+// Condition types shared by every resource of this group. They follow kstatus:
+// Ready is always present once an object has been reconciled; Reconciling and
+// Stalled are present only while they are True.
+const (
+	// ReadyCondition says whether the object has reached the state its spec asks for.
+	ReadyCondition = "Ready"
+	// ReconcilingCondition is True while the operator is still working towards
+	// the desired state (a job is running, a migration is scheduled, ...).
+	ReconcilingCondition = "Reconciling"
+	// StalledCondition is True when progress stopped and needs a person's help.
+	StalledCondition = "Stalled"
+)
+
+// Condition types of one kind each.
+const (
+	// DeployedCondition (TogetherFineTune) reports whether the current
+	// attempt's model reached the deploy targets of spec.deploy. It is absent
+	// when nothing is to be deployed; when present, Ready needs it True.
+	DeployedCondition = "Deployed"
+	// OutputReadyCondition (TogetherBatch) reports whether the results were
+	// written where spec.output asks. It is absent when no output is
+	// requested; when present, Ready needs it True.
+	OutputReadyCondition = "OutputReady"
+	// RegisteredCondition (TogetherWebhookSubscription) says whether the
+	// subscription is registered with the remote API. It is informational:
+	// Ready does not depend on it, because the poller covers an API that
+	// cannot push.
+	RegisteredCondition = "Registered"
+)
+
+// Event types of Kubernetes Events (the two the API server accepts).
+const (
+	// EventTypeNormal is an Event about expected progress.
+	EventTypeNormal = "Normal"
+	// EventTypeWarning is an Event a person may need to act on.
+	EventTypeWarning = "Warning"
+)
+
+// Reasons shared by every kind.
+const (
+	// ReasonSucceeded means the resource reached the state its spec asks for.
+	ReasonSucceeded = "Succeeded"
+	// ReasonProgressing means the operator is working towards the desired state.
+	ReasonProgressing = "Progressing"
+	// ReasonUnauthorized means Together rejected the API key (401).
+	ReasonUnauthorized = "Unauthorized"
+	// ReasonQuotaExceeded means the account's spending limit was reached (402).
+	ReasonQuotaExceeded = "QuotaExceeded"
+	// ReasonAPIError means Together answered with an error the operator retries.
+	ReasonAPIError = "APIError"
+	// ReasonSecretNotFound means a referenced Secret or key is missing.
+	ReasonSecretNotFound = "SecretNotFound"
+)
+
+// Reasons of TogetherFineTune conditions and Events.
+const (
+	// ReasonJobPending means the job was submitted and waits for Together.
+	ReasonJobPending = "JobPending"
+	// ReasonJobRunning means the job is training.
+	ReasonJobRunning = "JobRunning"
+	// ReasonJobFailed means the job failed and no retry attempt is left.
+	ReasonJobFailed = "JobFailed"
+	// ReasonJobCancelled means the job was cancelled outside the operator.
+	ReasonJobCancelled = "JobCancelled"
+	// ReasonJobNotFound means spec.jobID names a job Together does not know.
+	ReasonJobNotFound = "JobNotFound"
+	// ReasonInvalidTrainingData means the ConfigMap's JSONL is not in an
+	// accepted format; nothing was uploaded.
+	ReasonInvalidTrainingData = "InvalidTrainingData"
+	// ReasonTrainingDataNotFound means the ConfigMap or key is missing.
+	ReasonTrainingDataNotFound = "TrainingDataNotFound"
+	// ReasonSubmissionRejected means Together refused the job's parameters.
+	ReasonSubmissionRejected = "SubmissionRejected"
+	// ReasonQualityGateFailed means the model's eval loss is above
+	// spec.deploy.maxEvalLoss, or unknown while a gate is set.
+	ReasonQualityGateFailed = "QualityGateFailed"
+	// ReasonDeploymentNotFound means spec.deploy.deployment names a
+	// Deployment that does not exist in the namespace.
+	ReasonDeploymentNotFound = "DeploymentNotFound"
+	// ReasonContainerNotFound means the Deployment has no such container.
+	ReasonContainerNotFound = "ContainerNotFound"
+	// ReasonEnvVarFromSource means the target env var takes its value from a
+	// ConfigMap, Secret or field, which the operator will not overwrite.
+	ReasonEnvVarFromSource = "EnvVarFromSource"
+	// ReasonEndpointStarting means the dedicated endpoint is not STARTED yet.
+	ReasonEndpointStarting = "EndpointStarting"
+	// ReasonEndpointFailed means the dedicated endpoint could not be created
+	// or ended in ERROR or STOPPED.
+	ReasonEndpointFailed = "EndpointFailed"
+	// ReasonDeployed means every deploy target holds the model.
+	ReasonDeployed = "Deployed"
+
+	// EventReasonAdopted: the resource follows an existing job (spec.jobID).
+	EventReasonAdopted = "Adopted"
+	// EventReasonUploaded: training data was uploaded as a Together file.
+	EventReasonUploaded = "Uploaded"
+	// EventReasonSubmitted: a job was created for an attempt (or found after
+	// an interrupted submission).
+	EventReasonSubmitted = "Submitted"
+	// EventReasonCompleted: an attempt's job completed.
+	EventReasonCompleted = "Completed"
+	// EventReasonDeploymentPatched: the target Deployment's env var was set.
+	EventReasonDeploymentPatched = "DeploymentPatched"
+	// EventReasonEndpointCreated: a dedicated endpoint was created.
+	EventReasonEndpointCreated = "EndpointCreated"
+	// EventReasonEndpointAdopted: a dedicated endpoint already serving the
+	// output model was adopted instead of creating another.
+	EventReasonEndpointAdopted = "EndpointAdopted"
+	// EventReasonEndpointDeleted: the dedicated endpoint was deleted with the resource.
+	EventReasonEndpointDeleted = "EndpointDeleted"
+	// EventReasonCancelled: remote work was cancelled because the resource was deleted.
+	EventReasonCancelled = "Cancelled"
+)
+
+// Reasons of TogetherBatch conditions.
+const (
+	// ReasonInvalidInput means a line of the input is not a valid batch
+	// request; nothing was uploaded.
+	ReasonInvalidInput = "InvalidInput"
+	// ReasonInputNotFound means the input ConfigMap or its key is missing.
+	ReasonInputNotFound = "InputNotFound"
+	// ReasonBatchNotFound means spec.batchID names a batch Together does not know.
+	ReasonBatchNotFound = "BatchNotFound"
+	// ReasonBatchRejected means Together refused to create the batch.
+	ReasonBatchRejected = "BatchRejected"
+	// ReasonBatchInProgress means Together is validating or running the batch.
+	ReasonBatchInProgress = "BatchInProgress"
+	// ReasonBatchFailed means Together reported the batch (or a part) failed.
+	ReasonBatchFailed = "BatchFailed"
+	// ReasonBatchExpired means the batch did not finish within its window.
+	ReasonBatchExpired = "BatchExpired"
+	// ReasonBatchCancelled means the batch was cancelled.
+	ReasonBatchCancelled = "BatchCancelled"
+	// ReasonFetching means the output is being downloaded.
+	ReasonFetching = "Fetching"
+	// ReasonFetchFailed means downloading the output failed and no attempt is left.
+	ReasonFetchFailed = "FetchFailed"
+	// ReasonAPIKeySecretNotFound means the Secret named by
+	// spec.output.persistentVolumeClaim.apiKeySecretRef, or its key, is
+	// missing, so the fetch Job cannot start.
+	ReasonAPIKeySecretNotFound = "APIKeySecretNotFound"
+	// ReasonOutputTooLarge means the output does not fit a ConfigMap.
+	ReasonOutputTooLarge = "OutputTooLarge"
+	// ReasonOutputConflict means the output ConfigMap exists and was not
+	// created for this batch, so the operator will not overwrite it.
+	ReasonOutputConflict = "OutputConflict"
+	// ReasonOutputWritten means the output was written and verified.
+	ReasonOutputWritten = "OutputWritten"
+)
+
+// Reasons of TogetherModelMigration conditions and Events.
+const (
+	// ReasonScheduled means a BeforeSunset migration waits for its time.
+	ReasonScheduled = "Scheduled"
+	// ReasonAwaitingApproval means a Manual migration waits for a person to
+	// set the approval annotation.
+	ReasonAwaitingApproval = "AwaitingApproval"
+	// ReasonDryRun means the would-be changes are listed and nothing changed.
+	ReasonDryRun = "DryRun"
+	// ReasonMigrated means workloads were moved to the replacement model.
+	ReasonMigrated = "Migrated"
+	// ReasonPartiallyMigrated means some workloads could not be patched while
+	// others were; status.targets[].error says why.
+	ReasonPartiallyMigrated = "PartiallyMigrated"
+	// ReasonMigrationFailed means no workload could be patched.
+	ReasonMigrationFailed = "MigrationFailed"
+	// ReasonPatchFailed is the Warning Event for workloads that could not be patched.
+	ReasonPatchFailed = "PatchFailed"
+	// ReasonInvalidSpec means spec.sunsetDate or spec.selector cannot be used.
+	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonWorkloadsAtRisk means workloads still use the model after its
+	// sunset date, so their requests will fail.
+	ReasonWorkloadsAtRisk = "WorkloadsAtRisk"
+	// ReasonNoWorkloadsAtRisk means the last workloads at risk moved off the model.
+	ReasonNoWorkloadsAtRisk = "NoWorkloadsAtRisk"
+)
+
+// Reasons of TogetherWebhookSubscription conditions and Events.
+const (
+	// ReasonServing means the endpoint serves this subscription.
+	ReasonServing = "Serving"
+	// ReasonRegistered means the remote API delivers to this subscription.
+	ReasonRegistered = "Registered"
+	// ReasonNotRequested means spec.register is false.
+	ReasonNotRequested = "NotRequested"
+	// ReasonNotSupported means the remote API has no webhooks endpoint
+	// (Together's public API today); polling covers it.
+	ReasonNotSupported = "NotSupported"
+	// ReasonRegistrationFailed means the remote API refused or failed the
+	// registration; it is retried.
+	ReasonRegistrationFailed = "RegistrationFailed"
+	// ReasonNoAPI means registration was asked for but the manager has no
+	// Together API client configured.
+	ReasonNoAPI = "NoAPIConfigured"
+)
+
+// StatusConditions returns the conditions for the reconcilers' one summary.
+func (in *TogetherFineTune) StatusConditions() *[]metav1.Condition { return &in.Status.Conditions }
+
+// StatusConditions returns the conditions for the reconcilers' one summary.
+func (in *TogetherBatch) StatusConditions() *[]metav1.Condition { return &in.Status.Conditions }
+
+// StatusConditions returns the conditions for the reconcilers' one summary.
+func (in *TogetherModelMigration) StatusConditions() *[]metav1.Condition {
+	return &in.Status.Conditions
+}
+
+// StatusConditions returns the conditions for the reconcilers' one summary.
+func (in *TogetherWebhookSubscription) StatusConditions() *[]metav1.Condition {
+	return &in.Status.Conditions
+}
+
+// SetObservedGeneration records the generation the status reflects.
+func (in *TogetherFineTune) SetObservedGeneration(g int64) { in.Status.ObservedGeneration = g }
+
+// SetObservedGeneration records the generation the status reflects.
+func (in *TogetherBatch) SetObservedGeneration(g int64) { in.Status.ObservedGeneration = g }
+
+// SetObservedGeneration records the generation the status reflects.
+func (in *TogetherModelMigration) SetObservedGeneration(g int64) { in.Status.ObservedGeneration = g }
+
+// SetObservedGeneration records the generation the status reflects.
+func (in *TogetherWebhookSubscription) SetObservedGeneration(g int64) {
+	in.Status.ObservedGeneration = g
+}
