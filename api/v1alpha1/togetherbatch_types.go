@@ -207,8 +207,15 @@ type TogetherBatchStatus struct {
 	// Output written.
 	// +optional
 	Output *OutputStatus `json:"output,omitempty"`
-	// TokensAccounted is set once totalTokens has been added to the billing
-	// metric, so that it is counted once per batch.
+	// AccountedTokens is how many of totalTokens have been added to the
+	// billing metric. Tokens that arrive after the batch ended (a later
+	// event for the same ending) add only the difference, so each token is
+	// counted once.
+	// +optional
+	AccountedTokens int64 `json:"accountedTokens,omitempty"`
+	// TokensAccounted was set by operator versions that recorded no amount,
+	// once totalTokens had been added to the billing metric; such a batch
+	// is taken as fully counted. This version no longer sets it.
 	// +optional
 	TokensAccounted bool `json:"tokensAccounted,omitempty"`
 	// FetchAttempts counts fetch Jobs started for a PVC output.

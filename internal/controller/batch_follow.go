@@ -14,7 +14,7 @@ import (
 )
 
 // batchTokensTotal is the billing metric. It is increased once per batch,
-// from status.totalTokens, guarded by status.tokensAccounted.
+// from status.totalTokens, guarded by status.accountedTokens.
 var batchTokensTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "together_batch_tokens_total",
 	Help: "Tokens used by finished Together batches, counted once per batch.",
@@ -108,27 +108,40 @@ func batchIDs(tb *togetherv1.TogetherBatch) string {
 	return strings.Join(ids, ", ")
 }
 
-// reconcileTokens adds a finished batch's tokens to the billing counter
-// exactly once. The decision is derived from status, not from deliveries,
-// so duplicate events and restarts change nothing: tokensAccounted=true is
-// written first and the counter is increased only after that write
-// succeeded. A crash between the two loses one batch's tokens from the
-// metric rather than counting them twice; under-counting is the safer error
-// for a billing signal, and status.totalTokens stays the exact record.
+// reconcileTokens adds a finished batch's tokens to the billing counter,
+// each token once. The decision is derived from status, not from
+// deliveries, so duplicate events and restarts change nothing:
+// accountedTokens is raised to totalTokens first and the counter is
+// increased by the difference only after that write succeeded. Tokens can
+// arrive after the batch ended (a later event for the same ending carries
+// them); they are then added as a further difference. A crash between the
+// write and the increase loses that difference from the metric rather than
+// counting it twice; under-counting is the safer error for a billing
+// signal, and status.totalTokens stays the exact record.
 func (r *TogetherBatchReconciler) reconcileTokens(ctx context.Context, tb *togetherv1.TogetherBatch, s *scope) (ctrl.Result, error) {
 	st := &tb.Status
-	if !st.Phase.IsTerminal() || st.TokensAccounted {
+	if !st.Phase.IsTerminal() {
 		return ctrl.Result{}, nil
 	}
-	st.TokensAccounted = true
+	legacy := st.TokensAccounted && st.AccountedTokens == 0
+	delta := st.TotalTokens - st.AccountedTokens
+	if delta <= 0 && !legacy {
+		return ctrl.Result{}, nil
+	}
+	before, beforeLegacy := st.AccountedTokens, st.TokensAccounted
+	st.AccountedTokens, st.TokensAccounted = st.TotalTokens, false
 	if err := s.persist(ctx, tb); err != nil {
-		st.TokensAccounted = false
-		return ctrl.Result{}, fmt.Errorf("recording that tokens were accounted: %w", err)
+		st.AccountedTokens, st.TokensAccounted = before, beforeLegacy
+		return ctrl.Result{}, fmt.Errorf("recording the tokens accounted: %w", err)
+	}
+	if legacy {
+		// An older operator counted totalTokens and recorded no amount.
+		return ctrl.Result{}, nil
 	}
 	model := tb.Spec.Model
 	if model == "" {
 		model = "unknown"
 	}
-	batchTokensTotal.WithLabelValues(tb.Namespace, model).Add(float64(st.TotalTokens))
+	batchTokensTotal.WithLabelValues(tb.Namespace, model).Add(float64(delta))
 	return ctrl.Result{}, nil
 }

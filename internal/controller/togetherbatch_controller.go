@@ -106,7 +106,8 @@ func (r *TogetherBatchReconciler) kind() *kind[*togetherv1.TogetherBatch] {
 			// its parts.
 			{name: "parts", run: r.reconcileParts},
 			// tokens: add a finished batch's tokens (succeeded or not) to
-			// the billing counter exactly once.
+			// the billing counter, each token once (tokens that arrive after
+			// the ending add the difference).
 			{name: "tokens", run: r.reconcileTokens},
 			// phase: wait while the batch runs (BatchInProgress); stall when
 			// it failed, expired or was cancelled.
