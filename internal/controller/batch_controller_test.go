@@ -24,6 +24,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/intake"
+	"github.com/together-operator/together-operator/internal/lattice"
+	"github.com/together-operator/together-operator/internal/poller"
 	"github.com/together-operator/together-operator/internal/together"
 	"github.com/together-operator/together-operator/internal/togethersim"
 )
@@ -89,27 +92,27 @@ func (e *batchEnv) reconcile(key client.ObjectKey) (ctrl.Result, error) {
 	return e.r.Reconcile(ctx, ctrl.Request{NamespacedName: key})
 }
 
-// intake plays the event intake: it copies what the simulator says about
-// each batch into status, as the poller's batch events would.
+// intake is the real event intake fed by the poller: for each of the
+// batch's remote batches it builds the event the poller builds from
+// Together's answer (poller.BatchEvent, with the poller's event IDs) and
+// hands it to the real apply step, which aggregates parts as it does in
+// the operator.
 func (e *batchEnv) intake(key client.ObjectKey) {
 	tb := e.get(key)
-	before := tb.DeepCopy()
-	read := func(id string) *together.Batch {
+	ids := []string{tb.Status.BatchID}
+	if len(tb.Status.Parts) > 0 {
+		ids = ids[:0]
+		for _, p := range tb.Status.Parts {
+			ids = append(ids, p.BatchID)
+		}
+	}
+	applier := &intake.Applier{Client: k8sClient, Reader: k8sClient}
+	for _, id := range ids {
 		b, err := e.api.GetBatch(ctx, id)
 		Expect(err).NotTo(HaveOccurred())
-		return b
+		res := applier.ApplyTo(ctx, intake.KindBatch, key, poller.BatchEvent(b))
+		Expect(res.Outcome).NotTo(Equal(lattice.Failed), "applying the polled state of batch %s: %v", id, res.Err)
 	}
-	if len(tb.Status.Parts) > 0 {
-		for i := range tb.Status.Parts {
-			p := &tb.Status.Parts[i]
-			b := read(p.BatchID)
-			p.Phase, p.Progress, p.TotalTokens = batchPhaseOf(b.Status), int32(b.Progress), b.TotalTokens
-			p.OutputFileID, p.ErrorFileID = b.OutputFileID, b.ErrorFileID
-		}
-	} else {
-		fillBatchStatus(&tb.Status, read(tb.Status.BatchID))
-	}
-	Expect(k8sClient.Status().Patch(ctx, tb, client.MergeFrom(before))).To(Succeed())
 }
 
 // runToEnd reconciles, advances the simulator and applies its state until
@@ -191,7 +194,7 @@ var _ = Describe("TogetherBatch", func() {
 		Expect(tb.Status.ObservedGeneration).To(Equal(tb.Generation))
 
 		Expect(tb.Status.TotalTokens).To(BeNumerically(">", 0))
-		Expect(tb.Status.TokensAccounted).To(BeTrue())
+		Expect(tb.Status.AccountedTokens).To(Equal(tb.Status.TotalTokens))
 		counter := batchTokensTotal.WithLabelValues(e.ns, model)
 		Expect(testutil.ToFloat64(counter)).To(Equal(float64(tb.Status.TotalTokens)))
 
@@ -476,7 +479,7 @@ var _ = Describe("TogetherBatch", func() {
 		Expect(stalled.Reason).To(Equal(togetherv1.ReasonBatchExpired))
 		Expect(stalled.Message).To(ContainSubstring("maxRequestsPerBatch"))
 		Expect(batchCond(tb, togetherv1.ReadyCondition).Status).To(Equal(metav1.ConditionFalse))
-		Expect(tb.Status.TokensAccounted).To(BeTrue())
+		Expect(tb.Status.AccountedTokens).To(Equal(tb.Status.TotalTokens))
 		Expect(e.drainEvents()).To(ContainElement(HavePrefix("Warning BatchExpired")))
 	})
 

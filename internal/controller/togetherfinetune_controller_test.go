@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -26,8 +25,9 @@ import (
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/event"
+	"github.com/together-operator/together-operator/internal/intake"
 	"github.com/together-operator/together-operator/internal/lattice"
-
+	"github.com/together-operator/together-operator/internal/poller"
 	"github.com/together-operator/together-operator/internal/together"
 	"github.com/together-operator/together-operator/internal/togethersim"
 )
@@ -43,6 +43,8 @@ var _ = Describe("FineTune reconciler", func() {
 		recorder *events.FakeRecorder
 		r        *TogetherFineTuneReconciler
 		ns       string
+		// intakePoller is the spec's poller (see feed).
+		intakePoller *poller.Poller
 	)
 
 	BeforeEach(func() {
@@ -56,6 +58,7 @@ var _ = Describe("FineTune reconciler", func() {
 		})
 		Expect(err).NotTo(HaveOccurred())
 		recorder = events.NewFakeRecorder(200)
+		intakePoller = nil
 		r = &TogetherFineTuneReconciler{Client: k8sClient, Recorder: recorder, API: api, EndpointPollInterval: 10 * time.Millisecond}
 		nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "ft-"}}
 		Expect(k8sClient.Create(ctx, nsObj)).To(Succeed())
@@ -72,40 +75,14 @@ var _ = Describe("FineTune reconciler", func() {
 		return ft
 	}
 
-	// feed plays the event intake: it reads the current job from the
-	// simulator, turns what it finds into intake events and records them
-	// with the intake's own apply step.
-	feed := func(key types.NamespacedName) error {
-		ft := &togetherv1.TogetherFineTune{}
-		if err := k8sClient.Get(ctx, key, ft); err != nil || ft.Status.JobID == "" {
-			return client.IgnoreNotFound(err)
+	// feed runs one cycle of the operator's poller against the simulator,
+	// which applies what it finds with the operator's apply step.
+	feed := func(types.NamespacedName) error {
+		if intakePoller == nil {
+			intakePoller = realIntake(ns, api)
 		}
-		job, err := api.GetFineTune(ctx, ft.Status.JobID)
-		if err != nil {
-			return err
-		}
-		var evs []event.Event
-		for _, e := range job.Events {
-			switch e.Type {
-			case "checkpoint_save":
-				evs = append(evs, event.Event{ID: fmt.Sprintf("poll:%s:cp:%d", job.ID, e.Step), Type: togetherv1.EventFineTuneCheckpoint, JobID: job.ID, Step: e.Step, Loss: e.Loss})
-			case "job_error":
-				evs = append(evs, event.Event{ID: "poll:" + job.ID + ":failed", Type: togetherv1.EventFineTuneFailed, JobID: job.ID, Step: e.Step, ErrorMessage: e.Message})
-			}
-		}
-		evs = append(evs, event.Event{ID: "poll:" + job.ID + ":status:" + string(job.Status), Type: event.TypeFineTuneStatus, JobID: job.ID, RemoteStatus: string(job.Status)})
-		if job.Status == together.FineTuneCompleted {
-			m, err := api.GetFineTuneMetrics(ctx, job.ID)
-			if err != nil {
-				return err
-			}
-			evs = append(evs, event.Event{ID: "poll:" + job.ID + ":completed", Type: togetherv1.EventFineTuneCompleted, JobID: job.ID, ModelName: job.ModelOutputName, EvalLoss: m.EvalLoss})
-		}
-		before := ft.DeepCopy()
-		for _, ev := range evs {
-			lattice.ApplyFineTune(&ft.Status, ev, metav1.Now())
-		}
-		return k8sClient.Status().Patch(ctx, ft, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+		_, err := intakePoller.PollOnce(ctx)
+		return err
 	}
 
 	// drive advances the simulator, feeds the intake and reconciles until
@@ -391,15 +368,17 @@ var _ = Describe("FineTune reconciler", func() {
 		}
 		Expect(failures).To(Equal(1))
 
-		By("an event about attempt 1's job changes nothing")
+		By("an event about attempt 1's job, delivered to the apply step, changes nothing")
 		before := get(key)
-		st := before.Status.DeepCopy()
-		Expect(lattice.ApplyFineTune(st, event.Event{ID: "late-1", Type: togetherv1.EventFineTuneFailed, JobID: first.JobID, ErrorMessage: "late", Step: 9}, metav1.Now())).
-			To(Equal(lattice.Stale))
-		Expect(*st).To(Equal(before.Status))
+		late := event.Event{ID: "late-1", Type: togetherv1.EventFineTuneFailed, JobID: first.JobID, ErrorMessage: "late", Step: 9}
+		applier := &intake.Applier{Client: k8sClient, Reader: k8sClient}
+		Expect(applier.ApplyTo(ctx, intake.KindFineTune, key, late).Outcome).To(Equal(lattice.Stale))
+		Expect(get(key).ResourceVersion).To(Equal(before.ResourceVersion), "the old attempt's event was written")
 		_, err := reconcile(key)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(get(key).Status).To(Equal(before.Status))
+		after := get(key)
+		Expect(after.Status).To(Equal(before.Status))
+		Expect(after.Status.Phase).To(Equal(togetherv1.FineTuneSucceeded))
 		Expect(sim.CountCalls("POST", "/v1/fine-tunes")).To(Equal(2))
 	})
 

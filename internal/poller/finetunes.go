@@ -66,7 +66,7 @@ func (p *Poller) pollFineTunes(ctx context.Context, s *Stats) error {
 		if err := p.apply(ctx, s, intake.KindFineTune, client.ObjectKeyFromObject(ft), evs, logger); err != nil {
 			return err
 		}
-		p.markSeen(job.ID, job.UpdatedAt)
+		p.markSeen(job)
 	}
 	return nil
 }
@@ -136,21 +136,31 @@ func (p *Poller) fineTuneEvents(ctx context.Context, s *Stats, ft *togetherv1.To
 // moved reports whether the job changed since its details were last read
 // and applied, so that N idle jobs cost no per-job calls. This in-memory map
 // only saves API calls; the resource's status stays the idempotency record.
+// updated_at alone is not enough: it has whole-second precision, so a job
+// that moves on again within the second its details were read (uploading,
+// then completed) would keep the same updated_at and never be read again.
+// A changed status word is therefore a move too.
 func (p *Poller) moved(id string, job *together.FineTune) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	last, ok := p.seen[id]
-	return !ok || job.UpdatedAt.IsZero() || job.UpdatedAt.After(last)
+	return !ok || job.UpdatedAt.IsZero() || job.UpdatedAt.After(last.updatedAt) || job.Status != last.status
 }
 
-// markSeen records that a job's state up to updatedAt has been applied.
-func (p *Poller) markSeen(id string, updatedAt time.Time) {
+// seenJob is what the poller last applied of a job.
+type seenJob struct {
+	updatedAt time.Time
+	status    together.FineTuneStatus
+}
+
+// markSeen records that a job's state up to its updated_at has been applied.
+func (p *Poller) markSeen(job *together.FineTune) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.seen == nil {
-		p.seen = map[string]time.Time{}
+		p.seen = map[string]seenJob{}
 	}
-	p.seen[id] = updatedAt
+	p.seen[job.ID] = seenJob{updatedAt: job.UpdatedAt, status: job.Status}
 }
 
 func durationOf(d *metav1.Duration) time.Duration {

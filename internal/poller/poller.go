@@ -54,7 +54,7 @@ type Poller struct {
 	Now            func() time.Time
 
 	mu         sync.Mutex
-	seen       map[string]time.Time // job ID → updated_at last read events for
+	seen       map[string]seenJob // job ID → updated_at and status last read events for
 	lastPolled map[types.NamespacedName]time.Time
 	lastModels time.Time
 	warned     map[string]bool // namespace/model → warned about at-risk workloads

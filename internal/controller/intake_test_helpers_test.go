@@ -1,0 +1,39 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/together-operator/together-operator/internal/intake"
+	"github.com/together-operator/together-operator/internal/poller"
+	"github.com/together-operator/together-operator/internal/together"
+)
+
+// namespaced lists only one namespace. The controller suite's API server
+// holds every spec's resources, and each spec has a simulator of its own
+// whose job IDs repeat those of other specs' simulators: a poller that
+// listed every namespace would apply one spec's jobs to another's
+// resources.
+type namespaced struct {
+	client.Client
+	ns string
+}
+
+func (c namespaced) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	return c.Client.List(ctx, list, append(opts, client.InNamespace(c.ns))...)
+}
+
+// realIntake is the operator's own intake for a spec: the poller, reading
+// the spec's simulator, feeding the apply step that writes status. Specs
+// that drive it see what the operator does with Together's state, event IDs
+// and aggregation included, rather than a test's idea of it.
+func realIntake(ns string, api *together.Client) *poller.Poller {
+	return &poller.Poller{
+		Client:         namespaced{Client: k8sClient, ns: ns},
+		API:            api,
+		Applier:        &intake.Applier{Client: k8sClient, Reader: k8sClient},
+		ModelsInterval: 24 * time.Hour,
+	}
+}
