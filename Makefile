@@ -17,7 +17,10 @@ CONTROLLER_TOOLS_VERSION ?= v0.23.0
 KUSTOMIZE_VERSION ?= v5.8.1
 CRD_REF_DOCS_VERSION ?= v0.3.0
 
-GO_TEST_FLAGS ?= -race -count=1
+# An explicit -timeout per package: a hung suite fails with a stack dump
+# within the CI budget. Every long wait inside the suites has its own
+# shorter Eventually timeout with a message saying what it waited for.
+GO_TEST_FLAGS ?= -race -count=1 -timeout 20m
 SHELL = /usr/bin/env bash -o pipefail
 .SHELLFLAGS = -ec
 
