@@ -84,9 +84,10 @@ envtest: ## Build kube-apiserver, kubectl and etcd for envtest (once; cached in 
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager, simulator and event CLI into bin/.
+build: ## Build the manager, simulator and the kubectl plugin (kubectl-together) into bin/.
 	go build -o $(LOCALBIN)/manager ./cmd
 	go build -o $(LOCALBIN)/together-sim ./cmd/together-sim
+	go build -o $(LOCALBIN)/kubectl-together ./cmd/kubectl-together
 
 .PHONY: run
 run: envtest manifests ## Run the manager: against the current cluster, or a local control plane under .local/.

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/migration"
+)
+
+func getMigration(ctx context.Context, e *env, name string) (*togetherv1.TogetherModelMigration, error) {
+	var m togetherv1.TogetherModelMigration
+	if err := e.c.Get(ctx, client.ObjectKey{Namespace: e.namespace, Name: name}, &m); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("no TogetherModelMigration %s in namespace %s", name, e.namespace)
+		}
+		return nil, fmt.Errorf("reading TogetherModelMigration %s/%s: %w", e.namespace, name, err)
+	}
+	return &m, nil
+}
+
+// approve sets the annotation a Manual migration waits for.
+func approve(ctx context.Context, e *env, name string) error {
+	m, err := getMigration(ctx, e, name)
+	if err != nil {
+		return err
+	}
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{togetherv1.ApproveMigrationAnnotation: "true"}}})
+	if err := e.c.Patch(ctx, m, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		return fmt.Errorf("approving TogetherModelMigration %s/%s: %w", e.namespace, name, err)
+	}
+	fmt.Fprintf(e.out, "tmm/%s approved (%s=true): %s -> %s\n", name, togetherv1.ApproveMigrationAnnotation, m.Spec.ModelID, m.Spec.ReplacementModel)
+	return nil
+}
+
+// rollback stops the migration (spec.dryRun=true, so it does not migrate the
+// workloads again) and applies, to each workload it patched, the JSON patch
+// recorded in the workload's rollback annotation. The recorded patch tests
+// that each field still holds the replacement, so a workload changed since
+// the migration is reported and left alone.
+func rollback(ctx context.Context, e *env, name string, keepActive bool) error {
+	m, err := getMigration(ctx, e, name)
+	if err != nil {
+		return err
+	}
+	if !keepActive && !m.Spec.DryRun {
+		patch := []byte(`{"spec":{"dryRun":true}}`)
+		if err := e.c.Patch(ctx, m, client.RawPatch(types.MergePatchType, patch)); err != nil {
+			return fmt.Errorf("setting spec.dryRun on TogetherModelMigration %s/%s before the rollback: %w", e.namespace, name, err)
+		}
+		fmt.Fprintf(e.out, "tmm/%s: spec.dryRun=true, so it stops migrating\n", name)
+	}
+	seen := map[string]bool{}
+	failed := 0
+	restored := 0
+	for _, t := range m.Status.Targets {
+		k := t.Kind + "/" + t.Name
+		if t.PatchedAt == nil || seen[k] {
+			continue
+		}
+		seen[k] = true
+		var obj client.Object
+		switch t.Kind {
+		case "Deployment":
+			obj = &appsv1.Deployment{}
+		case "StatefulSet":
+			obj = &appsv1.StatefulSet{}
+		default:
+			fmt.Fprintf(e.out, "%s: not a Deployment or StatefulSet, skipped\n", k)
+			continue
+		}
+		if err := e.c.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: t.Name}, obj); err != nil {
+			fmt.Fprintf(e.out, "%s: %v\n", k, err)
+			failed++
+			continue
+		}
+		recorded := obj.GetAnnotations()[migration.RollbackAnnotation]
+		if recorded == "" {
+			fmt.Fprintf(e.out, "%s: no %s annotation (already rolled back, or patched by hand)\n", k, migration.RollbackAnnotation)
+			continue
+		}
+		if err := e.c.Patch(ctx, obj, client.RawPatch(types.JSONPatchType, []byte(recorded))); err != nil {
+			fmt.Fprintf(e.out, "%s: the recorded patch did not apply (the workload changed since the migration?): %v\n", k, err)
+			failed++
+			continue
+		}
+		fmt.Fprintf(e.out, "%s: restored %s\n", k, t.From)
+		restored++
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d workloads of tmm/%s were not restored (see above)", failed, name)
+	}
+	fmt.Fprintf(e.out, "tmm/%s: %d workloads restored\n", name, restored)
+	return nil
+}
