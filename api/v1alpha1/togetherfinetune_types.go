@@ -22,7 +22,10 @@ func (p FineTunePhase) IsTerminal() bool {
 	return p == FineTuneSucceeded || p == FineTuneFailed || p == FineTuneCancelled
 }
 
-// MaxCheckpoints bounds status.checkpoints; the newest are kept.
+// MaxCheckpoints bounds status.checkpoints once a job has reported its
+// final step; the newest are kept. Until then the list may hold a few more
+// (see internal/lattice), so that checkpoints the final step rules out do
+// not push out ones it keeps.
 const MaxCheckpoints = 20
 
 // LoRASpec selects LoRA training and its parameters. Omit lora (or set

@@ -249,7 +249,13 @@ func fromWire(ev *Event, d *wireData) error {
 		if err := require("data.fine_tune_id", d.FineTuneID, "data.model_name", d.ModelName); err != nil {
 			return err
 		}
+		if d.Step != nil && *d.Step < 0 {
+			return &DecodeError{Msg: "data.step must not be negative"}
+		}
 		ev.JobID, ev.ModelName, ev.EvalLoss, ev.RemoteStatus = d.FineTuneID, d.ModelName, d.EvalLoss, "completed"
+		if d.Step != nil {
+			ev.Step = *d.Step
+		}
 	case togetherv1.EventFineTuneFailed:
 		if err := require("data.fine_tune_id", d.FineTuneID, "data.error_message", d.ErrorMessage); err != nil {
 			return err

@@ -87,6 +87,11 @@ func ApplyFineTune(st *togetherv1.TogetherFineTuneStatus, ev event.Event, now me
 	changed := false
 	switch ev.Type {
 	case togetherv1.EventFineTuneCheckpoint:
+		if st.FinalStep > 0 && ev.Step > st.FinalStep {
+			// The job said it ended at FinalStep: a later step is not its
+			// result (a stray or replayed push), before or after the end.
+			return Stale
+		}
 		changed = mergeCheckpoint(st, ev, now)
 		changed = raiseFineTunePhase(st, togetherv1.FineTuneRunning, "running") || changed
 	case togetherv1.EventFineTuneCompleted:
@@ -97,12 +102,16 @@ func ApplyFineTune(st *togetherv1.TogetherFineTuneStatus, ev event.Event, now me
 				st.EvalLoss = ptrCopy(ev.EvalLoss)
 				changed = true
 			}
+			changed = raiseFinalStep(st, ev.Step) || changed
 		}
 	case togetherv1.EventFineTuneFailed:
 		changed = raiseFineTunePhase(st, togetherv1.FineTuneFailed, "error")
 		if st.Phase == togetherv1.FineTuneFailed && st.Error == nil {
 			st.Error = &togetherv1.JobError{Message: ev.ErrorMessage, Step: ev.Step}
 			changed = true
+		}
+		if st.Phase == togetherv1.FineTuneFailed {
+			changed = raiseFinalStep(st, ev.Step) || changed
 		}
 	case event.TypeFineTuneStatus:
 		if p, ok := fineTuneRemotePhase[ev.RemoteStatus]; ok && !p.IsTerminal() || p == togetherv1.FineTuneCancelled {
@@ -129,6 +138,64 @@ func raiseFineTunePhase(st *togetherv1.TogetherFineTuneStatus, p togetherv1.Fine
 	return true
 }
 
+// raiseFinalStep records the step a terminal event says the job ended at
+// (0: it did not say) and drops what lies beyond it: checkpoints with a
+// higher step, and the step and loss they set. FinalStep only grows (a
+// maximum over the terminal events applied), and a checkpoint beyond it is
+// ignored whenever it arrives, so the result does not depend on whether a
+// stray checkpoint came before or after the end (for up to checkpointSlack
+// stray checkpoints that arrive before the end; see checkpointLimit).
+func raiseFinalStep(st *togetherv1.TogetherFineTuneStatus, step int64) bool {
+	if step <= st.FinalStep {
+		return false
+	}
+	st.FinalStep = step
+	if keep := slices.IndexFunc(st.Checkpoints, func(c togetherv1.Checkpoint) bool { return c.Step > step }); keep >= 0 {
+		st.Checkpoints = st.Checkpoints[:keep]
+	}
+	trimCheckpoints(st, checkpointLimit(st))
+	deriveStepLoss(st)
+	return true
+}
+
+// checkpointSlack is how many checkpoints beyond MaxCheckpoints the list
+// holds until the job's final step is known. Checkpoints that the final
+// step later rules out would otherwise have pushed out ones it keeps, and
+// the list would depend on whether they came before or after the end; with
+// the slack it does not, for up to checkpointSlack of them.
+const checkpointSlack = 4
+
+func checkpointLimit(st *togetherv1.TogetherFineTuneStatus) int {
+	if st.FinalStep > 0 {
+		return togetherv1.MaxCheckpoints
+	}
+	return togetherv1.MaxCheckpoints + checkpointSlack
+}
+
+// trimCheckpoints keeps the newest limit checkpoints.
+func trimCheckpoints(st *togetherv1.TogetherFineTuneStatus, limit int) {
+	if n := len(st.Checkpoints); n > limit {
+		st.Checkpoints = slices.Delete(st.Checkpoints, 0, n-limit)
+	}
+}
+
+// deriveStepLoss sets step and loss from the checkpoint list: the newest
+// checkpoint's, or, once the job reported its final step, that step and the
+// loss of the newest checkpoint up to it. Both are functions of the list and
+// FinalStep, which are joins, so they are too.
+func deriveStepLoss(st *togetherv1.TogetherFineTuneStatus) {
+	n := len(st.Checkpoints)
+	switch {
+	case st.FinalStep > 0:
+		st.Step, st.Loss = st.FinalStep, nil
+		if n > 0 {
+			st.Loss = ptrCopy(st.Checkpoints[n-1].Loss)
+		}
+	case n > 0 && st.Checkpoints[n-1].Step >= st.Step:
+		st.Step, st.Loss = st.Checkpoints[n-1].Step, ptrCopy(st.Checkpoints[n-1].Loss)
+	}
+}
+
 // mergeCheckpoint adds a checkpoint to the bounded list (kept sorted by step,
 // newest last) and moves step/loss to the highest step seen.
 func mergeCheckpoint(st *togetherv1.TogetherFineTuneStatus, ev event.Event, now metav1.Time) bool {
@@ -141,20 +208,15 @@ func mergeCheckpoint(st *togetherv1.TogetherFineTuneStatus, ev event.Event, now 
 		}
 		st.Checkpoints[i].Loss = ptrCopy(ev.Loss)
 	} else {
-		if len(st.Checkpoints) >= togetherv1.MaxCheckpoints && i == 0 {
+		limit := checkpointLimit(st)
+		if len(st.Checkpoints) >= limit && i == 0 {
 			return false // older than every checkpoint kept
 		}
 		t := now
 		st.Checkpoints = slices.Insert(st.Checkpoints, i, togetherv1.Checkpoint{Step: ev.Step, Loss: ptrCopy(ev.Loss), Time: &t})
-		if n := len(st.Checkpoints); n > togetherv1.MaxCheckpoints {
-			st.Checkpoints = slices.Delete(st.Checkpoints, 0, n-togetherv1.MaxCheckpoints)
-		}
+		trimCheckpoints(st, limit)
 	}
-	last := st.Checkpoints[len(st.Checkpoints)-1]
-	if last.Step >= st.Step {
-		st.Step = last.Step
-		st.Loss = ptrCopy(last.Loss)
-	}
+	deriveStepLoss(st)
 	return true
 }
 

@@ -26,7 +26,7 @@ func lifecycle(job string, steps int, fail bool) []event.Event {
 	if fail {
 		return append(evs, event.Event{ID: job + "-failed", Type: togetherv1.EventFineTuneFailed, JobID: job, ErrorMessage: "OOM", Step: int64(steps * 10)})
 	}
-	return append(evs, event.Event{ID: job + "-done", Type: togetherv1.EventFineTuneCompleted, JobID: job, ModelName: "me/" + job, EvalLoss: ptr.To(0.42)})
+	return append(evs, event.Event{ID: job + "-done", Type: togetherv1.EventFineTuneCompleted, JobID: job, ModelName: "me/" + job, EvalLoss: ptr.To(0.42), Step: int64(steps * 10)})
 }
 
 // semantic strips the bookkeeping fields whose content depends on delivery
@@ -57,6 +57,54 @@ func TestFineTuneFinalStatusIsIndependentOfOrderAndDuplicates(t *testing.T) {
 				}
 				if !equality.Semantic.DeepEqual(semantic(got), semantic(inOrder)) {
 					t.Fatalf("fail=%v steps=%d seed=%d: shuffled result differs\n got: %+v\nwant: %+v", fail, steps, seed, semantic(got), semantic(inOrder))
+				}
+			}
+		}
+	}
+}
+
+// TestTerminalMeansTerminal: once a job has ended at a step, checkpoints
+// beyond it are not its result — whether they arrive after the end (a stray
+// or replayed push) or before it (reordered) — and the status is the same
+// in every order.
+func TestTerminalMeansTerminal(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		for _, steps := range []int{3, 30} {
+			evs := lifecycle("ft-1", steps, fail)
+			final := int64(steps * 10)
+			want := togetherv1.TogetherFineTuneStatus{JobID: "ft-1", Phase: togetherv1.FineTunePending}
+			for _, ev := range evs {
+				ApplyFineTune(&want, ev, t0)
+			}
+			finalLoss := *want.Loss
+			// After the end: checkpoints past the final step, and one below
+			// it that was already recorded (a replay).
+			strays := []event.Event{
+				{ID: "stray-1", Type: togetherv1.EventFineTuneCheckpoint, JobID: "ft-1", Step: final + 10, Loss: ptr.To(0.5)},
+				{ID: "stray-2", Type: togetherv1.EventFineTuneCheckpoint, JobID: "ft-1", Step: final + 20, Loss: ptr.To(0.3)},
+			}
+			for _, ev := range strays {
+				if out := ApplyFineTune(&want, ev, t0); out != Stale {
+					t.Fatalf("fail=%v steps=%d: checkpoint %d after the end: %s, want stale", fail, steps, ev.Step, out)
+				}
+			}
+			if want.Step != final || *want.Loss != finalLoss || want.Checkpoints[len(want.Checkpoints)-1].Step != final {
+				t.Fatalf("fail=%v steps=%d: result moved after the end: step %d loss %v", fail, steps, want.Step, *want.Loss)
+			}
+			all := append(append([]event.Event(nil), evs...), strays...)
+			for seed := range uint64(200) {
+				rng := rand.New(rand.NewPCG(seed, 11))
+				deliveries := append([]event.Event(nil), all...)
+				for range len(all) / 2 {
+					deliveries = append(deliveries, all[rng.IntN(len(all))])
+				}
+				rng.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
+				got := togetherv1.TogetherFineTuneStatus{JobID: "ft-1", Phase: togetherv1.FineTunePending}
+				for _, ev := range deliveries {
+					ApplyFineTune(&got, ev, t0)
+				}
+				if !equality.Semantic.DeepEqual(semantic(got), semantic(want)) {
+					t.Fatalf("fail=%v steps=%d seed=%d: result depends on order\n got: %+v\nwant: %+v", fail, steps, seed, semantic(got), semantic(want))
 				}
 			}
 		}
@@ -104,10 +152,14 @@ func TestProcessedEventsAreBounded(t *testing.T) {
 	for i := range 200 {
 		ApplyFineTune(&st, event.Event{ID: fmt.Sprint("c", i), Type: togetherv1.EventFineTuneCheckpoint, JobID: "ft-1", Step: int64(i + 1)}, t0)
 	}
-	if len(st.ProcessedEvents) != togetherv1.MaxProcessedEvents || len(st.Checkpoints) != togetherv1.MaxCheckpoints {
+	if len(st.ProcessedEvents) != togetherv1.MaxProcessedEvents || len(st.Checkpoints) != togetherv1.MaxCheckpoints+checkpointSlack {
 		t.Fatalf("processed %d checkpoints %d", len(st.ProcessedEvents), len(st.Checkpoints))
 	}
-	if st.Checkpoints[len(st.Checkpoints)-1].Step != 200 || st.ProcessedEvents[len(st.ProcessedEvents)-1] != "c199" {
+	ApplyFineTune(&st, event.Event{ID: "done", Type: togetherv1.EventFineTuneCompleted, JobID: "ft-1", ModelName: "m", Step: 200}, t0)
+	if len(st.Checkpoints) != togetherv1.MaxCheckpoints {
+		t.Fatalf("%d checkpoints once the job ended, want %d", len(st.Checkpoints), togetherv1.MaxCheckpoints)
+	}
+	if st.Checkpoints[len(st.Checkpoints)-1].Step != 200 || st.ProcessedEvents[len(st.ProcessedEvents)-1] != "done" {
 		t.Fatalf("newest not last: %+v", st.Checkpoints[len(st.Checkpoints)-1])
 	}
 }

@@ -118,7 +118,7 @@ func (p *Poller) fineTuneEvents(ctx context.Context, s *Stats, ft *togetherv1.To
 	}
 	switch job.Status {
 	case together.FineTuneCompleted:
-		ev := event.Event{ID: "poll:" + id + ":completed", Type: togetherv1.EventFineTuneCompleted, JobID: id, ModelName: job.ModelOutputName, Time: at}
+		ev := event.Event{ID: "poll:" + id + ":completed", Type: togetherv1.EventFineTuneCompleted, JobID: id, ModelName: job.ModelOutputName, Step: lastStep, Time: at}
 		s.APICalls++
 		if m, err := p.API.GetFineTuneMetrics(ctx, id); err == nil && m != nil {
 			ev.EvalLoss = m.EvalLoss

@@ -225,7 +225,7 @@ func (s *Server) completeFineTune(j *fineTune) {
 	j.Status = together.FineTuneCompleted
 	j.UpdatedAt = s.now()
 	eval := j.outcome.EvalLoss
-	s.emit(togetherv1.EventFineTuneCompleted, push.FineTuneCompleted{FineTuneID: j.ID, ModelName: j.ModelOutputName, EvalLoss: &eval})
+	s.emit(togetherv1.EventFineTuneCompleted, push.FineTuneCompleted{FineTuneID: j.ID, ModelName: j.ModelOutputName, EvalLoss: &eval, Step: int64(j.step)})
 }
 
 // outputName is <user>/<model>-<suffix>-<hash>, as Together names outputs,

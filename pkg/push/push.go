@@ -40,6 +40,10 @@ type FineTuneCompleted struct {
 	FineTuneID string   `json:"fine_tune_id"`
 	ModelName  string   `json:"model_name"`
 	EvalLoss   *float64 `json:"eval_loss,omitempty"`
+	// Step is the step the job ended at. A receiver ignores checkpoints
+	// beyond it, so that a stray or replayed checkpoint cannot change a
+	// finished job's result. Optional: 0 says nothing.
+	Step int64 `json:"step,omitempty"`
 }
 
 // FineTuneFailed is the data of fine_tune.failed.
