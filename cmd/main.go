@@ -58,6 +58,9 @@ type options struct {
 	apiKeySecret    string
 	eventsTolerance time.Duration
 	maxBodyBytes    int64
+	maxInFlight     int64
+	sourceRate      float64
+	subRate         float64
 	operatorImage   string
 }
 
@@ -77,7 +80,10 @@ func parseFlags() (options, zap.Options) {
 	flag.StringVar(&o.apiBaseURL, "together-base-url", envOr("TOGETHER_BASE_URL", "https://api.together.ai/v1"), "Base URL of the Together API (env TOGETHER_BASE_URL).")
 	flag.StringVar(&o.apiKeySecret, "api-key-secret", os.Getenv("TOGETHER_API_KEY_SECRET"), "namespace/name of a Secret whose key 'api-key' holds the Together API key; otherwise env TOGETHER_API_KEY is used.")
 	flag.DurationVar(&o.eventsTolerance, "webhook-timestamp-tolerance", 5*time.Minute, "How far a Standard Webhooks timestamp may be from now.")
-	flag.Int64Var(&o.maxBodyBytes, "webhook-max-body-bytes", 1<<20, "Largest event body accepted; larger ones get 413.")
+	flag.Int64Var(&o.maxBodyBytes, "webhook-max-body-bytes", webhook.DefaultMaxBodyBytes, "Largest event body accepted; larger ones get 413.")
+	flag.Int64Var(&o.maxInFlight, "webhook-max-inflight-bytes", webhook.DefaultMaxInFlightBytes, "Body bytes all requests to the events endpoint may hold at once; beyond it, 503 with Retry-After.")
+	flag.Float64Var(&o.sourceRate, "webhook-source-rate", webhook.DefaultSourceRate, "Requests per second one source address may make to the events endpoint (burst twice that); beyond it, 429. Negative: no limit.")
+	flag.Float64Var(&o.subRate, "webhook-subscription-rate", webhook.DefaultSubscriptionRate, "Verified deliveries per second one subscription may take (burst twice that); beyond it, 429. Negative: no limit.")
 	flag.StringVar(&o.operatorImage, "operator-image", os.Getenv(controller.OperatorImageEnv), "Image that batch fetch Jobs run in fetch mode, normally this operator's own (env OPERATOR_IMAGE).")
 	zo := zap.Options{Development: false}
 	zo.BindFlags(flag.CommandLine)
@@ -139,6 +145,7 @@ func main() {
 	if _, err := operator.Setup(mgr, operator.Config{
 		API: api, BaseURL: o.apiBaseURL, OperatorImage: o.operatorImage,
 		EventsAddr: o.eventsAddr, Tolerance: o.eventsTolerance, MaxBodyBytes: o.maxBodyBytes,
+		MaxInFlightBytes: o.maxInFlight, SourceRate: o.sourceRate, SubscriptionRate: o.subRate,
 		PollInterval: o.pollInterval, ModelsInterval: o.modelsInterval,
 		EventsTLS:    webhook.TLSFiles{Dir: o.eventsCertPath, CertName: o.eventsCertName, KeyName: o.eventsCertKey},
 		APIKeySource: apiKeySource(o),

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -74,9 +75,23 @@ type Result struct {
 // ErrNoWrite marks a failure to make an event durable; the sender should retry.
 var ErrNoWrite = errors.New("could not record the event")
 
+// AnnotationEventTime records, on a migration made from deprecations, the
+// time (the event's created_at) of the deprecation its spec now holds.
+const AnnotationEventTime = "together.ai/deprecation-event-time"
+
+// maxMergeAttempts bounds the read-merge-write rounds of one deprecation
+// that lose to concurrent writers before the delivery fails (and its sender
+// retries).
+const maxMergeAttempts = 5
+
 // Apply creates or updates the migration for a deprecated model, in the
-// subscription's namespace. The migration's existence with the same spec is
-// the idempotency record.
+// subscription's namespace. Deprecations of one model merge monotonically:
+// of all that were delivered, the one with the newest event time wins (ties
+// broken by the later sunset date, then the replacement's name), whatever
+// order they arrive in and however often — an older event retried later
+// changes nothing. A create that finds the migration already there (another
+// replica made it a moment ago) re-reads it and merges, rather than
+// acknowledging a delivery whose content it never compared.
 func (a *Writer) Apply(ctx context.Context, namespace string, ev event.Event, sub *togetherv1.TogetherWebhookSubscription) Result {
 	d := ev.Deprecation
 	nn := types.NamespacedName{Namespace: namespace, Name: MigrationName(d.ModelID)}
@@ -87,35 +102,86 @@ func (a *Writer) Apply(ctx context.Context, namespace string, ev event.Event, su
 	if !togetherv1.IsModelID(d.ModelID) || !togetherv1.IsModelID(replacement) {
 		return Result{Outcome: lattice.Unmatched, Object: nn, Err: ErrNotModelID}
 	}
-	var existing togetherv1.TogetherModelMigration
-	err := a.Reader.Get(ctx, nn, &existing)
-	switch {
-	case apierrors.IsNotFound(err):
-		return a.createMigration(ctx, nn, ev, replacement, sub)
-	case err != nil:
-		return Result{Outcome: lattice.Failed, Object: nn, Err: fmt.Errorf("%w: reading migration: %v", ErrNoWrite, err)}
+	incoming := version{at: ev.Time.UTC(), sunset: d.SunsetDate, replacement: replacement}
+	for range maxMergeAttempts {
+		var existing togetherv1.TogetherModelMigration
+		err := a.Reader.Get(ctx, nn, &existing)
+		switch {
+		case apierrors.IsNotFound(err):
+			r, created := a.createMigration(ctx, nn, ev, incoming, sub)
+			if created || r.Outcome == lattice.Failed {
+				return r
+			}
+			continue // it exists after all: read it and merge
+		case err != nil:
+			return Result{Outcome: lattice.Failed, Object: nn, Err: fmt.Errorf("%w: reading migration: %v", ErrNoWrite, err)}
+		}
+		if slices.Contains(existing.Status.ProcessedEvents, ev.ID) {
+			return Result{Outcome: lattice.Duplicate, Object: nn}
+		}
+		switch c := incoming.compare(versionOf(&existing)); {
+		case c == 0:
+			return Result{Outcome: lattice.Duplicate, Object: nn}
+		case c < 0:
+			return Result{Outcome: lattice.Stale, Object: nn}
+		}
+		existing.Spec.ReplacementModel = replacement
+		existing.Spec.SunsetDate = d.SunsetDate
+		incoming.stamp(&existing)
+		if err := a.Client.Update(ctx, &existing); err != nil {
+			if apierrors.IsConflict(err) {
+				continue
+			}
+			return Result{Outcome: lattice.Failed, Object: nn, Err: fmt.Errorf("%w: updating migration: %v", ErrNoWrite, err)}
+		}
+		a.recordMigrationEvent(ctx, &existing, ev)
+		if a.Recorder != nil {
+			a.Recorder.Eventf(&existing, nil, "Normal", "DeprecationUpdated", "Apply",
+				"Model %s deprecation updated: replacement %s, sunset %s", d.ModelID, replacement, d.SunsetDate)
+		}
+		return Result{Outcome: lattice.Applied, Object: nn}
 	}
-	if slices.Contains(existing.Status.ProcessedEvents, ev.ID) {
-		return Result{Outcome: lattice.Duplicate, Object: nn}
-	}
-	if existing.Spec.ReplacementModel == replacement && existing.Spec.SunsetDate == d.SunsetDate {
-		return Result{Outcome: lattice.Duplicate, Object: nn}
-	}
-	existing.Spec.ReplacementModel = replacement
-	existing.Spec.SunsetDate = d.SunsetDate
-	if err := a.Client.Update(ctx, &existing); err != nil {
-		return Result{Outcome: lattice.Failed, Object: nn, Err: fmt.Errorf("%w: updating migration: %v", ErrNoWrite, err)}
-	}
-	a.recordMigrationEvent(ctx, &existing, ev)
-	if a.Recorder != nil {
-		a.Recorder.Eventf(&existing, nil, "Normal", "DeprecationUpdated", "Apply",
-			"Model %s deprecation updated: replacement %s, sunset %s", d.ModelID, replacement, d.SunsetDate)
-	}
-	return Result{Outcome: lattice.Applied, Object: nn}
+	return Result{Outcome: lattice.Failed, Object: nn, Err: fmt.Errorf("%w: the migration kept changing under %d attempts to merge", ErrNoWrite, maxMergeAttempts)}
 }
 
-func (a *Writer) createMigration(ctx context.Context, nn types.NamespacedName, ev event.Event, replacement string, sub *togetherv1.TogetherWebhookSubscription) Result {
+// version orders the deprecations of one model: event time first, then
+// sunset date (YYYY-MM-DD sorts as it reads), then replacement name, so
+// that the merge is a maximum over a total order.
+type version struct {
+	at                  time.Time
+	sunset, replacement string
+}
+
+func versionOf(m *togetherv1.TogetherModelMigration) version {
+	v := version{sunset: m.Spec.SunsetDate, replacement: m.Spec.ReplacementModel}
+	if t, err := time.Parse(time.RFC3339Nano, m.Annotations[AnnotationEventTime]); err == nil {
+		v.at = t.UTC()
+	}
+	return v
+}
+
+func (v version) compare(o version) int {
+	if c := v.at.Compare(o.at); c != 0 {
+		return c
+	}
+	if c := strings.Compare(v.sunset, o.sunset); c != 0 {
+		return c
+	}
+	return strings.Compare(v.replacement, o.replacement)
+}
+
+func (v version) stamp(m *togetherv1.TogetherModelMigration) {
+	if m.Annotations == nil {
+		m.Annotations = map[string]string{}
+	}
+	m.Annotations[AnnotationEventTime] = v.at.Format(time.RFC3339Nano)
+}
+
+// createMigration creates the migration; created is false when it already
+// exists (and nothing was written).
+func (a *Writer) createMigration(ctx context.Context, nn types.NamespacedName, ev event.Event, v version, sub *togetherv1.TogetherWebhookSubscription) (r Result, created bool) {
 	d := ev.Deprecation
+	replacement := v.replacement
 	m := &togetherv1.TogetherModelMigration{
 		ObjectMeta: metav1.ObjectMeta{Namespace: nn.Namespace, Name: nn.Name, Labels: map[string]string{"together.ai/created-by": "deprecation"}},
 		Spec: togetherv1.TogetherModelMigrationSpec{
@@ -125,6 +191,7 @@ func (a *Writer) createMigration(ctx context.Context, nn types.NamespacedName, e
 			Strategy: togetherv1.MigrationManual,
 		},
 	}
+	v.stamp(m)
 	if sub != nil && sub.Spec.Migration != nil {
 		t := sub.Spec.Migration
 		if t.Strategy != "" {
@@ -135,16 +202,16 @@ func (a *Writer) createMigration(ctx context.Context, nn types.NamespacedName, e
 	}
 	if err := a.Client.Create(ctx, m); err != nil {
 		if apierrors.IsAlreadyExists(err) {
-			return Result{Outcome: lattice.Duplicate, Object: nn}
+			return Result{}, false
 		}
-		return Result{Outcome: lattice.Failed, Object: nn, Err: fmt.Errorf("%w: creating migration: %v", ErrNoWrite, err)}
+		return Result{Outcome: lattice.Failed, Object: nn, Err: fmt.Errorf("%w: creating migration: %v", ErrNoWrite, err)}, false
 	}
 	a.recordMigrationEvent(ctx, m, ev)
 	if a.Recorder != nil {
 		a.Recorder.Eventf(m, nil, "Normal", "Deprecated", "Apply",
 			"Model %s is deprecated (sunset %s); workloads will move to %s (%s)", d.ModelID, d.SunsetDate, replacement, m.Spec.Strategy)
 	}
-	return Result{Outcome: lattice.Applied, Object: nn}
+	return Result{Outcome: lattice.Applied, Object: nn}, true
 }
 
 // recordMigrationEvent notes the event in the migration's status. The

@@ -7,6 +7,7 @@ package intake
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -24,6 +25,7 @@ import (
 	"github.com/together-operator/together-operator/internal/deprecation"
 	"github.com/together-operator/together-operator/internal/event"
 	"github.com/together-operator/together-operator/internal/lattice"
+	"github.com/together-operator/together-operator/internal/ttl"
 )
 
 // Result is what became of one event. Err is set only for Failed.
@@ -69,6 +71,38 @@ type Applier struct {
 
 	deprecationsOnce  sync.Once
 	deprecationWriter *deprecation.Writer
+
+	unmatchedOnce sync.Once
+	// unmatched remembers job IDs the API server confirmed no resource
+	// tracks, for UnmatchedTTL, so that a sender repeating events about a
+	// job this namespace does not know costs one list, not one per event.
+	unmatched *ttl.Map[unmatchedKey, struct{}]
+}
+
+type unmatchedKey struct{ kind, namespace, id string }
+
+// UnmatchedTTL is how long a confirmed "no resource tracks this job" is
+// believed without asking the API server again. It is short: a resource
+// created for the job in the meantime (by hand, with spec.jobID) is found
+// through the cache first, and the poller converges it anyway.
+const UnmatchedTTL = 5 * time.Second
+
+// SubmissionWindow is how long a submission marker makes events about
+// unknown jobs in its namespace wait (503). A marker older than this
+// belongs to a submission the fine-tune or batch reconciler has not been
+// able to finish; holding events back for longer would only delay them.
+const SubmissionWindow = 10 * time.Minute
+
+// ErrSubmitting answers an event about a job no resource tracks yet while a
+// resource of the same kind in the namespace holds a submission marker: the
+// job may be the one being submitted, whose ID is not recorded yet. The
+// sender retries; by then the ID is recorded (or the marker gone), and the
+// event is neither lost as unmatched nor adopted into a second resource.
+var ErrSubmitting = errors.New("a resource in this namespace is submitting a job right now; retry shortly")
+
+func (a *Applier) unmatchedCache() *ttl.Map[unmatchedKey, struct{}] {
+	a.unmatchedOnce.Do(func() { a.unmatched = ttl.New[unmatchedKey, struct{}](100_000, UnmatchedTTL) })
+	return a.unmatched
 }
 
 // deprecations returns the writer that turns model.deprecated events into
@@ -108,8 +142,10 @@ type kindOps struct {
 	newObj  func() client.Object
 	newList func() client.ObjectList
 	// ids are the remote IDs a resource answers to (its field index).
-	ids   func(client.Object) []string
-	apply func(client.Object, event.Event, metav1.Time) lattice.Outcome
+	ids func(client.Object) []string
+	// marker is the resource's submission marker, if any.
+	marker func(client.Object) *togetherv1.SubmissionMarker
+	apply  func(client.Object, event.Event, metav1.Time) lattice.Outcome
 	// transition names the Kubernetes Event to emit after a write that
 	// moved the object into a new phase, or "" for none.
 	transition func(before, after client.Object) (eventType, reason, note string)
@@ -127,6 +163,9 @@ var ops = map[string]kindOps{
 		newObj:  func() client.Object { return &togetherv1.TogetherFineTune{} },
 		newList: func() client.ObjectList { return &togetherv1.TogetherFineTuneList{} },
 		ids:     fineTuneJobIDs,
+		marker: func(o client.Object) *togetherv1.SubmissionMarker {
+			return o.(*togetherv1.TogetherFineTune).Status.Submission
+		},
 		apply: func(o client.Object, ev event.Event, now metav1.Time) lattice.Outcome {
 			ft := o.(*togetherv1.TogetherFineTune)
 			if ft.Status.JobID == "" && ft.Spec.JobID != "" {
@@ -141,6 +180,9 @@ var ops = map[string]kindOps{
 		newObj:  func() client.Object { return &togetherv1.TogetherBatch{} },
 		newList: func() client.ObjectList { return &togetherv1.TogetherBatchList{} },
 		ids:     batchIDs,
+		marker: func(o client.Object) *togetherv1.SubmissionMarker {
+			return o.(*togetherv1.TogetherBatch).Status.Submission
+		},
 		apply: func(o client.Object, ev event.Event, now metav1.Time) lattice.Outcome {
 			b := o.(*togetherv1.TogetherBatch)
 			if b.Status.BatchID == "" && b.Spec.BatchID != "" {
@@ -191,18 +233,15 @@ func (a *Applier) ApplyTo(ctx context.Context, kind string, nn types.NamespacedN
 
 func (a *Applier) applyJob(ctx context.Context, kind, namespace string, ev event.Event, o Options) Result {
 	nn, found, err := a.find(ctx, kind, namespace, ev.JobID)
+	adopting := o.Subscription != nil && o.Subscription.Spec.AdoptUnmatched
 	if err == nil && !found {
-		// The cache may not yet show a job ID written a moment ago (a new
-		// attempt's job, a batch just submitted). Acknowledging the event as
-		// unmatched would drop it, and adopting it would duplicate the
-		// resource, so the API server has the last word.
-		nn, found, err = a.findLive(ctx, kind, namespace, ev.JobID)
+		nn, found, err = a.confirmMiss(ctx, kind, namespace, ev.JobID, adopting)
 	}
 	if err != nil {
 		return Result{Outcome: lattice.Failed, Err: err}
 	}
 	if !found {
-		if o.Subscription == nil || !o.Subscription.Spec.AdoptUnmatched {
+		if !adopting {
 			return Result{Outcome: lattice.Unmatched}
 		}
 		if nn, err = a.adopt(ctx, kind, namespace, ev.JobID); err != nil {
@@ -210,6 +249,63 @@ func (a *Applier) applyJob(ctx context.Context, kind, namespace string, ev event
 		}
 	}
 	return a.enqueue(ctx, queueKey{kind: kind, nn: nn}, ev)
+}
+
+// confirmMiss decides what a cache miss for a job ID means. The cache may
+// not yet show a job ID written a moment ago (a new attempt's job, a batch
+// just submitted): acknowledging the event as unmatched would drop it, and
+// adopting it would duplicate the resource. So a resource of the kind that
+// is submitting right now (it holds a submission marker) makes the event
+// wait (ErrSubmitting), and otherwise the API server has the last word —
+// unless it said "nobody" about this ID within UnmatchedTTL.
+func (a *Applier) confirmMiss(ctx context.Context, kind, namespace, id string, adopting bool) (types.NamespacedName, bool, error) {
+	submitting, err := a.submittingCached(ctx, kind, namespace)
+	if err != nil {
+		return types.NamespacedName{}, false, err
+	}
+	if submitting {
+		return types.NamespacedName{}, false, ErrSubmitting
+	}
+	key := unmatchedKey{kind: kind, namespace: namespace, id: id}
+	now := a.now()
+	if _, recent := a.unmatchedCache().Get(key, now); recent && !adopting {
+		return types.NamespacedName{}, false, nil
+	}
+	nn, found, submitting, err := a.findLive(ctx, kind, namespace, id)
+	switch {
+	case err != nil:
+		return types.NamespacedName{}, false, err
+	case found:
+		return nn, true, nil
+	case submitting:
+		return types.NamespacedName{}, false, ErrSubmitting
+	}
+	a.unmatchedCache().Set(key, struct{}{}, now, now.Add(UnmatchedTTL))
+	return types.NamespacedName{}, false, nil
+}
+
+// submittingCached reports whether the cache holds a resource of the kind in
+// the namespace with a live submission marker (found through a field index,
+// without copying).
+func (a *Applier) submittingCached(ctx context.Context, kind, namespace string) (bool, error) {
+	op, ok := ops[kind]
+	if !ok {
+		return false, nil
+	}
+	list := op.newList()
+	if err := a.Client.List(ctx, list, client.InNamespace(namespace), client.MatchingFields{IndexSubmitting: "true"}, client.UnsafeDisableDeepCopy); err != nil {
+		return false, fmt.Errorf("looking for %s submissions in %s: %w", kind, namespace, err)
+	}
+	submitting := false
+	_ = apimeta.EachListItem(list, func(o runtime.Object) error {
+		submitting = submitting || a.markerLive(op.marker(o.(client.Object)))
+		return nil
+	})
+	return submitting, nil
+}
+
+func (a *Applier) markerLive(m *togetherv1.SubmissionMarker) bool {
+	return m != nil && a.now().Sub(m.StartedAt.Time) < SubmissionWindow
 }
 
 // find looks the resource up by the job ID index, reading the cache without
@@ -249,30 +345,33 @@ const liveListPage = 250
 
 // findLive is find against the API server rather than the cache. It runs
 // only when the cache has no match, which in steady state means an event
-// about a job that no resource tracks.
-func (a *Applier) findLive(ctx context.Context, kind, namespace, id string) (types.NamespacedName, bool, error) {
+// about a job that no resource tracks. It also reports whether a resource of
+// the kind holds a live submission marker.
+func (a *Applier) findLive(ctx context.Context, kind, namespace, id string) (nn types.NamespacedName, found, submitting bool, err error) {
 	op, ok := ops[kind]
 	if !ok {
-		return types.NamespacedName{}, false, nil
+		return types.NamespacedName{}, false, false, nil
 	}
 	cont := ""
 	for {
 		list := op.newList()
 		if err := a.Reader.List(ctx, list, client.InNamespace(namespace), client.Limit(liveListPage), client.Continue(cont)); err != nil {
-			return types.NamespacedName{}, false, fmt.Errorf("confirming that no %s in %s tracks %s: %w", kind, namespace, id, err)
+			return types.NamespacedName{}, false, false, fmt.Errorf("confirming that no %s in %s tracks %s: %w", kind, namespace, id, err)
 		}
 		var match client.Object
 		_ = apimeta.EachListItem(list, func(o runtime.Object) error {
-			if obj := o.(client.Object); match == nil && slices.Contains(op.ids(obj), id) {
+			obj := o.(client.Object)
+			if match == nil && slices.Contains(op.ids(obj), id) {
 				match = obj
 			}
+			submitting = submitting || a.markerLive(op.marker(obj))
 			return nil
 		})
 		if match != nil {
-			return client.ObjectKeyFromObject(match), true, nil
+			return client.ObjectKeyFromObject(match), true, false, nil
 		}
 		if cont = list.GetContinue(); cont == "" {
-			return types.NamespacedName{}, false, nil
+			return types.NamespacedName{}, false, submitting, nil
 		}
 	}
 }

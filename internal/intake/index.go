@@ -16,6 +16,9 @@ import (
 const (
 	IndexFineTuneJobID = "together.ai/fineTuneJobID"
 	IndexBatchID       = "together.ai/batchID"
+	// IndexSubmitting is "true" for a resource holding a submission marker
+	// (between writing the marker and recording the created job's ID).
+	IndexSubmitting = "together.ai/submitting"
 )
 
 // SetupIndexes registers the field indexes the apply step looks resources up by.
@@ -25,6 +28,16 @@ func SetupIndexes(ctx context.Context, idx client.FieldIndexer) error {
 	}
 	if err := idx.IndexField(ctx, &togetherv1.TogetherBatch{}, IndexBatchID, batchIDs); err != nil {
 		return fmt.Errorf("indexing batches by batch ID: %w", err)
+	}
+	if err := idx.IndexField(ctx, &togetherv1.TogetherFineTune{}, IndexSubmitting, func(o client.Object) []string {
+		return submitting(o.(*togetherv1.TogetherFineTune).Status.Submission)
+	}); err != nil {
+		return fmt.Errorf("indexing fine-tunes by submission: %w", err)
+	}
+	if err := idx.IndexField(ctx, &togetherv1.TogetherBatch{}, IndexSubmitting, func(o client.Object) []string {
+		return submitting(o.(*togetherv1.TogetherBatch).Status.Submission)
+	}); err != nil {
+		return fmt.Errorf("indexing batches by submission: %w", err)
 	}
 	return nil
 }
@@ -57,4 +70,11 @@ func compact(ids []string) []string {
 		}
 	}
 	return out
+}
+
+func submitting(m *togetherv1.SubmissionMarker) []string {
+	if m == nil {
+		return nil
+	}
+	return []string{"true"}
 }

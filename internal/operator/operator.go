@@ -40,6 +40,11 @@ type Config struct {
 	EventsTLS    webhook.TLSFiles
 	Tolerance    time.Duration
 	MaxBodyBytes int64
+	// MaxInFlightBytes, SourceRate and SubscriptionRate are the events
+	// endpoint's other limits (see webhook.Server); zero keeps its default.
+	// Each rate's burst is twice the rate.
+	MaxInFlightBytes             int64
+	SourceRate, SubscriptionRate float64
 	// PollInterval and ModelsInterval pace the poller.
 	PollInterval, ModelsInterval time.Duration
 	// APIKeySource says where API's key came from (a flag naming a Secret,
@@ -94,6 +99,9 @@ func setupIntake(mgr ctrl.Manager, cfg Config) (*Parts, error) {
 	p.Events = &webhook.Server{
 		Addr: cfg.EventsAddr, Client: mgr.GetClient(), SecretReader: mgr.GetAPIReader(), Applier: p.Applier,
 		Recorder: mgr.GetEventRecorder("together-events"), Tolerance: cfg.Tolerance, MaxBodyBytes: cfg.MaxBodyBytes,
+		MaxInFlightBytes: cfg.MaxInFlightBytes,
+		SourceRate:       cfg.SourceRate, SourceBurst: int(2 * cfg.SourceRate),
+		SubscriptionRate: cfg.SubscriptionRate, SubscriptionBurst: int(2 * cfg.SubscriptionRate),
 		TLS: cfg.EventsTLS,
 	}
 	if err := mgr.Add(p.Events); err != nil {

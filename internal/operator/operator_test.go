@@ -2,9 +2,12 @@ package operator
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,7 +56,11 @@ func post(path string, body []byte) int {
 	req, err := http.NewRequest(http.MethodPost, eventsURL+path, bytes.NewReader(body))
 	Expect(err).NotTo(HaveOccurred())
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(push.HeaderSignature, push.Hex([]byte(signingSecret), body))
+	sum := sha256.Sum256(body)
+	id, now := "msg_"+hex.EncodeToString(sum[:8]), time.Now()
+	req.Header.Set(push.HeaderWebhookID, id)
+	req.Header.Set(push.HeaderWebhookTimestamp, strconv.FormatInt(now.Unix(), 10))
+	req.Header.Set(push.HeaderWebhookSignature, push.Standard([]byte(signingSecret), id, now, body))
 	resp, err := http.DefaultClient.Do(req)
 	Expect(err).NotTo(HaveOccurred())
 	resp.Body.Close()

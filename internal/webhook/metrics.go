@@ -21,3 +21,18 @@ var (
 func init() {
 	metrics.Registry.MustRegister(requestsTotal, ackLatency)
 }
+
+var (
+	budgetSpent = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "together_webhook_budget_exhausted_total",
+		Help: "Requests answered 503 because the body bytes in flight reached --webhook-max-inflight-bytes.",
+	})
+	replaysTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "together_webhook_replays_total",
+		Help: "Verified deliveries whose webhook-id was already acknowledged (answered 200 without being applied again).",
+	})
+)
+
+func init() {
+	metrics.Registry.MustRegister(budgetSpent, replaysTotal)
+}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -18,48 +19,142 @@ import (
 // ErrSecretMissing means the subscription's Secret or its key does not exist.
 var ErrSecretMissing = errors.New("signing secret not found")
 
+// ErrBusy means the endpoint cannot take a delivery now (its body budget
+// is spent, or secret reads are being rate-limited); the sender retries.
+var ErrBusy = errors.New("busy")
+
 // secretCache holds the signing secrets of subscriptions, read one Secret at
 // a time with a plain GET (no informer, no list: the manager never caches
-// every Secret of the cluster). Entries live for ttl; a delivery that fails
-// verification with cached secrets triggers one refresh (at most once per
-// minRefresh), so a rotated secret is picked up at once.
+// every Secret of the cluster). What it may cost the API server is bounded
+// whatever the traffic:
+//
+//   - an entry lives for ttl; a Secret that does not exist is remembered as
+//     missing for negativeTTL, so deliveries to a subscription without its
+//     Secret cost no GET each;
+//   - a delivery that fails verification with a cached secret may ask for a
+//     refresh (the Secret may have been rotated), but at most one per
+//     minRefresh per subscription, and only one read per subscription is in
+//     flight: concurrent deliveries wait for it and share its result;
+//   - every read, across subscriptions, takes a token from reads, so a flood
+//     of bad signatures to many subscriptions is still a bounded rate of GETs.
+//
+// Entries are swept once they expire, so the cache holds only subscriptions
+// that received deliveries in the last ttl.
 type secretCache struct {
-	reader     client.Reader
-	ttl        time.Duration
-	minRefresh time.Duration
-	now        func() time.Time
+	reader      client.Reader
+	ttl         time.Duration
+	negativeTTL time.Duration
+	minRefresh  time.Duration
+	reads       *rate.Limiter
+	now         func() time.Time
 
 	mu      sync.Mutex
-	entries map[types.NamespacedName]secretEntry
+	entries map[types.NamespacedName]*secretEntry
+	swept   time.Time
 }
 
 type secretEntry struct {
 	ref     togetherv1.WebhookSecretRef
 	secrets [][]byte
+	// err is ErrSecretMissing for a negative entry.
+	err     error
 	fetched time.Time
+	// loading is closed when the read in flight for this entry finishes.
+	loading chan struct{}
 }
 
+func newSecretCache(r client.Reader, now func() time.Time) *secretCache {
+	return &secretCache{reader: r, ttl: 30 * time.Second, negativeTTL: 10 * time.Second, minRefresh: time.Second,
+		reads: rate.NewLimiter(20, 40), now: now, entries: map[types.NamespacedName]*secretEntry{}}
+}
+
+// get returns the subscription's secrets. With forceRefresh it reads the
+// Secret again unless the cached copy is younger than minRefresh. refreshed
+// says whether the result comes from a read made for this call (or one it
+// waited for), so the caller does not ask again.
 func (c *secretCache) get(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription, forceRefresh bool) ([][]byte, bool, error) {
 	key := types.NamespacedName{Namespace: sub.Namespace, Name: sub.Name}
-	now := c.now()
 	c.mu.Lock()
-	e, ok := c.entries[key]
-	c.mu.Unlock()
-	fresh := ok && e.ref == sub.Spec.SecretRef && now.Sub(e.fetched) < c.ttl
-	if fresh && (!forceRefresh || now.Sub(e.fetched) < c.minRefresh) {
-		return e.secrets, false, nil
+	e := c.entries[key]
+	if e != nil && e.loading != nil {
+		ch := e.loading
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return e.secrets, true, e.err
 	}
+	now := c.now()
+	usable := e != nil && e.ref == sub.Spec.SecretRef
+	if usable {
+		ttl := c.ttl
+		if e.err != nil {
+			ttl = c.negativeTTL
+		}
+		usable = now.Sub(e.fetched) < ttl
+	}
+	if usable && (!forceRefresh || now.Sub(e.fetched) < c.minRefresh || e.err != nil) {
+		c.mu.Unlock()
+		return e.secrets, false, e.err
+	}
+	if !c.reads.AllowN(now, 1) {
+		c.mu.Unlock()
+		if usable {
+			return e.secrets, false, e.err
+		}
+		return nil, false, fmt.Errorf("%w: reading signing secrets is rate-limited", ErrBusy)
+	}
+	fresh := &secretEntry{ref: sub.Spec.SecretRef, loading: make(chan struct{})}
+	if usable {
+		fresh.secrets, fresh.err, fresh.fetched = e.secrets, e.err, e.fetched
+	}
+	c.entries[key] = fresh
+	c.mu.Unlock()
+
 	secrets, err := ReadSigningSecrets(ctx, c.reader, sub.Namespace, sub.Spec.SecretRef)
-	if err != nil {
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case err == nil || errors.Is(err, ErrSecretMissing):
+		fresh.secrets, fresh.err, fresh.fetched = secrets, err, now
+	case !usable:
+		// A failed read caches nothing; the next delivery tries again.
+		// Those waiting for this read get its error.
+		fresh.err = err
+		delete(c.entries, key)
+	}
+	close(fresh.loading)
+	fresh.loading = nil
+	c.sweepLocked(now)
+	if err != nil && !errors.Is(err, ErrSecretMissing) {
 		return nil, true, err
 	}
-	c.mu.Lock()
-	if c.entries == nil {
-		c.entries = map[types.NamespacedName]secretEntry{}
+	return secrets, true, err
+}
+
+// sweepLocked drops expired entries, at most once per ttl.
+func (c *secretCache) sweepLocked(now time.Time) {
+	if now.Sub(c.swept) < c.ttl {
+		return
 	}
-	c.entries[key] = secretEntry{ref: sub.Spec.SecretRef, secrets: secrets, fetched: now}
-	c.mu.Unlock()
-	return secrets, true, nil
+	c.swept = now
+	for k, e := range c.entries {
+		if e.loading == nil && now.Sub(e.fetched) >= c.ttl {
+			delete(c.entries, k)
+		}
+	}
+}
+
+// size reports how many subscriptions the cache holds secrets for.
+func (c *secretCache) size() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
 }
 
 // ReadSigningSecrets returns the current secret and, during a rotation, the

@@ -3,11 +3,12 @@ package webhook
 import (
 	"context"
 	"errors"
-	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -40,6 +41,10 @@ var (
 	// they do for a moment after a write the informer has not seen yet.
 	cacheBehind atomic.Bool
 	scheme      = testenv.Scheme()
+	// mgrClient and apiReader are the manager's cached client and its
+	// direct reader, for specs that build an endpoint of their own.
+	mgrClient client.Client
+	apiReader client.Reader
 )
 
 func TestWebhook(t *testing.T) {
@@ -65,6 +70,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	Expect(intake.SetupIndexes(ctx, mgr.GetFieldIndexer())).To(Succeed())
 
+	mgrClient, apiReader = mgr.GetClient(), mgr.GetAPIReader()
 	failing := failingClient{mgr.GetClient()}
 	applier = &intake.Applier{Client: failing, Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("together-events")}
 	srv = &Server{Client: mgr.GetClient(), SecretReader: mgr.GetAPIReader(), Applier: applier, Recorder: mgr.GetEventRecorder("together-events")}
@@ -106,4 +112,94 @@ func (s failingStatus) Update(ctx context.Context, obj client.Object, opts ...cl
 		return errors.New("injected: the API server is not taking writes")
 	}
 	return s.SubResourceWriter.Update(ctx, obj, opts...)
+}
+
+// apiCounter counts the requests that reach the API server through the
+// client and reader it wraps: every call of the reader, and every write of
+// the client (its reads come from the manager's cache and cost nothing).
+type apiCounter struct {
+	reads, writes atomic.Int64
+}
+
+func (c *apiCounter) total() int64 { return c.reads.Load() + c.writes.Load() }
+
+func (c *apiCounter) reader(r client.Reader) client.Reader {
+	return countingReader{Reader: r, n: &c.reads}
+}
+
+func (c *apiCounter) client(cl client.Client) client.Client {
+	return countingClient{Client: cl, n: &c.writes}
+}
+
+type countingReader struct {
+	client.Reader
+	n *atomic.Int64
+}
+
+func (r countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	r.n.Add(1)
+	return r.Reader.Get(ctx, key, obj, opts...)
+}
+
+func (r countingReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	r.n.Add(1)
+	return r.Reader.List(ctx, list, opts...)
+}
+
+type countingClient struct {
+	client.Client
+	n *atomic.Int64
+}
+
+func (c countingClient) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	c.n.Add(1)
+	return c.Client.Create(ctx, obj, opts...)
+}
+
+func (c countingClient) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
+	c.n.Add(1)
+	return c.Client.Update(ctx, obj, opts...)
+}
+
+func (c countingClient) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+	c.n.Add(1)
+	return c.Client.Patch(ctx, obj, patch, opts...)
+}
+
+func (c countingClient) Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error {
+	c.n.Add(1)
+	return c.Client.Delete(ctx, obj, opts...)
+}
+
+func (c countingClient) Status() client.SubResourceWriter {
+	return countingStatus{SubResourceWriter: c.Client.Status(), n: c.n}
+}
+
+type countingStatus struct {
+	client.SubResourceWriter
+	n *atomic.Int64
+}
+
+func (s countingStatus) Update(ctx context.Context, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+	s.n.Add(1)
+	return s.SubResourceWriter.Update(ctx, obj, opts...)
+}
+
+func (s countingStatus) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+	s.n.Add(1)
+	return s.SubResourceWriter.Patch(ctx, obj, patch, opts...)
+}
+
+// countedEndpoint is an endpoint of its own (with its own caches and
+// limits, shaped by mut) whose every API-server request is counted.
+func countedEndpoint(mut func(*Server)) (*httptest.Server, *apiCounter) {
+	c := &apiCounter{}
+	a := &intake.Applier{Client: c.client(mgrClient), Reader: c.reader(apiReader)}
+	s := &Server{Client: c.client(mgrClient), SecretReader: c.reader(apiReader), Applier: a}
+	if mut != nil {
+		mut(s)
+	}
+	hs := httptest.NewServer(s.Handler())
+	DeferCleanup(hs.Close)
+	return hs, c
 }

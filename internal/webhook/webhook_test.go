@@ -2,6 +2,8 @@ package webhook
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -44,7 +46,10 @@ func makeSubscription(ns, name string, mut func(*togetherv1.TogetherWebhookSubsc
 	Expect(k8s.Create(ctx, secret)).To(Succeed())
 	sub := &togetherv1.TogetherWebhookSubscription{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec:       togetherv1.TogetherWebhookSubscriptionSpec{SecretRef: togetherv1.WebhookSecretRef{Name: secret.Name}},
+		Spec: togetherv1.TogetherWebhookSubscriptionSpec{SecretRef: togetherv1.WebhookSecretRef{Name: secret.Name},
+			// Most specs sign the short way; those about the signature
+			// policy set their own.
+			AcceptedSignatures: []togetherv1.SignatureScheme{togetherv1.SignatureStandardWebhooks, togetherv1.SignatureHexHMAC}},
 	}
 	if mut != nil {
 		mut(sub)
@@ -90,12 +95,17 @@ func hexSigned(path string, body []byte) request {
 		"Content-Type": {"application/json"}, push.HeaderSignature: {push.Hex([]byte(testSecret), body)}}}
 }
 
+// standardSigned signs body the Standard Webhooks way, with a webhook-id
+// derived from the body (one message, one id, as a sender keeps it across
+// its retries).
 func standardSigned(path string, body []byte, at time.Time) request {
+	sum := sha256.Sum256(body)
+	id := "msg_" + hex.EncodeToString(sum[:8])
 	return request{method: http.MethodPost, path: path, body: body, header: http.Header{
 		"Content-Type":              {"application/json"},
-		push.HeaderWebhookID:        {"msg_1"},
+		push.HeaderWebhookID:        {id},
 		push.HeaderWebhookTimestamp: {strconv.FormatInt(at.Unix(), 10)},
-		push.HeaderWebhookSignature: {push.Standard([]byte(testSecret), "msg_1", at, body)},
+		push.HeaderWebhookSignature: {push.Standard([]byte(testSecret), id, at, body)},
 	}}
 }
 
@@ -184,7 +194,7 @@ var _ = Describe("Events endpoint", func() {
 			{"missing id", hexSigned(path, []byte(`{"type":"fine_tune.checkpoint","data":{"fine_tune_id":"ft-bad","step":5}}`)), 400},
 			{"unknown type", hexSigned(path, envelope("e3", "fine_tune.started", map[string]any{"fine_tune_id": "ft-bad"})), 202},
 			{"type the subscription does not ask for", hexSigned(path, envelope("e4", "fine_tune.failed", map[string]any{"fine_tune_id": "ft-bad", "error_message": "x"})), 202},
-			{"subscription that does not exist", hexSigned(PathFor(ns, "nope"), good), 404},
+			{"subscription that does not exist", hexSigned(PathFor(ns, "nope"), good), 401},
 			{"namespace of another subscription", hexSigned(PathFor(other, "sub"), good), 202},
 			{"GET instead of POST", get, 405},
 		}

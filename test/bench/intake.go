@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -176,7 +179,7 @@ func (s *sender) post(ctx context.Context, path string, body []byte) (int, time.
 			return 0, 0, err
 		}
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set(push.HeaderSignature, push.Hex([]byte(benchSecret), body))
+		signStandard(req.Header, body)
 		t := time.Now()
 		resp, err := s.http.Do(req)
 		lat := time.Since(t)
@@ -196,6 +199,17 @@ func (s *sender) post(ctx context.Context, path string, body []byte) (int, time.
 			return 0, lat, ctx.Err()
 		}
 	}
+}
+
+// signStandard signs body the Standard Webhooks way (what a subscription
+// accepts by default), with a webhook-id derived from the body, so that a
+// retry carries the same id under a fresh timestamp as senders do.
+func signStandard(h http.Header, body []byte) {
+	sum := sha256.Sum256(body)
+	id, now := "msg_"+hex.EncodeToString(sum[:12]), time.Now()
+	h.Set(push.HeaderWebhookID, id)
+	h.Set(push.HeaderWebhookTimestamp, strconv.FormatInt(now.Unix(), 10))
+	h.Set(push.HeaderWebhookSignature, push.Standard([]byte(benchSecret), id, now, body))
 }
 
 func percentile(ds []time.Duration, p float64) time.Duration {

@@ -89,7 +89,7 @@ func badCorpus(f fixture, victim, otherPath string) []badRequest {
 		withHeader("standard: timestamp not a number", badTS, 401),
 		withHeader("standard: id changed after signing", otherID, 401),
 		{name: "another subscription's path", method: http.MethodPost, path: otherPath, body: good, header: hexHeader(testSecret, good), want: 401},
-		{name: "unknown subscription", method: http.MethodPost, path: webhook.PathFor(f.ns, "nope"), body: good, header: hexHeader(testSecret, good), want: 404},
+		{name: "unknown subscription", method: http.MethodPost, path: webhook.PathFor(f.ns, "nope"), body: good, header: hexHeader(testSecret, good), want: 401},
 		{name: "GET", method: http.MethodGet, path: f.path, header: http.Header{}, want: 405},
 		{name: "PUT", method: http.MethodPut, path: f.path, body: good, header: hexHeader(testSecret, good), want: 405},
 		{name: "DELETE", method: http.MethodDelete, path: f.path, header: http.Header{}, want: 405},

@@ -159,7 +159,9 @@ func newFixtureWithSecret(prefix, secret string) fixture {
 	Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hook"},
 		StringData: map[string]string{"secret": secret}})).To(Succeed())
 	Expect(k8s.Create(ctx, &togetherv1.TogetherWebhookSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hook"},
-		Spec: togetherv1.TogetherWebhookSubscriptionSpec{SecretRef: togetherv1.WebhookSecretRef{Name: "hook"}}})).To(Succeed())
+		Spec: togetherv1.TogetherWebhookSubscriptionSpec{SecretRef: togetherv1.WebhookSecretRef{Name: "hook"},
+			// The suite's senders sign the short way (body-only HMAC).
+			AcceptedSignatures: []togetherv1.SignatureScheme{togetherv1.SignatureStandardWebhooks, togetherv1.SignatureHexHMAC}}})).To(Succeed())
 	return fixture{ns: ns, path: webhook.PathFor(ns, "hook")}
 }
 
