@@ -92,11 +92,24 @@ const (
 	// ReasonEnvVarFromSource means the target env var takes its value from a
 	// ConfigMap, Secret or field, which the operator will not overwrite.
 	ReasonEnvVarFromSource = "EnvVarFromSource"
-	// ReasonEndpointStarting means the dedicated endpoint is not STARTED yet.
-	ReasonEndpointStarting = "EndpointStarting"
-	// ReasonEndpointFailed means the dedicated endpoint could not be created
-	// or ended in ERROR or STOPPED.
+	// ReasonEndpointFailed means Together refused the dedicated endpoint's
+	// parameters, or its deployment ended FAILED or was stopped.
 	ReasonEndpointFailed = "EndpointFailed"
+	// ReasonWaitingForDeploymentReady means the dedicated endpoint's
+	// deployment is provisioning or scaling; the operator reads it again.
+	ReasonWaitingForDeploymentReady = "WaitingForDeploymentReady"
+	// ReasonWaitingForModelObject means the completed job names no registry
+	// model (model_object_id / adapter_object_id) yet.
+	ReasonWaitingForModelObject = "WaitingForModelObject"
+	// ReasonNoMatchingConfig means no config revision Together lists for the
+	// model matches spec.deploy.endpoint.hardware or config.
+	ReasonNoMatchingConfig = "NoMatchingConfig"
+	// ReasonEndpointForbidden means Together answered 403 to endpoint work:
+	// the API key's project may not do it. Not a mistake in the spec.
+	ReasonEndpointForbidden = "EndpointForbidden"
+	// ReasonDeletingEndpoint means deletion waits for the endpoint's
+	// deployment to stop before deleting it, then the endpoint.
+	ReasonDeletingEndpoint = "DeletingEndpoint"
 	// ReasonDeployed means every deploy target holds the model.
 	ReasonDeployed = "Deployed"
 
@@ -113,11 +126,26 @@ const (
 	EventReasonDeploymentPatched = "DeploymentPatched"
 	// EventReasonEndpointCreated: a dedicated endpoint was created.
 	EventReasonEndpointCreated = "EndpointCreated"
-	// EventReasonEndpointAdopted: a dedicated endpoint already serving the
-	// output model was adopted instead of creating another.
+	// EventReasonEndpointAdopted: the endpoint named after the resource was
+	// found (created before a lost status write) and adopted.
 	EventReasonEndpointAdopted = "EndpointAdopted"
 	// EventReasonEndpointDeleted: the dedicated endpoint was deleted with the resource.
 	EventReasonEndpointDeleted = "EndpointDeleted"
+	// EventReasonEndpointDeploymentCreated: a deployment of the model was
+	// created under the endpoint.
+	EventReasonEndpointDeploymentCreated = "EndpointDeploymentCreated"
+	// EventReasonEndpointDeploymentAdopted: the deployment named after the
+	// resource and attempt was found and adopted.
+	EventReasonEndpointDeploymentAdopted = "EndpointDeploymentAdopted"
+	// EventReasonEndpointRouted: the deployment was put in the endpoint's
+	// traffic split.
+	EventReasonEndpointRouted = "EndpointRouted"
+	// EventReasonEndpointDeploymentDeleted: a deployment the resource
+	// created was deleted with it.
+	EventReasonEndpointDeploymentDeleted = "EndpointDeploymentDeleted"
+	// EventReasonEndpointKept: the endpoint was kept at deletion because it
+	// holds deployments the operator did not create.
+	EventReasonEndpointKept = "EndpointKept"
 	// EventReasonCancelled: remote work was cancelled because the resource was deleted.
 	EventReasonCancelled = "Cancelled"
 )

@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"strings"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -128,14 +130,38 @@ type DeploymentTarget struct {
 	Env string `json:"env,omitempty"`
 }
 
-// EndpointSpec asks for a Together dedicated endpoint serving the output model.
+// EndpointSpec asks for a Together dedicated endpoint serving the output
+// model through the v2 Dedicated Model Inference API (v1 endpoint creation
+// is retired): an endpoint, one deployment of the fine-tuned model on a
+// config revision for the hardware asked for, with autoscaling bounds, and
+// that deployment in the endpoint's traffic split.
 // +kubebuilder:validation:XValidation:rule="self.maxReplicas >= self.minReplicas",message="spec.deploy.endpoint.maxReplicas must be at least minReplicas"
+// +kubebuilder:validation:XValidation:rule="has(self.hardware) || has(self.config)",message="set spec.deploy.endpoint.hardware (an instance type such as 1xnvidia-h100-80gb) or spec.deploy.endpoint.config (a config revision cr_... or projects/{p}/configs/{cr})"
 type EndpointSpec struct {
-	// Hardware ID, e.g. 1x_nvidia_a100_80gb_sxm.
-	// +kubebuilder:validation:MinLength=1
-	Hardware string `json:"hardware"`
-	// MinReplicas of the autoscaler.
-	// +kubebuilder:validation:Minimum=0
+	// Hardware is the instance type to run on, <GPU count>x<accelerator
+	// type>, e.g. 1xnvidia-h100-80gb or 2xnvidia-h100-80gb. The operator
+	// picks the model's config revision whose accelerator_type and
+	// accelerator_count selectors match. (v1 hardware IDs such as
+	// 1x_nvidia_a100_80gb_sxm are not v2 instance types and are refused.)
+	// +kubebuilder:validation:Pattern=`^[1-9][0-9]{0,2}x[a-z0-9]([a-z0-9-]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	Hardware string `json:"hardware,omitempty"`
+	// Optimization narrows the config choice to one serving profile; empty
+	// prefers balanced when several configs match the hardware.
+	// +kubebuilder:validation:Enum=balanced;throughput;latency
+	// +optional
+	Optimization string `json:"optimization,omitempty"`
+	// Config pins a config revision instead of choosing one by hardware:
+	// its ID (cr_...) or resource name (projects/{project}/configs/{cr}). It
+	// must be one Together lists as compatible with the fine-tuned model.
+	// +kubebuilder:validation:Pattern=`^(cr_[A-Za-z0-9_-]+|projects/[^/]+/configs/[^/]+)$`
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	Config string `json:"config,omitempty"`
+	// MinReplicas of the autoscaler; at least 1 (Together refuses 0 with a
+	// positive maximum, and 0/0 means stopped).
+	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:default=1
 	// +optional
 	MinReplicas int32 `json:"minReplicas"`
@@ -144,9 +170,30 @@ type EndpointSpec struct {
 	// +kubebuilder:default=1
 	// +optional
 	MaxReplicas int32 `json:"maxReplicas"`
-	// DisplayName of the endpoint; defaults to the resource's namespace/name.
+	// NamePrefix starts the endpoint's name (default: the resource's name,
+	// shortened). The operator appends a tag derived from the resource's
+	// UID, so the endpoint it creates is recognisable as its own after a
+	// crash; the inference name is <project slug>/<prefix>-<tag>.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=40
 	// +optional
-	DisplayName string `json:"displayName,omitempty"`
+	NamePrefix string `json:"namePrefix,omitempty"`
+}
+
+// Accelerator splits Hardware into its GPU count and accelerator type, the
+// values of a config revision's accelerator_count and accelerator_type
+// selectors; ok is false when Hardware is empty or malformed.
+func (e *EndpointSpec) Accelerator() (count, acceleratorType string, ok bool) {
+	count, acceleratorType, ok = strings.Cut(e.Hardware, "x")
+	if !ok || count == "" || acceleratorType == "" {
+		return "", "", false
+	}
+	for _, c := range count {
+		if c < '0' || c > '9' {
+			return "", "", false
+		}
+	}
+	return count, acceleratorType, true
 }
 
 // DeploySpec says what to do with a successful fine-tune's model.
@@ -260,17 +307,52 @@ type DeploymentStatus struct {
 	PreviousValue string `json:"previousValue,omitempty"`
 }
 
-// EndpointStatus reports a dedicated endpoint the operator created.
+// EndpointStatus reports the dedicated endpoint (v2) serving the model:
+// what the operator created or adopted and where its deployment stands.
 type EndpointStatus struct {
-	// ID of the endpoint.
+	// ID of the endpoint (ep_...).
 	ID string `json:"id"`
-	// Name of the endpoint, which is also the model name clients call.
+	// Name is the endpoint's inference name, <project slug>/<endpoint
+	// name>: the model value clients send to Together's inference API.
 	// +optional
 	Name string `json:"name,omitempty"`
-	// State as Together reports it (PENDING, STARTING, STARTED, ...).
+	// ProjectID is the Together project the endpoint belongs to, resolved
+	// from the API key (GET /v1/whoami). Empty on a status recorded by a
+	// v1 endpoint before v2.
+	// +optional
+	ProjectID string `json:"projectID,omitempty"`
+	// DeploymentID of the deployment serving the model (dep_...).
+	// +optional
+	DeploymentID string `json:"deploymentID,omitempty"`
+	// DeploymentName is the deployment's qualified name,
+	// <project slug>/<endpoint name>/<deployment name>.
+	// +optional
+	DeploymentName string `json:"deploymentName,omitempty"`
+	// Model is the registry model deployed,
+	// projects/{project}/models/{ml}/revisions/{rv}.
+	// +optional
+	Model string `json:"model,omitempty"`
+	// Config is the config revision the deployment runs,
+	// projects/{project}/configs/{cr}.
+	// +optional
+	Config string `json:"config,omitempty"`
+	// Hardware the deployment runs on, as Together reports it.
+	// +optional
+	Hardware string `json:"hardware,omitempty"`
+	// Routed is true once the deployment is in the endpoint's traffic split
+	// with a positive weight (a deployment outside it gets no traffic).
+	// +optional
+	Routed bool `json:"routed,omitempty"`
+	// State of the deployment as Together reports it
+	// (DEPLOYMENT_STATE_PROVISIONING, ..._READY, ...). For a v1 endpoint
+	// recorded before v2, the v1 state.
 	// +optional
 	State string `json:"state,omitempty"`
 }
+
+// IsV1 reports a status recorded for a v1 endpoint, before the operator
+// moved to v2: it has an ID but no project.
+func (e *EndpointStatus) IsV1() bool { return e != nil && e.ID != "" && e.ProjectID == "" }
 
 // TogetherFineTuneStatus is what the operator knows about the job.
 type TogetherFineTuneStatus struct {

@@ -35,8 +35,10 @@ const PreviousModelAnnotationPrefix = "together.ai/previous-model."
 const ftDefaultModelEnv = "TOGETHER_MODEL"
 
 // reconcileDeploy takes a succeeded attempt's model to spec.deploy's targets,
-// once per attempt: the quality gate first, then the endpoint (followed to
-// STARTED), then the Deployment's env var. It owns Deployed and says what
+// once per attempt: the quality gate first, then the dedicated endpoint
+// (followed until its deployment is READY, see finetune_endpoint.go), then
+// the Deployment's env var — which receives the endpoint's inference name
+// when both are set. It owns Deployed and says what
 // Ready says once the fine-tune is done.
 func (r *TogetherFineTuneReconciler) reconcileDeploy(ctx context.Context, ft *togetherv1.TogetherFineTune, s *scope) (ctrl.Result, error) {
 	st := &ft.Status
@@ -133,92 +135,6 @@ func ftTargetsText(ft *togetherv1.TogetherFineTune) string {
 		return ""
 	}
 	return " " + strings.Join(parts, " and ")
-}
-
-// reconcileEndpoint creates (or adopts, see findEndpointServing) the
-// dedicated endpoint for the output model and follows it until STARTED; ok
-// returns a Waiting error while it is not.
-func (r *TogetherFineTuneReconciler) reconcileEndpoint(ctx context.Context, ft *togetherv1.TogetherFineTune) error {
-	st := &ft.Status
-	spec := ft.Spec.Deploy.Endpoint
-	if st.Endpoint == nil {
-		found, err := r.findEndpointServing(ctx, st.OutputModel)
-		if err != nil {
-			return r.apiFailure(err, "looking for a dedicated endpoint already serving "+st.OutputModel)
-		}
-		if found != nil {
-			st.Endpoint = &togetherv1.EndpointStatus{ID: found.ID, Name: found.Name, State: string(found.State)}
-			r.Recorder.Eventf(ft, nil, togetherv1.EventTypeNormal, togetherv1.EventReasonEndpointAdopted, "Deploy",
-				"Found dedicated endpoint %s (%s) already serving model %s and adopted it instead of creating another.", found.Name, found.ID, st.OutputModel)
-		}
-	}
-	if st.Endpoint == nil {
-		display := spec.DisplayName
-		if display == "" {
-			display = ft.Namespace + "-" + ft.Name
-		}
-		ep, err := r.API.CreateEndpoint(ctx, together.CreateEndpointRequest{
-			Model: st.OutputModel, Hardware: spec.Hardware, DisplayName: display,
-			Autoscaling: together.Autoscaling{MinReplicas: int(spec.MinReplicas), MaxReplicas: int(spec.MaxReplicas)},
-		})
-		if err != nil {
-			if together.IsInvalidRequest(err) {
-				return reconcile.Stalling(togetherv1.ReasonEndpointFailed, fmt.Sprintf("Together refused to create a dedicated endpoint for %s: %v. Fix spec.deploy.endpoint.", st.OutputModel, err)).On(togetherv1.DeployedCondition)
-			}
-			return r.apiFailure(err, "creating a dedicated endpoint")
-		}
-		st.Endpoint = &togetherv1.EndpointStatus{ID: ep.ID, Name: ep.Name, State: string(ep.State)}
-		r.Recorder.Eventf(ft, nil, togetherv1.EventTypeNormal, togetherv1.EventReasonEndpointCreated, "Deploy",
-			"Created dedicated endpoint %s for model %s on %s.", ep.Name, st.OutputModel, spec.Hardware)
-	}
-	if st.Endpoint.State != string(together.EndpointStarted) {
-		ep, err := r.API.GetEndpoint(ctx, st.Endpoint.ID)
-		if err != nil {
-			return r.apiFailure(err, "reading dedicated endpoint "+st.Endpoint.ID)
-		}
-		st.Endpoint.State, st.Endpoint.Name = string(ep.State), ep.Name
-	}
-	switch together.EndpointState(st.Endpoint.State) {
-	case together.EndpointStarted:
-		return nil
-	case together.EndpointError, together.EndpointStopped, together.EndpointStopping:
-		return reconcile.Stalling(togetherv1.ReasonEndpointFailed, fmt.Sprintf(
-			"Dedicated endpoint %s is %s; inspect it in the Together console. Deleting this resource deletes the endpoint.", st.Endpoint.Name, st.Endpoint.State)).On(togetherv1.DeployedCondition)
-	}
-	interval := r.EndpointPollInterval
-	if interval <= 0 {
-		interval = ftEndpointPollInterval
-	}
-	return reconcile.Waiting(togetherv1.ReasonEndpointStarting, fmt.Sprintf("Dedicated endpoint %s is %s; waiting for STARTED.", st.Endpoint.Name, st.Endpoint.State), interval).On(togetherv1.DeployedCondition)
-}
-
-// findEndpointServing returns the caller's dedicated endpoint that serves
-// model, or nil. Together has no idempotency key, so when the status write
-// after POST /endpoints is lost (a failed write, a crash) the next reconcile
-// would otherwise pay for a second endpoint. A fine-tune's output model name
-// belongs to its job alone, so an endpoint already serving it was made for
-// this resource; the match is on the model because list items carry no
-// display_name. The cost: an endpoint made by hand for the same model is
-// adopted too, and deleted with the resource under deletionPolicy Cancel.
-func (r *TogetherFineTuneReconciler) findEndpointServing(ctx context.Context, model string) (*together.Endpoint, error) {
-	eps, err := r.API.ListEndpoints(ctx, together.ListEndpointsOptions{Mine: true, Type: together.EndpointTypeDedicated})
-	if err != nil {
-		return nil, fmt.Errorf("listing dedicated endpoints: %w", err)
-	}
-	return endpointServing(eps, model), nil
-}
-
-// endpointServing picks the first dedicated endpoint in eps that serves
-// model. The type is checked although the list was asked for dedicated
-// ones only: a serverless endpoint is Together's, never ours to adopt or
-// delete.
-func endpointServing(eps []together.Endpoint, model string) *together.Endpoint {
-	for i := range eps {
-		if eps[i].Model == model && eps[i].Type != together.EndpointTypeServerless {
-			return &eps[i]
-		}
-	}
-	return nil
 }
 
 // ftPatchOp is one RFC 6902 operation.

@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"time"
 
@@ -25,10 +24,21 @@ type FineTuneAPI interface {
 	CancelFineTune(ctx context.Context, id string) (*together.FineTune, error)
 	UploadFile(ctx context.Context, fileName string, purpose together.FilePurpose, content io.Reader) (*together.File, error)
 	ListFiles(ctx context.Context) ([]together.File, error)
-	CreateEndpoint(ctx context.Context, req together.CreateEndpointRequest) (*together.Endpoint, error)
-	ListEndpoints(ctx context.Context, o together.ListEndpointsOptions) ([]together.Endpoint, error)
-	GetEndpoint(ctx context.Context, id string) (*together.Endpoint, error)
+	// DeleteEndpoint deletes a v1 endpoint recorded before the move to v2.
 	DeleteEndpoint(ctx context.Context, id string) error
+	// The v2 Dedicated Model Inference calls (finetune_endpoint.go).
+	Whoami(ctx context.Context) (*together.Whoami, error)
+	ListV2Configs(ctx context.Context, projectID, referenceModel string) ([]together.V2Config, error)
+	FindV2EndpointByName(ctx context.Context, projectID, name string) (*together.V2Endpoint, error)
+	CreateV2Endpoint(ctx context.Context, projectID string, req together.CreateV2EndpointRequest) (*together.V2Endpoint, error)
+	GetV2Endpoint(ctx context.Context, projectID, id string) (*together.V2Endpoint, error)
+	SetV2TrafficSplit(ctx context.Context, projectID, id, etag string, split []together.TrafficSplitEntry) (*together.V2Endpoint, error)
+	DeleteV2Endpoint(ctx context.Context, projectID, id string) error
+	ListV2Deployments(ctx context.Context, projectID, endpointID string) ([]together.V2Deployment, error)
+	CreateV2Deployment(ctx context.Context, projectID, endpointID string, req together.CreateV2DeploymentRequest) (*together.V2Deployment, error)
+	GetV2Deployment(ctx context.Context, projectID, endpointID, id string) (*together.V2Deployment, error)
+	ScaleV2Deployment(ctx context.Context, projectID, endpointID, id string, minReplicas, maxReplicas int64) (*together.V2Deployment, error)
+	DeleteV2Deployment(ctx context.Context, projectID, endpointID, id string) error
 	GetFineTuneMetrics(ctx context.Context, id string) (*together.FineTuneMetrics, error)
 }
 
@@ -42,8 +52,9 @@ const (
 	// spec.retry.learningRateFactor is unset: divergence is the most common
 	// reason for a failed run that a parameter change can fix.
 	ftDefaultLearningRateFactor = 0.5
-	// ftEndpointPollInterval paces reads of an endpoint that is starting;
-	// endpoints take minutes, so there is no point asking more often.
+	// ftEndpointPollInterval paces reads of an endpoint deployment that is
+	// provisioning or stopping; that takes minutes, so there is no point
+	// asking more often.
 	ftEndpointPollInterval = 15 * time.Second
 	// ftRecheckInterval is how often a problem outside the operator's watch
 	// (a ConfigMap or Deployment that is not cached) is looked at again.
@@ -132,33 +143,8 @@ func (r *TogetherFineTuneReconciler) finalize(ctx context.Context, ft *togetherv
 	if err := r.cancelRemoteJob(ctx, ft); err != nil {
 		return r.apiFailure(err, "cancelling the job before deletion")
 	}
-	if err := r.deleteEndpoint(ctx, ft); err != nil {
-		return r.apiFailure(err, "deleting the dedicated endpoint before deletion")
-	}
-	return nil
-}
-
-// deleteEndpoint deletes the fine-tune's dedicated endpoint, including one
-// created just before a lost status write, which only its model identifies.
-func (r *TogetherFineTuneReconciler) deleteEndpoint(ctx context.Context, ft *togetherv1.TogetherFineTune) error {
-	var id, name string
-	switch ep := ft.Status.Endpoint; {
-	case ep != nil && ep.ID != "":
-		id, name = ep.ID, ep.Name
-	case ft.Spec.Deploy != nil && ft.Spec.Deploy.Endpoint != nil && ft.Status.OutputModel != "":
-		found, err := r.findEndpointServing(ctx, ft.Status.OutputModel)
-		if err != nil || found == nil {
-			return err
-		}
-		id, name = found.ID, found.Name
-	default:
-		return nil
-	}
-	if err := r.API.DeleteEndpoint(ctx, id); err != nil && !together.IsNotFound(err) {
-		return fmt.Errorf("deleting endpoint %s: %w", id, err)
-	}
-	r.Recorder.Eventf(ft, nil, togetherv1.EventTypeNormal, togetherv1.EventReasonEndpointDeleted, "Delete", "Deleted dedicated endpoint %s.", name)
-	return nil
+	// Waits (a Reconciling DeletingEndpoint) while a deployment stops.
+	return r.deleteDedicatedEndpoint(ctx, ft)
 }
 
 // cancelRemoteJob cancels the current job when it may still be running,

@@ -437,47 +437,6 @@ var _ = Describe("FineTune reconciler", func() {
 		Expect(condition(get(key), togetherv1.StalledCondition).Reason).To(Equal(togetherv1.ReasonDeploymentNotFound))
 	})
 
-	It("follows a dedicated endpoint to STARTED before putting its name in the Deployment, and deletes it with the resource", func() {
-		newDeployment("ep")
-		key := newFineTune("endpoint", togetherv1.TogetherFineTuneSpec{
-			Training: &togetherv1.TrainingSpec{Model: "m", TrainingFile: uploadedFile()},
-			Deploy: &togetherv1.DeploySpec{
-				Endpoint:   &togetherv1.EndpointSpec{Hardware: "1x_nvidia_a100_80gb_sxm", MinReplicas: 1, MaxReplicas: 2},
-				Deployment: &togetherv1.DeploymentTarget{Name: "ep", Container: "server", Env: "TOGETHER_MODEL"},
-			},
-		})
-		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
-			c := condition(ft, togetherv1.DeployedCondition)
-			g.Expect(c).NotTo(BeNil())
-			g.Expect(c.Reason).To(Equal(togetherv1.ReasonEndpointStarting))
-		})
-		dep := &appsv1.Deployment{}
-		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "ep"}, dep)).To(Succeed())
-		Expect(dep.Spec.Template.Spec.Containers[1].Env[1].Value).To(Equal("base-model"), "untouched until the endpoint is STARTED")
-
-		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
-			g.Expect(condition(ft, togetherv1.ReadyCondition).Status).To(Equal(metav1.ConditionTrue))
-		})
-		ft := get(key)
-		Expect(ft.Status.Endpoint).NotTo(BeNil())
-		Expect(ft.Status.Endpoint.State).To(Equal("STARTED"))
-		Expect(ft.Status.Endpoint.Name).NotTo(BeEmpty())
-		Expect(ft.Status.DeployedModel).To(Equal(ft.Status.Endpoint.Name))
-		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "ep"}, dep)).To(Succeed())
-		Expect(dep.Spec.Template.Spec.Containers[1].Env[1].Value).To(Equal(ft.Status.Endpoint.Name))
-		Expect(sim.CountCalls("POST", "/v1/endpoints")).To(Equal(1))
-
-		By("deleting the resource deletes the endpoint; the finished job is not cancelled")
-		Expect(k8sClient.Delete(ctx, ft)).To(Succeed())
-		_, err := reconcile(key)
-		Expect(err).NotTo(HaveOccurred())
-		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, key, &togetherv1.TogetherFineTune{}))).To(BeTrue())
-		Expect(sim.CountCalls("DELETE", "/v1/endpoints/"+ft.Status.Endpoint.ID)).To(Equal(1))
-		Expect(sim.CountCalls("POST", "/v1/fine-tunes/"+ft.Status.JobID+"/cancel")).To(Equal(0))
-		_, err = api.GetEndpoint(ctx, ft.Status.Endpoint.ID)
-		Expect(together.IsNotFound(err)).To(BeTrue())
-	})
-
 	It("counts a failed attempt and warns about it once when the write recording it is lost", func() {
 		sim.SetFineTuneScript(func(together.CreateFineTuneRequest) bool { return true },
 			togethersim.FineTuneOutcome{FailAtStep: 2, FailMessage: "loss diverged"})
@@ -504,115 +463,6 @@ var _ = Describe("FineTune reconciler", func() {
 			}
 		}
 		Expect(warnings).To(Equal(1))
-	})
-
-	It("creates exactly one endpoint when the status write after its creation fails", func() {
-		var failed atomic.Bool
-		loseStatusWrites(func(string) bool {
-			return sim.CountCalls("POST", "/v1/endpoints") > 0 && failed.CompareAndSwap(false, true)
-		})
-		key := newFineTune("endpoint-crash", togetherv1.TogetherFineTuneSpec{
-			Training: &togetherv1.TrainingSpec{Model: "m", TrainingFile: uploadedFile()},
-			Deploy: &togetherv1.DeploySpec{
-				Endpoint: &togetherv1.EndpointSpec{Hardware: "1x_nvidia_a100_80gb_sxm", MinReplicas: 1, MaxReplicas: 1},
-			},
-		})
-		drive(key, func(g Gomega, _ *togetherv1.TogetherFineTune) {
-			g.Expect(failed.Load()).To(BeTrue())
-		})
-		ft := get(key)
-		Expect(ft.Status.Endpoint).To(BeNil(), "the endpoint's ID was lost with the status write")
-		Expect(sim.CountCalls("POST", "/v1/endpoints")).To(Equal(1))
-
-		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
-			g.Expect(condition(ft, togetherv1.ReadyCondition).Status).To(Equal(metav1.ConditionTrue))
-		})
-		ft = get(key)
-		Expect(sim.CountCalls("POST", "/v1/endpoints")).To(Equal(1))
-		mine, err := api.ListEndpoints(ctx, together.ListEndpointsOptions{Mine: true, Type: together.EndpointTypeDedicated})
-		Expect(err).NotTo(HaveOccurred())
-		Expect(mine).To(HaveLen(1))
-		Expect(ft.Status.Endpoint).NotTo(BeNil())
-		Expect(ft.Status.Endpoint.ID).To(Equal(mine[0].ID))
-		Expect(ft.Status.Endpoint.State).To(Equal("STARTED"))
-		Expect(ft.Status.DeployedModel).To(Equal(mine[0].Name))
-		Expect(sim.CountCalls("GET", "/v1/endpoints")).To(BeNumerically(">=", 2), "each reconcile without a recorded endpoint looked for one")
-		Expect(drainEvents(recorder)).To(ContainElement(And(ContainSubstring("Normal EndpointAdopted"), ContainSubstring(mine[0].Name))))
-	})
-
-	It("deletes an endpoint whose creation was never recorded when the fine-tune is deleted", func() {
-		loseStatusWrites(func(string) bool { return sim.CountCalls("POST", "/v1/endpoints") > 0 })
-		key := newFineTune("endpoint-orphan", togetherv1.TogetherFineTuneSpec{
-			Training: &togetherv1.TrainingSpec{Model: "m", TrainingFile: uploadedFile()},
-			Deploy: &togetherv1.DeploySpec{
-				Endpoint: &togetherv1.EndpointSpec{Hardware: "1x_nvidia_a100_80gb_sxm", MinReplicas: 1, MaxReplicas: 1},
-			},
-		})
-		drive(key, func(g Gomega, _ *togetherv1.TogetherFineTune) {
-			g.Expect(sim.CountCalls("POST", "/v1/endpoints")).To(Equal(1))
-		})
-		ft := get(key)
-		Expect(ft.Status.Endpoint).To(BeNil(), "the endpoint's ID was lost with the status write")
-
-		Expect(k8sClient.Delete(ctx, ft)).To(Succeed())
-		_, err := reconcile(key)
-		Expect(err).NotTo(HaveOccurred())
-		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, key, &togetherv1.TogetherFineTune{}))).To(BeTrue())
-		mine, err := api.ListEndpoints(ctx, together.ListEndpointsOptions{Mine: true, Type: together.EndpointTypeDedicated})
-		Expect(err).NotTo(HaveOccurred())
-		Expect(mine).To(BeEmpty(), "the endpoint outlived the fine-tune that created it")
-	})
-
-	It("stalls a job adopted through the intake that had already failed, as attempt 1 of 1, without retrying", func() {
-		key := newFineTune("adopted-failed", togetherv1.TogetherFineTuneSpec{JobID: "ft-adopted-failed"})
-		By("the intake follows spec.jobID and records the failure before the reconciler first looks")
-		ft := get(key)
-		before := ft.DeepCopy()
-		ft.Status.JobID = ft.Spec.JobID
-		Expect(lattice.ApplyFineTune(&ft.Status, event.Event{ID: "push-1", Type: togetherv1.EventFineTuneFailed, JobID: ft.Spec.JobID, Step: 3, ErrorMessage: "out of memory"}, metav1.Now())).To(Equal(lattice.Applied))
-		Expect(k8sClient.Status().Patch(ctx, ft, client.MergeFrom(before))).To(Succeed())
-
-		for range 2 {
-			_, err := reconcile(key)
-			Expect(err).NotTo(HaveOccurred())
-		}
-		ft = get(key)
-		Expect(ft.Status.Attempt).To(BeEquivalentTo(1))
-		stalled := condition(ft, togetherv1.StalledCondition)
-		Expect(stalled).NotTo(BeNil(), "a failed adopted job cannot be retried: a person must act")
-		Expect(stalled.Reason).To(Equal(togetherv1.ReasonJobFailed))
-		Expect(stalled.Message).To(And(ContainSubstring("out of memory"), ContainSubstring("All 1 attempts")))
-		Expect(condition(ft, togetherv1.ReconcilingCondition)).To(BeNil())
-		Expect(sim.CountCalls("POST", "/v1/fine-tunes")).To(BeZero())
-	})
-
-	It("does not write a stale status over the intake's when it adds its finalizer", func() {
-		sim.AddFineTune(together.FineTune{ID: "ft-race", Model: "m", Status: together.FineTuneRunning,
-			Events: []together.FineTuneEvent{{Type: "checkpoint_save", Step: 10, Message: "checkpoint"}}})
-		key := newFineTune("race", togetherv1.TogetherFineTuneSpec{JobID: "ft-race"})
-		base, err := client.NewWithWatch(cfg, client.Options{Scheme: k8sClient.Scheme()})
-		Expect(err).NotTo(HaveOccurred())
-		intakeWrote := false
-		r.Client = interceptor.NewClient(base, interceptor.Funcs{
-			Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
-				if !intakeWrote {
-					By("the intake records a checkpoint between the reconciler's read and its finalizer patch")
-					intakeWrote = true
-					ft := get(key)
-					ft.Status.JobID = ft.Spec.JobID
-					lattice.ApplyFineTune(&ft.Status, event.Event{ID: "push-cp", Type: togetherv1.EventFineTuneCheckpoint, JobID: ft.Spec.JobID, Step: 999, Loss: ptr.To(0.1)}, metav1.Now())
-					Expect(k8sClient.Status().Update(ctx, ft)).To(Succeed())
-				}
-				return c.Patch(ctx, obj, patch, opts...)
-			},
-		})
-		Eventually(func() error { _, err := reconcile(key); return err }).WithTimeout(5*time.Second).Should(Succeed(),
-			"a reconcile that lost the race is retried with fresh state")
-		ft := get(key)
-		Expect(intakeWrote).To(BeTrue())
-		Expect(ft.Status.Step).To(BeEquivalentTo(999), "the step the intake recorded must not move backwards")
-		Expect(ft.Status.ProcessedEvents).To(ContainElement("push-cp"))
-		Expect(ft.Status.Attempt).To(BeEquivalentTo(1))
 	})
 
 	DescribeTable("deleting a running fine-tune",
@@ -658,18 +508,5 @@ var _ = Describe("FineTune naming", func() {
 		k := previousModelAnnotation(strings.Repeat("c", 60), "MODEL_")
 		Expect(k).To(HavePrefix(PreviousModelAnnotationPrefix))
 		Expect(len(k) - len("together.ai/")).To(BeNumerically("<=", 63))
-	})
-})
-
-var _ = Describe("FineTune endpoint adoption", func() {
-	It("matches only a dedicated endpoint serving the output model", func() {
-		eps := []together.Endpoint{
-			{ID: "serverless", Model: "me/m-ft-1", Type: together.EndpointTypeServerless},
-			{ID: "other", Model: "me/m-ft-2", Type: together.EndpointTypeDedicated},
-			{ID: "mine", Model: "me/m-ft-1", Type: together.EndpointTypeDedicated},
-		}
-		Expect(endpointServing(eps, "me/m-ft-1")).To(HaveField("ID", "mine"))
-		Expect(endpointServing(eps, "me/m-ft-3")).To(BeNil())
-		Expect(endpointServing(eps[:1], "me/m-ft-1")).To(BeNil())
 	})
 })

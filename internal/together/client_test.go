@@ -275,7 +275,11 @@ func TestEndpointLifecycle(t *testing.T) {
 	ctx := context.Background()
 	sim := newSim(t)
 	c := newClient(t, sim.URL(), testKey, nil)
-	e, err := c.CreateEndpoint(ctx, together.CreateEndpointRequest{Model: "m", Hardware: "1x_nvidia_a100_80gb_sxm", Autoscaling: together.Autoscaling{MinReplicas: 1, MaxReplicas: 2}})
+	// v1 creation is retired (403); an endpoint made before still serves.
+	if _, err := c.CreateEndpoint(ctx, together.CreateEndpointRequest{Model: "m", Hardware: "1x_nvidia_a100_80gb_sxm", Autoscaling: together.Autoscaling{MinReplicas: 1, MaxReplicas: 2}}); !together.IsV1EndpointCreateDisabled(err) {
+		t.Fatalf("v1 create = %v, want 403 %s", err, together.CodeV1EndpointCreateDisabled)
+	}
+	e, err := sim.AddV1Endpoint(together.CreateEndpointRequest{Model: "m", Hardware: "1x_nvidia_a100_80gb_sxm", Autoscaling: together.Autoscaling{MinReplicas: 1, MaxReplicas: 2}})
 	if err != nil || e.State != together.EndpointPending {
 		t.Fatalf("create = %+v, %v", e, err)
 	}

@@ -14,9 +14,18 @@
 //     body contains the text "fail" is answered in the error file instead of
 //     the output file; output lines come back shuffled, as the real service
 //     does not keep order. FAILED and EXPIRED are reachable via BatchScript.
-//   - endpoints: PENDING → STARTING → STARTED (and STOPPING → STOPPED).
-//     GET /v1/endpoints also lists a serverless endpoint per catalogue
-//     model (owner "together"); mine=true and type=dedicated filter them out.
+//   - v1 endpoints: POST /v1/endpoints answers 403
+//     endpoints_v1_create_access_disabled, as Together does since v1 creation
+//     was retired; AddV1Endpoint preloads one made before. PENDING →
+//     STARTING → STARTED (and STOPPING → STOPPED). GET /v1/endpoints also
+//     lists a serverless endpoint per catalogue model (owner "together");
+//     mine=true and type=dedicated filter them out.
+//   - v2 dedicated endpoints (v2endpoints.go, wire JSON of its own): a
+//     completed fine-tune registers ml_/rv_ ids and three config revisions;
+//     deployments go PROVISIONING → SCALING → READY (or FAILED via
+//     FailNextV2Deployment), 0/0 goes STOPPING → STOPPED; a deployment is
+//     deleted only when stopped and out of the traffic split, an endpoint
+//     only when it has no deployments.
 //
 // The routes under /v1/webhooks and the signed event deliveries are NOT part
 // of Together's API: they are the push contract this project defines for

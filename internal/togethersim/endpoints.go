@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
@@ -19,19 +18,6 @@ type endpoint struct {
 	together.Endpoint
 	// target is the state the endpoint is moving to (STARTED or STOPPED).
 	target together.EndpointState
-}
-
-func (s *Server) createEndpoint(w http.ResponseWriter, r *http.Request) {
-	var req together.CreateEndpointRequest
-	if !decodeBody(w, r, &req) {
-		return
-	}
-	e, err := s.AddV1Endpoint(req)
-	if err != nil {
-		writeError(w, r, http.StatusBadRequest, "invalid_request", strings.TrimPrefix(err.Error(), "togethersim: "))
-		return
-	}
-	writeJSON(w, http.StatusOK, e)
 }
 
 // AddV1Endpoint preloads a dedicated endpoint made with the v1 API before

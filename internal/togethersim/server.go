@@ -269,7 +269,6 @@ func (s *Server) routes() *http.ServeMux {
 	m.HandleFunc("GET /v1/files", s.listFiles)
 	m.HandleFunc("GET /v1/files/{id}", s.getFile)
 	m.HandleFunc("GET /v1/files/{id}/content", s.fileContent)
-	m.HandleFunc("POST /v1/endpoints", s.createEndpoint)
 	m.HandleFunc("GET /v1/endpoints", s.listEndpoints)
 	m.HandleFunc("GET /v1/endpoints/{id}", s.getEndpoint)
 	m.HandleFunc("PATCH /v1/endpoints/{id}", s.updateEndpoint)

@@ -217,6 +217,7 @@ func newV2State() *v2State {
 
 func (s *Server) v2Routes(m *http.ServeMux) {
 	m.HandleFunc("GET /v1/whoami", s.whoami)
+	m.HandleFunc("POST /v1/endpoints", s.v1CreateRetired)
 	const p = "/v2/projects/{project}"
 	m.HandleFunc("GET "+p+"/endpoints", s.v2ListEndpoints)
 	m.HandleFunc("POST "+p+"/endpoints", s.v2CreateEndpoint)
