@@ -143,7 +143,7 @@ func raiseFineTunePhase(st *togetherv1.TogetherFineTuneStatus, p togetherv1.Fine
 // higher step, and the step and loss they set. FinalStep only grows (a
 // maximum over the terminal events applied), and a checkpoint beyond it is
 // ignored whenever it arrives, so the result does not depend on whether a
-// stray checkpoint came before or after the end (for up to checkpointSlack
+// stray checkpoint came before or after the end (for up to CheckpointSlack
 // stray checkpoints that arrive before the end; see checkpointLimit).
 func raiseFinalStep(st *togetherv1.TogetherFineTuneStatus, step int64) bool {
 	if step <= st.FinalStep {
@@ -158,18 +158,18 @@ func raiseFinalStep(st *togetherv1.TogetherFineTuneStatus, step int64) bool {
 	return true
 }
 
-// checkpointSlack is how many checkpoints beyond MaxCheckpoints the list
+// CheckpointSlack is how many checkpoints beyond MaxCheckpoints the list
 // holds until the job's final step is known. Checkpoints that the final
 // step later rules out would otherwise have pushed out ones it keeps, and
 // the list would depend on whether they came before or after the end; with
-// the slack it does not, for up to checkpointSlack of them.
-const checkpointSlack = 4
+// the slack it does not, for up to CheckpointSlack of them.
+const CheckpointSlack = 4
 
 func checkpointLimit(st *togetherv1.TogetherFineTuneStatus) int {
 	if st.FinalStep > 0 {
 		return togetherv1.MaxCheckpoints
 	}
-	return togetherv1.MaxCheckpoints + checkpointSlack
+	return togetherv1.MaxCheckpoints + CheckpointSlack
 }
 
 // trimCheckpoints keeps the newest limit checkpoints.

@@ -152,7 +152,7 @@ func TestProcessedEventsAreBounded(t *testing.T) {
 	for i := range 200 {
 		ApplyFineTune(&st, event.Event{ID: fmt.Sprint("c", i), Type: togetherv1.EventFineTuneCheckpoint, JobID: "ft-1", Step: int64(i + 1)}, t0)
 	}
-	if len(st.ProcessedEvents) != togetherv1.MaxProcessedEvents || len(st.Checkpoints) != togetherv1.MaxCheckpoints+checkpointSlack {
+	if len(st.ProcessedEvents) != togetherv1.MaxProcessedEvents || len(st.Checkpoints) != togetherv1.MaxCheckpoints+CheckpointSlack {
 		t.Fatalf("processed %d checkpoints %d", len(st.ProcessedEvents), len(st.Checkpoints))
 	}
 	ApplyFineTune(&st, event.Event{ID: "done", Type: togetherv1.EventFineTuneCompleted, JobID: "ft-1", ModelName: "m", Step: 200}, t0)

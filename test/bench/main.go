@@ -77,6 +77,7 @@ type bench struct {
 	// rawP99 and rawObjs are the raw baseline's write latency and objects;
 	// the latency scenarios are compared with the former and rawSteady
 	// writes the latter again.
+	only    string
 	rawP99  time.Duration
 	rawObjs []*togetherv1.TogetherFineTune
 }
@@ -85,6 +86,7 @@ func main() {
 	out := flag.String("out", "bin/bench", "directory for results.json")
 	crds := flag.String("crds", filepath.Join("config", "crd", "bases"), "CRD directory")
 	quick := flag.Bool("quick", false, "shrink every scenario (development runs)")
+	only := flag.String("only", "", "run only the scenarios whose step name contains this (e.g. attack); the raw baseline runs only if named")
 	noMem := flag.Bool("skip-memory", false, "skip the manager-memory scenario (it builds and runs the manager binary)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the bench process (senders, endpoint, apply step) to this file")
 	flag.Parse()
@@ -111,7 +113,7 @@ func main() {
 		sz.deployments, sz.memSmall, sz.memLarge, sz.pollJobs = 200, 200, 1000, 200
 		sz.rssSettleMax = 15 * time.Second
 	}
-	b := &bench{sz: sz, outDir: *out}
+	b := &bench{sz: sz, outDir: *out, only: *only}
 	if err := b.run(*crds); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "bench FAILED:", err)
@@ -172,8 +174,12 @@ func (b *bench) run(crdDir string) (err error) {
 		{"migration", b.migration},
 		{"poller", b.poller},
 		{"memory", b.memory},
+		{"attack", b.attack},
 	}
 	for _, s := range steps {
+		if b.only != "" && !strings.Contains(s.name, b.only) {
+			continue
+		}
 		t := time.Now()
 		fmt.Fprintf(os.Stderr, "== %s\n", s.name)
 		if err := s.fn(ctx); err != nil {
