@@ -295,6 +295,44 @@ var _ = Describe("FineTune dedicated endpoint (v2)", func() {
 		Expect(evs).To(ContainElement(ContainSubstring("Normal EndpointDeploymentAdopted")))
 	})
 
+	It("keeps the endpoint, with a Warning, when someone added a deployment to it, and deletes only its own deployment", func() {
+		key := newFineTune("shared", spec(), nil, "")
+		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
+			g.Expect(condition(ft, togetherv1.ReadyCondition).Status).To(Equal(metav1.ConditionTrue))
+		})
+		es := get(key).Status.Endpoint
+		theirs, err := api.CreateV2Deployment(ctx, es.ProjectID, es.ID, together.CreateV2DeploymentRequest{
+			Name: "added-by-hand", Model: es.Model, Config: es.Config, Autoscaling: together.V2Autoscaling{MinReplicas: 1, MaxReplicas: 1}})
+		Expect(err).NotTo(HaveOccurred())
+		drainEvents(recorder)
+
+		deleteAndDrain(key)
+		_, err = api.GetV2Deployment(ctx, es.ProjectID, es.ID, es.DeploymentID)
+		Expect(together.IsNotFound(err)).To(BeTrue(), "the resource's own deployment was not deleted: %v", err)
+		_, err = api.GetV2Deployment(ctx, es.ProjectID, es.ID, theirs.ID)
+		Expect(err).NotTo(HaveOccurred(), "a deployment the resource did not create was deleted")
+		_, err = api.GetV2Endpoint(ctx, es.ProjectID, es.ID)
+		Expect(err).NotTo(HaveOccurred(), "the endpoint was deleted although it still holds someone's deployment")
+		Expect(drainEvents(recorder)).To(ContainElement(And(ContainSubstring("Warning EndpointKept"), ContainSubstring(theirs.Name))))
+	})
+
+	It("deletes a v1 endpoint recorded before the move to v2 through the v1 API", func() {
+		v1, err := sim.AddV1Endpoint(together.CreateEndpointRequest{Model: "m", Hardware: "1x_nvidia_a100_80gb_sxm", Autoscaling: together.Autoscaling{MinReplicas: 1, MaxReplicas: 1}})
+		Expect(err).NotTo(HaveOccurred())
+		ft := &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Name: "legacy", Namespace: ns}, Spec: togetherv1.TogetherFineTuneSpec{JobID: "ft-legacy"}}
+		Expect(k8sClient.Create(ctx, ft)).To(Succeed())
+		key := client.ObjectKeyFromObject(ft)
+		_, _ = r.Reconcile(ctx, ctrl.Request{NamespacedName: key}) // adds the finalizer
+		ft = get(key)
+		ft.Status.Endpoint = &togetherv1.EndpointStatus{ID: v1.ID, Name: v1.Name, State: "STARTED"}
+		Expect(k8sClient.Status().Update(ctx, ft)).To(Succeed())
+
+		deleteAndDrain(key)
+		Expect(sim.CountCalls(http.MethodDelete, "/v1/endpoints/"+v1.ID)).To(Equal(1))
+		_, err = api.GetEndpoint(ctx, v1.ID)
+		Expect(together.IsNotFound(err)).To(BeTrue(), "the v1 endpoint outlived the resource: %v", err)
+	})
+
 	It("deletes an endpoint and deployment whose creation was never recorded", func() {
 		loseStatusWrites(func() bool { return len(sim.V2Endpoints()) > 0 })
 		key := newFineTune("orphan", spec(), nil, "")
