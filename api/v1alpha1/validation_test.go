@@ -153,6 +153,23 @@ func TestMigrationSchema(t *testing.T) {
 			[]string{"spec.replacementModel must differ"}},
 		{"missing model", &togetherv1.TogetherModelMigration{ObjectMeta: meta("no-model"), Spec: spec(func(s *togetherv1.TogetherModelMigrationSpec) { s.ModelID = "" })},
 			[]string{"spec.modelID"}},
+		// Issue 13: values that are not model IDs must not be nameable.
+		{"url as model", &togetherv1.TogetherModelMigration{ObjectMeta: meta("url"), Spec: spec(func(s *togetherv1.TogetherModelMigrationSpec) {
+			s.ModelID, s.ReplacementModel = "https://api.together.xyz/v1", "https://attacker.example/v1"
+		})}, []string{"spec.modelID", "spec.replacementModel"}},
+		{"command as model", &togetherv1.TogetherModelMigration{ObjectMeta: meta("cmd"), Spec: spec(func(s *togetherv1.TogetherModelMigrationSpec) {
+			s.ModelID, s.ReplacementModel = "python", "sh"
+		})}, []string{"spec.modelID", "spec.replacementModel"}},
+		{"empty selector", &togetherv1.TogetherModelMigration{ObjectMeta: meta("all"), Spec: spec(func(s *togetherv1.TogetherModelMigrationSpec) {
+			s.Selector = &metav1.LabelSelector{}
+		})}, []string{"spec.selector must select something"}},
+		{"bad env name", &togetherv1.TogetherModelMigration{ObjectMeta: meta("env"), Spec: spec(func(s *togetherv1.TogetherModelMigrationSpec) {
+			s.EnvNames = []string{"NOT A NAME"}
+		})}, []string{"spec.envNames"}},
+		{"selector and env names", &togetherv1.TogetherModelMigration{ObjectMeta: meta("ok-sel"), Spec: spec(func(s *togetherv1.TogetherModelMigrationSpec) {
+			s.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "x"}}
+			s.EnvNames = []string{"CHAT_MODEL"}
+		})}, nil},
 	})
 }
 
