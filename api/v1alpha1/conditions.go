@@ -182,6 +182,9 @@ const (
 	// ReasonOutputConflict means the output ConfigMap exists and was not
 	// created for this batch, so the operator will not overwrite it.
 	ReasonOutputConflict = "OutputConflict"
+	// ReasonClaimNotOptedIn means the PVC named for the output has not opted
+	// in with together.ai/batch-output=true, so no fetch Job mounts it.
+	ReasonClaimNotOptedIn = "ClaimNotOptedIn"
 	// ReasonOutputWritten means the output was written and verified.
 	ReasonOutputWritten = "OutputWritten"
 )

@@ -38,3 +38,47 @@ func (s *TogetherModelMigrationSpec) ModelEnvNames() []string {
 	}
 	return DefaultModelEnvNames
 }
+
+// ManagedByLabel and ManagedByValue mark the Kubernetes objects the operator
+// creates (batch fetch Jobs). The manager's cache holds only Jobs carrying
+// them, so that its memory does not grow with every Job of the cluster.
+const (
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedByValue = "together-operator"
+)
+
+// BatchOutputOptInAnnotation, set to "true" on a PersistentVolumeClaim (as an
+// annotation or a label), lets a TogetherBatch's fetch Job mount it. Any
+// other claim of the namespace is refused: whoever may create a batch must
+// not thereby read or overwrite every volume of the namespace.
+const BatchOutputOptInAnnotation = "together.ai/batch-output"
+
+// FetchServiceAccount is the ServiceAccount batch fetch Jobs run as, created
+// by the operator in the batch's namespace without a token
+// (automountServiceAccountToken: false) and bound to no role.
+const FetchServiceAccount = "together-batch-fetch"
+
+// SkipRemoteCleanupAnnotation, set to "true" on a resource, lets its
+// deletion finish without cancelling or deleting anything on Together: for a
+// resource whose account is gone, or whose remote work someone cleans up by
+// hand. The operator records the skip in a Warning Event.
+const SkipRemoteCleanupAnnotation = "together.ai/skip-remote-cleanup"
+
+// RemoteCleanupCondition reports, on a resource being deleted, that the
+// remote cleanup its finalizer guards was skipped and why.
+const RemoteCleanupCondition = "RemoteCleanup"
+
+// Reasons of RemoteCleanupCondition and of the Warning Event that goes with it.
+const (
+	// ReasonCleanupSkippedOnRequest: SkipRemoteCleanupAnnotation was set.
+	ReasonCleanupSkippedOnRequest = "CleanupSkippedOnRequest"
+	// ReasonCleanupUnauthorized: Together refused the credentials (401/403),
+	// so retrying cannot help and would keep the namespace from deleting.
+	ReasonCleanupUnauthorized = "CleanupUnauthorized"
+	// ReasonCleanupGaveUp: the cleanup failed MaxCleanupAttempts times.
+	ReasonCleanupGaveUp = "CleanupGaveUp"
+)
+
+// MaxCleanupAttempts bounds how often a finalizer retries remote cleanup
+// before it lets the resource go.
+const MaxCleanupAttempts = 5

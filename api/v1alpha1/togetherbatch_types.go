@@ -121,8 +121,9 @@ type TogetherBatchSpec struct {
 	// Output says where to write the results.
 	// +optional
 	Output *BatchOutput `json:"output,omitempty"`
-	// DeletionPolicy: Cancel (default) cancels running batches and lets
-	// outputs be garbage-collected with this resource; Retain keeps both.
+	// DeletionPolicy: Cancel (default) cancels running batches this resource
+	// submitted and lets outputs be garbage-collected with it; Retain keeps
+	// both. An adopted batch (spec.batchID) is never cancelled.
 	// +kubebuilder:default=Cancel
 	// +optional
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
@@ -177,6 +178,10 @@ type OutputStatus struct {
 
 // TogetherBatchStatus is what the operator knows about the batch.
 type TogetherBatchStatus struct {
+	// CleanupAttempts counts failed attempts at the remote cleanup that
+	// deletion runs; after MaxCleanupAttempts the finalizer lets go.
+	// +optional
+	CleanupAttempts int32 `json:"cleanupAttempts,omitempty"`
 	// BatchID of the batch (the first part's, when split).
 	// +optional
 	BatchID string `json:"batchID,omitempty"`

@@ -246,8 +246,9 @@ type TogetherFineTuneSpec struct {
 	// Retry resubmits failed jobs with adjusted parameters.
 	// +optional
 	Retry *RetrySpec `json:"retry,omitempty"`
-	// DeletionPolicy: Cancel (default) cancels a running job and deletes a
-	// created endpoint when this resource is deleted; Retain leaves them.
+	// DeletionPolicy: Cancel (default) cancels a running job this resource
+	// submitted and deletes an endpoint it created when it is deleted;
+	// Retain leaves them. An adopted job (spec.jobID) is never cancelled.
 	// +kubebuilder:default=Cancel
 	// +optional
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
@@ -356,6 +357,10 @@ func (e *EndpointStatus) IsV1() bool { return e != nil && e.ID != "" && e.Projec
 
 // TogetherFineTuneStatus is what the operator knows about the job.
 type TogetherFineTuneStatus struct {
+	// CleanupAttempts counts failed attempts at the remote cleanup that
+	// deletion runs; after MaxCleanupAttempts the finalizer lets go.
+	// +optional
+	CleanupAttempts int32 `json:"cleanupAttempts,omitempty"`
 	// JobID of the current attempt's job.
 	// +optional
 	JobID string `json:"jobID,omitempty"`

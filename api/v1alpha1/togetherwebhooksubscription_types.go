@@ -162,6 +162,10 @@ func (s *TogetherWebhookSubscriptionSpec) Accepts(scheme SignatureScheme) bool {
 // TogetherWebhookSubscriptionStatus reports where the subscription is served
 // and what it has received.
 type TogetherWebhookSubscriptionStatus struct {
+	// CleanupAttempts counts failed attempts at the remote cleanup that
+	// deletion runs; after MaxCleanupAttempts the finalizer lets go.
+	// +optional
+	CleanupAttempts int32 `json:"cleanupAttempts,omitempty"`
 	// WebhookPath is the path on the manager's events endpoint that serves
 	// this subscription.
 	// +optional

@@ -16,9 +16,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -394,9 +396,25 @@ var _ = Describe("TogetherBatch", func() {
 		Expect(stalled.Reason).To(Equal(togetherv1.ReasonAPIKeySecretNotFound))
 		Expect(stalled.Message).To(ContainSubstring(`no key "token"`))
 
-		By("once the user's Secret holds the key, the Job starts and reads it from there")
+		By("a claim that has not opted in is not mounted")
 		userSecret.Data = map[string][]byte{"token": []byte("user-key")}
 		Expect(k8sClient.Update(ctx, userSecret)).To(Succeed())
+		claim := &corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Name: "results", Namespace: e.ns},
+			Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}},
+		}
+		Expect(k8sClient.Create(ctx, claim)).To(Succeed())
+		_, err = e.reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, jobKey, &batchv1.Job{}))).To(BeTrue())
+		stalled = batchCond(e.get(key), togetherv1.StalledCondition)
+		Expect(stalled.Reason).To(Equal(togetherv1.ReasonClaimNotOptedIn))
+		Expect(stalled.Message).To(ContainSubstring("annotate pvc results " + togetherv1.BatchOutputOptInAnnotation + "=true"))
+
+		By("once the claim opts in, the Job starts and reads the key from the user's Secret")
+		claim.Annotations = map[string]string{togetherv1.BatchOutputOptInAnnotation: "true"}
+		Expect(k8sClient.Update(ctx, claim)).To(Succeed())
 		_, err = e.reconcile(key)
 		Expect(err).NotTo(HaveOccurred())
 
@@ -416,6 +434,12 @@ var _ = Describe("TogetherBatch", func() {
 		Expect(ctr.VolumeMounts).To(ConsistOf(corev1.VolumeMount{Name: "output", MountPath: "/data"}))
 		Expect(pod.Volumes[0].PersistentVolumeClaim.ClaimName).To(Equal("results"))
 		Expect(pod.RestartPolicy).To(Equal(corev1.RestartPolicyNever))
+		Expect(job.Labels).To(HaveKeyWithValue(togetherv1.ManagedByLabel, togetherv1.ManagedByValue), "the manager's cache holds only labelled Jobs")
+		Expect(pod.AutomountServiceAccountToken).To(Equal(ptr.To(false)), "the fetcher gets no Kubernetes token")
+		Expect(pod.ServiceAccountName).To(Equal(togetherv1.FetchServiceAccount))
+		fetchSA := &corev1.ServiceAccount{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: togetherv1.FetchServiceAccount}, fetchSA)).To(Succeed())
+		Expect(fetchSA.AutomountServiceAccountToken).To(Equal(ptr.To(false)))
 		Expect(*job.Spec.BackoffLimit).To(BeZero())
 		Expect(metav1.IsControlledBy(job, e.get(key))).To(BeTrue())
 		By("the operator created no Secret and left the user's untouched")
@@ -432,8 +456,9 @@ var _ = Describe("TogetherBatch", func() {
 
 		By("the Job's Pod reporting what it wrote, as the fetch mode does")
 		result := `{"bytes":18,"sha256":"` + strings.Repeat("ab", 32) + `","records":1,"errorBytes":0,"errorSHA256":"","failedRecords":0}`
+		jobOwner := []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: job.Name, UID: job.UID, Controller: ptr.To(true)}}
 		p := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: "to-volume-fetch-x", Namespace: e.ns, Labels: map[string]string{batchv1.JobNameLabel: job.Name}},
+			ObjectMeta: metav1.ObjectMeta{Name: "to-volume-fetch-x", Namespace: e.ns, Labels: map[string]string{batchv1.JobNameLabel: job.Name}, OwnerReferences: jobOwner},
 			Spec:       corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "fetch", Image: ctr.Image}}},
 		}
 		Expect(k8sClient.Create(ctx, p)).To(Succeed())
@@ -465,6 +490,56 @@ var _ = Describe("TogetherBatch", func() {
 			return apierrors.IsNotFound(err) || !j.DeletionTimestamp.IsZero()
 		}).Should(BeTrue())
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(userSecret), &corev1.Secret{})).To(Succeed(), "the user's Secret is theirs to keep")
+	})
+
+	It("neither trusts nor deletes a Job named like its fetch Job that it did not create", func() {
+		// Issue 13, scenario 3: a tenant's own Job named <batch>-fetch, with a
+		// Pod that reports a made-up result.
+		e := newBatchEnv()
+		in := e.sim.AddFile("in.jsonl", "batch-api", []byte(chatRequest("a", "x")+"\n"))
+		outFile := e.sim.AddFile("out.jsonl", "batch-generated", []byte(`{"custom_id":"a"}`+"\n"))
+		e.sim.AddBatch(together.Batch{ID: "batch-foreign-job", InputFileID: in.ID, Status: together.BatchCompleted, Progress: 100, OutputFileID: outFile.ID})
+		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "k", Namespace: e.ns}, Data: map[string][]byte{"api-key": []byte("x")}})).To(Succeed())
+		Expect(k8sClient.Create(ctx, &corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Name: "results", Namespace: e.ns, Labels: map[string]string{togetherv1.BatchOutputOptInAnnotation: "true"}},
+			Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}},
+		})).To(Succeed())
+		now := metav1.Now()
+		foreign := &batchv1.Job{
+			ObjectMeta: metav1.ObjectMeta{Name: "victim-fetch", Namespace: e.ns, Labels: map[string]string{togetherv1.ManagedByLabel: togetherv1.ManagedByValue}},
+			Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever,
+				Containers: []corev1.Container{{Name: "x", Image: "example.com/x"}}}}},
+		}
+		Expect(k8sClient.Create(ctx, foreign)).To(Succeed())
+		foreign.Status.StartTime, foreign.Status.CompletionTime, foreign.Status.Succeeded = &now, &now, 1
+		foreign.Status.Conditions = []batchv1.JobCondition{
+			{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastTransitionTime: now},
+			{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		}
+		Expect(k8sClient.Status().Update(ctx, foreign)).To(Succeed())
+
+		key := e.create("victim", togetherv1.TogetherBatchSpec{
+			BatchID: "batch-foreign-job",
+			Output: &togetherv1.BatchOutput{PersistentVolumeClaim: &togetherv1.PVCOutput{ClaimName: "results",
+				APIKeySecretRef: &togetherv1.APIKeySecretRef{Name: "k"}}},
+		})
+		tb := e.runToEnd(key)
+		Expect(tb.Status.Output).To(BeNil(), "a stranger's Job result is not recorded")
+		stalled := batchCond(tb, togetherv1.StalledCondition)
+		Expect(stalled).NotTo(BeNil())
+		Expect(stalled.Reason).To(Equal(togetherv1.ReasonOutputConflict))
+		Expect(stalled.Message).To(ContainSubstring(`Job "victim-fetch" exists and was not created for this batch`))
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(foreign), &batchv1.Job{})).To(Succeed(), "the stranger's Job is not deleted")
+
+		By("deleting the batch leaves the stranger's Job alone too")
+		Expect(k8sClient.Delete(ctx, e.get(key))).To(Succeed())
+		_, err := e.reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, key, &togetherv1.TogetherBatch{}))).To(BeTrue())
+		j := &batchv1.Job{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(foreign), j)).To(Succeed())
+		Expect(j.DeletionTimestamp.IsZero()).To(BeTrue())
 	})
 
 	It("reports an expired batch and still accounts its tokens", func() {

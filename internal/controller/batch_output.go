@@ -269,6 +269,10 @@ func (r *TogetherBatchReconciler) followFetchJob(ctx context.Context, tb *togeth
 	if err != nil {
 		return fmt.Errorf("reading fetch Job: %w", err)
 	}
+	if !metav1.IsControlledBy(job, tb) {
+		// Someone else's Job with our name: neither trusted nor deleted.
+		return fetchJobConflict(job.Name)
+	}
 	switch {
 	case jobHasCondition(job, batchv1.JobComplete):
 		msg, err := r.terminationMessage(ctx, job)
@@ -281,7 +285,7 @@ func (r *TogetherBatchReconciler) followFetchJob(ctx context.Context, tb *togeth
 		}
 		pvc := tb.Spec.Output.PersistentVolumeClaim
 		r.recordOutput(tb, s, "pvc/"+pvc.ClaimName+"/"+pvcPath(pvc), res)
-		return r.deleteFetchJob(ctx, tb)
+		return r.deleteFetchJob(ctx, tb, job)
 	case jobHasCondition(job, batchv1.JobFailed):
 		msg, err := r.terminationMessage(ctx, job)
 		if err != nil {
@@ -306,7 +310,7 @@ func (r *TogetherBatchReconciler) maxFetchAttempts() int32 {
 // fetchJobFailed deletes a failed Job; the next reconcile starts another
 // unless the attempts are used up.
 func (r *TogetherBatchReconciler) fetchJobFailed(ctx context.Context, tb *togetherv1.TogetherBatch, job *batchv1.Job, why string) error {
-	if err := r.deleteFetchJob(ctx, tb); err != nil {
+	if err := r.deleteFetchJob(ctx, tb, job); err != nil {
 		return err
 	}
 	if tb.Status.FetchAttempts >= r.maxFetchAttempts() {
@@ -325,6 +329,11 @@ func (r *TogetherBatchReconciler) terminationMessage(ctx context.Context, job *b
 	}
 	msg := ""
 	for _, p := range pods.Items {
+		if !metav1.IsControlledBy(&p, job) {
+			// A Pod that merely carries the label is not the Job's: its
+			// message could be anyone's.
+			continue
+		}
 		for _, cs := range p.Status.ContainerStatuses {
 			if t := cs.State.Terminated; t != nil && t.Message != "" {
 				msg = t.Message
@@ -412,11 +421,32 @@ func (r *TogetherBatchReconciler) startFetchJob(ctx context.Context, tb *togethe
 	if missing != "" {
 		return reconcile.Stalling(togetherv1.ReasonAPIKeySecretNotFound, missing).On(togetherv1.OutputReadyCondition).After(apiKeySecretRecheck)
 	}
+	refused, err := r.checkOutputClaim(ctx, tb)
+	if err != nil {
+		return err
+	}
+	if refused != "" {
+		return reconcile.Stalling(togetherv1.ReasonClaimNotOptedIn, refused).On(togetherv1.OutputReadyCondition).After(apiKeySecretRecheck)
+	}
+	if err := r.ensureFetchServiceAccount(ctx, tb.Namespace); err != nil {
+		return err
+	}
 	job := r.fetchJob(tb, name, parts)
 	if err := controllerutil.SetControllerReference(tb, job, r.Scheme()); err != nil {
 		return fmt.Errorf("owning fetch Job: %w", err)
 	}
-	if err := r.Create(ctx, job); err != nil && !apierrors.IsAlreadyExists(err) {
+	if err := r.Create(ctx, job); apierrors.IsAlreadyExists(err) {
+		// Not in the cache (which holds only the operator's Jobs), or not
+		// yet: read it to tell a Job this resource created from a stranger's.
+		existing := &batchv1.Job{}
+		if err := r.apiReader().Get(ctx, client.ObjectKeyFromObject(job), existing); err != nil {
+			return fmt.Errorf("reading existing fetch Job %s: %w", name, err)
+		}
+		if !metav1.IsControlledBy(existing, tb) {
+			return fetchJobConflict(name)
+		}
+		return reconcile.Waiting(togetherv1.ReasonFetching, fmt.Sprintf("Job %s is writing the output.", name), 0)
+	} else if err != nil {
 		return fmt.Errorf("creating fetch Job %s: %w", name, err)
 	}
 	tb.Status.FetchAttempts++
@@ -442,15 +472,21 @@ func (r *TogetherBatchReconciler) fetchJob(tb *togetherv1.TogetherBatch, name st
 	backoff := int32(0)
 	nonRoot := true
 	noEscalation := false
+	noToken := false
+	labels := map[string]string{batchLabel: tb.Name, togetherv1.ManagedByLabel: togetherv1.ManagedByValue}
 	return &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: tb.Namespace, Labels: map[string]string{batchLabel: tb.Name}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: tb.Namespace, Labels: labels},
 		Spec: batchv1.JobSpec{
 			BackoffLimit: &backoff,
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{batchLabel: tb.Name}},
 				Spec: corev1.PodSpec{
-					RestartPolicy:   corev1.RestartPolicyNever,
-					SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: &nonRoot, SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
+					// The fetcher talks to Together only: no Kubernetes
+					// credentials, and an account bound to no role.
+					ServiceAccountName:           togetherv1.FetchServiceAccount,
+					AutomountServiceAccountToken: &noToken,
+					RestartPolicy:                corev1.RestartPolicyNever,
+					SecurityContext:              &corev1.PodSecurityContext{RunAsNonRoot: &nonRoot, SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
 					Containers: []corev1.Container{{
 						Name:  "fetch",
 						Image: r.image(),
@@ -478,12 +514,78 @@ func (r *TogetherBatchReconciler) fetchJob(tb *togetherv1.TogetherBatch, name st
 	}
 }
 
-// deleteFetchJob removes the fetch Job and its Pods.
-func (r *TogetherBatchReconciler) deleteFetchJob(ctx context.Context, tb *togetherv1.TogetherBatch) error {
-	key := client.ObjectKey{Namespace: tb.Namespace, Name: fetchJobName(tb)}
-	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}}
-	if err := r.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("deleting fetch Job %s: %w", key.Name, err)
+// deleteFetchJob removes the fetch Job and its Pods, only when this
+// resource controls it; the UID precondition makes sure the Job deleted is
+// the one checked, not one created in its place since. job may be nil: the
+// Job is then read from the cache (which holds only the operator's Jobs).
+func (r *TogetherBatchReconciler) deleteFetchJob(ctx context.Context, tb *togetherv1.TogetherBatch, job *batchv1.Job) error {
+	if job == nil {
+		job = &batchv1.Job{}
+		err := r.Get(ctx, client.ObjectKey{Namespace: tb.Namespace, Name: fetchJobName(tb)}, job)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading fetch Job to delete it: %w", err)
+		}
+	}
+	if !metav1.IsControlledBy(job, tb) {
+		return nil
+	}
+	uid := job.UID
+	if err := r.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground), client.Preconditions{UID: &uid}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("deleting fetch Job %s: %w", job.Name, err)
+	}
+	return nil
+}
+
+// fetchJobConflict stalls the output when a Job with the fetch Job's name
+// exists that this resource did not create: the operator neither trusts its
+// result nor deletes it.
+func fetchJobConflict(name string) error {
+	return reconcile.Stalling(togetherv1.ReasonOutputConflict, fmt.Sprintf(
+		"Job %q exists and was not created for this batch, so its result is not trusted and it is not deleted; delete or rename it, and the output is fetched again.", name)).
+		On(togetherv1.OutputReadyCondition).After(batchRecheckInterval)
+}
+
+// checkOutputClaim returns why the claim named by
+// spec.output.persistentVolumeClaim may not be mounted, or "" when it opted
+// in (together.ai/batch-output=true as an annotation or a label).
+func (r *TogetherBatchReconciler) checkOutputClaim(ctx context.Context, tb *togetherv1.TogetherBatch) (string, error) {
+	name := tb.Spec.Output.PersistentVolumeClaim.ClaimName
+	pvc := &corev1.PersistentVolumeClaim{}
+	err := r.apiReader().Get(ctx, client.ObjectKey{Namespace: tb.Namespace, Name: name}, pvc)
+	if apierrors.IsNotFound(err) {
+		return fmt.Sprintf("PersistentVolumeClaim %s/%s named by spec.output.persistentVolumeClaim.claimName does not exist; create it with the annotation %s=true.", tb.Namespace, name, togetherv1.BatchOutputOptInAnnotation), nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading PersistentVolumeClaim %s: %w", name, err)
+	}
+	if pvc.Annotations[togetherv1.BatchOutputOptInAnnotation] == "true" || pvc.Labels[togetherv1.BatchOutputOptInAnnotation] == "true" {
+		return "", nil
+	}
+	return fmt.Sprintf("PersistentVolumeClaim %s/%s has not opted in to receive batch output; if it should, run: kubectl -n %s annotate pvc %s %s=true", tb.Namespace, name, tb.Namespace, name, togetherv1.BatchOutputOptInAnnotation), nil
+}
+
+// ensureFetchServiceAccount creates the fetch Jobs' ServiceAccount in ns
+// when it is missing. It holds no token and no role binding; an existing one
+// is left as it is.
+func (r *TogetherBatchReconciler) ensureFetchServiceAccount(ctx context.Context, ns string) error {
+	noToken := false
+	sa := &corev1.ServiceAccount{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: togetherv1.FetchServiceAccount,
+			Labels: map[string]string{togetherv1.ManagedByLabel: togetherv1.ManagedByValue}},
+		AutomountServiceAccountToken: &noToken,
+	}
+	err := r.apiReader().Get(ctx, client.ObjectKeyFromObject(sa), &corev1.ServiceAccount{})
+	if err == nil {
+		return nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reading ServiceAccount %s: %w", sa.Name, err)
+	}
+	if err := r.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating ServiceAccount %s for fetch Jobs: %w", sa.Name, err)
 	}
 	return nil
 }

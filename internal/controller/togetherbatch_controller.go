@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"time"
 
@@ -79,13 +80,15 @@ type TogetherBatchReconciler struct {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;create
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // kind is TogetherBatch's declaration for the shared skeleton (reconcile.go).
 func (r *TogetherBatchReconciler) kind() *kind[*togetherv1.TogetherBatch] {
 	return &kind[*togetherv1.TogetherBatch]{
 		conditions: reconcile.Conditions{
-			Owned: []string{togetherv1.ReadyCondition, togetherv1.ReconcilingCondition, togetherv1.StalledCondition, togetherv1.OutputReadyCondition},
+			Owned: []string{togetherv1.ReadyCondition, togetherv1.ReconcilingCondition, togetherv1.StalledCondition, togetherv1.OutputReadyCondition, togetherv1.RemoteCleanupCondition},
 			// Ready needs OutputReady when spec.output asks for one.
 			Positive: []string{togetherv1.OutputReadyCondition},
 			// A batch runs for hours: each move of Ready (in progress,
@@ -131,24 +134,38 @@ func (r *TogetherBatchReconciler) apiFailure(err error, doing string) error {
 
 // finalize cancels batches that are still running (deletionPolicy Cancel)
 // or releases the outputs (Retain), and removes the fetch Job.
-func (r *TogetherBatchReconciler) finalize(ctx context.Context, tb *togetherv1.TogetherBatch, _ *scope) error {
+func (r *TogetherBatchReconciler) finalize(ctx context.Context, tb *togetherv1.TogetherBatch, s *scope) error {
 	if tb.Spec.DeletionPolicy == togetherv1.DeletionPolicyRetain {
 		if err := r.releaseOutput(ctx, tb); err != nil {
 			return err
 		}
 	} else {
-		for _, id := range runningBatchIDs(tb) {
-			if _, err := r.API.CancelBatch(ctx, id); err != nil && !together.IsNotFound(err) && !together.IsInvalidRequest(err) {
-				return r.apiFailure(err, fmt.Sprintf("cancelling batch %s before deleting the resource", id))
+		// Remote cleanup that cannot succeed (401/403, an annotation, too
+		// many failures) is skipped with a Warning rather than wedging the
+		// deletion.
+		err := releaseRemote(ctx, tb, &tb.Status.CleanupAttempts, s, r.Recorder, "cancelling its running batches", func() error {
+			for _, id := range runningBatchIDs(tb) {
+				if _, err := r.API.CancelBatch(ctx, id); err != nil && !together.IsNotFound(err) &&
+					(!together.IsInvalidRequest(err) || apiStatus(err) == http.StatusForbidden) {
+					return fmt.Errorf("cancelling batch %s before deleting the resource: %w", id, err)
+				}
+				r.Recorder.Eventf(tb, nil, togetherv1.EventTypeNormal, togetherv1.EventReasonCancelled, "Delete", "Cancelled batch %s because the resource was deleted.", id)
 			}
-			r.Recorder.Eventf(tb, nil, togetherv1.EventTypeNormal, togetherv1.EventReasonCancelled, "Delete", "Cancelled batch %s because the resource was deleted.", id)
+			return nil
+		})
+		if err != nil {
+			return r.apiFailure(err, "cancelling running batches before deleting the resource")
 		}
 	}
-	return r.deleteFetchJob(ctx, tb)
+	return r.deleteFetchJob(ctx, tb, nil)
 }
 
-// runningBatchIDs lists the batches of tb that have not ended.
+// runningBatchIDs lists the batches of tb that have not ended and that tb
+// created: an adopted batch (spec.batchID) is never cancelled.
 func runningBatchIDs(tb *togetherv1.TogetherBatch) []string {
+	if tb.Spec.BatchID != "" {
+		return nil
+	}
 	var ids []string
 	if len(tb.Status.Parts) > 0 {
 		for _, p := range tb.Status.Parts {

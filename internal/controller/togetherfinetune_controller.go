@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -95,7 +96,7 @@ type TogetherFineTuneReconciler struct {
 func (r *TogetherFineTuneReconciler) kind() *kind[*togetherv1.TogetherFineTune] {
 	return &kind[*togetherv1.TogetherFineTune]{
 		conditions: reconcile.Conditions{
-			Owned: []string{togetherv1.ReadyCondition, togetherv1.ReconcilingCondition, togetherv1.StalledCondition, togetherv1.DeployedCondition},
+			Owned: []string{togetherv1.ReadyCondition, togetherv1.ReconcilingCondition, togetherv1.StalledCondition, togetherv1.DeployedCondition, togetherv1.RemoteCleanupCondition},
 			// Ready needs Deployed when spec.deploy asks for a target.
 			Positive: []string{togetherv1.DeployedCondition},
 		},
@@ -135,16 +136,26 @@ func (r *TogetherFineTuneReconciler) apiFailure(err error, doing string) error {
 
 // finalize cleans up remote work according to spec.deletionPolicy before
 // the finalizer goes.
-func (r *TogetherFineTuneReconciler) finalize(ctx context.Context, ft *togetherv1.TogetherFineTune, _ *scope) error {
+func (r *TogetherFineTuneReconciler) finalize(ctx context.Context, ft *togetherv1.TogetherFineTune, s *scope) error {
 	deleteFineTuneMetrics(ft.Namespace, ft.Name)
 	if ft.Spec.DeletionPolicy == togetherv1.DeletionPolicyRetain {
 		return nil
 	}
-	if err := r.cancelRemoteJob(ctx, ft); err != nil {
-		return r.apiFailure(err, "cancelling the job before deletion")
+	// Remote cleanup that cannot succeed (401/403, an annotation, too many
+	// failures) is skipped with a Warning rather than wedging the deletion.
+	// Waiting for a deployment to stop (a Reconciling DeletingEndpoint) is
+	// not a failure.
+	err := releaseRemote(ctx, ft, &ft.Status.CleanupAttempts, s, r.Recorder,
+		"cancelling its fine-tune job or deleting its dedicated endpoint", func() error {
+			if err := r.cancelRemoteJob(ctx, ft); err != nil {
+				return err
+			}
+			return r.deleteDedicatedEndpoint(ctx, ft)
+		})
+	if _, typed := reconcile.As(err); err == nil || typed {
+		return err
 	}
-	// Waits (a Reconciling DeletingEndpoint) while a deployment stops.
-	return r.deleteDedicatedEndpoint(ctx, ft)
+	return r.apiFailure(err, "cleaning up remote work before deletion")
 }
 
 // cancelRemoteJob cancels the current job when it may still be running,
@@ -162,11 +173,13 @@ func (r *TogetherFineTuneReconciler) cancelRemoteJob(ctx context.Context, ft *to
 	} else if ft.Status.Phase.IsTerminal() {
 		return nil
 	}
-	if id == "" || (ft.Spec.JobID != "" && ft.Spec.JobID == id && ft.Status.Phase.IsTerminal()) {
+	if id == "" || (ft.Spec.JobID != "" && ft.Spec.JobID == id) {
+		// An adopted job was not created by this resource: deleting the
+		// resource never cancels it, whatever spec.deletionPolicy says.
 		return nil
 	}
 	if _, err := r.API.CancelFineTune(ctx, id); err != nil {
-		if together.IsNotFound(err) || together.IsInvalidRequest(err) {
+		if together.IsNotFound(err) || (together.IsInvalidRequest(err) && apiStatus(err) != http.StatusForbidden) {
 			return nil // gone, or already finished: nothing to cancel
 		}
 		return err

@@ -269,6 +269,87 @@ var _ = Describe("FineTune reconciler", func() {
 		Expect(drainEvents(recorder)).To(ContainElement(ContainSubstring("Normal Adopted")))
 	})
 
+	It("never cancels an adopted job when the resource is deleted (issue 13, scenario 1)", func() {
+		// Another team's running job, named by ID.
+		sim.AddFineTune(together.FineTune{ID: "ft-someone-elses", Model: "meta-llama/Llama-3-8b", Status: together.FineTuneRunning})
+		key := newFineTune("adopter", togetherv1.TogetherFineTuneSpec{JobID: "ft-someone-elses"})
+		_, err := reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(get(key).Status.Phase).To(Equal(togetherv1.FineTuneRunning))
+		Expect(get(key).Spec.DeletionPolicy).To(Equal(togetherv1.DeletionPolicyCancel), "even with the default Cancel policy")
+
+		Expect(k8sClient.Delete(ctx, get(key))).To(Succeed())
+		_, err = reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, key, &togetherv1.TogetherFineTune{}))).To(BeTrue())
+		Expect(sim.CountCalls("POST", "/v1/fine-tunes/ft-someone-elses/cancel")).To(BeZero())
+		job, err := api.GetFineTune(ctx, "ft-someone-elses")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(job.Status).NotTo(Equal(together.FineTuneCancelled))
+	})
+
+	Context("deleting while Together refuses the cleanup (issue 13, scenario 4)", func() {
+		submitRunning := func(name string) types.NamespacedName {
+			newConfigMap(name+"-data", validJSONL)
+			key := newFineTune(name, togetherv1.TogetherFineTuneSpec{Training: &togetherv1.TrainingSpec{
+				Model: "meta-llama/Llama-3-8b", TrainingData: &togetherv1.ConfigMapKeyRef{Name: name + "-data", Key: "train.jsonl"},
+			}})
+			drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) { g.Expect(ft.Status.JobID).NotTo(BeEmpty()) })
+			drainEvents(recorder)
+			return key
+		}
+		expectGone := func(key types.NamespacedName, reason string) {
+			GinkgoHelper()
+			Expect(apierrors.IsNotFound(k8sClient.Get(ctx, key, &togetherv1.TogetherFineTune{}))).To(BeTrue(), "the finalizer let go")
+			Expect(drainEvents(recorder)).To(ContainElement(HavePrefix("Warning " + reason)))
+		}
+
+		It("lets go at once on 403, with a Warning Event", func() {
+			key := submitRunning("forbidden")
+			sim.Faults().SetRoute("POST", "/v1/fine-tunes/", togethersim.RouteFault{Status: 403})
+			Expect(k8sClient.Delete(ctx, get(key))).To(Succeed())
+			_, err := reconcile(key)
+			Expect(err).NotTo(HaveOccurred())
+			expectGone(key, togetherv1.ReasonCleanupUnauthorized)
+		})
+
+		It("lets go at once on 401", func() {
+			key := submitRunning("unauthorized")
+			sim.Faults().RejectKey(true)
+			Expect(k8sClient.Delete(ctx, get(key))).To(Succeed())
+			_, err := reconcile(key)
+			Expect(err).NotTo(HaveOccurred())
+			expectGone(key, togetherv1.ReasonCleanupUnauthorized)
+		})
+
+		It("lets go after a bounded number of failed attempts, counting them in status", func() {
+			key := submitRunning("failing")
+			sim.Faults().SetRoute("", "/v1/fine-tunes", togethersim.RouteFault{Status: 500})
+			Expect(k8sClient.Delete(ctx, get(key))).To(Succeed())
+			for i := int32(1); i < togetherv1.MaxCleanupAttempts; i++ {
+				_, err := reconcile(key)
+				Expect(err).To(HaveOccurred(), "attempt %d is retried", i)
+				Expect(get(key).Status.CleanupAttempts).To(Equal(i))
+			}
+			_, err := reconcile(key)
+			Expect(err).NotTo(HaveOccurred())
+			expectGone(key, togetherv1.ReasonCleanupGaveUp)
+		})
+
+		It("skips the cleanup on purpose when annotated", func() {
+			key := submitRunning("skipped")
+			ft := get(key)
+			ft.Annotations = map[string]string{togetherv1.SkipRemoteCleanupAnnotation: "true"}
+			Expect(k8sClient.Update(ctx, ft)).To(Succeed())
+			id := ft.Status.JobID
+			Expect(k8sClient.Delete(ctx, get(key))).To(Succeed())
+			_, err := reconcile(key)
+			Expect(err).NotTo(HaveOccurred())
+			expectGone(key, togetherv1.ReasonCleanupSkippedOnRequest)
+			Expect(sim.CountCalls("POST", "/v1/fine-tunes/"+id+"/cancel")).To(BeZero())
+		})
+	})
+
 	It("rejects invalid JSONL naming the line and uploads nothing", func() {
 		newConfigMap("bad", validJSONL+`{"messages":[{"role":"assistant","content":"first"}]}`+"\n")
 		key := newFineTune("bad-data", togetherv1.TogetherFineTuneSpec{Training: &togetherv1.TrainingSpec{

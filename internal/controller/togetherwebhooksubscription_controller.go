@@ -28,6 +28,7 @@ const secretRecheckInterval = 10 * time.Second
 // WebhookAPI is the part of the Together client that registers subscriptions.
 type WebhookAPI interface {
 	CreateWebhook(ctx context.Context, req together.WebhookRequest) (*together.Webhook, error)
+	ListWebhooks(ctx context.Context) ([]together.Webhook, error)
 	UpdateWebhook(ctx context.Context, id string, req together.WebhookRequest) (*together.Webhook, error)
 	DeleteWebhook(ctx context.Context, id string) error
 }
@@ -62,7 +63,7 @@ func (r *TogetherWebhookSubscriptionReconciler) kind() *kind[*togetherv1.Togethe
 	return &kind[*togetherv1.TogetherWebhookSubscription]{
 		conditions: reconcile.Conditions{
 			// Registered is informational: Ready does not depend on it.
-			Owned: []string{togetherv1.ReadyCondition, togetherv1.ReconcilingCondition, togetherv1.StalledCondition, togetherv1.RegisteredCondition},
+			Owned: []string{togetherv1.ReadyCondition, togetherv1.ReconcilingCondition, togetherv1.StalledCondition, togetherv1.RegisteredCondition, togetherv1.RemoteCleanupCondition},
 		},
 		newObj: func() *togetherv1.TogetherWebhookSubscription { return &togetherv1.TogetherWebhookSubscription{} },
 		status: func(sub *togetherv1.TogetherWebhookSubscription) any { return sub.Status },
@@ -71,8 +72,12 @@ func (r *TogetherWebhookSubscriptionReconciler) kind() *kind[*togetherv1.Togethe
 		needsFinalizer: func(sub *togetherv1.TogetherWebhookSubscription) bool {
 			return (sub.Spec.Register && r.API != nil) || sub.Status.RemoteID != ""
 		},
-		finalize: func(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription, _ *scope) error {
-			return r.unregister(ctx, sub)
+		finalize: func(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription, s *scope) error {
+			// A registration that cannot be deleted (401/403, an
+			// annotation, too many failures) is left with a Warning rather
+			// than wedging the deletion.
+			return releaseRemote(ctx, sub, &sub.Status.CleanupAttempts, s, r.Recorder, "deleting its webhook registration",
+				func() error { return r.unregister(ctx, sub) })
 		},
 		steps: []step[*togetherv1.TogetherWebhookSubscription]{
 			// path: publish where the events endpoint serves this subscription.
@@ -158,7 +163,7 @@ func (r *TogetherWebhookSubscriptionReconciler) register(ctx context.Context, su
 		err error
 	)
 	if sub.Status.RemoteID == "" {
-		wh, err = r.API.CreateWebhook(ctx, req)
+		wh, err = r.registerOnce(ctx, req)
 	} else {
 		wh, err = r.API.UpdateWebhook(ctx, sub.Status.RemoteID, req)
 	}
@@ -185,6 +190,24 @@ func (r *TogetherWebhookSubscriptionReconciler) register(ctx context.Context, su
 	reconcile.SetCondition(&sub.Status.Conditions, gen, togetherv1.RegisteredCondition, metav1.ConditionTrue, togetherv1.ReasonRegistered,
 		fmt.Sprintf("Registered remotely as %s, delivering to %s.", wh.ID, sub.Spec.URL))
 	return nil
+}
+
+// registerOnce creates the remote registration unless an earlier one for
+// the same URL exists — this subscription's own, whose ID a lost status
+// write failed to record — which it updates instead. Without the lookup a
+// lost write registers again, and the orphan keeps pushing after the
+// subscription is gone.
+func (r *TogetherWebhookSubscriptionReconciler) registerOnce(ctx context.Context, req together.WebhookRequest) (*together.Webhook, error) {
+	existing, err := r.API.ListWebhooks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range existing {
+		if w.URL == req.URL {
+			return r.API.UpdateWebhook(ctx, w.ID, req)
+		}
+	}
+	return r.API.CreateWebhook(ctx, req)
 }
 
 // unregister deletes the remote registration; one that is already gone, or

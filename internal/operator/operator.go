@@ -9,11 +9,14 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/controller"
 
 	"github.com/together-operator/together-operator/internal/poller"
@@ -132,6 +135,16 @@ func ClientOptions() client.Options {
 // from cached objects: nothing here reads them, and with thousands of
 // resources they are a large share of the manager's memory. (An update
 // without managed fields leaves the server's record of them unchanged.)
+//
+// Jobs are cached only when they carry the operator's managed-by label (the
+// batch fetch Jobs): an unscoped informer would hold every Job of the
+// cluster on every replica, which on a CI-heavy cluster is more memory than
+// the manager has.
 func CacheOptions() cache.Options {
-	return cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
+	return cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&batchv1.Job{}: {Label: labels.SelectorFromSet(labels.Set{togetherv1.ManagedByLabel: togetherv1.ManagedByValue})},
+		},
+	}
 }

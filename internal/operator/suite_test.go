@@ -10,11 +10,13 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/together-operator/together-operator/internal/testenv"
@@ -33,6 +35,11 @@ var (
 	parts     *Parts
 	eventsURL string
 	scheme    = testenv.Scheme()
+	// mgr is the manager under test, for specs that look at its cache.
+	mgr manager.Manager
+	// adminCfg is the envtest administrator's config, from which the
+	// specs derive tenant users.
+	adminCfg *rest.Config
 )
 
 const simKey = "sim-test-key"
@@ -63,12 +70,18 @@ var _ = BeforeSuite(func() {
 	api, err := together.New(together.Options{BaseURL: sim.URL(), APIKey: simKey})
 	Expect(err).NotTo(HaveOccurred())
 
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	// The manager runs as its ServiceAccount with exactly config/rbac's
+	// permissions: an informer or a verb the role lacks fails here as it
+	// would in a cluster. The suite's own client stays the administrator.
+	adminCfg = cfg
+	managerCfg, err := testenv.AsManager(ctx, cfg, k8s)
+	Expect(err).NotTo(HaveOccurred())
+	mgr, err = ctrl.NewManager(managerCfg, ctrl.Options{
 		Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"},
 		Client: ClientOptions(), Cache: CacheOptions(),
 	})
 	Expect(err).NotTo(HaveOccurred())
-	parts, err = Setup(mgr, Config{API: api, BaseURL: sim.URL(), EventsAddr: "127.0.0.1:0",
+	parts, err = Setup(mgr, Config{API: api, BaseURL: sim.URL(), EventsAddr: "127.0.0.1:0", OperatorImage: "registry.example/together-operator:test",
 		// A long poll interval: specs that want the poller call PollOnce,
 		// so that what a push does and what a poll does stay apart.
 		PollInterval: time.Hour, ModelsInterval: time.Hour})

@@ -48,8 +48,13 @@ var allowedVerbs = map[string][]string{
 	// delete workloads.
 	"apps/deployments":  {"get", "list", "patch"},
 	"apps/statefulsets": {"get", "list", "patch"},
-	// Batch output fetch Jobs.
-	"batch/jobs":                 {"create", "delete", "get", "list", "watch"},
+	// Batch output fetch Jobs (the cache holds only the operator's own).
+	"batch/jobs": {"create", "delete", "get", "list", "watch"},
+	// A fetch Job mounts a claim only after its opt-in annotation is read.
+	"core/persistentvolumeclaims": {"get"},
+	// Fetch Jobs run as a token-less ServiceAccount the operator creates in
+	// the batch's namespace; it never binds a role to it.
+	"core/serviceaccounts":       {"create", "get"},
 	"events.k8s.io/events":       {"create", "patch"},
 	"coordination.k8s.io/leases": {"create", "delete", "get", "list", "patch", "update", "watch"},
 	// Secure metrics: check the scraper's token and permission.

@@ -1,0 +1,247 @@
+package operator
+
+import (
+	"fmt"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/testenv"
+	"github.com/together-operator/together-operator/internal/together"
+	"github.com/together-operator/together-operator/internal/togethersim"
+	"github.com/together-operator/together-operator/internal/webhook"
+)
+
+// These specs are issue 13's scenarios, played by a tenant: a user who may
+// create the operator's resources (and ConfigMaps and Secrets) in one
+// namespace and nothing else, against the manager running with exactly
+// config/rbac's permissions. Each ends in a clear condition or Event, with no
+// effect outside the tenant's namespace and remote work.
+var _ = Describe("A tenant in a shared cluster", func() {
+	var (
+		ns     string
+		tenant client.Client
+	)
+
+	BeforeEach(func() {
+		ns = newNamespace()
+		cfg, err := testenv.AsTenant(ctx, adminCfg, k8s, ns, "tenant-of-"+ns)
+		Expect(err).NotTo(HaveOccurred())
+		tenant, err = client.New(cfg, client.Options{Scheme: scheme})
+		Expect(err).NotTo(HaveOccurred())
+	})
+
+	warnings := func(g Gomega, reason string) []string {
+		var l eventsv1.EventList
+		g.Expect(k8s.List(ctx, &l, client.InNamespace(ns))).To(Succeed())
+		var out []string
+		for _, e := range l.Items {
+			if e.Type == corev1.EventTypeWarning && e.Reason == reason {
+				out = append(out, e.Note)
+			}
+		}
+		return out
+	}
+
+	It("holds only the namespace-scoped rights the tenant role grants", func() {
+		other := newNamespace()
+		ft := &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Namespace: other, Name: "elsewhere"},
+			Spec: togetherv1.TogetherFineTuneSpec{JobID: "ft-x"}}
+		Expect(apierrors.IsForbidden(tenant.Create(ctx, ft))).To(BeTrue(), "another namespace is out of reach")
+		dep := deployment(ns, "app", "org/model")
+		Expect(k8s.Create(ctx, dep)).To(Succeed())
+		patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"x":"y"}}}`))
+		Expect(apierrors.IsForbidden(tenant.Patch(ctx, dep, patch))).To(BeTrue(), "the tenant may not edit workloads")
+	})
+
+	It("cannot make a migration rewrite a URL or a command, nor reach workloads that did not opt in (scenario 2)", func() {
+		for _, bad := range [][2]string{{"https://api.together.xyz/v1", "https://attacker.example/v1"}, {"python", "sh"}} {
+			m := &togetherv1.TogetherModelMigration{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "evil-"},
+				Spec: togetherv1.TogetherModelMigrationSpec{ModelID: bad[0], ReplacementModel: bad[1], Strategy: togetherv1.MigrationImmediate}}
+			err := tenant.Create(ctx, m)
+			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "modelID %q: %v", bad[0], err)
+			Expect(err.Error()).To(ContainSubstring("spec.modelID"))
+		}
+
+		// A workload whose base URL, command and model variable all hold
+		// "org/old", and one that never opted in.
+		optedIn := deployment(ns, "opted-in", "org/old")
+		optedIn.Labels = map[string]string{togetherv1.MigrateOptInLabel: "true"}
+		c := &optedIn.Spec.Template.Spec.Containers[0]
+		c.Command = []string{"org/old"}
+		c.Env = append(c.Env, corev1.EnvVar{Name: "TOGETHER_BASE_URL", Value: "org/old"})
+		Expect(k8s.Create(ctx, optedIn)).To(Succeed())
+		bystander := deployment(ns, "bystander", "org/old")
+		Expect(k8s.Create(ctx, bystander)).To(Succeed())
+
+		m := &togetherv1.TogetherModelMigration{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "move"},
+			Spec: togetherv1.TogetherModelMigrationSpec{ModelID: "org/old", ReplacementModel: "org/new", Strategy: togetherv1.MigrationImmediate}}
+		Expect(tenant.Create(ctx, m)).To(Succeed())
+		Eventually(readyAndObserved(m, func() []metav1.Condition { return m.Status.Conditions })).Should(Succeed())
+
+		got := &appsv1.Deployment{}
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(optedIn), got)).To(Succeed())
+		gc := got.Spec.Template.Spec.Containers[0]
+		Expect(gc.Env).To(ConsistOf(
+			corev1.EnvVar{Name: "TOGETHER_MODEL", Value: "org/new"},
+			corev1.EnvVar{Name: "TOGETHER_BASE_URL", Value: "org/old"}), "only the model variable moves")
+		Expect(gc.Command).To(Equal([]string{"org/old"}), "a command is never rewritten")
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(bystander), got)).To(Succeed())
+		Expect(got.ResourceVersion).To(Equal(bystander.ResourceVersion), "no selector and no opt-in label: untouched")
+	})
+
+	It("cannot have another team's job cancelled by adopting and deleting it (scenario 1)", func() {
+		sim.AddFineTune(together.FineTune{ID: "ft-other-team", Model: "org/base", Status: together.FineTuneRunning})
+		ft := &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "grab"},
+			Spec: togetherv1.TogetherFineTuneSpec{JobID: "ft-other-team"}}
+		Expect(tenant.Create(ctx, ft)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ft), ft)).To(Succeed())
+			g.Expect(ft.Status.Phase).To(Equal(togetherv1.FineTuneRunning))
+			g.Expect(ft.Finalizers).To(ContainElement(togetherv1.FinalizerName))
+		}).Should(Succeed())
+		Expect(tenant.Delete(ctx, ft)).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(ft), &togetherv1.TogetherFineTune{}))
+		}).Should(BeTrue())
+		Expect(sim.CountCalls("POST", "/v1/fine-tunes/ft-other-team/cancel")).To(BeZero())
+	})
+
+	It("gets a fetch Job without a token, as a role-less account, on a claim that opted in only (scenario 3)", func() {
+		in := sim.AddFile("in.jsonl", "batch-api", []byte(`{"custom_id":"a","body":{"messages":[{"role":"user","content":"x"}]}}`+"\n"))
+		out := sim.AddFile("out.jsonl", "batch-generated", []byte(`{"custom_id":"a"}`+"\n"))
+		id := "batch-" + ns
+		sim.AddBatch(together.Batch{ID: id, InputFileID: in.ID, Status: together.BatchCompleted, Progress: 100, OutputFileID: out.ID})
+		Expect(tenant.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "key"},
+			StringData: map[string]string{"api-key": simKey}})).To(Succeed())
+		claim := &corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "team-data"},
+			Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}},
+		}
+		Expect(k8s.Create(ctx, claim)).To(Succeed())
+		tb := &togetherv1.TogetherBatch{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "results"},
+			Spec: togetherv1.TogetherBatchSpec{BatchID: id, Output: &togetherv1.BatchOutput{PersistentVolumeClaim: &togetherv1.PVCOutput{
+				ClaimName: "team-data", APIKeySecretRef: &togetherv1.APIKeySecretRef{Name: "key"}}}}}
+		Expect(tenant.Create(ctx, tb)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(tb), tb)).To(Succeed())
+			c := apimeta.FindStatusCondition(tb.Status.Conditions, togetherv1.StalledCondition)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Reason).To(Equal("ClaimNotOptedIn"), c.Message)
+		}).Should(Succeed())
+		job := &batchv1.Job{}
+		Expect(apierrors.IsNotFound(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "results-fetch"}, job))).To(BeTrue())
+
+		By("the claim's owner opting it in")
+		claim.Annotations = map[string]string{togetherv1.BatchOutputOptInAnnotation: "true"}
+		Expect(k8s.Update(ctx, claim)).To(Succeed())
+		// Claims are not watched (the claim is looked at again every 30 s);
+		// touching the batch, as a person would, looks now.
+		Expect(tenant.Get(ctx, client.ObjectKeyFromObject(tb), tb)).To(Succeed())
+		tb.Annotations = map[string]string{"example.com/retry": "1"}
+		Expect(tenant.Update(ctx, tb)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "results-fetch"}, job)).To(Succeed())
+		}).Should(Succeed())
+		pod := job.Spec.Template.Spec
+		Expect(pod.AutomountServiceAccountToken).To(Equal(ptr.To(false)))
+		Expect(pod.ServiceAccountName).To(Equal(togetherv1.FetchServiceAccount))
+		sa := &corev1.ServiceAccount{}
+		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: togetherv1.FetchServiceAccount}, sa)).To(Succeed())
+		Expect(sa.AutomountServiceAccountToken).To(Equal(ptr.To(false)))
+	})
+
+	It("can always delete a fine-tune, even when Together refuses the cleanup (scenario 4)", func() {
+		Expect(tenant.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "data"},
+			Data: map[string]string{"train.jsonl": `{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]}` + "\n"}})).To(Succeed())
+		// A job that keeps running, so that deleting the resource must cancel it.
+		sim.SetFineTuneScript(func(r together.CreateFineTuneRequest) bool { return r.Model == "org/long-running" }, togethersim.FineTuneOutcome{Stall: true})
+		ft := &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "stuck"},
+			Spec: togetherv1.TogetherFineTuneSpec{Training: &togetherv1.TrainingSpec{Model: "org/long-running",
+				TrainingData: &togetherv1.ConfigMapKeyRef{Name: "data", Key: "train.jsonl"}}}}
+		Expect(tenant.Create(ctx, ft)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ft), ft)).To(Succeed())
+			g.Expect(ft.Status.JobID).NotTo(BeEmpty())
+		}).Should(Succeed())
+		sim.Faults().SetRoute("POST", "/v1/fine-tunes/"+ft.Status.JobID+"/cancel", togethersim.RouteFault{Status: 403})
+		DeferCleanup(sim.Faults().ClearRoutes)
+
+		Expect(tenant.Delete(ctx, ft)).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(ft), &togetherv1.TogetherFineTune{}))
+		}).Should(BeTrue(), "the finalizer let go")
+		Eventually(func(g Gomega) {
+			g.Expect(warnings(g, togetherv1.ReasonCleanupUnauthorized)).To(ConsistOf(ContainSubstring("HTTP 403")))
+		}).Should(Succeed())
+	})
+
+	It("keeps other teams' Jobs out of the manager's cache (scenario 5)", func() {
+		job := func(name string, labels map[string]string) *batchv1.Job {
+			return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+				Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever,
+					Containers: []corev1.Container{{Name: "c", Image: "example.com/ci"}}}}}}
+		}
+		for i := range 3 {
+			Expect(k8s.Create(ctx, job(fmt.Sprintf("ci-%d", i), nil))).To(Succeed())
+		}
+		// Created last: once the cache holds it, it has seen the others.
+		Expect(k8s.Create(ctx, job("ours", map[string]string{togetherv1.ManagedByLabel: togetherv1.ManagedByValue}))).To(Succeed())
+		Eventually(func(g Gomega) {
+			var l batchv1.JobList
+			g.Expect(mgr.GetCache().List(ctx, &l, client.InNamespace(ns))).To(Succeed())
+			var names []string
+			for _, j := range l.Items {
+				names = append(names, j.Name)
+			}
+			g.Expect(names).To(Equal([]string{"ours"}))
+		}).Should(Succeed())
+	})
+
+	It("registers a webhook once, even after a lost status write, and leaves no orphan behind (scenario 6)", func() {
+		api, err := together.New(together.Options{BaseURL: sim.URL(), APIKey: simKey})
+		Expect(err).NotTo(HaveOccurred())
+		url := eventsURL + webhook.PathFor(ns, "once")
+		// What a reconcile that registered and then lost its status write
+		// leaves behind.
+		earlier, err := api.CreateWebhook(ctx, together.WebhookRequest{URL: url, Events: []string{"batch.done"}, Secret: "old"})
+		Expect(err).NotTo(HaveOccurred())
+
+		sub := createSubscription(ns, "once", func(s *togetherv1.TogetherWebhookSubscription) {
+			s.Spec.Register = true
+			s.Spec.URL = url
+		})
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(sub), sub)).To(Succeed())
+			g.Expect(sub.Status.RemoteID).To(Equal(earlier.ID), "the earlier registration is found, not duplicated")
+		}).Should(Succeed())
+		registered := func() []string {
+			hooks, err := api.ListWebhooks(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			var ids []string
+			for _, h := range hooks {
+				if h.URL == url {
+					ids = append(ids, h.ID)
+				}
+			}
+			return ids
+		}
+		Expect(registered()).To(Equal([]string{earlier.ID}))
+
+		Expect(k8s.Delete(ctx, sub)).To(Succeed())
+		Eventually(registered).Should(BeEmpty(), "no registration keeps pushing after the subscription is gone")
+	})
+})
