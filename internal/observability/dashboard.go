@@ -38,7 +38,9 @@ func series(title, description, unit string, w, h uint32, queries ...*prometheus
 }
 
 // Dashboard builds the operator's Grafana dashboard. Its panels, row by
-// row, are described in the README ("The dashboard").
+// row, are described in the README ("Alerts and the dashboard"). Every
+// replica is scraped, so per-resource gauges are aggregated by resource
+// (max) and counters summed.
 func Dashboard() (dashboard.Dashboard, error) {
 	ns := `namespace=~"$namespace"`
 	b := dashboard.NewDashboardBuilder("Together operator").
@@ -74,11 +76,11 @@ func Dashboard() (dashboard.Dashboard, error) {
 			ReduceOptions(common.NewReduceDataOptionsBuilder().Calcs([]string{"lastNotNull"}))).
 		WithRow(dashboard.NewRowBuilder("Fine-tunes")).
 		WithPanel(series("Training loss per fine-tune", "Loss at the newest checkpoint of each fine-tune's current attempt: over time, its loss curve.", "none", 12, 9,
-			query(`together_finetune_loss{`+ns+`}`, "{{namespace}}/{{name}}"))).
+			query(`max by (namespace, name) (together_finetune_loss{`+ns+`})`, "{{namespace}}/{{name}}"))).
 		WithPanel(series("Eval loss per fine-tune", "Evaluation loss Together reported for each finished model.", "none", 12, 9,
 			query(`max by (namespace, name) (together_finetune_eval_loss{`+ns+`})`, "{{namespace}}/{{name}}"))).
 		WithPanel(series("Training step per fine-tune", "Step of the newest checkpoint of each fine-tune's current attempt.", "none", 12, 8,
-			query(`together_finetune_step{`+ns+`}`, "{{namespace}}/{{name}}"))).
+			query(`max by (namespace, name) (together_finetune_step{`+ns+`})`, "{{namespace}}/{{name}}"))).
 		WithPanel(table.NewPanelBuilder().Title("Stalled resources").
 			Description("Resources whose Stalled condition is True, with its reason: each needs a person (kubectl describe says what to do).").
 			Datasource(datasource).Span(12).Height(8).
