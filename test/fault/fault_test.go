@@ -218,7 +218,7 @@ var _ = Describe("Two replicas submitting", func() {
 		a, b := startReplica(s), startReplica(s)
 		defer a.stop()
 		defer b.stop()
-		Eventually(jobIDs, time.Minute).ShouldNot(ContainElement(""))
+		Eventually(jobIDs, time.Minute).ShouldNot(ContainElement(""), "waiting for every fine-tune to record its job")
 		submitted := jobIDs()
 		Expect(posts() - before).To(Equal(n))
 
@@ -232,13 +232,22 @@ var _ = Describe("Two replicas submitting", func() {
 		s.Advance()
 		leader.stop()
 		lists := s.CountCalls("GET", "/v1/fine-tunes")
-		Eventually(func() int { return leaders(other) }, time.Minute).Should(Equal(1))
+		Eventually(func() int { return leaders(other) }, time.Minute).Should(Equal(1), "waiting for the other replica to be elected")
 		// The new leader's poller lists the jobs once it starts; after that
 		// its reconcilers have had the resources too.
-		Eventually(func() int { return s.CountCalls("GET", "/v1/fine-tunes") }, time.Minute).Should(BeNumerically(">", lists))
-		Eventually(statuses, time.Minute).Should(HaveEach(HaveField("Phase", togetherv1.FineTuneRunning)))
+		Eventually(func() int { return s.CountCalls("GET", "/v1/fine-tunes") }, time.Minute).Should(BeNumerically(">", lists), "waiting for the new leader's poller to list the jobs")
+		Eventually(statuses, time.Minute).Should(HaveEach(HaveField("Phase", togetherv1.FineTuneRunning)), "waiting for every fine-tune to be Running")
 		Consistently(posts, 2*time.Second).Should(Equal(before+n), "a job was submitted twice")
 		Expect(jobIDs()).To(Equal(submitted))
+
+		By("events about the submitted jobs are acknowledged only once stored")
+		log := newLedger()
+		snd := newSender(func(int) string { return other.url }, log)
+		for i, job := range submitted {
+			id := fmt.Sprintf("handover-cp-%d", i)
+			Expect(snd.deliver(0, f.path, id, checkpointBody(id, job, 1000), time.Minute)).To(Equal(http.StatusOK), "delivering %s", id)
+		}
+		expectLedger(f.history, log)
 	})
 })
 
@@ -248,47 +257,6 @@ func getFineTune(f fixture, name string) *togetherv1.TogetherFineTune {
 	Expect(k8s.Get(ctx, keyOf(f, name), ft)).To(Succeed())
 	return ft
 }
-
-var _ = Describe("Manager restart mid-stream", func() {
-	It("loses nothing acknowledged and applies nothing twice when the manager stops and a new one starts", func() {
-		crs, steps := 6, 149
-		if soak {
-			crs, steps = 12, 499
-		}
-		f := newFixture("restart")
-		jobs := f.runningFineTunes("job", crs)
-		first := startIntake(nil)
-		waitCached(first, f, jobs)
-		var current atomic.Pointer[string]
-		current.Store(&first.url)
-
-		sent := workload(jobs, steps)
-		now, later := chaos(interleave(sent), 0.1, 16, 0, 3)
-		log := newLedger()
-		s := newSender(func(int) string { return *current.Load() }, log)
-		done := make(chan struct{})
-		go func() {
-			defer GinkgoRecover()
-			defer close(done)
-			send(s, f.path, now, later, 8, 0)
-		}()
-
-		// Restart twice while events flow: stop the manager the senders
-		// use (all its runnables), start a fresh one, point them at it.
-		cur := first
-		for r := 1; r <= 2; r++ {
-			Eventually(func() int { log.mu.Lock(); defer log.mu.Unlock(); return len(log.final) }).
-				Should(BeNumerically(">", len(now)*r/4))
-			cur.stop()
-			cur = startIntake(nil)
-			current.Store(&cur.url)
-		}
-		defer cur.stop()
-		Eventually(done, 3*time.Minute).Should(BeClosed())
-		Expect(log.retried(0)+log.retried(http.StatusServiceUnavailable)).To(BeNumerically(">", 0), "the restarts must have interrupted deliveries")
-		expectConverged(f, jobs, sent, log, false)
-	})
-})
 
 // keyOf names a fine-tune of a fixture.
 func keyOf(f fixture, name string) client.ObjectKey {

@@ -227,7 +227,7 @@ var _ = Describe("Slow and oversized clients", func() {
 		}
 		for i := 0; i < conns; i++ {
 			var lived time.Duration
-			Eventually(closed, 10*time.Second).Should(Receive(&lived))
+			Eventually(closed, 10*time.Second).Should(Receive(&lived), "waiting for the server to close slow connection %d", i)
 			// The server, not the client, ended it: it lived at least
 			// about the header timeout, and not much longer.
 			Expect(lived).To(BeNumerically(">=", 400*time.Millisecond))
@@ -243,6 +243,7 @@ var _ = Describe("Slow and oversized clients", func() {
 		log := newLedger()
 		code := newSender(func(int) string { return in.url }, log).deliver(0, f.path, "ok-1", checkpointBody("ok-1", "job-0", 1), 10*time.Second)
 		Expect(code).To(Equal(http.StatusOK))
+		expectLedger(f.history, log)
 	})
 })
 

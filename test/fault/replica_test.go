@@ -37,6 +37,13 @@ type replica struct {
 
 func startReplica(s *togethersim.Server) *replica {
 	GinkgoHelper()
+	return startPollingReplica(s, time.Hour)
+}
+
+// startPollingReplica is startReplica with the poller's interval: the
+// leader's poller reads the simulator every interval while work moves.
+func startPollingReplica(s *togethersim.Server, interval time.Duration) *replica {
+	GinkgoHelper()
 	api, err := together.New(together.Options{BaseURL: s.URL(), APIKey: "fault-key"})
 	Expect(err).NotTo(HaveOccurred())
 	lease, renew, retry := 4*time.Second, 3*time.Second, 500*time.Millisecond
@@ -51,7 +58,7 @@ func startReplica(s *togethersim.Server) *replica {
 	})
 	Expect(err).NotTo(HaveOccurred())
 	parts, err := operator.Setup(mgr, operator.Config{API: api, BaseURL: s.URL(),
-		EventsAddr: "127.0.0.1:0", PollInterval: time.Hour, ModelsInterval: time.Hour})
+		EventsAddr: "127.0.0.1:0", PollInterval: interval, ModelsInterval: time.Hour})
 	Expect(err).NotTo(HaveOccurred())
 	return &replica{intake: runIntake(mgr, parts.Events), mgr: mgr}
 }

@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -52,6 +53,8 @@ var (
 	testEnv *envtest.Environment
 	cfg     *rest.Config
 	k8s     client.Client
+	// watcher watches for the durability ledger's history.
+	watcher client.WithWatch
 	scheme  = runtime.NewScheme()
 	soak    = os.Getenv("SOAK") != ""
 )
@@ -78,10 +81,17 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(os.RemoveAll, certDir)
 	testEnv.ControlPlane.GetAPIServer().CertDir = certDir
+	// Without a watch cache a watch resumed from an old revision is served
+	// from etcd, so the durability ledger's history of stored versions has
+	// no gap, even across the outage spec's API server restart (a watch
+	// cache starts afresh and answers "too old" instead).
+	testEnv.ControlPlane.GetAPIServer().Configure().Set("watch-cache", "false")
 	cfg, err = testEnv.Start()
 	Expect(err).NotTo(HaveOccurred())
 	cfg.QPS, cfg.Burst = 1000, 2000
 	k8s, err = client.New(cfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	watcher, err = client.NewWithWatch(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 })
 
@@ -136,7 +146,7 @@ func (in *intake) stop() {
 	GinkgoHelper()
 	in.once.Do(func() {
 		in.cancel()
-		Eventually(in.done, 30*time.Second).Should(Receive())
+		Eventually(in.done, 30*time.Second).Should(Receive(), "waiting for the manager to stop")
 	})
 }
 
@@ -145,6 +155,9 @@ var nsCount atomic.Int64
 // fixture is a namespace with a subscription whose secret is testSecret.
 type fixture struct {
 	ns, path string
+	// history is every stored version of the namespace's fine-tunes and
+	// batches, for the durability ledger.
+	history *history
 }
 
 func newFixture(prefix string) fixture {
@@ -162,7 +175,7 @@ func newFixtureWithSecret(prefix, secret string) fixture {
 		Spec: togetherv1.TogetherWebhookSubscriptionSpec{SecretRef: togetherv1.WebhookSecretRef{Name: "hook"},
 			// The suite's senders sign the short way (body-only HMAC).
 			AcceptedSignatures: []togetherv1.SignatureScheme{togetherv1.SignatureStandardWebhooks, togetherv1.SignatureHexHMAC}}})).To(Succeed())
-	return fixture{ns: ns, path: webhook.PathFor(ns, "hook")}
+	return fixture{ns: ns, path: webhook.PathFor(ns, "hook"), history: watchHistory(ns)}
 }
 
 // runningFineTunes creates fine-tunes <prefix>-0..n-1 tracking running jobs
@@ -193,7 +206,7 @@ func waitCached(in *intake, f fixture, jobs map[string]togetherv1.TogetherFineTu
 				return 1
 			}
 			return 0
-		}).Should(Equal(1))
+		}).Should(Equal(1), "waiting for the intake's cache to find the fine-tune of job %s", job)
 	}
 }
 
@@ -220,6 +233,15 @@ type ledger struct {
 	final    map[string]int // event ID → final status code
 	retries  map[int]int    // status code (0 = connection error) → retried deliveries
 	attempts int
+	// acks are the deliveries answered 200, for the durability ledger.
+	acks []ack
+}
+
+// acknowledged returns the deliveries answered 200 so far.
+func (l *ledger) acknowledged() []ack {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.acks)
 }
 
 func newLedger() *ledger {
@@ -255,7 +277,20 @@ func (s *sender) deliver(i int, path, id string, body []byte, limit time.Duratio
 	backoff := 10 * time.Millisecond
 	for {
 		code, status := s.once(s.target(i), path, body)
+		var acked *ack
+		if code == http.StatusOK {
+			// The revision is read after the answer arrived: every write
+			// the endpoint made before answering is at or below it.
+			ev, err := event.Decode(body)
+			if err != nil {
+				panic(fmt.Sprintf("the sender was given a body the endpoint accepted but Decode refuses: %v", err))
+			}
+			acked = &ack{ev: ev, outcome: status, rev: currentRevision()}
+		}
 		s.log.mu.Lock()
+		if acked != nil {
+			s.log.acks = append(s.log.acks, *acked)
+		}
 		s.log.attempts++
 		if code == http.StatusOK && status == string(lattice.Applied) {
 			s.log.applied[id]++
@@ -349,6 +384,7 @@ func comparable(st togetherv1.TogetherFineTuneStatus) comparableStatus {
 // delivery was told were applied; exact is false for those runs.
 func expectConverged(f fixture, initial map[string]togetherv1.TogetherFineTuneStatus, sent map[string][][]byte, log *ledger, exact bool) {
 	GinkgoHelper()
+	expectLedger(f.history, log)
 	log.mu.Lock()
 	defer log.mu.Unlock()
 	for id, n := range log.applied {

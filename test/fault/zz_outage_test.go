@@ -43,7 +43,7 @@ var _ = Describe("API server outage", Ordered, func() {
 			defer close(done)
 			send(s, f.path, now, later, 8, 0)
 		}()
-		Eventually(func() int { log.mu.Lock(); defer log.mu.Unlock(); return len(log.final) }).Should(BeNumerically(">", len(now)/5))
+		Eventually(func() int { log.mu.Lock(); defer log.mu.Unlock(); return len(log.final) }).Should(BeNumerically(">", len(now)/5), "waiting for a fifth of the stream to be answered")
 
 		api := testEnv.ControlPlane.APIServer
 		// On a loaded machine the API server may not drain its watches
@@ -69,13 +69,13 @@ var _ = Describe("API server outage", Ordered, func() {
 		// bring kube-apiserver up; a failed attempt (say, the port briefly
 		// taken) is retried.
 		api.StartTimeout = 2 * time.Minute
-		Eventually(api.Start, 5*time.Minute, time.Second).Should(Succeed())
+		Eventually(api.Start, 5*time.Minute, time.Second).Should(Succeed(), "waiting for the API server to start again")
 		Eventually(func() error {
 			var l togetherv1.TogetherFineTuneList
 			return k8s.List(ctx, &l, client.InNamespace(f.ns))
-		}, 2*time.Minute).Should(Succeed())
+		}, 2*time.Minute).Should(Succeed(), "waiting for the API server to answer again")
 
-		Eventually(done, 5*time.Minute).Should(BeClosed())
+		Eventually(done, 5*time.Minute).Should(BeClosed(), "waiting for the senders to finish")
 		expectConverged(f, jobs, sent, log, false)
 	})
 })
