@@ -68,11 +68,12 @@ func managerBinary() (bin, kubeconfig string) {
 	return filepath.Join(binDir, "manager"), filepath.Join(binDir, "kubeconfig")
 }
 
-var _ = AfterSuite(func() {
+// removeManagerBinary deletes what managerBinary built; AfterSuite calls it.
+func removeManagerBinary() {
 	if binDir != "" {
 		_ = os.RemoveAll(binDir)
 	}
-})
+}
 
 // process is one manager binary running as a child process.
 type process struct {

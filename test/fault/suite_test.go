@@ -96,6 +96,7 @@ var _ = BeforeSuite(func() {
 })
 
 var _ = AfterSuite(func() {
+	removeManagerBinary()
 	cancel()
 	Expect(testEnv.Stop()).To(Succeed())
 })
