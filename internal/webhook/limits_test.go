@@ -22,9 +22,9 @@ import (
 // These specs check the endpoint's limits where a sender meets them: the
 // answer to a real HTTP request, and what the API server holds afterwards.
 
-// sendTo is send against another endpoint. With stream set the body is
+// deliverTo is send against another endpoint. With stream set the body is
 // sent chunked, with no Content-Length, as a streaming sender does.
-func sendTo(base string, r request, stream bool) (int, string) {
+func deliverTo(base string, r request, stream bool) (int, string) {
 	GinkgoHelper()
 	var body io.Reader = bytes.NewReader(r.body)
 	if stream {
@@ -99,12 +99,12 @@ var _ = Describe("Events endpoint limits", func() {
 		path := PathFor(ns, "sub")
 		pad := bytes.Repeat([]byte("x"), 1<<20)
 		big := append(append([]byte(`{"id":"big","type":"fine_tune.checkpoint","data":{"fine_tune_id":"ft-stream","step":9,"pad":"`), pad...), []byte(`"}}`)...)
-		code, body := sendTo(endpoint.URL, hexSigned(path, big), true)
+		code, body := deliverTo(endpoint.URL, hexSigned(path, big), true)
 		Expect(code).To(Equal(http.StatusRequestEntityTooLarge), body)
 
 		By("a streamed body within the limit is read whole and applied")
 		small := envelope("small", "fine_tune.checkpoint", map[string]any{"fine_tune_id": "ft-stream", "step": 1})
-		code, body = sendTo(endpoint.URL, hexSigned(path, small), true)
+		code, body = deliverTo(endpoint.URL, hexSigned(path, small), true)
 		Expect(code).To(Equal(http.StatusOK), body)
 		ft := getFineTune(ns, "ft")
 		Expect(ft.Status.ProcessedEvents).To(Equal([]string{"small"}), "only the small delivery was written")
@@ -119,7 +119,7 @@ var _ = Describe("Events endpoint limits", func() {
 		deliver := func(id string, offset time.Duration) int {
 			step++
 			body := envelope(id, "fine_tune.checkpoint", map[string]any{"fine_tune_id": "ft-window", "step": step})
-			code, _ := sendTo(endpoint.URL, standardAt(path, id, body, time.Now().Add(offset), testSecret), false)
+			code, _ := deliverTo(endpoint.URL, standardAt(path, id, body, time.Now().Add(offset), testSecret), false)
 			return code
 		}
 		Expect(deliver("past-inside", -5*time.Minute+15*time.Second)).To(Equal(http.StatusOK))
@@ -137,17 +137,17 @@ var _ = Describe("Events endpoint limits", func() {
 
 		minuteOld := envelope("minute-old", "fine_tune.checkpoint", map[string]any{"fine_tune_id": "ft-config", "step": 1})
 		req := standardAt(path, "minute-old", minuteOld, time.Now().Add(-time.Minute), testSecret)
-		code, _ := sendTo(strict, req, false)
+		code, _ := deliverTo(strict, req, false)
 		Expect(code).To(Equal(http.StatusUnauthorized), "a minute is outside a 30 s tolerance")
-		code, _ = sendTo(endpoint.URL, req, false)
+		code, _ = deliverTo(endpoint.URL, req, false)
 		Expect(code).To(Equal(http.StatusOK), "and inside the default 5 minutes")
 
 		padded := envelope("padded", "fine_tune.checkpoint", map[string]any{"fine_tune_id": "ft-config", "step": 2, "pad": string(bytes.Repeat([]byte("p"), 3000))})
-		code, _ = sendTo(strict, hexSigned(path, padded), false)
+		code, _ = deliverTo(strict, hexSigned(path, padded), false)
 		Expect(code).To(Equal(http.StatusRequestEntityTooLarge), "3 KB is over a 2 KiB limit")
-		code, _ = sendTo(strict, hexSigned(path, padded), true)
+		code, _ = deliverTo(strict, hexSigned(path, padded), true)
 		Expect(code).To(Equal(http.StatusRequestEntityTooLarge), "also when streamed")
-		code, _ = sendTo(endpoint.URL, hexSigned(path, padded), false)
+		code, _ = deliverTo(endpoint.URL, hexSigned(path, padded), false)
 		Expect(code).To(Equal(http.StatusOK), "and under the default 1 MiB")
 		Expect(getFineTune(ns, "ft").Status.ProcessedEvents).To(Equal([]string{"minute-old", "padded"}))
 	})
@@ -174,17 +174,17 @@ var _ = Describe("Events endpoint limits", func() {
 
 		By("during the rotation both secrets are accepted")
 		setSecret(map[string][]byte{"secret": []byte("rotated-in"), "previousSecret": []byte(testSecret)})
-		code, _ := sendTo(url, signedWith("new-1", "rotated-in", 1), false)
+		code, _ := deliverTo(url, signedWith("new-1", "rotated-in", 1), false)
 		Expect(code).To(Equal(http.StatusOK))
-		code, _ = sendTo(url, signedWith("old-1", testSecret, 2), false)
+		code, _ = deliverTo(url, signedWith("old-1", testSecret, 2), false)
 		Expect(code).To(Equal(http.StatusOK))
 
 		By("after previousSecret is removed (and the endpoint's cached copy has expired), the old secret is refused")
 		setSecret(map[string][]byte{"secret": []byte("rotated-in")})
 		c.advance(time.Minute)
-		code, _ = sendTo(url, signedWith("old-2", testSecret, 3), false)
+		code, _ = deliverTo(url, signedWith("old-2", testSecret, 3), false)
 		Expect(code).To(Equal(http.StatusUnauthorized), "the removed previous secret still verifies")
-		code, _ = sendTo(url, signedWith("new-2", "rotated-in", 4), false)
+		code, _ = deliverTo(url, signedWith("new-2", "rotated-in", 4), false)
 		Expect(code).To(Equal(http.StatusOK))
 		Expect(getFineTune(ns, "ft").Status.ProcessedEvents).To(Equal([]string{"new-1", "old-1", "new-2"}))
 	})
