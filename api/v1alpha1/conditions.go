@@ -27,6 +27,13 @@ const (
 	// attempt's model reached the deploy targets of spec.deploy. It is absent
 	// when nothing is to be deployed; when present, Ready needs it True.
 	DeployedCondition = "Deployed"
+	// DeployTargetReadyCondition (TogetherFineTune) reports, before the
+	// model exists, whether spec.deploy.deployment can take it: the
+	// Deployment and container exist, the env var holds a plain value, and
+	// no other fine-tune holds it (unless spec.deploy.takeOver). It is
+	// checked before anything is submitted and again before deploying;
+	// Ready does not depend on it (Deployed says what happened).
+	DeployTargetReadyCondition = "DeployTargetReady"
 	// OutputReadyCondition (TogetherBatch) reports whether the results were
 	// written where spec.output asks. It is absent when no output is
 	// requested; when present, Ready needs it True.
@@ -92,6 +99,16 @@ const (
 	// ReasonEnvVarFromSource means the target env var takes its value from a
 	// ConfigMap, Secret or field, which the operator will not overwrite.
 	ReasonEnvVarFromSource = "EnvVarFromSource"
+	// ReasonDeployTargetReady means the Deployment env var can take the model.
+	ReasonDeployTargetReady = "DeployTargetReady"
+	// ReasonDeployTargetHeld means another fine-tune holds the Deployment
+	// env var (its name is in the message and in the Deployment's
+	// together.ai/deployed-by annotation) and spec.deploy.takeOver is not set.
+	ReasonDeployTargetHeld = "DeployTargetHeld"
+	// ReasonDeployTargetLost means this fine-tune's model was deployed but
+	// the env var no longer holds it: another fine-tune took it over (named
+	// in the message), or it was changed outside the operator.
+	ReasonDeployTargetLost = "DeployTargetLost"
 	// ReasonEndpointFailed means Together refused the dedicated endpoint's
 	// parameters, or its deployment ended FAILED or was stopped.
 	ReasonEndpointFailed = "EndpointFailed"
@@ -124,6 +141,9 @@ const (
 	EventReasonCompleted = "Completed"
 	// EventReasonDeploymentPatched: the target Deployment's env var was set.
 	EventReasonDeploymentPatched = "DeploymentPatched"
+	// EventReasonDeployTargetTakenOver: this fine-tune took a Deployment
+	// env var over from the fine-tune that held it (spec.deploy.takeOver).
+	EventReasonDeployTargetTakenOver = "DeployTargetTakenOver"
 	// EventReasonEndpointCreated: a dedicated endpoint was created.
 	EventReasonEndpointCreated = "EndpointCreated"
 	// EventReasonEndpointAdopted: the endpoint named after the resource was

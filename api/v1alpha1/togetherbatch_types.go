@@ -251,11 +251,15 @@ type TogetherBatchStatus struct {
 // +kubebuilder:resource:shortName=tbatch,categories=together
 // +kubebuilder:printcolumn:name="Batch",type=string,JSONPath=`.status.batchID`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
-// +kubebuilder:printcolumn:name="Progress",type=integer,JSONPath=`.status.progress`
+// +kubebuilder:printcolumn:name="Progress %",type=integer,JSONPath=`.status.progress`,description="Percent of requests done, 0 to 100."
 // +kubebuilder:printcolumn:name="Tokens",type=integer,JSONPath=`.status.totalTokens`
 // +kubebuilder:printcolumn:name="Output",type=string,JSONPath=`.status.output.location`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Model",type=string,JSONPath=`.spec.model`,priority=1
+// +kubebuilder:printcolumn:name="Records",type=integer,JSONPath=`.status.output.records`,priority=1,description="Output lines written (successful requests)."
+// +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.output.failedRecords`,priority=1,description="Lines of the error file (failed requests)."
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1,description="Why Ready says what it says."
 type TogetherBatch struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

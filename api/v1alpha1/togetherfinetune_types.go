@@ -1,9 +1,12 @@
 package v1alpha1
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // FineTunePhase is where a fine-tune job is in its life.
@@ -130,6 +133,25 @@ type DeploymentTarget struct {
 	Env string `json:"env,omitempty"`
 }
 
+// DeployedByAnnotationPrefix starts the annotation a fine-tune sets on a
+// Deployment when it deploys its model into one container's env var; the
+// value is the fine-tune's name (same namespace). It records who holds that
+// env var, so that a second fine-tune is refused (or takes over only with
+// spec.deploy.takeOver) and a model migration leaves the env var alone.
+const DeployedByAnnotationPrefix = "together.ai/deployed-by."
+
+// DeployedByAnnotation is the key of the annotation that names the
+// fine-tune holding env var env of container: <prefix><container>.<env>, or
+// <prefix><hash> when that is not a valid annotation key.
+func DeployedByAnnotation(container, env string) string {
+	key := DeployedByAnnotationPrefix + container + "." + env
+	if len(validation.IsQualifiedName(key)) == 0 {
+		return key
+	}
+	h := sha256.Sum256([]byte(container + "/" + env))
+	return DeployedByAnnotationPrefix + hex.EncodeToString(h[:])[:12]
+}
+
 // EndpointSpec asks for a Together dedicated endpoint serving the output
 // model through the v2 Dedicated Model Inference API (v1 endpoint creation
 // is retired): an endpoint, one deployment of the fine-tuned model on a
@@ -196,8 +218,43 @@ func (e *EndpointSpec) Accelerator() (count, acceleratorType string, ok bool) {
 	return count, acceleratorType, true
 }
 
+// TargetNotReadyPolicy says whether a fine-tune is submitted while a deploy
+// target is not ready.
+// +kubebuilder:validation:Enum=Wait;Submit
+type TargetNotReadyPolicy string
+
+const (
+	// TargetNotReadyWait submits nothing until every deploy target is
+	// ready: training is paid for only when its model has somewhere to go.
+	TargetNotReadyWait TargetNotReadyPolicy = "Wait"
+	// TargetNotReadySubmit trains anyway and reports the target; the model
+	// is deployed once the target becomes ready.
+	TargetNotReadySubmit TargetNotReadyPolicy = "Submit"
+)
+
 // DeploySpec says what to do with a successful fine-tune's model.
 type DeploySpec struct {
+	// TakeOver lets this fine-tune deploy into a Deployment env var that
+	// another fine-tune holds (the together.ai/deployed-by.<container>.<env>
+	// annotation on the Deployment names the holder). Without it the
+	// fine-tune is refused with DeployTargetReady=False, reason
+	// DeployTargetHeld, naming the holder, and nothing is submitted (see
+	// onTargetNotReady). With it, this fine-tune's model replaces the
+	// holder's once, when this attempt succeeds, and the holder reports
+	// Deployed=False, reason DeployTargetLost. A model is deployed once per
+	// attempt, so two fine-tunes that both set takeOver do not fight.
+	// +optional
+	TakeOver bool `json:"takeOver,omitempty"`
+	// OnTargetNotReady says what happens when a deploy target is not ready
+	// before anything is submitted: the Deployment or container is missing,
+	// the env var takes its value from a source, or another fine-tune holds
+	// it. Wait (default) uploads and submits nothing, with
+	// DeployTargetReady=False and a Warning Event, and submits as soon as
+	// the target is ready; Submit trains anyway and deploys once the target
+	// is ready. Adopted jobs (spec.jobID) are only reported.
+	// +kubebuilder:default=Wait
+	// +optional
+	OnTargetNotReady TargetNotReadyPolicy `json:"onTargetNotReady,omitempty"`
 	// MaxEvalLoss is a quality gate: the model is not deployed when its
 	// evaluation loss is higher or unknown.
 	// +kubebuilder:validation:Minimum=0
@@ -427,7 +484,7 @@ type TogetherFineTuneStatus struct {
 	// ObservedGeneration is the generation last reconciled.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Conditions: Ready, Deployed, Reconciling, Stalled.
+	// Conditions: Ready, Deployed, DeployTargetReady, Reconciling, Stalled.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -446,6 +503,11 @@ type TogetherFineTuneStatus struct {
 // +kubebuilder:printcolumn:name="Model",type=string,JSONPath=`.status.outputModel`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Attempt",type=integer,JSONPath=`.status.attempt`,priority=1,description="Current attempt (1-based); retries add one."
+// +kubebuilder:printcolumn:name="Eval Loss",type=number,JSONPath=`.status.evalLoss`,priority=1,description="Eval loss of the finished model, which spec.deploy.maxEvalLoss gates."
+// +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.spec.deploy.deployment.name`,priority=1,description="Deployment that receives the model."
+// +kubebuilder:printcolumn:name="Deployed",type=string,JSONPath=`.status.conditions[?(@.type=="Deployed")].reason`,priority=1,description="Reason of the Deployed condition."
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1,description="Why Ready says what it says."
 type TogetherFineTune struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

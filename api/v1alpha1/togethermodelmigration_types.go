@@ -110,6 +110,12 @@ type MigrationTarget struct {
 	// Error says why the workload could not be patched.
 	// +optional
 	Error string `json:"error,omitempty"`
+	// HeldBy names the TogetherFineTune that deployed its model into this
+	// env var (the workload's together.ai/deployed-by annotation). A
+	// migration leaves such a field alone: the fine-tune's model takes
+	// precedence. It is listed so that nobody believes it moved.
+	// +optional
+	HeldBy string `json:"heldBy,omitempty"`
 }
 
 // TogetherModelMigrationStatus reports what was found and changed.
@@ -155,10 +161,13 @@ type TogetherModelMigrationStatus struct {
 // +kubebuilder:printcolumn:name="Model",type=string,JSONPath=`.spec.modelID`
 // +kubebuilder:printcolumn:name="Replacement",type=string,JSONPath=`.spec.replacementModel`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
-// +kubebuilder:printcolumn:name="Migrated",type=integer,JSONPath=`.status.migrated`
+// +kubebuilder:printcolumn:name="Targets Moved",type=integer,JSONPath=`.status.migrated`,description="Model fields (env vars, --model args, annotations) patched, across all workloads."
 // +kubebuilder:printcolumn:name="Sunset",type=string,JSONPath=`.spec.sunsetDate`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Strategy",type=string,JSONPath=`.spec.strategy`,priority=1
+// +kubebuilder:printcolumn:name="At Risk",type=integer,JSONPath=`.status.atRisk`,priority=1,description="Workloads still on the old model after the sunset date."
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1,description="Why Ready says what it says (AwaitingApproval: annotate together.ai/approve-migration=true)."
 type TogetherModelMigration struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

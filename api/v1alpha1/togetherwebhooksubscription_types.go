@@ -198,9 +198,10 @@ type TogetherWebhookSubscriptionStatus struct {
 // +kubebuilder:resource:shortName=tws,categories=together
 // +kubebuilder:printcolumn:name="Path",type=string,JSONPath=`.status.webhookPath`
 // +kubebuilder:printcolumn:name="Registered",type=string,JSONPath=`.status.conditions[?(@.type=="Registered")].reason`
-// +kubebuilder:printcolumn:name="Last Event",type=date,JSONPath=`.status.lastEventTime`
+// +kubebuilder:printcolumn:name="Last Push",type=date,JSONPath=`.status.lastEventTime`,description="How long ago a pushed event was last accepted (empty: none yet; polled events do not count)."
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1,description="Why Ready says what it says."
 type TogetherWebhookSubscription struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

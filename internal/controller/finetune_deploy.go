@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"strings"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -50,7 +48,11 @@ func (r *TogetherFineTuneReconciler) reconcileDeploy(ctx context.Context, ft *to
 		return ctrl.Result{}, nil
 	}
 	if st.DeployedAttempt == st.Attempt && st.DeployedModel != "" {
-		// This attempt's model is out already.
+		// This attempt's model is out already; say so only while the
+		// Deployment still holds it (checkStillDeployed).
+		if err := r.checkStillDeployed(ctx, ft, s); err != nil {
+			return ctrl.Result{}, err
+		}
 		s.succeeded(metav1.ConditionTrue, togetherv1.ReasonDeployed, ftDeployedMessage(ft))
 		return ctrl.Result{}, nil
 	}
@@ -151,48 +153,26 @@ type ftPatchOp struct {
 // write into the wrong entry.
 func (r *TogetherFineTuneReconciler) patchDeployment(ctx context.Context, ft *togetherv1.TogetherFineTune, model string) error {
 	t := ft.Spec.Deploy.Deployment
-	dep := &appsv1.Deployment{}
-	if err := r.Get(ctx, types.NamespacedName{Namespace: ft.Namespace, Name: t.Name}, dep); err != nil {
-		if apierrors.IsNotFound(err) {
-			return reconcile.Stalling(togetherv1.ReasonDeploymentNotFound, fmt.Sprintf(
-				"Deployment %q does not exist in namespace %q; create it or fix spec.deploy.deployment.name.", t.Name, ft.Namespace)).On(togetherv1.DeployedCondition).After(ftRecheckInterval)
+	// Re-checked now, just before the write: the target may have changed
+	// since the check before submission (reconcileTarget).
+	tg, err := r.inspectTarget(ctx, ft)
+	if err != nil {
+		if e, ok := reconcile.As(err); ok {
+			// The model exists and cannot go out: Deployed says why.
+			e.Condition = togetherv1.DeployedCondition
 		}
-		return fmt.Errorf("reading Deployment %s/%s: %w", ft.Namespace, t.Name, err)
+		return err
 	}
-	containers := dep.Spec.Template.Spec.Containers
-	ci := -1
-	for i := range containers {
-		if t.Container == "" || containers[i].Name == t.Container {
-			ci = i
-			break
-		}
-	}
-	if ci < 0 {
-		return reconcile.Stalling(togetherv1.ReasonContainerNotFound, fmt.Sprintf(
-			"Deployment %q has no container %q; fix spec.deploy.deployment.container.", t.Name, t.Container)).On(togetherv1.DeployedCondition).After(ftRecheckInterval)
-	}
-	c := containers[ci]
-	envName := t.Env
-	if envName == "" {
-		envName = ftDefaultModelEnv
-	}
-	ei := -1
-	for i := range c.Env {
-		if c.Env[i].Name == envName {
-			ei = i
-		}
-	}
+	dep, ci, ei, envName := tg.dep, tg.ci, tg.ei, tg.env
+	c := dep.Spec.Template.Spec.Containers[ci]
 	current := ""
 	if ei >= 0 {
-		if c.Env[ei].ValueFrom != nil {
-			return reconcile.Stalling(togetherv1.ReasonEnvVarFromSource, fmt.Sprintf(
-				"Env var %s of container %s in Deployment %q takes its value from a source; make it a plain value so the operator can set it.", envName, c.Name, t.Name)).On(togetherv1.DeployedCondition).After(ftRecheckInterval)
-		}
 		current = c.Env[ei].Value
 	}
 	annKey := previousModelAnnotation(c.Name, envName)
+	ownerKey := togetherv1.DeployedByAnnotation(c.Name, envName)
 	previous := current
-	if current == model {
+	if current == model && tg.recorded == ft.Name {
 		// Written by an earlier reconcile whose status write was lost; the
 		// annotation still holds the real previous value.
 		if v, ok := dep.Annotations[annKey]; ok {
@@ -211,10 +191,24 @@ func (r *TogetherFineTuneReconciler) patchDeployment(ctx context.Context, ft *to
 		default:
 			ops = append(ops, ftPatchOp{Op: "add", Path: cpath + "/env/-", Value: corev1.EnvVar{Name: envName, Value: model}})
 		}
+		if current == model {
+			// Written before a lost status write, or by an older version
+			// that recorded no holder: the annotation has the real
+			// previous value.
+			if v, ok := dep.Annotations[annKey]; ok {
+				previous = v
+			}
+		}
+		// The resourceVersion test makes the holder check and the write one
+		// step: a fine-tune that claimed the env var meanwhile fails the
+		// patch, and the next reconcile sees it.
+		ops = append(ops, ftPatchOp{Op: "test", Path: "/metadata/resourceVersion", Value: dep.ResourceVersion})
 		if dep.Annotations == nil {
-			ops = append(ops, ftPatchOp{Op: "add", Path: "/metadata/annotations", Value: map[string]string{annKey: previous}})
+			ops = append(ops, ftPatchOp{Op: "add", Path: "/metadata/annotations", Value: map[string]string{annKey: previous, ownerKey: ft.Name}})
 		} else {
-			ops = append(ops, ftPatchOp{Op: "add", Path: "/metadata/annotations/" + ftEscapePointer(annKey), Value: previous})
+			ops = append(ops,
+				ftPatchOp{Op: "add", Path: "/metadata/annotations/" + ftEscapePointer(annKey), Value: previous},
+				ftPatchOp{Op: "add", Path: "/metadata/annotations/" + ftEscapePointer(ownerKey), Value: ft.Name})
 		}
 		body, err := json.Marshal(ops)
 		if err != nil {
@@ -225,6 +219,10 @@ func (r *TogetherFineTuneReconciler) patchDeployment(ctx context.Context, ft *to
 		}
 		r.Recorder.Eventf(ft, dep, togetherv1.EventTypeNormal, togetherv1.EventReasonDeploymentPatched, "Deploy",
 			"Set %s of container %s in Deployment %s to %s (was %q; kept in annotation %s).", envName, c.Name, t.Name, model, previous, annKey)
+		if tg.holder != "" {
+			r.Recorder.Eventf(ft, dep, togetherv1.EventTypeNormal, togetherv1.EventReasonDeployTargetTakenOver, "Deploy",
+				"Took env var %s of container %s in Deployment %s over from fine-tune %q (spec.deploy.takeOver); that fine-tune now reports Deployed=False.", envName, c.Name, t.Name, tg.holder)
+		}
 	}
 	ft.Status.Deployment = &togetherv1.DeploymentStatus{Name: t.Name, Container: c.Name, Generation: dep.Generation, PreviousValue: previous}
 	return nil

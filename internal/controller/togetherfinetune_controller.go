@@ -3,12 +3,18 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/reconcile"
@@ -87,7 +93,7 @@ type TogetherFineTuneReconciler struct {
 // +kubebuilder:rbac:groups=together.ai,resources=togetherfinetunes,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=together.ai,resources=togetherfinetunes/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=together.ai,resources=togetherfinetunes/finalizers,verbs=update
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -96,7 +102,7 @@ type TogetherFineTuneReconciler struct {
 func (r *TogetherFineTuneReconciler) kind() *kind[*togetherv1.TogetherFineTune] {
 	return &kind[*togetherv1.TogetherFineTune]{
 		conditions: reconcile.Conditions{
-			Owned: []string{togetherv1.ReadyCondition, togetherv1.ReconcilingCondition, togetherv1.StalledCondition, togetherv1.DeployedCondition, togetherv1.RemoteCleanupCondition},
+			Owned: []string{togetherv1.ReadyCondition, togetherv1.ReconcilingCondition, togetherv1.StalledCondition, togetherv1.DeployedCondition, togetherv1.DeployTargetReadyCondition, togetherv1.RemoteCleanupCondition},
 			// Ready needs Deployed when spec.deploy asks for a target.
 			Positive: []string{togetherv1.DeployedCondition},
 		},
@@ -106,6 +112,13 @@ func (r *TogetherFineTuneReconciler) kind() *kind[*togetherv1.TogetherFineTune] 
 		finalize:       r.finalize,
 		gone:           func(req ctrl.Request) { deleteFineTuneMetrics(req.Namespace, req.Name) },
 		steps: []step[*togetherv1.TogetherFineTune]{
+			// target: check spec.deploy.deployment before the current
+			// attempt's model is deployed — before anything is submitted,
+			// so that training is not paid for a model with nowhere to go.
+			// Stalls (nothing submitted yet, onTargetNotReady Wait):
+			// DeploymentNotFound, ContainerNotFound, EnvVarFromSource,
+			// DeployTargetHeld; otherwise reports them on DeployTargetReady.
+			{name: "target", owns: []string{togetherv1.DeployTargetReadyCondition}, run: r.reconcileTarget},
 			// job: follow exactly one job per attempt: finish an interrupted
 			// submission, adopt spec.jobID, or submit the first attempt.
 			// Stalls: TrainingDataNotFound, InvalidTrainingData,
@@ -138,6 +151,11 @@ func (r *TogetherFineTuneReconciler) apiFailure(err error, doing string) error {
 // the finalizer goes.
 func (r *TogetherFineTuneReconciler) finalize(ctx context.Context, ft *togetherv1.TogetherFineTune, s *scope) error {
 	deleteFineTuneMetrics(ft.Namespace, ft.Name)
+	// Best effort: an annotation naming a deleted fine-tune holds nothing
+	// (stillHolds), so a failure here must not hold the deletion up.
+	if err := r.releaseTarget(ctx, ft); err != nil {
+		logf.FromContext(ctx).Info("could not remove the deployed-by annotation; it names a deleted fine-tune and holds nothing", "error", err.Error())
+	}
 	if ft.Spec.DeletionPolicy == togetherv1.DeletionPolicyRetain {
 		return nil
 	}
@@ -193,8 +211,45 @@ func (r *TogetherFineTuneReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.API == nil {
 		return errors.New("TogetherFineTuneReconciler needs a Together API client")
 	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &togetherv1.TogetherFineTune{}, indexDeployTarget, deployTargetNames); err != nil {
+		return fmt.Errorf("indexing fine-tunes by target Deployment: %w", err)
+	}
+	// A metadata-only watch (managed fields stripped by the cache's
+	// transform) wakes the fine-tunes that target a Deployment when it is
+	// created, deleted, its spec changes or its annotations do (another
+	// fine-tune took the env var over): a fine-tune waiting for its target
+	// submits as soon as it exists, and a holder learns it lost the target.
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&togetherv1.TogetherFineTune{}).
+		WatchesMetadata(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.fineTunesTargeting),
+			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Named("togetherfinetune").
 		Complete(requeueConflicts(r))
+}
+
+// indexDeployTarget indexes fine-tunes by the Deployment that
+// spec.deploy.deployment names.
+const indexDeployTarget = "spec.deploy.deployment.name"
+
+func deployTargetNames(o client.Object) []string {
+	ft, ok := o.(*togetherv1.TogetherFineTune)
+	if !ok || ft.Spec.Deploy == nil || ft.Spec.Deploy.Deployment == nil {
+		return nil
+	}
+	return []string{ft.Spec.Deploy.Deployment.Name}
+}
+
+// fineTunesTargeting maps a Deployment to the fine-tunes of its namespace
+// that deploy into it.
+func (r *TogetherFineTuneReconciler) fineTunesTargeting(ctx context.Context, dep client.Object) []ctrl.Request {
+	list := &togetherv1.TogetherFineTuneList{}
+	if err := r.List(ctx, list, client.InNamespace(dep.GetNamespace()), client.MatchingFields{indexDeployTarget: dep.GetName()}); err != nil {
+		logf.FromContext(ctx).Error(err, "listing fine-tunes that target a Deployment", "deployment", dep.GetName())
+		return nil
+	}
+	reqs := make([]ctrl.Request, 0, len(list.Items))
+	for i := range list.Items {
+		reqs = append(reqs, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return reqs
 }

@@ -504,10 +504,12 @@ var _ = Describe("FineTune reconciler", func() {
 		Expect(drainEvents(recorder)).To(ContainElement(ContainSubstring("Warning QualityGateFailed")))
 	})
 
-	It("reports a missing Deployment as a condition", func() {
+	It("reports a Deployment missing when the model is ready as a condition", func() {
 		key := newFineTune("nodep", togetherv1.TogetherFineTuneSpec{
 			Training: &togetherv1.TrainingSpec{Model: "m", TrainingFile: uploadedFile()},
-			Deploy:   &togetherv1.DeploySpec{Deployment: &togetherv1.DeploymentTarget{Name: "missing"}},
+			// Submit: train although the target is missing (the default
+			// waits for it, see finetune_target_test.go).
+			Deploy: &togetherv1.DeploySpec{OnTargetNotReady: togetherv1.TargetNotReadySubmit, Deployment: &togetherv1.DeploymentTarget{Name: "missing"}},
 		})
 		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
 			c := condition(ft, togetherv1.DeployedCondition)

@@ -116,6 +116,7 @@ type migrationRun struct {
 	plan    migrationPlan
 	found   []*foundWorkload
 	moved   []movedTarget
+	held    []togetherv1.MigrationTarget
 	patched int
 }
 
@@ -129,7 +130,7 @@ func (m *migrationRun) schedule(_ context.Context, obj *togetherv1.TogetherModel
 
 func (m *migrationRun) scan(ctx context.Context, obj *togetherv1.TogetherModelMigration, _ *scope) (ctrl.Result, error) {
 	var err error
-	m.found, m.moved, err = m.r.reconcileScan(ctx, obj, m.plan.selector)
+	m.found, m.moved, m.held, err = m.r.reconcileScan(ctx, obj, m.plan.selector)
 	return ctrl.Result{}, err
 }
 
@@ -141,7 +142,7 @@ func (m *migrationRun) patch(ctx context.Context, obj *togetherv1.TogetherModelM
 }
 
 func (m *migrationRun) record(_ context.Context, obj *togetherv1.TogetherModelMigration, _ *scope) (ctrl.Result, error) {
-	m.r.reconcileTargets(obj, m.found, m.moved, m.now)
+	m.r.reconcileTargets(obj, m.found, m.moved, m.held, m.now)
 	m.r.reconcileAtRisk(obj, m.prev, m.found, m.plan, m.now)
 	return ctrl.Result{}, nil
 }
@@ -235,13 +236,17 @@ type movedTarget struct {
 // old model, so that the record of patched targets does not depend on a
 // status write having succeeded (it may conflict with the event intake's
 // after the workloads were patched).
-func (r *TogetherModelMigrationReconciler) reconcileScan(ctx context.Context, obj *togetherv1.TogetherModelMigration, sel labels.Selector) ([]*foundWorkload, []movedTarget, error) {
+func (r *TogetherModelMigrationReconciler) reconcileScan(ctx context.Context, obj *togetherv1.TogetherModelMigration, sel labels.Selector) ([]*foundWorkload, []movedTarget, []togetherv1.MigrationTarget, error) {
 	var found []*foundWorkload
 	var moved []movedTarget
+	var held []togetherv1.MigrationTarget
 	add := func(kind string, meta *metav1.ObjectMeta, tmpl *corev1.PodTemplateSpec) error {
 		w := migration.Workload{Annotations: meta.Annotations, Template: tmpl, ResourceVersion: meta.ResourceVersion}
 		if meta.Annotations[migration.PreviousModelAnnotation] == obj.Spec.ModelID {
 			moved = append(moved, movedTargets(kind, meta, w, migration.Target{From: obj.Spec.ModelID, To: obj.Spec.ReplacementModel, EnvNames: obj.Spec.ModelEnvNames()})...)
+		}
+		for _, h := range migration.Held(w, migration.Target{From: obj.Spec.ModelID, To: obj.Spec.ReplacementModel, EnvNames: obj.Spec.ModelEnvNames()}) {
+			held = append(held, togetherv1.MigrationTarget{Kind: kind, Name: meta.Name, Container: h.Container, Field: h.Field, From: h.From, To: h.From, HeldBy: h.HeldBy})
 		}
 		changes := migration.Scan(w, migration.Target{From: obj.Spec.ModelID, To: obj.Spec.ReplacementModel, EnvNames: obj.Spec.ModelEnvNames()})
 		if len(changes) == 0 {
@@ -259,12 +264,12 @@ func (r *TogetherModelMigrationReconciler) reconcileScan(ctx context.Context, ob
 	deployments := &appsv1.DeploymentList{}
 	for cont := ""; ; {
 		if err := r.List(ctx, deployments, append(opts, client.Continue(cont))...); err != nil {
-			return nil, nil, fmt.Errorf("listing Deployments in %s: %w", obj.Namespace, err)
+			return nil, nil, nil, fmt.Errorf("listing Deployments in %s: %w", obj.Namespace, err)
 		}
 		for i := range deployments.Items {
 			d := &deployments.Items[i]
 			if err := add("Deployment", &d.ObjectMeta, &d.Spec.Template); err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 		}
 		if cont = deployments.Continue; cont == "" {
@@ -274,12 +279,12 @@ func (r *TogetherModelMigrationReconciler) reconcileScan(ctx context.Context, ob
 	statefulSets := &appsv1.StatefulSetList{}
 	for cont := ""; ; {
 		if err := r.List(ctx, statefulSets, append(opts, client.Continue(cont))...); err != nil {
-			return nil, nil, fmt.Errorf("listing StatefulSets in %s: %w", obj.Namespace, err)
+			return nil, nil, nil, fmt.Errorf("listing StatefulSets in %s: %w", obj.Namespace, err)
 		}
 		for i := range statefulSets.Items {
 			s := &statefulSets.Items[i]
 			if err := add("StatefulSet", &s.ObjectMeta, &s.Spec.Template); err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 		}
 		if cont = statefulSets.Continue; cont == "" {
@@ -292,7 +297,7 @@ func (r *TogetherModelMigrationReconciler) reconcileScan(ctx context.Context, ob
 		}
 		return found[i].name < found[j].name
 	})
-	return found, moved, nil
+	return found, moved, held, nil
 }
 
 // movedTargets lists the fields of a migrated workload that hold the
@@ -386,7 +391,7 @@ func targetKey(t togetherv1.MigrationTarget) string {
 // this migration (fixed by someone else, or deleted) are dropped.
 // lastScanTime moves only when the targets change, so that a scan that
 // finds nothing new writes nothing.
-func (r *TogetherModelMigrationReconciler) reconcileTargets(obj *togetherv1.TogetherModelMigration, found []*foundWorkload, moved []movedTarget, now time.Time) {
+func (r *TogetherModelMigrationReconciler) reconcileTargets(obj *togetherv1.TogetherModelMigration, found []*foundWorkload, moved []movedTarget, held []togetherv1.MigrationTarget, now time.Time) {
 	targets := []togetherv1.MigrationTarget{}
 	seen := map[string]bool{}
 	for _, w := range found {
@@ -424,6 +429,8 @@ func (r *TogetherModelMigrationReconciler) reconcileTargets(obj *togetherv1.Toge
 			targets = append(targets, t)
 		}
 	}
+	// Env vars a fine-tune holds are listed, never patched.
+	targets = append(targets, held...)
 	sort.SliceStable(targets, func(i, j int) bool { return targetKey(targets[i]) < targetKey(targets[j]) })
 	if len(targets) == 0 {
 		targets = nil
@@ -462,7 +469,7 @@ func (r *TogetherModelMigrationReconciler) reconcileAtRisk(obj *togetherv1.Toget
 	if prev.AtRisk > 0 {
 		set := map[string]bool{}
 		for _, t := range prev.Targets {
-			if t.PatchedAt == nil && !set[t.Kind+"/"+t.Name] {
+			if t.PatchedAt == nil && t.HeldBy == "" && !set[t.Kind+"/"+t.Name] {
 				set[t.Kind+"/"+t.Name] = true
 				before = append(before, t.Kind+"/"+t.Name)
 			}
@@ -533,13 +540,21 @@ func (r *TogetherModelMigrationReconciler) reconcilePhase(obj *togetherv1.Togeth
 	}
 	if patched > 0 {
 		var names []string
+		fields := 0
 		for _, w := range found {
 			if w.patchedAt != nil {
 				names = append(names, w.kind+"/"+w.name)
+				fields += len(w.changes)
 			}
 		}
+		// Counted in targets (fields), as status.migrated and the MIGRATED
+		// column are, and in workloads.
 		r.event(obj, togetherv1.EventTypeNormal, togetherv1.ReasonMigrated, "Migrate",
-			"Moved %d workload(s) from %s to %s: %s.", patched, from, to, summarize(names))
+			"Moved %d target(s) in %d workload(s) from %s to %s: %s.", fields, patched, from, to, summarize(names))
+	}
+	held := ""
+	if n := heldCount(st.Targets); n > 0 {
+		held = fmt.Sprintf(" %d env var(s) held by a fine-tune keep their model (status.targets[].heldBy): a fine-tune's deployed model takes precedence.", n)
 	}
 	if len(failed) > 0 && !equality.Semantic.DeepEqual(failedTargets(prev.Targets), failedTargets(st.Targets)) {
 		r.event(obj, togetherv1.EventTypeWarning, togetherv1.ReasonPatchFailed, "Migrate",
@@ -551,8 +566,8 @@ func (r *TogetherModelMigrationReconciler) reconcilePhase(obj *togetherv1.Togeth
 	case len(failed) == 0:
 		st.Phase = togetherv1.MigrationCompleted
 		s.succeeded(metav1.ConditionTrue, togetherv1.ReasonSucceeded,
-			fmt.Sprintf("No selected workload uses %s; %d target(s) moved to %s so far. New workloads are checked every %s.",
-				from, st.Migrated, to, r.rescanInterval()))
+			fmt.Sprintf("No selected workload uses %s where a migration may change it; %d target(s) moved to %s so far. New workloads are checked every %s.%s",
+				from, st.Migrated, to, r.rescanInterval(), held))
 		return rescan, nil
 	case patched == 0 && st.Migrated == 0:
 		st.Phase = togetherv1.MigrationFailed
@@ -566,6 +581,17 @@ func (r *TogetherModelMigrationReconciler) reconcilePhase(obj *togetherv1.Togeth
 			fmt.Sprintf("%d workload(s) still use %s because they could not be patched: %s; see status.targets[].error. Retried every %s.",
 				len(failed), from, summarize(failed), migrationRetryInterval)).After(retry).Silent()
 	}
+}
+
+// heldCount counts the targets a fine-tune holds.
+func heldCount(targets []togetherv1.MigrationTarget) int {
+	n := 0
+	for _, t := range targets {
+		if t.HeldBy != "" {
+			n++
+		}
+	}
+	return n
 }
 
 // failedTargets is the set of failed targets with their errors, to emit the

@@ -191,7 +191,35 @@ var _ = Describe("TogetherModelMigration", func() {
 				Field: "metadata.annotations[together.ai/model]", From: oldModel, To: newModel,
 				PatchedAt: got.Status.Targets[0].PatchedAt},
 		))
-		Expect(drainEvents(recorder)).To(ConsistOf(HavePrefix("Normal Migrated Moved 4 workload(s)")))
+		Expect(drainEvents(recorder)).To(ConsistOf(HavePrefix("Normal Migrated Moved 5 target(s) in 4 workload(s)")))
+	})
+
+	It("leaves an env var a fine-tune holds alone and lists it as held", func() {
+		held := makeDeployment("held", map[string]string{togetherv1.DeployedByAnnotation("app", "MODEL"): "support-bot"},
+			container("app", map[string]string{"MODEL": oldModel, "TOGETHER_MODEL": oldModel}))
+		m := makeMigration("precedence", nil)
+		reconcile(m)
+
+		app := getDeployment("held").Spec.Template.Spec.Containers[0]
+		Expect(envOf(app, "MODEL")).To(Equal(oldModel), "the fine-tune's env var keeps its model")
+		Expect(envOf(app, "TOGETHER_MODEL")).To(Equal(newModel), "an env var nobody holds is migrated")
+		Expect(held.Annotations).To(HaveKey(togetherv1.DeployedByAnnotation("app", "MODEL")))
+
+		got := getMigration(m)
+		Expect(got.Status.Migrated).To(Equal(int32(1)))
+		Expect(got.Status.Targets).To(ContainElement(togetherv1.MigrationTarget{
+			Kind: "Deployment", Name: "held", Container: "app", Field: "spec.template.spec.containers[app].env[MODEL]",
+			From: oldModel, To: oldModel, HeldBy: "support-bot"}))
+		ready := condition(got, togetherv1.ReadyCondition)
+		Expect(ready.Status).To(Equal(metav1.ConditionTrue))
+		Expect(ready.Message).To(ContainSubstring("1 env var(s) held by a fine-tune"))
+		Expect(drainEvents(recorder)).To(ConsistOf(HavePrefix("Normal Migrated Moved 1 target(s) in 1 workload(s)")))
+
+		By("staying put when reconciled again")
+		rv := getMigration(m).ResourceVersion
+		reconcile(m)
+		Expect(getMigration(m).ResourceVersion).To(Equal(rv))
+		Expect(drainEvents(recorder)).To(BeEmpty())
 	})
 
 	It("annotates the old model and a rollback patch that restores it", func() {
@@ -405,7 +433,7 @@ var _ = Describe("TogetherModelMigration", func() {
 			recordEvent(client.ObjectKeyFromObject(m), "evt-1")
 			reconcile(m)
 			expectMigrated(m, "evt-1")
-			Expect(drainEvents(recorder)).To(ConsistOf(HavePrefix("Normal Migrated Moved 1 workload(s)")))
+			Expect(drainEvents(recorder)).To(ConsistOf(HavePrefix("Normal Migrated Moved 1 target(s) in 1 workload(s)")))
 		})
 
 		It("keeps the record of patched targets when the write precedes the first reconcile", func() {
@@ -436,7 +464,7 @@ var _ = Describe("TogetherModelMigration", func() {
 			Expect(envOf(getDeployment("chat-app").Spec.Template.Spec.Containers[0], "MODEL")).To(Equal(newModel))
 			reconcile(m) // the retry, which finds nothing left to patch
 			expectMigrated(m, "evt-1")
-			Expect(drainEvents(recorder)).To(ConsistOf(HavePrefix("Normal Migrated Moved 1 workload(s)")))
+			Expect(drainEvents(recorder)).To(ConsistOf(HavePrefix("Normal Migrated Moved 1 target(s) in 1 workload(s)")))
 
 			By("staying put when reconciled again")
 			rv := getMigration(m).ResourceVersion
@@ -523,7 +551,7 @@ var _ = Describe("TogetherModelMigration", func() {
 		Expect(condition(got, togetherv1.ReadyCondition).Status).To(Equal(metav1.ConditionFalse))
 		evs := drainEvents(recorder)
 		Expect(evs).To(ContainElement(HavePrefix("Warning PatchFailed")))
-		Expect(evs).To(ContainElement(HavePrefix("Normal Migrated Moved 1 workload(s)")))
+		Expect(evs).To(ContainElement(HavePrefix("Normal Migrated Moved 1 target(s) in 1 workload(s)")))
 
 		By("retrying without a second Event or status write")
 		reconcile(m)

@@ -46,6 +46,8 @@ type Change struct {
 	Path string
 	// From is the value before, To the value after.
 	From, To string
+	// HeldBy, set only by Held, names the fine-tune that holds this env var.
+	HeldBy string
 	// guards pin the position of the value (container and env names at the
 	// indices used in Path), so that a concurrent edit that shifts lists makes
 	// the patch fail instead of rewriting an unrelated field.
@@ -105,12 +107,33 @@ func Scan(w Workload, t Target) []Change {
 			From:  t.From, To: t.To,
 		})
 	}
-	changes = append(changes, scanContainers("initContainers", w.Template.Spec.InitContainers, t, envNames)...)
-	changes = append(changes, scanContainers("containers", w.Template.Spec.Containers, t, envNames)...)
+	changes = append(changes, scanContainers("initContainers", w.Template.Spec.InitContainers, t, envNames, w.Annotations, nil)...)
+	changes = append(changes, scanContainers("containers", w.Template.Spec.Containers, t, envNames, w.Annotations, nil)...)
 	return changes
 }
 
-func scanContainers(list string, containers []corev1.Container, t Target, envNames []string) []Change {
+// Held returns the env vars that would match t.From but that a fine-tune
+// holds (the workload's together.ai/deployed-by.<container>.<env>
+// annotation names it): Scan leaves them alone, because a fine-tune's
+// deployed model takes precedence over a migration (docs/migration.md).
+// Change.HeldBy names the fine-tune.
+func Held(w Workload, t Target) []Change {
+	if w.Template == nil || w.Annotations[togetherv1.RolledBackAnnotation] == t.From {
+		return nil
+	}
+	envNames := t.EnvNames
+	if len(envNames) == 0 {
+		envNames = togetherv1.DefaultModelEnvNames
+	}
+	var held []Change
+	scanContainers("initContainers", w.Template.Spec.InitContainers, t, envNames, w.Annotations, &held)
+	scanContainers("containers", w.Template.Spec.Containers, t, envNames, w.Annotations, &held)
+	return held
+}
+
+// scanContainers finds the model fields of containers; env vars a fine-tune
+// holds (per annotations) are skipped, and appended to held when it is set.
+func scanContainers(list string, containers []corev1.Container, t Target, envNames []string, annotations map[string]string, held *[]Change) []Change {
 	var changes []Change
 	for i, c := range containers {
 		base := "/spec/template/spec/" + list + "/" + strconv.Itoa(i)
@@ -118,6 +141,12 @@ func scanContainers(list string, containers []corev1.Container, t Target, envNam
 		nameGuard := Op{Op: "test", Path: base + "/name", Value: c.Name}
 		for j, e := range c.Env {
 			if e.ValueFrom != nil || e.Value != t.From || !slices.Contains(envNames, e.Name) {
+				continue
+			}
+			if by := annotations[togetherv1.DeployedByAnnotation(c.Name, e.Name)]; by != "" {
+				if held != nil {
+					*held = append(*held, Change{Container: c.Name, Field: field + ".env[" + e.Name + "]", From: e.Value, HeldBy: by})
+				}
 				continue
 			}
 			p := base + "/env/" + strconv.Itoa(j)

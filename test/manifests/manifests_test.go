@@ -44,9 +44,11 @@ var allowedVerbs = map[string][]string{
 	// never list or watch (that would expose every Secret of the cluster).
 	"core/secrets": {"get"},
 	// Migration and deploy patch the model of named workloads; the
-	// migration lists them by label selector. Never update, create or
-	// delete workloads.
-	"apps/deployments":  {"get", "list", "patch"},
+	// migration lists them by label selector. Fine-tunes watch Deployments'
+	// metadata only (a fine-tune waiting for its target submits when it
+	// appears; a holder learns it lost the env var). Never update, create
+	// or delete workloads.
+	"apps/deployments":  {"get", "list", "patch", "watch"},
 	"apps/statefulsets": {"get", "list", "patch"},
 	// Batch output fetch Jobs (the cache holds only the operator's own).
 	"batch/jobs": {"create", "delete", "get", "list", "watch"},
