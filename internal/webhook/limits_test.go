@@ -52,7 +52,7 @@ func deliverTo(base string, r request, stream bool) (int, string) {
 // deliveries of one spec are distinct events.
 func standardAt(path, id string, body []byte, at time.Time, secret string) request {
 	return request{method: http.MethodPost, path: path, body: body, header: http.Header{
-		"Content-Type":                 {"application/json"},
+		"Content-Type":              {"application/json"},
 		push.HeaderWebhookID:        {id},
 		push.HeaderWebhookTimestamp: {strconv.FormatInt(at.Unix(), 10)},
 		push.HeaderWebhookSignature: {push.Standard([]byte(secret), id, at, body)},
