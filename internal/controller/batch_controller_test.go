@@ -488,7 +488,7 @@ var _ = Describe("TogetherBatch", func() {
 			j := &batchv1.Job{}
 			err := k8sClient.Get(ctx, client.ObjectKeyFromObject(job), j)
 			return apierrors.IsNotFound(err) || !j.DeletionTimestamp.IsZero()
-		}).Should(BeTrue())
+		}).Should(BeTrue(), "waiting for the fetch Job to be deleted")
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(userSecret), &corev1.Secret{})).To(Succeed(), "the user's Secret is theirs to keep")
 	})
 

@@ -526,7 +526,7 @@ var _ = Describe("TogetherModelMigration", func() {
 		// The API server loads policies asynchronously; wait until it enforces this one.
 		Eventually(func() error {
 			return k8sClient.Patch(ctx, locked.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"probe":"x"}}}`)), client.DryRunAll)
-		}).Should(Satisfy(apierrors.IsForbidden))
+		}).Should(Satisfy(apierrors.IsForbidden), "waiting for the API server to refuse the write")
 
 		m := makeMigration("partial", nil)
 		res := reconcile(m)

@@ -71,7 +71,7 @@ var _ = Describe("TogetherWebhookSubscription", func() {
 	It("becomes Ready with its path and observedGeneration, as kubectl wait expects", func() {
 		ns := newNamespace()
 		sub := createSubscription(ns, "events", nil)
-		Eventually(readyAndObserved(sub, func() []metav1.Condition { return sub.Status.Conditions })).Should(Succeed())
+		Eventually(readyAndObserved(sub, func() []metav1.Condition { return sub.Status.Conditions })).Should(Succeed(), "waiting for the subscription to be Ready")
 		Expect(sub.Status.WebhookPath).To(Equal("/webhooks/together/" + ns + "/events"))
 		Expect(apimeta.FindStatusCondition(sub.Status.Conditions, togetherv1.ReconcilingCondition)).To(BeNil())
 		Expect(apimeta.FindStatusCondition(sub.Status.Conditions, togetherv1.StalledCondition)).To(BeNil())
@@ -79,7 +79,7 @@ var _ = Describe("TogetherWebhookSubscription", func() {
 		By("a spec change is observed again")
 		sub.Spec.Events = []togetherv1.EventType{togetherv1.EventBatchDone}
 		Expect(k8s.Update(ctx, sub)).To(Succeed())
-		Eventually(readyAndObserved(sub, func() []metav1.Condition { return sub.Status.Conditions })).Should(Succeed())
+		Eventually(readyAndObserved(sub, func() []metav1.Condition { return sub.Status.Conditions })).Should(Succeed(), "waiting for the changed subscription to be Ready")
 		Expect(sub.Status.ObservedGeneration).To(Equal(int64(2)))
 	})
 
@@ -94,13 +94,13 @@ var _ = Describe("TogetherWebhookSubscription", func() {
 			g.Expect(c).NotTo(BeNil())
 			g.Expect(c.Reason).To(Equal(togetherv1.ReasonSecretNotFound))
 			g.Expect(c.Message).To(ContainSubstring("kubectl -n " + ns + " create secret generic missing"))
-		}).Should(Succeed())
+		}).Should(Succeed(), "waiting for the subscription to register")
 		Expect(apimeta.IsStatusConditionTrue(sub.Status.Conditions, togetherv1.ReadyCondition)).To(BeFalse())
 
 		By("creating the Secret afterwards: the subscription finds it without a restart")
 		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "missing"},
 			StringData: map[string]string{"secret": signingSecret}})).To(Succeed())
-		Eventually(readyAndObserved(sub, func() []metav1.Condition { return sub.Status.Conditions })).WithTimeout(30 * time.Second).Should(Succeed())
+		Eventually(readyAndObserved(sub, func() []metav1.Condition { return sub.Status.Conditions })).WithTimeout(30*time.Second).Should(Succeed(), "waiting for the subscription to find its Secret")
 		Expect(apimeta.FindStatusCondition(sub.Status.Conditions, togetherv1.StalledCondition)).To(BeNil())
 	})
 
@@ -114,12 +114,12 @@ var _ = Describe("TogetherWebhookSubscription", func() {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(sub), sub)).To(Succeed())
 			g.Expect(apimeta.IsStatusConditionTrue(sub.Status.Conditions, togetherv1.RegisteredCondition)).To(BeTrue())
 			g.Expect(sub.Status.RemoteID).NotTo(BeEmpty())
-		}).Should(Succeed())
+		}).Should(Succeed(), "waiting for the subscription to report NotSupported")
 
 		By("deleting it removes the remote registration")
 		remoteID := sub.Status.RemoteID
 		Expect(k8s.Delete(ctx, sub)).To(Succeed())
-		Eventually(func() int { return sim.CountCalls(http.MethodDelete, "/v1/webhooks/"+remoteID) }).Should(Equal(1))
+		Eventually(func() int { return sim.CountCalls(http.MethodDelete, "/v1/webhooks/"+remoteID) }).Should(Equal(1), "waiting for the remote registration to be deleted")
 
 		By("an API without /webhooks")
 		sim.Faults().SetRoute(http.MethodPost, "/v1/webhooks", togethersim.RouteFault{Status: http.StatusNotFound, Times: 1000})
@@ -135,7 +135,7 @@ var _ = Describe("TogetherWebhookSubscription", func() {
 			g.Expect(c.Reason).To(Equal(togetherv1.ReasonNotSupported))
 			g.Expect(c.Message).To(ContainSubstring("poller"))
 			g.Expect(apimeta.IsStatusConditionTrue(other.Status.Conditions, togetherv1.ReadyCondition)).To(BeTrue())
-		}).Should(Succeed())
+		}).Should(Succeed(), "waiting for the subscription to register with the simulator")
 	})
 })
 
@@ -149,7 +149,7 @@ var _ = Describe("Event intake end to end", func() {
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(sub), sub)).To(Succeed())
 			g.Expect(sub.Status.RemoteID).NotTo(BeEmpty())
-		}).Should(Succeed())
+		}).Should(Succeed(), "waiting for the fine-tune to succeed")
 
 		file, err := parts.Poller.API.(*together.Client).UploadFile(ctx, "train.jsonl", together.FilePurposeFineTune,
 			strings.NewReader(`{"text":"hello"}`+"\n"))
@@ -160,14 +160,14 @@ var _ = Describe("Event intake end to end", func() {
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ft), ft)).To(Succeed())
 			g.Expect(ft.Status.Phase).To(Equal(togetherv1.FineTuneSucceeded))
-		}).WithTimeout(30 * time.Second).Should(Succeed())
+		}).WithTimeout(30*time.Second).Should(Succeed(), "waiting for the fine-tune to succeed through the pushes")
 		job, err := parts.Poller.API.(*together.Client).GetFineTune(ctx, ft.Status.JobID)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(ft.Status.OutputModel).To(Equal(job.ModelOutputName))
 		Expect(ft.Status.Step).To(BeNumerically(">", 0))
 		Expect(ft.Status.LastEvent).NotTo(BeNil())
 		Expect(ft.Status.LastEvent.ID).NotTo(HavePrefix("poll:"), "the push, not the poller, should have delivered it")
-		Eventually(readyAndObserved(ft, func() []metav1.Condition { return ft.Status.Conditions })).Should(Succeed())
+		Eventually(readyAndObserved(ft, func() []metav1.Condition { return ft.Status.Conditions })).Should(Succeed(), "waiting for the fine-tune to be Ready")
 	})
 
 	It("converges through the poller when a push beat the resource to its job, and without any subscription", func() {
@@ -182,7 +182,7 @@ var _ = Describe("Event intake end to end", func() {
 			j, err := api.GetFineTune(ctx, job.ID)
 			Expect(err).NotTo(HaveOccurred())
 			return j.Status
-		}).WithTimeout(20 * time.Second).Should(Equal(together.FineTuneCompleted))
+		}).WithTimeout(20*time.Second).Should(Equal(together.FineTuneCompleted), "waiting for the job to complete at the simulator")
 
 		body, _ := json.Marshal(map[string]any{"id": "early-1", "type": "fine_tune.completed", "data": map[string]any{"fine_tune_id": job.ID, "model_name": "x"}})
 		Expect(post(webhook.PathFor(ns, "plain"), body)).To(Equal(http.StatusAccepted), "no resource tracks the job yet")
@@ -194,7 +194,7 @@ var _ = Describe("Event intake end to end", func() {
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ft), ft)).To(Succeed())
 			g.Expect(ft.Status.Phase).To(Equal(togetherv1.FineTuneSucceeded))
-		}).WithTimeout(20 * time.Second).Should(Succeed())
+		}).WithTimeout(20*time.Second).Should(Succeed(), "waiting for the poller to converge the fine-tune")
 		j, _ := api.GetFineTune(ctx, job.ID)
 		Expect(ft.Status.OutputModel).To(Equal(j.ModelOutputName))
 	})
@@ -215,7 +215,7 @@ var _ = Describe("Event intake end to end", func() {
 			for _, ft := range l.Items {
 				g.Expect(ft.Status.JobID).NotTo(BeEmpty())
 			}
-		}).WithTimeout(20 * time.Second).Should(Succeed())
+		}).WithTimeout(20*time.Second).Should(Succeed(), "waiting for every fine-tune to record its job")
 		_, err := parts.Poller.PollOnce(ctx) // first read: per-job details for jobs never seen
 		Expect(err).NotTo(HaveOccurred())
 		stats, err := parts.Poller.PollOnce(ctx)
@@ -241,10 +241,10 @@ var _ = Describe("Event intake end to end", func() {
 			g.Expect(k8s.List(ctx, &l, client.InNamespace(ns))).To(Succeed())
 			g.Expect(l.Items).To(HaveLen(1))
 			g.Expect(l.Items[0].Spec.ReplacementModel).To(Equal("org/successor"))
-		}).Should(Succeed())
+		}).Should(Succeed(), "waiting for the poller to create the migration")
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "uses-retiring"}, dep)).To(Succeed())
 			g.Expect(dep.Spec.Template.Spec.Containers[0].Env[0].Value).To(Equal("org/successor"))
-		}).WithTimeout(20 * time.Second).Should(Succeed())
+		}).WithTimeout(20*time.Second).Should(Succeed(), "waiting for the Deployment to be migrated")
 	})
 })

@@ -285,7 +285,7 @@ func TestClockAdvancesOnItsOwn(t *testing.T) {
 			return "", err
 		}
 		return got.State, nil
-	}, 5*time.Second, 5*time.Millisecond).Should(Equal(together.EndpointStarted))
+	}, 5*time.Second, 5*time.Millisecond).Should(Equal(together.EndpointStarted), "waiting for the endpoint to start")
 }
 
 func TestListEndpoints(t *testing.T) {

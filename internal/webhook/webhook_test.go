@@ -57,7 +57,7 @@ func makeSubscription(ns, name string, mut func(*togetherv1.TogetherWebhookSubsc
 	Expect(k8s.Create(ctx, sub)).To(Succeed())
 	Eventually(func() error {
 		return srv.Client.Get(ctx, client.ObjectKeyFromObject(sub), &togetherv1.TogetherWebhookSubscription{})
-	}).Should(Succeed())
+	}).Should(Succeed(), "waiting for the cache to see the subscription")
 	return sub
 }
 
@@ -74,7 +74,7 @@ func makeFineTune(ns, name, jobID string) *togetherv1.TogetherFineTune {
 		var l togetherv1.TogetherFineTuneList
 		Expect(srv.Client.List(ctx, &l, client.InNamespace(ns), client.MatchingFields{intake.IndexFineTuneJobID: jobID})).To(Succeed())
 		return len(l.Items)
-	}).Should(Equal(1))
+	}).Should(Equal(1), "waiting for the cache to find the fine-tune by job ID")
 	return ft
 }
 
@@ -230,7 +230,7 @@ var _ = Describe("Events endpoint", func() {
 		withNew.header.Set(push.HeaderSignature, push.Hex([]byte("brand-new"), body))
 		// A failed verification refreshes the cached secret at most once a
 		// second, so the new secret is accepted within about a second.
-		Eventually(func() int { code, _ := send(withNew); return code }).WithTimeout(5 * time.Second).Should(Equal(200))
+		Eventually(func() int { code, _ := send(withNew); return code }).WithTimeout(5*time.Second).Should(Equal(200), "waiting for the rotated secret to be accepted")
 		code, _ = send(hexSigned(path, envelope("d", "fine_tune.checkpoint", map[string]any{"fine_tune_id": "ft-rot", "step": 4})))
 		Expect(code).To(Equal(200), "the previous secret is still accepted")
 		Expect(getFineTune(ns, "ft").Status.Step).To(Equal(int64(4)))
@@ -342,7 +342,7 @@ var _ = Describe("Events endpoint", func() {
 			Expect(applier.ApplyTo(ctx, intake.KindFineTune, nn, ev).Outcome).To(Equal(lattice.Stale), ev.ID)
 		}
 		Expect(getFineTune(ns, "ft").ResourceVersion).To(Equal(rv), "the poll of the same transition wrote again")
-		Eventually(func() int { return eventsFor(ns, "ft", "JobRunning") }).Should(Equal(1))
+		Eventually(func() int { return eventsFor(ns, "ft", "JobRunning") }).Should(Equal(1), "waiting for the JobRunning Event")
 		Consistently(func() int { return eventsFor(ns, "ft", "JobRunning") }, "500ms").Should(Equal(1))
 	})
 
@@ -391,7 +391,7 @@ var _ = Describe("Events endpoint", func() {
 			code, _ := send(hexSigned(PathFor(ns, "plain"), envelope(fmt.Sprint("u", i), "fine_tune.completed", map[string]any{"fine_tune_id": "ft-nobody", "model_name": "m"})))
 			Expect(code).To(Equal(202))
 		}
-		Eventually(func() int { return eventsFor(ns, "plain", "UnmatchedEvent") }).Should(Equal(1))
+		Eventually(func() int { return eventsFor(ns, "plain", "UnmatchedEvent") }).Should(Equal(1), "waiting for the UnmatchedEvent Warning")
 		Consistently(func() int { return eventsFor(ns, "plain", "UnmatchedEvent") }, "500ms").Should(Equal(1))
 
 		makeSubscription(ns, "adopter", func(s *togetherv1.TogetherWebhookSubscription) { s.Spec.AdoptUnmatched = true })
