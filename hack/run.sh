@@ -15,11 +15,14 @@
 # resources as they move.
 #
 # Ctrl-C stops everything it started. Logs are under .local/logs/ (for the
-# demo, which always starts from an empty control plane, .local/demo/).
+# demo, which always starts from an empty control plane, .local/demo/logs/).
 #
 # Settings (environment): LOCAL=1, DEMO=1, TOGETHER_API_KEY, TOGETHER_BASE_URL,
 # APISERVER_PORT (16443), ETCD_PORT (12379), SIM_ADDR (127.0.0.1:8787),
-# POLL_INTERVAL (5s with the simulator), K8S_VERSION (1.37.2).
+# the manager's ports METRICS_PORT (8080), PROBE_PORT (8081) and EVENTS_PORT
+# (8090), POLL_INTERVAL (5s with the simulator), the simulator's pace
+# SIM_STEP_INTERVAL (2s; 4s in the demo) and SIM_TOTAL_STEPS (5; 6 in the
+# demo), K8S_VERSION (1.37.2).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -45,6 +48,10 @@ APISERVER_PORT=${APISERVER_PORT:-16443}
 ETCD_PORT=${ETCD_PORT:-12379}
 ETCD_PEER_PORT=$((ETCD_PORT + 1))
 SIM_ADDR=${SIM_ADDR:-127.0.0.1:8787}
+METRICS_PORT=${METRICS_PORT:-8080}
+PROBE_PORT=${PROBE_PORT:-8081}
+EVENTS_PORT=${EVENTS_PORT:-8090}
+EVENTS_URL=http://127.0.0.1:$EVENTS_PORT
 
 # Every process this script starts, so that cleanup stops exactly those.
 PIDS=()
@@ -76,7 +83,11 @@ cleanup() {
 		wait "${PIDS[i]}" 2>/dev/null || true
 	done
 	if ((${#PIDS[@]})); then
-		echo "stopped; logs are in $REL_LOGS/, data in $REL_STATE/ (delete it to start afresh)"
+		if [[ -n $DEMO ]]; then
+			echo "stopped; logs are in $REL_LOGS/ (the next 'make demo' starts from an empty control plane again)"
+		else
+			echo "stopped; logs are in $REL_LOGS/, data in $REL_STATE/ (delete it to start afresh)"
+		fi
 	fi
 	exit "$rc"
 }
@@ -135,9 +146,9 @@ if [[ -z $LOCAL ]] && [[ -n ${KUBECONFIG:-} || -f $HOME/.kube/config ]]; then
 fi
 
 # Check every port before starting anything, so that a clash fails fast.
-for p in 8080 8081 8090; do
-	need_port 127.0.0.1 "$p" "the manager's metrics (8080), probe (8081) and events (8090) ports must be free"
-done
+need_port 127.0.0.1 "$METRICS_PORT" "stop that process or set METRICS_PORT for the manager's metrics"
+need_port 127.0.0.1 "$PROBE_PORT" "stop that process or set PROBE_PORT for the manager's health probes"
+need_port 127.0.0.1 "$EVENTS_PORT" "stop that process or set EVENTS_PORT for the manager's events endpoint"
 if [[ -z ${TOGETHER_API_KEY:-} ]]; then
 	need_port "${SIM_ADDR%:*}" "${SIM_ADDR##*:}" "stop that process or set SIM_ADDR=host:port for the simulator"
 fi
@@ -285,7 +296,9 @@ else
 	sim_args=(serve --addr="$SIM_ADDR" --api-key="$sim_key")
 	if [[ -n $DEMO ]]; then
 		# A human pace: a fine-tune takes about half a minute.
-		sim_args+=(--step-interval=4s --total-steps=6)
+		sim_args+=(--step-interval="${SIM_STEP_INTERVAL:-4s}" --total-steps="${SIM_TOTAL_STEPS:-6}")
+	else
+		sim_args+=(--step-interval="${SIM_STEP_INTERVAL:-2s}" --total-steps="${SIM_TOTAL_STEPS:-5}")
 	fi
 	say "starting together-sim (the local Together API stand-in) on http://$SIM_ADDR"
 	start together-sim "$LOGS/together-sim.log" bin/together-sim "${sim_args[@]}"
@@ -296,11 +309,11 @@ poll_interval=${poll_interval:-30s}
 
 # --- Manager --------------------------------------------------------------
 
-say "starting the manager (metrics http://127.0.0.1:8080/metrics, events http://127.0.0.1:8090/webhooks/together/<namespace>/<subscription>)"
+say "starting the manager (metrics http://127.0.0.1:$METRICS_PORT/metrics, events $EVENTS_URL/webhooks/together/<namespace>/<subscription>)"
 start manager "$LOGS/manager.log" env "${mgr_env[@]}" bin/manager \
-	--metrics-bind-address=:8080 --metrics-secure=false \
-	--health-probe-bind-address=:8081 \
-	--events-bind-address=:8090 \
+	--metrics-bind-address=":$METRICS_PORT" --metrics-secure=false \
+	--health-probe-bind-address=":$PROBE_PORT" \
+	--events-bind-address=":$EVENTS_PORT" \
 	--poll-interval="$poll_interval" \
 	--models-poll-interval=1m \
 	--operator-image="${OPERATOR_IMAGE:-together-operator:dev}"
@@ -308,7 +321,7 @@ start manager "$LOGS/manager.log" env "${mgr_env[@]}" bin/manager \
 ready=
 for _ in $(seq 1 120); do
 	alive || die "the manager did not start"
-	if (exec 3<>/dev/tcp/127.0.0.1/8081 && printf 'GET /readyz HTTP/1.0\r\n\r\n' >&3 && grep -q '200 OK' <&3) 2>/dev/null; then
+	if (exec 3<>"/dev/tcp/127.0.0.1/$PROBE_PORT" && printf 'GET /readyz HTTP/1.0\r\n\r\n' >&3 && grep -q '200 OK' <&3) 2>/dev/null; then
 		ready=1
 		break
 	fi
@@ -342,7 +355,7 @@ demo() {
 	# this subscription's path, alongside the manager's polling.
 	say "registering the simulator as a sender for subscription default"
 	kc patch togetherwebhooksubscription default --type=merge \
-		-p '{"spec":{"register":true,"url":"http://127.0.0.1:8090/webhooks/together/default/default"}}' >/dev/null
+		-p "{\"spec\":{\"register\":true,\"url\":\"$EVENTS_URL/webhooks/together/default/default\"}}" >/dev/null
 	# The simulator pushes a deprecation of the model chat-app runs, signed
 	# with the subscription's secret; the subscription maps it to a
 	# replacement and an Immediate migration, which patches chat-app.
@@ -354,7 +367,7 @@ demo() {
 	local secret
 	secret=$(kc get secret together-webhook -o jsonpath='{.data.secret}' | base64 -d)
 	TOGETHER_WEBHOOK_SECRET=$secret bin/together-sim send \
-		--url=http://127.0.0.1:8090/webhooks/together/default/default \
+		--url="$EVENTS_URL/webhooks/together/default/default" \
 		--type=model.deprecated \
 		--data="{\"model_id\":\"meta-llama/Llama-3-8b-chat-hf\",\"sunset_date\":\"$(date -u -d '+30 days' +%F)\"}"
 
@@ -364,10 +377,7 @@ demo() {
 		clear 2>/dev/null || true
 		echo "make demo — $(date +%T) — Ctrl-C stops everything"
 		echo
-		kc get together 2>&1 || true
-		echo
-		printf 'chat-app TOGETHER_MODEL = %s\n' \
-			"$(kc get deployment chat-app -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="TOGETHER_MODEL")].value}' 2>/dev/null)"
+		demo_table | cut -c1-120
 		local ft batch mig
 		ft=$(kc get tft support-bot -o jsonpath='{.status.phase}' 2>/dev/null || true)
 		batch=$(kc get tbatch nightly-summaries -o jsonpath='{.status.phase}' 2>/dev/null || true)
@@ -380,22 +390,53 @@ demo() {
 	done
 	echo
 	if [[ -n $done_all ]]; then
-		say "all three flows finished: fine-tune $ft, batch $batch, migration $mig"
+		say "the three flows ended: fine-tune support-bot $ft, batch nightly-summaries $batch, migration from the pushed deprecation $mig"
 	else
 		say "not finished after 5 minutes (fine-tune '$ft', batch '$batch', migration '$mig'); see $REL_LOGS/manager.log"
+	fi
+	# Whatever is not Ready says why, in its own words: the sample migration
+	# llama-3-8b-chat is Manual, so it waits for a person by design.
+	local not_ready
+	not_ready=$(kc get together -o jsonpath='{range .items[*]}{.kind}{"\t"}{.metadata.name}{"\t"}{.status.conditions[?(@.type=="Ready")].status}{"\t"}{.status.conditions[?(@.type=="Ready")].reason}{"\t"}{.status.conditions[?(@.type=="Ready")].message}{"\n"}{end}' 2>/dev/null |
+		awk -F'\t' '$3 != "True" { printf "  - %s %s: Ready %s, %s. %s\n", $1, $2, ($3 == "" ? "Unknown" : $3), $4, $5 }')
+	if [[ -n $not_ready ]]; then
+		echo
+		say "not Ready (the READY column above), and why:"
+		echo "$not_ready"
 	fi
 	cat <<EOF
 
 Where to look (with the export/alias above):
-    kubectl describe tft support-bot          # conditions, checkpoints, the deployed model
+    kubectl get together -o wide              # more columns: attempt, eval loss, target, reasons
+    kubectl describe tft support-bot          # conditions, checkpoints, the deployed model, Events
+    kubectl get deploy chat-app -o jsonpath='{.metadata.annotations}'   # who holds TOGETHER_MODEL, previous values
     kubectl get configmap nightly-summaries-output -o yaml   # the batch results
     kubectl describe tmm -l together.ai/created-by=deprecation   # what was patched, from what to what
+    kubectl annotate tmm llama-3-8b-chat together.ai/approve-migration=true   # approve the Manual sample migration
     kubectl get events --sort-by=.metadata.creationTimestamp
-    curl -s http://127.0.0.1:8080/metrics | grep '^together_'
+    curl -s http://127.0.0.1:$METRICS_PORT/metrics | grep '^together_'
     tail -f $REL_LOGS/manager.log
 
 The manager keeps running; Ctrl-C stops it, the simulator and the control plane.
 EOF
+}
+
+# demo_table prints the four kinds in columns that fit a 120-column
+# terminal (kubectl get together shows each kind's full columns, wider than
+# that), and the model chat-app runs with the fine-tune that holds it.
+demo_table() {
+	local ready='READY:.status.conditions[?(@.type=="Ready")].status,REASON:.status.conditions[?(@.type=="Ready")].reason'
+	kc get tft -o "custom-columns=FINE-TUNE:.metadata.name,PHASE:.status.phase,ATTEMPT:.status.attempt,STEP:.status.step,LOSS:.status.loss,$ready" 2>&1 || true
+	echo
+	kc get tbatch -o "custom-columns=BATCH:.metadata.name,PHASE:.status.phase,PROGRESS %:.status.progress,TOKENS:.status.totalTokens,$ready" 2>&1 || true
+	echo
+	kc get tmm -o "custom-columns=MIGRATION:.metadata.name,STRATEGY:.spec.strategy,PHASE:.status.phase,TARGETS MOVED:.status.migrated,$ready" 2>&1 || true
+	echo
+	kc get tws -o "custom-columns=SUBSCRIPTION:.metadata.name,REGISTERED:.status.conditions[?(@.type==\"Registered\")].reason,LAST PUSH:.status.lastEventTime,$ready" 2>&1 || true
+	echo
+	printf 'chat-app TOGETHER_MODEL = %s (held by fine-tune: %s)\n' \
+		"$(kc get deployment chat-app -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="TOGETHER_MODEL")].value}' 2>/dev/null)" \
+		"$(kc get deployment chat-app -o jsonpath='{.metadata.annotations.together\.ai/deployed-by\.app\.TOGETHER_MODEL}' 2>/dev/null)"
 }
 
 if [[ -n $DEMO ]]; then

@@ -55,8 +55,14 @@ func serve(args []string, out io.Writer) error {
 	key := fs.String("api-key", os.Getenv("TOGETHER_API_KEY"), "The only API key accepted (env TOGETHER_API_KEY); empty accepts any bearer token.")
 	step := fs.Duration("step-interval", 2*time.Second, "Time between lifecycle steps of jobs, batches and endpoints.")
 	steps := fs.Int("total-steps", 5, "Training steps per fine-tune.")
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprintln(out, "Usage: together-sim [serve] [flags]\n\nServes a local stand-in for the Together API (and this project's push contract).\n\nFlags:")
+		fs.PrintDefaults()
+		fmt.Fprintln(out, "\nOther command: together-sim send --help")
+	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		return helpIsNoError(err)
 	}
 	s := togethersim.New(togethersim.Options{APIKey: *key, StepInterval: *step, TotalSteps: *steps})
 	u, err := s.StartAt(*addr)
@@ -77,8 +83,18 @@ func send(args []string, out io.Writer) error {
 	secret := fs.String("secret", os.Getenv("TOGETHER_WEBHOOK_SECRET"), "HMAC signing secret (env TOGETHER_WEBHOOK_SECRET).")
 	typ := fs.String("type", "", "Event type, e.g. fine_tune.completed.")
 	data := fs.String("data", "{}", "Event data as JSON.")
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprintln(out, "Usage: together-sim send --url URL --secret SECRET --type TYPE [--data JSON]\n\n"+
+			"Signs one event of this project's push contract (X-Together-Signature and Standard Webhooks headers),\n"+
+			"posts it and prints the receiver's answer. Exits non-zero when the receiver refuses it.\n\nFlags:")
+		fs.PrintDefaults()
+		fmt.Fprintln(out, "\nExample (the sample fine-tune's job, with `make run`):\n"+
+			"  together-sim send --url http://127.0.0.1:8090/webhooks/together/default/default --secret demo-signing-secret-change-me \\\n"+
+			"    --type fine_tune.checkpoint --data \"{\\\"fine_tune_id\\\":\\\"$(kubectl get tft support-bot -o jsonpath='{.status.jobID}')\\\",\\\"step\\\":1,\\\"loss\\\":0.9}\"")
+	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		return helpIsNoError(err)
 	}
 	if *target == "" || *secret == "" || *typ == "" {
 		return errors.New("send needs --url, --secret and --type")
@@ -94,11 +110,22 @@ func send(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "sent %s %s: HTTP %d\n", *typ, id, status)
+	// The receiver's answer says what it did (applied, duplicate, or why it
+	// did not match anything), so it is shown on success too.
+	fmt.Fprintf(out, "sent %s %s: HTTP %d %s\n", *typ, id, status, strings.TrimSpace(answer))
 	if status < 200 || status > 299 {
 		return fmt.Errorf("receiver answered HTTP %d: %s", status, strings.TrimSpace(answer))
 	}
 	return nil
+}
+
+// helpIsNoError makes -h and --help a successful run: the usage was printed
+// because it was asked for.
+func helpIsNoError(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
 }
 
 func envelope(typ string, data json.RawMessage) (string, []byte, error) {

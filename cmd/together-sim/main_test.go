@@ -28,6 +28,7 @@ func TestSendSignsBothWays(t *testing.T) {
 		_ = json.Unmarshal(body, &env)
 		got <- env
 		w.WriteHeader(http.StatusAccepted)
+		_, _ = io.WriteString(w, `{"status":"unmatched"}`)
 	}))
 	defer srv.Close()
 	var out bytes.Buffer
@@ -41,6 +42,28 @@ func TestSendSignsBothWays(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "s3cret") {
 		t.Error("the secret was printed")
+	}
+	if !strings.Contains(out.String(), `HTTP 202 {"status":"unmatched"}`) {
+		t.Errorf("the receiver's answer to an accepted event is not shown: %q", out.String())
+	}
+}
+
+func TestHelpIsNotAnError(t *testing.T) {
+	for _, args := range [][]string{{"send", "--help"}, {"send", "-h"}, {"--help"}, {"serve", "-h"}} {
+		var out bytes.Buffer
+		if err := run(args, &out); err != nil {
+			t.Errorf("%v: %v (main would exit 1)", args, err)
+		}
+		if !strings.Contains(out.String(), "Usage: together-sim") {
+			t.Errorf("%v printed no usage: %q", args, out.String())
+		}
+	}
+	var out bytes.Buffer
+	_ = run([]string{"send", "--help"}, &out)
+	for _, want := range []string{"-url", "-secret", "-type", "-data", "support-bot"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("send --help does not mention %s", want)
+		}
 	}
 }
 
