@@ -202,6 +202,7 @@ type TogetherWebhookSubscriptionStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1,description="Why Ready says what it says."
+// +kubebuilder:printcolumn:name="Adopt Unmatched",type=boolean,JSONPath=`.spec.adoptUnmatched`,priority=1,description="Whether an event about a job no resource tracks creates one (otherwise it is answered 202 unmatched)."
 type TogetherWebhookSubscription struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
