@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -136,6 +137,9 @@ func (p *process) kill() {
 	}
 	Expect(p.cmd.Process.Kill()).To(Succeed())
 	Eventually(p.exited, 30*time.Second).Should(BeClosed(), "waiting for the killed manager process to exit")
+	ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	Expect(ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL).To(BeTrue(),
+		"the manager process was to die of SIGKILL, not exit on its own (%v)", p.cmd.ProcessState)
 }
 
 var _ = Describe("Manager killed mid-stream", func() {
