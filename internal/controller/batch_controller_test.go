@@ -63,6 +63,7 @@ func (e *batchEnv) reconciler(c client.Client) *TogetherBatchReconciler {
 	return &TogetherBatchReconciler{
 		Client: c, Recorder: e.recorder, API: e.api,
 		BaseURL: e.sim.URL(), Image: "registry.example/together-operator:test",
+		check: batchOwnership.check(batchStatusOf),
 	}
 }
 

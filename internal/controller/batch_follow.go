@@ -24,15 +24,6 @@ func init() {
 	metrics.Registry.MustRegister(batchTokensTotal)
 }
 
-// reconcileParts derives the overall phase, progress and tokens of a split
-// batch from its parts.
-func (r *TogetherBatchReconciler) reconcileParts(_ context.Context, tb *togetherv1.TogetherBatch, _ *scope) (ctrl.Result, error) {
-	if len(tb.Status.Parts) > 0 {
-		aggregateParts(&tb.Status)
-	}
-	return ctrl.Result{}, nil
-}
-
 // reconcilePhase says what the phase implies: it stops the reconcile while
 // the batch is still running (there is nothing to fetch yet), and stalls a
 // batch that failed, expired or was cancelled.
@@ -59,54 +50,8 @@ func (r *TogetherBatchReconciler) reconcilePhase(_ context.Context, tb *together
 		fmt.Sprintf("Batch %s is %s (%d%%); the output is fetched when it completes.", batchIDs(tb), st.Phase, st.Progress), 0)
 }
 
-// aggregateParts sets the overall phase, progress and tokens from the parts:
-// running while any part runs, Succeeded only when all succeeded, otherwise
-// the worst ending (Failed, then Expired, then Cancelled).
-func aggregateParts(st *togetherv1.TogetherBatchStatus) {
-	var progress, tokens int64
-	running, validating := false, true
-	count := map[togetherv1.BatchPhase]int{}
-	for _, p := range st.Parts {
-		progress += int64(p.Progress)
-		tokens += p.TotalTokens
-		count[p.Phase]++
-		if !p.Phase.IsTerminal() {
-			running = true
-		}
-		if p.Phase != togetherv1.BatchValidating && p.Phase != togetherv1.BatchPending && p.Phase != "" {
-			validating = false
-		}
-	}
-	st.Progress = int32(progress / int64(len(st.Parts)))
-	st.TotalTokens = tokens
-	st.BatchID = st.Parts[0].BatchID
-	switch {
-	case running && validating:
-		st.Phase = togetherv1.BatchValidating
-	case running:
-		st.Phase = togetherv1.BatchInProgress
-	case count[togetherv1.BatchFailed] > 0:
-		st.Phase = togetherv1.BatchFailed
-	case count[togetherv1.BatchExpired] > 0:
-		st.Phase = togetherv1.BatchExpired
-	case count[togetherv1.BatchCancelled] > 0:
-		st.Phase = togetherv1.BatchCancelled
-	default:
-		st.Phase = togetherv1.BatchSucceeded
-	}
-}
-
 // batchIDs names the batch, or every part's batch, for messages.
-func batchIDs(tb *togetherv1.TogetherBatch) string {
-	if len(tb.Status.Parts) == 0 {
-		return tb.Status.BatchID
-	}
-	ids := make([]string, 0, len(tb.Status.Parts))
-	for _, p := range tb.Status.Parts {
-		ids = append(ids, p.BatchID)
-	}
-	return strings.Join(ids, ", ")
-}
+func batchIDs(tb *togetherv1.TogetherBatch) string { return strings.Join(tb.BatchIDs(), ", ") }
 
 // reconcileTokens adds a finished batch's tokens to the billing counter,
 // each token once. The decision is derived from status, not from

@@ -89,6 +89,7 @@ func (r *TogetherBatchReconciler) reconcileSubmission(ctx context.Context, tb *t
 		}
 	}
 	tb.Status.Submission = nil
+	tb.Status.AggregateParts()
 	if tb.Status.Phase == togetherv1.BatchPending || tb.Status.Phase == "" {
 		tb.Status.Phase = togetherv1.BatchValidating
 	}

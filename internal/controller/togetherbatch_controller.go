@@ -105,9 +105,6 @@ func (r *TogetherBatchReconciler) kind() *kind[*togetherv1.TogetherBatch] {
 			// starting a second one. Stalls: InputNotFound, InvalidInput,
 			// BatchNotFound, BatchRejected, Unauthorized, QuotaExceeded.
 			{name: "submission", run: r.reconcileSubmission},
-			// parts: derive a split batch's phase, progress and tokens from
-			// its parts.
-			{name: "parts", run: r.reconcileParts},
 			// tokens: add a finished batch's tokens (succeeded or not) to
 			// the billing counter, each token once (tokens that arrive after
 			// the ending add the difference).
@@ -144,7 +141,7 @@ func (r *TogetherBatchReconciler) finalize(ctx context.Context, tb *togetherv1.T
 		// many failures) is skipped with a Warning rather than wedging the
 		// deletion.
 		err := releaseRemote(ctx, tb, &tb.Status.CleanupAttempts, s, r.Recorder, "cancelling its running batches", func() error {
-			for _, id := range runningBatchIDs(tb) {
+			for _, id := range cancellableBatchIDs(tb) {
 				if _, err := r.API.CancelBatch(ctx, id); err != nil && !together.IsNotFound(err) &&
 					(!together.IsInvalidRequest(err) || apiStatus(err) == http.StatusForbidden) {
 					return fmt.Errorf("cancelling batch %s before deleting the resource: %w", id, err)
@@ -160,25 +157,13 @@ func (r *TogetherBatchReconciler) finalize(ctx context.Context, tb *togetherv1.T
 	return r.deleteFetchJob(ctx, tb, nil)
 }
 
-// runningBatchIDs lists the batches of tb that have not ended and that tb
-// created: an adopted batch (spec.batchID) is never cancelled.
-func runningBatchIDs(tb *togetherv1.TogetherBatch) []string {
+// cancellableBatchIDs lists the batches of tb that have not ended and that
+// tb created: an adopted batch (spec.batchID) is never cancelled.
+func cancellableBatchIDs(tb *togetherv1.TogetherBatch) []string {
 	if tb.Spec.BatchID != "" {
 		return nil
 	}
-	var ids []string
-	if len(tb.Status.Parts) > 0 {
-		for _, p := range tb.Status.Parts {
-			if p.BatchID != "" && !p.Phase.IsTerminal() {
-				ids = append(ids, p.BatchID)
-			}
-		}
-		return ids
-	}
-	if tb.Status.BatchID != "" && !tb.Status.Phase.IsTerminal() {
-		ids = append(ids, tb.Status.BatchID)
-	}
-	return ids
+	return tb.RunningBatchIDs()
 }
 
 // image is the fetch Jobs' image.

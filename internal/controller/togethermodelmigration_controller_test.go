@@ -49,6 +49,7 @@ var _ = Describe("TogetherModelMigration", func() {
 			Now:      func() time.Time { return clock },
 			PageSize: 2, // several pages even in small tests
 		}
+		r.check = migrationOwnership.check(migrationStatusOf)
 	})
 
 	container := func(name string, env map[string]string, args ...string) corev1.Container {

@@ -42,35 +42,9 @@ func SetupIndexes(ctx context.Context, idx client.FieldIndexer) error {
 	return nil
 }
 
-func fineTuneJobIDs(o client.Object) []string {
-	ft := o.(*togetherv1.TogetherFineTune)
-	ids := []string{ft.Spec.JobID, ft.Status.JobID}
-	for _, a := range ft.Status.Attempts {
-		ids = append(ids, a.JobID)
-	}
-	return compact(ids)
-}
+func fineTuneJobIDs(o client.Object) []string { return o.(*togetherv1.TogetherFineTune).JobIDs() }
 
-func batchIDs(o client.Object) []string {
-	b := o.(*togetherv1.TogetherBatch)
-	ids := []string{b.Spec.BatchID, b.Status.BatchID}
-	for _, p := range b.Status.Parts {
-		ids = append(ids, p.BatchID)
-	}
-	return compact(ids)
-}
-
-func compact(ids []string) []string {
-	out := ids[:0]
-	seen := map[string]bool{}
-	for _, id := range ids {
-		if id != "" && !seen[id] {
-			seen[id] = true
-			out = append(out, id)
-		}
-	}
-	return out
-}
+func batchIDs(o client.Object) []string { return o.(*togetherv1.TogetherBatch).BatchIDs() }
 
 func submitting(m *togetherv1.SubmissionMarker) []string {
 	if m == nil {

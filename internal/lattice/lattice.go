@@ -272,7 +272,7 @@ func ApplyBatch(st *togetherv1.TogetherBatchStatus, ev event.Event, now metav1.T
 		var url, errMsg string
 		changed = mergeBatch(batchFields{&p.Phase, &p.Progress, &p.TotalTokens, &p.OutputFileID, &p.ErrorFileID, &url, &errMsg}, ev)
 		if changed {
-			aggregateParts(st)
+			st.AggregateParts()
 			if errMsg != "" && st.Error == "" {
 				st.Error = errMsg
 			}
@@ -321,38 +321,6 @@ func mergeBatch(f batchFields, ev event.Event) bool {
 		changed = setOnce(f.Error, ev.ErrorMessage) || changed
 	}
 	return changed
-}
-
-// aggregateParts derives the top-level phase, progress and tokens of a split
-// batch: it succeeds when every part did, ends in the first part's failure
-// otherwise, and is in progress while any part has started running.
-func aggregateParts(st *togetherv1.TogetherBatchStatus) {
-	var sumProgress, tokens int64
-	allDone, allSucceeded := true, true
-	var failure togetherv1.BatchPhase
-	running := togetherv1.BatchValidating
-	for _, p := range st.Parts {
-		sumProgress += int64(p.Progress)
-		tokens += p.TotalTokens
-		allDone = allDone && p.Phase.IsTerminal()
-		allSucceeded = allSucceeded && p.Phase == togetherv1.BatchSucceeded
-		if p.Phase.IsTerminal() && p.Phase != togetherv1.BatchSucceeded && failure == "" {
-			failure = p.Phase
-		}
-		if batchPhaseRank[p.Phase] >= batchPhaseRank[togetherv1.BatchInProgress] {
-			running = togetherv1.BatchInProgress
-		}
-	}
-	st.Progress = int32(sumProgress / int64(len(st.Parts)))
-	st.TotalTokens = tokens
-	switch {
-	case allDone && allSucceeded:
-		st.Phase = togetherv1.BatchSucceeded
-	case allDone:
-		st.Phase = failure
-	case batchPhaseRank[running] > batchPhaseRank[st.Phase]:
-		st.Phase = running
-	}
 }
 
 // Record remembers an applied event's ID in the bounded processed list.

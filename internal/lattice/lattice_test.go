@@ -208,3 +208,30 @@ func TestBatchOrderIndependence(t *testing.T) {
 		}
 	}
 }
+
+// A split batch's overall phase is one rule (TogetherBatchStatus.
+// AggregateParts) shared with the reconciler: the worst ending of any part,
+// whatever order the parts end in. Two rules used to disagree here, so the
+// intake wrote Expired and the next reconcile rewrote Failed.
+func TestSplitBatchEndsInTheWorstPartWhateverTheOrder(t *testing.T) {
+	done := func(id, remote string) event.Event {
+		return event.Event{ID: "done-" + id, Type: togetherv1.EventBatchDone, JobID: id, RemoteStatus: remote}
+	}
+	for _, order := range [][]event.Event{
+		{done("b0", "EXPIRED"), done("b1", "FAILED")},
+		{done("b1", "FAILED"), done("b0", "EXPIRED")},
+	} {
+		st := togetherv1.TogetherBatchStatus{BatchID: "b0", Parts: []togetherv1.BatchPart{{Index: 0, BatchID: "b0"}, {Index: 1, BatchID: "b1"}}}
+		for _, ev := range order {
+			ApplyBatch(&st, ev, t0)
+		}
+		if st.Phase != togetherv1.BatchFailed {
+			t.Fatalf("parts [Expired, Failed] applied as %s then %s: phase %s, want Failed", order[0].JobID, order[1].JobID, st.Phase)
+		}
+		again := st
+		again.AggregateParts()
+		if again.Phase != st.Phase {
+			t.Fatalf("the reconciler's derivation %s disagrees with the intake's %s", again.Phase, st.Phase)
+		}
+	}
+}
