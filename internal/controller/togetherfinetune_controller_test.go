@@ -438,6 +438,7 @@ var _ = Describe("FineTune reconciler", func() {
 		Expect(second.JobID).NotTo(Equal(first.JobID))
 		Expect(ft.Status.JobID).To(Equal(second.JobID))
 		Expect(ft.Status.Error).To(BeNil())
+		Expect(ft.Status.Step).To(BeNumerically(">", 2), "attempt 2's progress is not bounded by the step attempt 1 ended at")
 		Expect(sim.CountCalls("POST", "/v1/fine-tunes")).To(Equal(2))
 		Expect(counterValue(fineTuneFailures)).To(Equal(1.0))
 		Expect(counterValue(fineTuneCompletions)).To(Equal(1.0))
