@@ -30,29 +30,46 @@ type statusOwnership struct {
 	// fillOnce are intake fields the reconciler may set only while they are
 	// empty: facts the intake did not deliver and a read of the job did.
 	fillOnce []string
+	// others are the fields another component writes, by writer ("intake",
+	// "events endpoint"); with owned they cover every status field.
+	others map[string]string
 }
 
 var (
 	fineTuneOwnership = statusOwnership{
-		owned: []string{"attempt", "attempts", "submission", "trainingFileID",
+		owned: []string{"attempt", "attempts", "submission", "trainingFileID", "cleanupAttempts",
 			"deployedModel", "deployedAttempt", "deployment", "endpoint", "observedGeneration", "conditions"},
 		onNewAttempt: []string{"jobID", "phase", "remoteStatus", "step", "loss", "finalStep", "evalLoss", "outputModel", "checkpoints", "error"},
 		startKeys:    []string{"jobID", "submission"},
 		fillOnce:     []string{"outputModel", "evalLoss"},
+		others: byIntake("jobID", "phase", "remoteStatus", "step", "loss", "finalStep", "evalLoss", "outputModel", "checkpoints", "error",
+			"processedEvents", "lastEvent"),
 	}
 	batchOwnership = statusOwnership{
-		owned:        []string{"output", "tokensAccounted", "accountedTokens", "fetchAttempts", "submission", "observedGeneration", "conditions"},
+		owned:        []string{"output", "tokensAccounted", "accountedTokens", "fetchAttempts", "submission", "cleanupAttempts", "observedGeneration", "conditions"},
 		onNewAttempt: []string{"batchID", "phase", "progress", "totalTokens", "outputFileID", "errorFileID", "error", "parts"},
 		startKeys:    []string{"batchID", "submission"},
 		fillOnce:     []string{"outputFileID", "errorFileID", "parts[].outputFileID", "parts[].errorFileID"},
+		others: byIntake("batchID", "phase", "progress", "totalTokens", "outputFileID", "errorFileID", "outputURL", "error", "parts",
+			"processedEvents", "lastEvent"),
 	}
 	migrationOwnership = statusOwnership{
-		owned: []string{"phase", "scheduledTime", "targets", "migrated", "atRisk", "lastScanTime", "observedGeneration", "conditions"},
+		owned:  []string{"phase", "scheduledTime", "targets", "migrated", "atRisk", "lastScanTime", "observedGeneration", "conditions"},
+		others: byIntake("processedEvents", "lastEvent"),
 	}
 	subscriptionOwnership = statusOwnership{
-		owned: []string{"webhookPath", "remoteID", "registrationHash", "observedGeneration", "conditions"},
+		owned:  []string{"webhookPath", "remoteID", "registrationHash", "cleanupAttempts", "observedGeneration", "conditions"},
+		others: map[string]string{"lastEventTime": "events endpoint"},
 	}
 )
+
+func byIntake(fields ...string) map[string]string {
+	m := map[string]string{}
+	for _, f := range fields {
+		m[f] = "intake"
+	}
+	return m
+}
 
 // check returns the patcher hook that refuses a status patch touching a
 // field this reconciler does not own, naming the field. Tests install it on
