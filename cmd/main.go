@@ -61,6 +61,8 @@ type options struct {
 	maxInFlight     int64
 	sourceRate      float64
 	subRate         float64
+	maxConns        int
+	maxConnsPerSrc  int
 	operatorImage   string
 }
 
@@ -83,6 +85,8 @@ func parseFlags() (options, zap.Options) {
 	flag.Int64Var(&o.maxBodyBytes, "webhook-max-body-bytes", webhook.DefaultMaxBodyBytes, "Largest event body accepted; larger ones get 413.")
 	flag.Int64Var(&o.maxInFlight, "webhook-max-inflight-bytes", webhook.DefaultMaxInFlightBytes, "Body bytes all requests to the events endpoint may hold at once; beyond it, 503 with Retry-After.")
 	flag.Float64Var(&o.sourceRate, "webhook-source-rate", webhook.DefaultSourceRate, "Requests per second one source address may make to the events endpoint (burst twice that); beyond it, 429. Negative: no limit.")
+	flag.IntVar(&o.maxConns, "webhook-max-connections", webhook.DefaultMaxConnections, "Connections the events endpoint serves at once; further ones wait to be accepted. Negative: no limit.")
+	flag.IntVar(&o.maxConnsPerSrc, "webhook-max-connections-per-source", webhook.DefaultMaxConnectionsPerSource, "Connections one source address may hold to the events endpoint; further ones are closed. Negative: no limit.")
 	flag.Float64Var(&o.subRate, "webhook-subscription-rate", webhook.DefaultSubscriptionRate, "Verified deliveries per second one subscription may take (burst twice that); beyond it, 429. Negative: no limit.")
 	flag.StringVar(&o.operatorImage, "operator-image", os.Getenv(controller.OperatorImageEnv), "Image that batch fetch Jobs run in fetch mode, normally this operator's own (env OPERATOR_IMAGE).")
 	zo := zap.Options{Development: false}
@@ -146,6 +150,7 @@ func main() {
 		API: api, BaseURL: o.apiBaseURL, OperatorImage: o.operatorImage,
 		EventsAddr: o.eventsAddr, Tolerance: o.eventsTolerance, MaxBodyBytes: o.maxBodyBytes,
 		MaxInFlightBytes: o.maxInFlight, SourceRate: o.sourceRate, SubscriptionRate: o.subRate,
+		MaxConnections: o.maxConns, MaxConnectionsPerSource: o.maxConnsPerSrc,
 		PollInterval: o.pollInterval, ModelsInterval: o.modelsInterval,
 		EventsTLS:    webhook.TLSFiles{Dir: o.eventsCertPath, CertName: o.eventsCertName, KeyName: o.eventsCertKey},
 		APIKeySource: apiKeySource(o),

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/apicount"
 	"github.com/together-operator/together-operator/internal/controller"
 
 	"github.com/together-operator/together-operator/internal/poller"
@@ -46,8 +47,9 @@ type Config struct {
 	// MaxInFlightBytes, SourceRate and SubscriptionRate are the events
 	// endpoint's other limits (see webhook.Server); zero keeps its default.
 	// Each rate's burst is twice the rate.
-	MaxInFlightBytes             int64
-	SourceRate, SubscriptionRate float64
+	MaxInFlightBytes                        int64
+	MaxConnections, MaxConnectionsPerSource int
+	SourceRate, SubscriptionRate            float64
 	// PollInterval and ModelsInterval pace the poller.
 	PollInterval, ModelsInterval time.Duration
 	// APIKeySource says where API's key came from (a flag naming a Secret,
@@ -98,12 +100,15 @@ func setupIntake(mgr ctrl.Manager, cfg Config) (*Parts, error) {
 	if err := intake.SetupIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
 		return nil, err
 	}
-	p := &Parts{Applier: &intake.Applier{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("together-events")}}
+	// The intake's API-server requests are attributed to the request that
+	// caused them (apicount), so that what bad traffic costs is measured.
+	p := &Parts{Applier: &intake.Applier{Client: apicount.Writes(mgr.GetClient()), Reader: apicount.Reader(mgr.GetAPIReader()),
+		Recorder: mgr.GetEventRecorder("together-events")}}
 	p.Events = &webhook.Server{
-		Addr: cfg.EventsAddr, Client: mgr.GetClient(), SecretReader: mgr.GetAPIReader(), Applier: p.Applier,
+		Addr: cfg.EventsAddr, Client: apicount.Writes(mgr.GetClient()), SecretReader: apicount.Reader(mgr.GetAPIReader()), Applier: p.Applier,
 		Recorder: mgr.GetEventRecorder("together-events"), Tolerance: cfg.Tolerance, MaxBodyBytes: cfg.MaxBodyBytes,
-		MaxInFlightBytes: cfg.MaxInFlightBytes,
-		SourceRate:       cfg.SourceRate, SourceBurst: int(2 * cfg.SourceRate),
+		MaxInFlightBytes: cfg.MaxInFlightBytes, MaxConnections: cfg.MaxConnections, MaxConnectionsPerSource: cfg.MaxConnectionsPerSource,
+		SourceRate: cfg.SourceRate, SourceBurst: int(2 * cfg.SourceRate),
 		SubscriptionRate: cfg.SubscriptionRate, SubscriptionBurst: int(2 * cfg.SubscriptionRate),
 		TLS: cfg.EventsTLS,
 	}

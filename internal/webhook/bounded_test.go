@@ -3,6 +3,8 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -65,5 +67,55 @@ func TestWarnedSetForgetsOldWarnings(t *testing.T) {
 	s.warnUnmatched(subscriptionN(0), ev, nil)
 	if n := s.warned.Len(); n != 1 {
 		t.Fatalf("the warned set holds %d subscriptions an hour later, want 1", n)
+	}
+}
+
+// One source address holds at most its share of connections; the rest are
+// closed on accept, and a closed connection gives its slot back.
+func TestConnectionsPerSourceAreBounded(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := limitConns(inner, 10, 2)
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(io.Discard, c); _ = c.Close() }()
+		}
+	}()
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", inner.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	closedByServer := func(c net.Conn) bool {
+		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		_, err := c.Read(make([]byte, 1))
+		return err == io.EOF
+	}
+	a, b := dial(), dial()
+	if closedByServer(a) || closedByServer(b) {
+		t.Fatal("a connection within the source's share was closed")
+	}
+	if c := dial(); !closedByServer(c) {
+		t.Fatal("a third connection from the same source was kept")
+	}
+	_ = a.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c := dial()
+		if !closedByServer(c) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a closed connection never gave its slot back")
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -20,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/apicount"
 	"github.com/together-operator/together-operator/internal/deprecation"
 	"github.com/together-operator/together-operator/internal/event"
 	"github.com/together-operator/together-operator/internal/intake"
@@ -33,6 +35,8 @@ type answer struct {
 	msg  string
 	// retryAfter, when set, becomes the Retry-After header.
 	retryAfter time.Duration
+	// replay marks a delivery answered from the replay cache.
+	replay bool
 }
 
 // msgUnauthorized is the one answer to every request the endpoint does not
@@ -80,7 +84,12 @@ func (s *Server) serveEvent(w http.ResponseWriter, r *http.Request) {
 	logger := log.FromContext(r.Context()).WithValues("path", r.URL.Path)
 	body := &trackedBody{ReadCloser: r.Body}
 	r.Body = body
+	var calls atomic.Int64
+	r = r.WithContext(apicount.With(r.Context(), &calls))
 	a := s.handle(r, logger)
+	if a.code >= 400 || a.replay {
+		rejectedAPIRequests.Add(float64(calls.Load()))
+	}
 	unread := !body.eof && (r.ContentLength < 0 || body.n < r.ContentLength)
 	rc := http.NewResponseController(w)
 	if unread {
@@ -201,7 +210,7 @@ func (s *Server) handle(r *http.Request, logger logr.Logger) answer {
 		rk = replayKey{sub: sub.UID, id: sg.id}
 		if _, seen := s.replays.Get(rk, now); seen {
 			replaysTotal.Inc()
-			return answer{code: http.StatusOK, msg: "duplicate: this webhook-id was already acknowledged"}
+			return answer{code: http.StatusOK, msg: "duplicate: this webhook-id was already acknowledged", replay: true}
 		}
 	}
 	if ok, wait := s.subs.allow(string(sub.UID), now); !ok {

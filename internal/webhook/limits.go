@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"math"
+	"net"
 	"sync"
 	"time"
 
@@ -79,4 +80,71 @@ func (b *byteBudget) inUse() int64 {
 // retryAfterSeconds rounds a wait up to whole seconds, at least one.
 func retryAfterSeconds(d time.Duration) int {
 	return max(1, int(math.Ceil(d.Seconds())))
+}
+
+// connLimits bounds the connections the endpoint holds: at most max at once
+// (further ones wait in the kernel's accept queue), and at most perSource
+// from one address (further ones are closed at once). Each connection costs
+// a goroutine and its buffers whatever its requests do, so this, with the
+// server's timeouts, is what bounds the memory a flood of connections takes.
+type connLimits struct {
+	net.Listener
+	slots     chan struct{}
+	perSource int
+
+	mu      sync.Mutex
+	sources map[string]int
+}
+
+func limitConns(l net.Listener, max, perSource int) net.Listener {
+	if max <= 0 {
+		return l
+	}
+	return &connLimits{Listener: l, slots: make(chan struct{}, max), perSource: perSource, sources: map[string]int{}}
+}
+
+func (l *connLimits) Accept() (net.Conn, error) {
+	for {
+		l.slots <- struct{}{}
+		c, err := l.Listener.Accept()
+		if err != nil {
+			<-l.slots
+			return nil, err
+		}
+		src := c.RemoteAddr().String()
+		if host, _, err := net.SplitHostPort(src); err == nil {
+			src = host
+		}
+		l.mu.Lock()
+		if l.perSource > 0 && l.sources[src] >= l.perSource {
+			l.mu.Unlock()
+			connsRefused.Inc()
+			_ = c.Close()
+			<-l.slots
+			continue
+		}
+		l.sources[src]++
+		l.mu.Unlock()
+		return &limitedConn{Conn: c, l: l, src: src}, nil
+	}
+}
+
+type limitedConn struct {
+	net.Conn
+	l    *connLimits
+	src  string
+	once sync.Once
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		if c.l.sources[c.src]--; c.l.sources[c.src] <= 0 {
+			delete(c.l.sources, c.src)
+		}
+		c.l.mu.Unlock()
+		<-c.l.slots
+	})
+	return err
 }

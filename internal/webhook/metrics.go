@@ -27,6 +27,14 @@ var (
 		Name: "together_webhook_budget_exhausted_total",
 		Help: "Requests answered 503 because the body bytes in flight reached --webhook-max-inflight-bytes.",
 	})
+	connsRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "together_webhook_connections_refused_total",
+		Help: "Connections to the events endpoint closed on accept because their source address held --webhook-max-connections-per-source already.",
+	})
+	rejectedAPIRequests = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "together_webhook_rejected_api_requests_total",
+		Help: "API-server requests made while handling deliveries that were then refused (4xx, 429, 503) or answered as replays: what bad traffic costs the API server.",
+	})
 	replaysTotal = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "together_webhook_replays_total",
 		Help: "Verified deliveries whose webhook-id was already acknowledged (answered 200 without being applied again).",
@@ -34,5 +42,5 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(budgetSpent, replaysTotal)
+	metrics.Registry.MustRegister(budgetSpent, replaysTotal, connsRefused, rejectedAPIRequests)
 }

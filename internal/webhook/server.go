@@ -49,6 +49,12 @@ const (
 	// ones that cost API-server writes).
 	DefaultSubscriptionRate  = 2000
 	DefaultSubscriptionBurst = 4000
+	// DefaultMaxConnections and DefaultMaxConnectionsPerSource bound the
+	// connections held at once (a connection costs tens of KiB of goroutine
+	// and buffers however little it sends): 1024 is far above what senders
+	// need with keep-alive, and one address may hold a quarter of it.
+	DefaultMaxConnections          = 1024
+	DefaultMaxConnectionsPerSource = 256
 )
 
 // Server is the events endpoint. It runs on every replica (it is not
@@ -81,6 +87,11 @@ type Server struct {
 	// traffic cannot starve a subscription's sender).
 	SubscriptionRate  float64
 	SubscriptionBurst int
+	// MaxConnections bounds the connections served at once (further ones
+	// wait to be accepted) and MaxConnectionsPerSource those of one source
+	// address (further ones are closed); negative turns a limit off.
+	MaxConnections          int
+	MaxConnectionsPerSource int
 	// AckTimeout bounds how long a delivery waits for its write.
 	AckTimeout time.Duration
 	// ReadHeaderTimeout bounds how long a client may take to send its
@@ -153,6 +164,12 @@ func (s *Server) init() {
 		if s.SubscriptionRate == 0 {
 			s.SubscriptionRate, s.SubscriptionBurst = DefaultSubscriptionRate, DefaultSubscriptionBurst
 		}
+		if s.MaxConnections == 0 {
+			s.MaxConnections = DefaultMaxConnections
+		}
+		if s.MaxConnectionsPerSource == 0 {
+			s.MaxConnectionsPerSource = DefaultMaxConnectionsPerSource
+		}
 		if s.AckTimeout == 0 {
 			s.AckTimeout = 15 * time.Second
 		}
@@ -223,6 +240,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listening for events on %s: %w", s.Addr, err)
 	}
+	ln = limitConns(ln, s.MaxConnections, s.MaxConnectionsPerSource)
 	if tlsConfig != nil {
 		ln = tls.NewListener(ln, tlsConfig)
 	}
