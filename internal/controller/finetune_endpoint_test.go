@@ -316,6 +316,20 @@ var _ = Describe("FineTune dedicated endpoint (v2)", func() {
 		Expect(drainEvents(recorder)).To(ContainElement(And(ContainSubstring("Warning EndpointKept"), ContainSubstring(theirs.Name))))
 	})
 
+	It("waits, creating nothing, while a completed job names no registry model", func() {
+		sim.AddFineTune(together.FineTune{ID: "ft-no-object", Status: together.FineTuneCompleted, Model: "m", ModelOutputName: "sim-user/m-old"})
+		ft := &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Name: "no-object", Namespace: ns}, Spec: togetherv1.TogetherFineTuneSpec{
+			JobID: "ft-no-object", Deploy: &togetherv1.DeploySpec{Endpoint: spec()}}}
+		Expect(k8sClient.Create(ctx, ft)).To(Succeed())
+		key := client.ObjectKeyFromObject(ft)
+		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
+			c := condition(ft, togetherv1.ReconcilingCondition)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Reason).To(Equal(togetherv1.ReasonWaitingForModelObject))
+		})
+		Expect(sim.V2Endpoints()).To(BeEmpty())
+	})
+
 	It("deletes a v1 endpoint recorded before the move to v2 through the v1 API", func() {
 		v1, err := sim.AddV1Endpoint(together.CreateEndpointRequest{Model: "m", Hardware: "1x_nvidia_a100_80gb_sxm", Autoscaling: together.Autoscaling{MinReplicas: 1, MaxReplicas: 1}})
 		Expect(err).NotTo(HaveOccurred())
