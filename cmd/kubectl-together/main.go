@@ -34,7 +34,7 @@ const usage = `kubectl together: drive the together.ai resources.
 Commands:
   status   [-n NAMESPACE | -A]                  every resource of the four kinds in one table
   plot     tft/NAME [--width 60] [--height 12]  the loss curve of a fine-tune from its status
-  send     --url URL (--secret S | --subscription NAME) --type TYPE [--data JSON]
+  send     --url URL (--secret S | --subscription NAME) --type TYPE [--data JSON] [--cacert FILE]
                                                 post a signed test event to the events endpoint
   approve  tmm/NAME                             approve a Manual model migration
   rollback tmm/NAME                             stop a migration and restore its workloads
@@ -105,7 +105,7 @@ func run(ctx context.Context, args []string, out, errOut io.Writer, e *env) erro
 	var (
 		width, height         int
 		url, secret, sub, typ string
-		data, id              string
+		data, id, caFile      string
 		keepMigration         bool
 	)
 	switch cmd {
@@ -119,6 +119,7 @@ func run(ctx context.Context, args []string, out, errOut io.Writer, e *env) erro
 		fs.StringVar(&typ, "type", "", "Event type: "+strings.Join(eventTypes(), ", ")+".")
 		fs.StringVar(&data, "data", "{}", "Event data as JSON.")
 		fs.StringVar(&id, "id", "", "Event ID (default: a random evt_...).")
+		fs.StringVar(&caFile, "cacert", "", "PEM file of the CA to trust for an https URL (default: the system's).")
 	case "rollback":
 		fs.BoolVar(&keepMigration, "keep-migration-active", false, "Do not set the migration's spec.dryRun=true (it may then migrate the workloads again).")
 	case "status", "approve":
@@ -155,7 +156,7 @@ func run(ctx context.Context, args []string, out, errOut io.Writer, e *env) erro
 		}
 		return plot(ctx, e, name, width, height)
 	case "send":
-		return send(ctx, e, sendOptions{url: url, secret: secret, subscription: sub, typ: typ, data: data, id: id})
+		return send(ctx, e, sendOptions{url: url, secret: secret, subscription: sub, typ: typ, data: data, id: id, caFile: caFile})
 	case "approve":
 		name, err := oneRef(pos, "tmm", "togethermodelmigration", "togethermodelmigrations")
 		if err != nil {

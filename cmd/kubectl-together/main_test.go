@@ -19,6 +19,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
@@ -28,7 +29,10 @@ import (
 
 // The plugin's commands run against a real API server with the project's
 // CRDs, as they would against a cluster.
-var k8s client.Client
+var (
+	k8s     client.Client
+	restCfg *rest.Config
+)
 
 func TestMain(m *testing.M) {
 	env := testenv.Environment()
@@ -36,6 +40,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic("starting the API server (KUBEBUILDER_ASSETS, `make envtest`): " + err.Error())
 	}
+	restCfg = cfg
 	k8s, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()})
 	if err != nil {
 		panic(err)
