@@ -434,8 +434,9 @@ demo_table() {
 	echo
 	kc get tws -o "custom-columns=SUBSCRIPTION:.metadata.name,REGISTERED:.status.conditions[?(@.type==\"Registered\")].reason,LAST PUSH:.status.lastEventTime,$ready" 2>&1 || true
 	echo
-	printf 'chat-app TOGETHER_MODEL = %s (held by fine-tune: %s)\n' \
-		"$(kc get deployment chat-app -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="TOGETHER_MODEL")].value}' 2>/dev/null)" \
+	printf 'chat-app TOGETHER_MODEL = %s\n' \
+		"$(kc get deployment chat-app -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="TOGETHER_MODEL")].value}' 2>/dev/null)"
+	printf '         held by fine-tune: %s\n' \
 		"$(kc get deployment chat-app -o jsonpath='{.metadata.annotations.together\.ai/deployed-by\.app\.TOGETHER_MODEL}' 2>/dev/null)"
 }
 
