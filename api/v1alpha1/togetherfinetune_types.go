@@ -246,7 +246,8 @@ type DeploySpec struct {
 	// +optional
 	TakeOver bool `json:"takeOver,omitempty"`
 	// OnTargetNotReady says what happens when a deploy target is not ready
-	// before anything is submitted: the Deployment or container is missing,
+	// before a job is submitted (the first attempt or a retry): the
+	// Deployment or container is missing,
 	// the env var takes its value from a source, or another fine-tune holds
 	// it. Wait (default) uploads and submits nothing, with
 	// DeployTargetReady=False and a Warning Event, and submits as soon as

@@ -130,9 +130,10 @@ func (r *TogetherFineTuneReconciler) stillHolds(ctx context.Context, ns, holder,
 
 // reconcileTarget checks spec.deploy.deployment before the current attempt's
 // model is deployed, so that a wrong name or a held env var is known before
-// training is paid for. It owns DeployTargetReady. While nothing is
-// submitted yet and spec.deploy.onTargetNotReady is Wait, a target that is
-// not ready stops the reconcile here (a stall, with one Warning Event);
+// training is paid for. It owns DeployTargetReady. When a job is about to be
+// submitted (the first attempt, or a retry after a failure) and
+// spec.deploy.onTargetNotReady is Wait, a target that is not ready stops the
+// reconcile here (a stall, with one Warning Event);
 // otherwise the problem is reported (condition and one Warning Event per
 // change) and the job goes on. Once this attempt's model is deployed the
 // condition goes: Deployed says the rest.
@@ -156,9 +157,16 @@ func (r *TogetherFineTuneReconciler) reconcileTarget(ctx context.Context, ft *to
 		reconcile.SetCondition(&st.Conditions, ft.Generation, togetherv1.DeployTargetReadyCondition, metav1.ConditionTrue, togetherv1.ReasonDeployTargetReady, msg)
 		return ctrl.Result{}, nil
 	}
-	unsubmitted := ft.Spec.Training != nil && st.JobID == "" && st.Submission == nil
-	if unsubmitted && d.OnTargetNotReady != togetherv1.TargetNotReadySubmit {
-		e.Message = "Nothing was submitted: " + e.Message + " The operator submits as soon as the target is ready; set spec.deploy.onTargetNotReady: Submit to train anyway."
+	// About to pay: the first attempt, or a retry after a failed one. (A
+	// submission already in flight is finished whatever the target says.)
+	first := ft.Spec.Training != nil && st.JobID == "" && st.Submission == nil
+	retry := ft.Spec.Training != nil && st.Submission == nil && st.Phase == togetherv1.FineTuneFailed && st.Attempt < ftMaxAttempts(ft)
+	if (first || retry) && d.OnTargetNotReady != togetherv1.TargetNotReadySubmit {
+		what := "Nothing was submitted"
+		if retry {
+			what = fmt.Sprintf("Attempt %d was not submitted", st.Attempt+1)
+		}
+		e.Message = what + ": " + e.Message + " The operator submits as soon as the target is ready; set spec.deploy.onTargetNotReady: Submit to train anyway."
 		return ctrl.Result{}, e
 	}
 	// Training goes on (or is not ours to start): report, warn once per

@@ -82,8 +82,11 @@ var _ = Describe("FineTune deploy target", func() {
 		}
 		var evs []event.Event
 		for _, e := range job.Events {
-			if e.Type == "checkpoint_save" {
+			switch e.Type {
+			case "checkpoint_save":
 				evs = append(evs, event.Event{ID: fmt.Sprintf("poll:%s:cp:%d", job.ID, e.Step), Type: togetherv1.EventFineTuneCheckpoint, JobID: job.ID, Step: e.Step, Loss: e.Loss})
+			case "job_error":
+				evs = append(evs, event.Event{ID: "poll:" + job.ID + ":failed", Type: togetherv1.EventFineTuneFailed, JobID: job.ID, Step: e.Step, ErrorMessage: e.Message})
 			}
 		}
 		evs = append(evs, event.Event{ID: "poll:" + job.ID + ":status:" + string(job.Status), Type: event.TypeFineTuneStatus, JobID: job.ID, RemoteStatus: string(job.Status)})
@@ -242,6 +245,42 @@ var _ = Describe("FineTune deploy target", func() {
 		Expect(sim.CountCalls("POST", "/v1/fine-tunes")).To(Equal(1))
 		Expect(condition(ft, togetherv1.DeployTargetReadyCondition)).To(HaveField("Status", metav1.ConditionTrue))
 		Expect(condition(ft, togetherv1.StalledCondition)).To(BeNil())
+	})
+
+	It("does not pay for a retry while the target is missing, and retries once it is back", func() {
+		sim.SetFineTuneScript(func(req together.CreateFineTuneRequest) bool {
+			return req.LearningRate != nil && *req.LearningRate > 5e-5
+		}, togethersim.FineTuneOutcome{FailAtStep: 2, FailMessage: "loss diverged"})
+		newDeployment("chat", app)
+		file := sim.AddFile("train.jsonl", "fine-tune", []byte(validJSONL)).ID
+		lr, factor := 1e-4, 0.1
+		ft := &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Name: "retry", Namespace: ns}, Spec: togetherv1.TogetherFineTuneSpec{
+			Training: &togetherv1.TrainingSpec{Model: "m", TrainingFile: file, LearningRate: &lr},
+			Retry:    &togetherv1.RetrySpec{MaxAttempts: 2, LearningRateFactor: &factor},
+			Deploy:   target("chat"),
+		}}
+		Expect(k8sClient.Create(ctx, ft)).To(Succeed())
+		key := client.ObjectKeyFromObject(ft)
+		reconcileOnce(key)
+		Expect(get(key).Status.JobID).NotTo(BeEmpty())
+		d := deployment("chat")
+		Expect(k8sClient.Delete(ctx, d)).To(Succeed())
+
+		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
+			g.Expect(ft.Status.Phase).To(Equal(togetherv1.FineTuneFailed))
+			g.Expect(condition(ft, togetherv1.StalledCondition)).To(HaveField("Reason", togetherv1.ReasonDeploymentNotFound))
+		})
+		ft = get(key)
+		Expect(ft.Status.Attempt).To(BeEquivalentTo(1))
+		Expect(sim.CountCalls("POST", "/v1/fine-tunes")).To(Equal(1), "no second job while the model would have nowhere to go")
+		Expect(condition(ft, togetherv1.DeployTargetReadyCondition).Message).To(HavePrefix("Attempt 2 was not submitted"))
+
+		newDeployment("chat", app)
+		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
+			g.Expect(condition(ft, togetherv1.ReadyCondition)).To(HaveField("Status", metav1.ConditionTrue))
+		})
+		Expect(get(key).Status.Attempt).To(BeEquivalentTo(2))
+		Expect(sim.CountCalls("POST", "/v1/fine-tunes")).To(Equal(2))
 	})
 
 	It("trains anyway with onTargetNotReady: Submit, reporting the target and deploying once it exists", func() {
