@@ -177,6 +177,9 @@ const (
 	ReasonInvalidInput = "InvalidInput"
 	// ReasonInputNotFound means the input ConfigMap or its key is missing.
 	ReasonInputNotFound = "InputNotFound"
+	// ReasonInputChanged means the input changed while a split batch was
+	// being submitted, after some of its parts were created.
+	ReasonInputChanged = "InputChanged"
 	// ReasonBatchNotFound means spec.batchID names a batch Together does not know.
 	ReasonBatchNotFound = "BatchNotFound"
 	// ReasonBatchRejected means Together refused to create the batch.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 
@@ -165,6 +166,21 @@ func outputIDs(data string) []string {
 		ids = append(ids, l.CustomID)
 	}
 	return ids
+}
+
+// failNthCreate fails the n-th batch creation with a 500, as a create that
+// Together refused without acting on it.
+type failNthCreate struct {
+	BatchAPI
+	n, calls int
+}
+
+func (f *failNthCreate) CreateBatch(ctx context.Context, req together.CreateBatchRequest) (*together.Batch, error) {
+	f.calls++
+	if f.calls == f.n {
+		return nil, &together.APIError{StatusCode: 500, Operation: "CreateBatch", Message: "injected"}
+	}
+	return f.BatchAPI.CreateBatch(ctx, req)
 }
 
 var _ = Describe("TogetherBatch", func() {
@@ -327,6 +343,74 @@ var _ = Describe("TogetherBatch", func() {
 		Expect(tb.Status.Submission).To(BeNil())
 		Expect(e.sim.CountCalls("POST", "/v1/batches")).To(Equal(1))
 		Expect(e.sim.CountCalls("POST", "/v1/files/upload")).To(Equal(1))
+	})
+
+	It("submits the input as it is now when it grew after a create failed", func() {
+		e := newBatchEnv()
+		e.inputConfigMap("grows", chatRequest("a", "1"), chatRequest("b", "2"))
+		key := e.create("grows", togetherv1.TogetherBatchSpec{Input: configMapInput("grows"), Model: "m"})
+		e.r.API = &failNthCreate{BatchAPI: e.api, n: 1}
+		_, err := e.reconcile(key)
+		Expect(err).To(HaveOccurred(), "the create failed and is retried")
+		Expect(e.get(key).Status.Submission).NotTo(BeNil())
+
+		By("the input grows to six requests before the retry")
+		cm := &corev1.ConfigMap{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: "grows"}, cm)).To(Succeed())
+		var six []string
+		for i := range 6 {
+			six = append(six, chatRequest(fmt.Sprintf("r%d", i), "x"))
+		}
+		cm.Data["requests.jsonl"] = strings.Join(six, "\n") + "\n"
+		Expect(k8sClient.Update(ctx, cm)).To(Succeed())
+		_, err = e.reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+
+		tb := e.get(key)
+		Expect(tb.Status.Submission).To(BeNil())
+		Expect(tb.Status.BatchID).NotTo(BeEmpty())
+		Expect(e.sim.CountCalls("POST", "/v1/batches")).To(Equal(1))
+		b, err := e.api.GetBatch(ctx, tb.Status.BatchID)
+		Expect(err).NotTo(HaveOccurred())
+		rc, err := e.api.DownloadFile(ctx, b.InputFileID)
+		Expect(err).NotTo(HaveOccurred())
+		defer rc.Close()
+		data, err := io.ReadAll(rc)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(strings.Count(string(data), "\n")).To(Equal(6), "the batch must hold all six requests, not the two of the first upload")
+	})
+
+	It("stalls instead of indexing past its plan when a split input grows after some parts were created", func() {
+		e := newBatchEnv()
+		var four, six []string
+		for i := range 6 {
+			if i < 4 {
+				four = append(four, chatRequest(fmt.Sprintf("r%d", i), "x"))
+			}
+			six = append(six, chatRequest(fmt.Sprintf("r%d", i), "x"))
+		}
+		e.inputConfigMap("split-grows", four...)
+		key := e.create("split-grows", togetherv1.TogetherBatchSpec{Input: configMapInput("split-grows"), Model: "m", MaxRequestsPerBatch: 2})
+		e.r.API = &failNthCreate{BatchAPI: e.api, n: 2}
+		_, err := e.reconcile(key)
+		Expect(err).To(HaveOccurred())
+		Expect(e.sim.CountCalls("POST", "/v1/batches")).To(Equal(1), "part 0 was created, part 1 failed")
+
+		cm := &corev1.ConfigMap{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: "split-grows"}, cm)).To(Succeed())
+		cm.Data["requests.jsonl"] = strings.Join(six, "\n") + "\n"
+		Expect(k8sClient.Update(ctx, cm)).To(Succeed())
+		_, err = e.reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+
+		tb := e.get(key)
+		stalled := batchCond(tb, togetherv1.StalledCondition)
+		Expect(stalled).NotTo(BeNil())
+		Expect(stalled.Reason).To(Equal(togetherv1.ReasonInputChanged))
+		Expect(stalled.Message).To(ContainSubstring("1 of 2 parts"))
+		Expect(tb.Status.Parts).To(HaveLen(2))
+		Expect(tb.Status.Parts[0].BatchID).NotTo(BeEmpty(), "the batch that was paid for is followed")
+		Expect(e.sim.CountCalls("POST", "/v1/batches")).To(Equal(1), "nothing is submitted from a plan the input no longer matches")
 	})
 
 	It("refuses an output too large for a ConfigMap and names the PVC option", func() {

@@ -3,6 +3,8 @@ package controller
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -22,10 +24,80 @@ import (
 )
 
 // batchSubmissionTag names the uploads of one submission. It is derived from
-// the resource's UID and the attempt, so it is the same after a restart and
-// different for every resource.
-func batchSubmissionTag(uid types.UID, attempt int32) string {
-	return fmt.Sprintf("tbatch-%s-a%d", uid, attempt)
+// the resource's UID, the attempt and a digest of the input it submits, so
+// it is the same after a restart, different for every resource, and tells
+// whether the input is still the one the submission began with.
+func batchSubmissionTag(uid types.UID, attempt int32, digest string) string {
+	return fmt.Sprintf("tbatch-%s-a%d-%s", uid, attempt, digest)
+}
+
+// inputDigest identifies the parts of an input: their content (or file ID)
+// in order, 12 hex digits.
+func inputDigest(chunks []batchChunk) string {
+	h := sha256.New()
+	for _, c := range chunks {
+		fmt.Fprintf(h, "%d:%s:", len(c.data), c.fileID)
+		h.Write(c.data)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
+}
+
+// planMatches reports whether chunks are the input the in-flight
+// submission began with. A marker written before tags carried a digest is
+// judged by the number of parts and their sizes.
+func planMatches(tb *togetherv1.TogetherBatch, chunks []batchChunk) bool {
+	m := tb.Status.Submission
+	if m.Tag != fmt.Sprintf("tbatch-%s-a%d", tb.UID, m.Attempt) {
+		return strings.HasSuffix(m.Tag, "-"+inputDigest(chunks))
+	}
+	if len(tb.Status.Parts) == 0 {
+		return len(chunks) == 1
+	}
+	if len(tb.Status.Parts) != len(chunks) {
+		return false
+	}
+	for i, p := range tb.Status.Parts {
+		if int(p.Requests) != chunks[i].requests {
+			return false
+		}
+	}
+	return true
+}
+
+// abandonChangedPlan deals with a submission whose input changed after it
+// began. Batches it already created are paid for, so they are found and
+// recorded. If none was, the old plan is dropped and the current input is
+// submitted afresh; if all were, the submission is complete; if only some
+// were, the rest of the old input can no longer be submitted and a person
+// must choose (a stall).
+func (r *TogetherBatchReconciler) abandonChangedPlan(ctx context.Context, tb *togetherv1.TogetherBatch) error {
+	planned := max(len(tb.Status.Parts), 1)
+	sub := &batchSubmitter{r: r, tb: tb, recovering: true}
+	var created []string
+	for i := range planned {
+		if id := sub.recorded(i); id != "" {
+			created = append(created, id)
+			continue
+		}
+		b, err := sub.findCreated(ctx, i, tb.Spec.Input.FileID)
+		if err != nil {
+			return r.submitFailure(err)
+		}
+		if b != nil {
+			sub.record(i, b)
+			created = append(created, b.ID)
+		}
+	}
+	switch len(created) {
+	case 0:
+		tb.Status.Submission, tb.Status.Parts, tb.Status.Phase = nil, nil, ""
+		return nil
+	case planned:
+		return nil // complete; the caller finishes it as a recovery would
+	}
+	return reconcile.Stalling(togetherv1.ReasonInputChanged, fmt.Sprintf(
+		"The input changed while the batch was being submitted: batch(es) %s were already created from the earlier input (%d of %d parts) and are followed; the rest of that input can no longer be submitted. Restore the earlier input to finish the submission, or recreate the resource to submit the new one.",
+		strings.Join(created, ", "), len(created), planned))
 }
 
 // batchPartFileName is the name the input of part i is uploaded under; the
@@ -67,8 +139,21 @@ func (r *TogetherBatchReconciler) reconcileSubmission(ctx context.Context, tb *t
 	// A marker that was already there means an earlier reconcile may have
 	// created batches it could not record: look for them before creating.
 	recovering := tb.Status.Submission != nil
+	if recovering && !planMatches(tb, chunks) {
+		// The input changed after the submission began. Its parts are not
+		// the ones planned, so nothing of it may be submitted under the old
+		// plan (an input that grew used to be cut to the old upload, or to
+		// index past the planned parts).
+		if err := r.abandonChangedPlan(ctx, tb); err != nil {
+			return ctrl.Result{}, err
+		}
+		if tb.Status.Submission != nil {
+			return ctrl.Result{}, r.finishSubmission(tb)
+		}
+		recovering = false
+	}
 	if !recovering {
-		tag := batchSubmissionTag(tb.UID, 1)
+		tag := batchSubmissionTag(tb.UID, 1, inputDigest(chunks))
 		tb.Status.Submission = &togetherv1.SubmissionMarker{Attempt: 1, Tag: tag, StartedAt: metav1.NewTime(r.now())}
 		tb.Status.Phase = togetherv1.BatchPending
 		if len(chunks) > 1 {
@@ -88,12 +173,17 @@ func (r *TogetherBatchReconciler) reconcileSubmission(ctx context.Context, tb *t
 			return ctrl.Result{}, r.submitFailure(err)
 		}
 	}
+	return ctrl.Result{}, r.finishSubmission(tb)
+}
+
+// finishSubmission clears the marker once every part has its batch.
+func (r *TogetherBatchReconciler) finishSubmission(tb *togetherv1.TogetherBatch) error {
 	tb.Status.Submission = nil
 	tb.Status.AggregateParts()
 	if tb.Status.Phase == togetherv1.BatchPending || tb.Status.Phase == "" {
 		tb.Status.Phase = togetherv1.BatchValidating
 	}
-	return ctrl.Result{}, nil
+	return nil
 }
 
 // batchChunk is the input of one part: the JSONL to upload, or an existing
@@ -205,20 +295,16 @@ func (s *batchSubmitter) submitPart(ctx context.Context, i int, c batchChunk) er
 	tag := s.tb.Status.Submission.Tag
 	fileID := c.fileID
 	if s.recovering {
-		if err := s.list(ctx); err != nil {
+		b, err := s.findCreated(ctx, i, fileID)
+		if err != nil {
 			return err
 		}
-		if fileID == "" {
-			name := batchPartFileName(tag, i)
-			for _, f := range s.files {
-				if f.Filename == name {
-					fileID = f.ID
-				}
-			}
-		}
-		if b := s.findBatch(fileID); b != nil {
+		if b != nil {
 			s.record(i, b)
 			return nil
+		}
+		if fileID == "" {
+			fileID = s.uploaded(i)
 		}
 	}
 	if fileID == "" {
@@ -239,6 +325,30 @@ func (s *batchSubmitter) submitPart(ctx context.Context, i int, c batchChunk) er
 	}
 	s.record(i, b)
 	return nil
+}
+
+// findCreated returns the batch this submission created for part i, found
+// through the part's tagged upload (or fileID, for spec.input.fileID).
+func (s *batchSubmitter) findCreated(ctx context.Context, i int, fileID string) (*together.Batch, error) {
+	if err := s.list(ctx); err != nil {
+		return nil, err
+	}
+	if fileID == "" {
+		fileID = s.uploaded(i)
+	}
+	return s.findBatch(fileID), nil
+}
+
+// uploaded returns the file this submission uploaded for part i, or "".
+func (s *batchSubmitter) uploaded(i int) string {
+	name := batchPartFileName(s.tb.Status.Submission.Tag, i)
+	id := ""
+	for _, f := range s.files {
+		if f.Filename == name {
+			id = f.ID
+		}
+	}
+	return id
 }
 
 // findBatch returns a batch created from fileID by this submission. An

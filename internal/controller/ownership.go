@@ -83,13 +83,17 @@ func (o statusOwnership) check(statusOf func(client.Object) any) func(before, af
 			touched = append(touched, f)
 		}
 		sort.Strings(touched)
-		starting := false
+		b, a := fieldsOf(statusOf(before)), fieldsOf(statusOf(after))
+		// A patch starts an attempt when it writes the attempt's key, or
+		// while a submission marker is in flight (the submission records
+		// the batches it creates or finds part by part).
+		starting := b["submission"] != nil
 		for _, k := range o.startKeys {
 			if _, ok := st[k]; ok {
 				starting = true
 			}
 		}
-		b, a := fieldsOf(statusOf(before)), fieldsOf(statusOf(after))
+
 		for _, f := range touched {
 			switch {
 			case slices.Contains(o.owned, f):
