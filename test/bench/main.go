@@ -16,11 +16,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"go.uber.org/zap/zapcore"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -80,13 +82,21 @@ type bench struct {
 	only    string
 	rawP99  time.Duration
 	rawObjs []*togetherv1.TogetherFineTune
+	// minRate, minP99 and minServerMs are the minimal baseline: a one-field
+	// status merge patch of the same fine-tunes, 16 writers.
+	minRate     float64
+	minP99      time.Duration
+	minServerMs float64
+	// minClient writes the minimal patches through minMeter.
+	minClient client.Client
+	minMeter  writeMeter
 }
 
 func main() {
 	out := flag.String("out", "bin/bench", "directory for results.json")
 	crds := flag.String("crds", filepath.Join("config", "crd", "bases"), "CRD directory")
 	quick := flag.Bool("quick", false, "shrink every scenario (development runs)")
-	only := flag.String("only", "", "run only the scenarios whose step name contains this (e.g. attack); the raw baseline runs only if named")
+	only := flag.String("only", "", "run only the scenarios whose step name contains this, or one of these comma-separated (e.g. attack, or 'raw baseline,event intake'); the raw baseline runs only if named")
 	noMem := flag.Bool("skip-memory", false, "skip the manager-memory scenario (it builds and runs the manager binary)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the bench process (senders, endpoint, apply step) to this file")
 	flag.Parse()
@@ -128,6 +138,9 @@ func (b *bench) run(crdDir string) (err error) {
 		return err
 	}
 	if err := togetherv1.AddToScheme(b.scheme); err != nil {
+		return err
+	}
+	if err := apiextensionsv1.AddToScheme(b.scheme); err != nil {
 		return err
 	}
 	// verify+decode is a CPU benchmark of this process alone: it runs before
@@ -177,7 +190,7 @@ func (b *bench) run(crdDir string) (err error) {
 		{"attack", b.attack},
 	}
 	for _, s := range steps {
-		if b.only != "" && !strings.Contains(s.name, b.only) {
+		if b.only != "" && !slices.ContainsFunc(strings.Split(b.only, ","), func(o string) bool { return strings.Contains(s.name, o) }) {
 			continue
 		}
 		t := time.Now()
