@@ -409,7 +409,7 @@ demo() {
 Where to look (with the export/alias above):
     kubectl get together -o wide              # more columns: attempt, eval loss, target, reasons
     kubectl describe tft support-bot          # conditions, checkpoints, the deployed model, Events
-    kubectl get deploy chat-app -o jsonpath='{.metadata.annotations}'   # who holds TOGETHER_MODEL, previous values
+    kubectl get deploy chat-app -o jsonpath='{.metadata.annotations.together\.ai/deployed-by\.app\.TOGETHER_MODEL}'   # who holds it
     kubectl get configmap nightly-summaries-output -o yaml   # the batch results
     kubectl describe tmm -l together.ai/created-by=deprecation   # what was patched, from what to what
     kubectl annotate tmm llama-3-8b-chat together.ai/approve-migration=true   # approve the Manual sample migration
