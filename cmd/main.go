@@ -25,6 +25,7 @@ import (
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/controller"
+	"github.com/together-operator/together-operator/internal/credentials"
 	"github.com/together-operator/together-operator/internal/fetch"
 	"github.com/together-operator/together-operator/internal/operator"
 	"github.com/together-operator/together-operator/internal/together"
@@ -43,27 +44,29 @@ func init() {
 
 // options holds the manager's flags.
 type options struct {
-	metricsAddr     string
-	secureMetrics   bool
-	probeAddr       string
-	eventsAddr      string
-	eventsCertPath  string
-	eventsCertName  string
-	eventsCertKey   string
-	leaderElect     bool
-	leaderElectNS   string
-	pollInterval    time.Duration
-	modelsInterval  time.Duration
-	apiBaseURL      string
-	apiKeySecret    string
-	eventsTolerance time.Duration
-	maxBodyBytes    int64
-	maxInFlight     int64
-	sourceRate      float64
-	subRate         float64
-	maxConns        int
-	maxConnsPerSrc  int
-	operatorImage   string
+	metricsAddr    string
+	secureMetrics  bool
+	probeAddr      string
+	eventsAddr     string
+	eventsCertPath string
+	eventsCertName string
+	eventsCertKey  string
+	leaderElect    bool
+	leaderElectNS  string
+	pollInterval   time.Duration
+	modelsInterval time.Duration
+	apiBaseURL     string
+	apiKeySecret   string
+	// sharedKeyNamespaces may use the operator-wide key.
+	sharedKeyNamespaces string
+	eventsTolerance     time.Duration
+	maxBodyBytes        int64
+	maxInFlight         int64
+	sourceRate          float64
+	subRate             float64
+	maxConns            int
+	maxConnsPerSrc      int
+	operatorImage       string
 }
 
 func parseFlags() (options, zap.Options) {
@@ -80,6 +83,7 @@ func parseFlags() (options, zap.Options) {
 	flag.DurationVar(&o.pollInterval, "poll-interval", 30*time.Second, "How often the poller reads the Together API while work is moving (4x longer when idle).")
 	flag.DurationVar(&o.modelsInterval, "models-poll-interval", time.Hour, "How often the poller reads the model catalogue for deprecations.")
 	flag.StringVar(&o.apiBaseURL, "together-base-url", envOr("TOGETHER_BASE_URL", "https://api.together.ai/v1"), "Base URL of the Together API (env TOGETHER_BASE_URL).")
+	flag.StringVar(&o.sharedKeyNamespaces, "shared-api-key-namespaces", os.Getenv("TOGETHER_SHARED_API_KEY_NAMESPACES"), "Comma-separated namespaces whose resources may use the operator-wide key (--api-key-secret or TOGETHER_API_KEY) when they have no Secret together-api-key of their own; namespaces labelled together.ai/shared-api-key=true may too. None by default.")
 	flag.StringVar(&o.apiKeySecret, "api-key-secret", os.Getenv("TOGETHER_API_KEY_SECRET"), "namespace/name of a Secret whose key 'api-key' holds the Together API key; otherwise env TOGETHER_API_KEY is used.")
 	flag.DurationVar(&o.eventsTolerance, "webhook-timestamp-tolerance", 5*time.Minute, "How far a Standard Webhooks timestamp may be from now.")
 	flag.Int64Var(&o.maxBodyBytes, "webhook-max-body-bytes", webhook.DefaultMaxBodyBytes, "Largest event body accepted; larger ones get 413.")
@@ -154,6 +158,7 @@ func main() {
 		PollInterval: o.pollInterval, ModelsInterval: o.modelsInterval,
 		EventsTLS:    webhook.TLSFiles{Dir: o.eventsCertPath, CertName: o.eventsCertName, KeyName: o.eventsCertKey},
 		APIKeySource: apiKeySource(o),
+		Accounts:     accounts(mgr, o, key),
 	}); err != nil {
 		setupLog.Error(err, "unable to set up the operator")
 		os.Exit(1)
@@ -172,6 +177,38 @@ func main() {
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		setupLog.Error(err, "manager stopped with an error")
 		os.Exit(1)
+	}
+}
+
+// accounts gives each namespace its own Together account: the Secret
+// together-api-key in the namespace, or the operator-wide key where an
+// administrator allowed it. The operator-wide key is read again on each use
+// when it comes from a Secret, so that rotating it needs no restart.
+func accounts(mgr ctrl.Manager, o options, envKey string) *credentials.Resolver {
+	var allowed []string
+	for _, ns := range strings.Split(o.sharedKeyNamespaces, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			allowed = append(allowed, ns)
+		}
+	}
+	reader := mgr.GetAPIReader()
+	return &credentials.Resolver{
+		Reader: reader,
+		NewClient: func(key string) (*together.Client, error) {
+			return together.New(together.Options{BaseURL: o.apiBaseURL, APIKey: key, Logger: ctrl.Log.WithName("together")})
+		},
+		SharedKey: func(ctx context.Context) (string, error) {
+			if o.apiKeySecret == "" {
+				return envKey, nil
+			}
+			ns, name, _ := strings.Cut(o.apiKeySecret, "/")
+			sec := &corev1.Secret{}
+			if err := reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, sec); err != nil {
+				return "", fmt.Errorf("reading API key Secret %s: %w", o.apiKeySecret, err)
+			}
+			return string(sec.Data["api-key"]), nil
+		},
+		SharedNamespaces: allowed,
 	}
 }
 

@@ -316,7 +316,8 @@ start manager "$LOGS/manager.log" env "${mgr_env[@]}" bin/manager \
 	--events-bind-address=":$EVENTS_PORT" \
 	--poll-interval="$poll_interval" \
 	--models-poll-interval=1m \
-	--operator-image="${OPERATOR_IMAGE:-together-operator:dev}"
+	--operator-image="${OPERATOR_IMAGE:-together-operator:dev}" \
+	--shared-api-key-namespaces="${SHARED_API_KEY_NAMESPACES:-default}"
 
 ready=
 for _ in $(seq 1 120); do

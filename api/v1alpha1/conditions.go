@@ -61,6 +61,10 @@ const (
 	ReasonProgressing = "Progressing"
 	// ReasonUnauthorized means Together rejected the API key (401).
 	ReasonUnauthorized = "Unauthorized"
+	// ReasonNoCredentials means the resource's namespace has no Together API
+	// key of its own (the Secret together-api-key) and is not allowed the
+	// operator-wide one.
+	ReasonNoCredentials = "NoCredentials"
 	// ReasonQuotaExceeded means the account's spending limit was reached (402).
 	ReasonQuotaExceeded = "QuotaExceeded"
 	// ReasonAPIError means Together answered with an error the operator retries.

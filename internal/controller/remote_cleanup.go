@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/credentials"
 	"github.com/together-operator/together-operator/internal/reconcile"
 	"github.com/together-operator/together-operator/internal/together"
 )
@@ -51,6 +52,10 @@ func releaseRemote(ctx context.Context, obj reconcile.Object, attempts *int32, s
 	}
 	if re, ok := reconcile.As(err); ok && re.Handling == reconcile.Wait {
 		return err // progressing (an endpoint stopping), not failing
+	}
+	if errors.Is(err, credentials.ErrNoCredentials) {
+		return skip(togetherv1.ReasonCleanupUnauthorized, fmt.Sprintf(
+			"Deleted without %s: %v, so the operator cannot act on the account; clean up on Together by hand.", what, err))
 	}
 	if status := apiStatus(err); status == http.StatusUnauthorized || status == http.StatusForbidden {
 		return skip(togetherv1.ReasonCleanupUnauthorized, fmt.Sprintf(

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/credentials"
 	"github.com/together-operator/together-operator/internal/reconcile"
 	"github.com/together-operator/together-operator/internal/together"
 )
@@ -69,8 +70,14 @@ type TogetherBatchReconciler struct {
 	// rejected key's message names what to fix.
 	KeySource string
 
+	// Accounts, when set, gives each namespace its own Together account
+	// (API and KeySource are then the namespace's, per reconcile).
+	Accounts Accounts
+
 	// check sees every status patch (the ownership test sets it).
 	check func(before, after client.Object, patch map[string]any) error
+	// accountErr is why this reconcile's namespace has no account.
+	accountErr error
 }
 
 // +kubebuilder:rbac:groups=together.ai,resources=togetherbatches,verbs=get;list;watch;create;update;patch;delete
@@ -121,7 +128,26 @@ func (r *TogetherBatchReconciler) kind() *kind[*togetherv1.TogetherBatch] {
 
 // Reconcile brings a TogetherBatch towards its spec.
 func (r *TogetherBatchReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	return r.kind().run(ctx, r.Client, r.Recorder, req, r.check)
+	// A copy per reconcile: API and KeySource become the namespace's own.
+	rr := *r
+	if r.Accounts != nil {
+		acc, missing, err := resolveAccount(ctx, r.Accounts, req.Namespace)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if acc != nil {
+			rr.API, rr.KeySource = acc.Client, "Secret "+acc.Source
+			if acc.Source == credentials.SharedSource {
+				rr.KeySource = r.KeySource
+			}
+		}
+		rr.accountErr = missing
+	}
+	k := rr.kind()
+	if rr.accountErr != nil {
+		k.steps = append([]step[*togetherv1.TogetherBatch]{requireAccount[*togetherv1.TogetherBatch](rr.accountErr)}, k.steps...)
+	}
+	return k.run(ctx, rr.Client, rr.Recorder, req, rr.check)
 }
 
 // apiFailure classifies a failed Together call for the summary.
@@ -141,6 +167,9 @@ func (r *TogetherBatchReconciler) finalize(ctx context.Context, tb *togetherv1.T
 		// many failures) is skipped with a Warning rather than wedging the
 		// deletion.
 		err := releaseRemote(ctx, tb, &tb.Status.CleanupAttempts, s, r.Recorder, "cancelling its running batches", func() error {
+			if r.accountErr != nil && len(cancellableBatchIDs(tb)) > 0 {
+				return r.accountErr
+			}
 			for _, id := range cancellableBatchIDs(tb) {
 				if _, err := r.API.CancelBatch(ctx, id); err != nil && !together.IsNotFound(err) &&
 					(!together.IsInvalidRequest(err) || apiStatus(err) == http.StatusForbidden) {

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/credentials"
 	"github.com/together-operator/together-operator/internal/reconcile"
 	"github.com/together-operator/together-operator/internal/together"
 )
@@ -86,8 +87,14 @@ type TogetherFineTuneReconciler struct {
 	// Secret), so that a rejected key's message names what to fix.
 	KeySource string
 
+	// Accounts, when set, gives each namespace its own Together account
+	// (API and KeySource are then the namespace's, per reconcile).
+	Accounts Accounts
+
 	// check sees every status patch (the ownership test sets it).
 	check func(before, after client.Object, patch map[string]any) error
+	// accountErr is why this reconcile's namespace has no account.
+	accountErr error
 }
 
 // +kubebuilder:rbac:groups=together.ai,resources=togetherfinetunes,verbs=get;list;watch;create;update;patch;delete
@@ -139,7 +146,26 @@ func (r *TogetherFineTuneReconciler) kind() *kind[*togetherv1.TogetherFineTune] 
 // Reconcile brings a TogetherFineTune towards its spec: submit or adopt the
 // job, react to its outcome, then deploy the model.
 func (r *TogetherFineTuneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	return r.kind().run(ctx, r.Client, r.Recorder, req, r.check)
+	// A copy per reconcile: API and KeySource become the namespace's own.
+	rr := *r
+	if r.Accounts != nil {
+		acc, missing, err := resolveAccount(ctx, r.Accounts, req.Namespace)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if acc != nil {
+			rr.API, rr.KeySource = acc.Client, "Secret "+acc.Source
+			if acc.Source == credentials.SharedSource {
+				rr.KeySource = r.KeySource
+			}
+		}
+		rr.accountErr = missing
+	}
+	k := rr.kind()
+	if rr.accountErr != nil {
+		k.steps = append([]step[*togetherv1.TogetherFineTune]{requireAccount[*togetherv1.TogetherFineTune](rr.accountErr)}, k.steps...)
+	}
+	return k.run(ctx, rr.Client, rr.Recorder, req, rr.check)
 }
 
 // apiFailure classifies a failed Together call for the summary.
@@ -165,6 +191,9 @@ func (r *TogetherFineTuneReconciler) finalize(ctx context.Context, ft *togetherv
 	// not a failure.
 	err := releaseRemote(ctx, ft, &ft.Status.CleanupAttempts, s, r.Recorder,
 		"cancelling its fine-tune job or deleting its dedicated endpoint", func() error {
+			if r.accountErr != nil {
+				return r.accountErr
+			}
 			if err := r.cancelRemoteJob(ctx, ft); err != nil {
 				return err
 			}

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/credentials"
 	"github.com/together-operator/together-operator/internal/reconcile"
 	"github.com/together-operator/together-operator/internal/together"
 	"github.com/together-operator/together-operator/internal/webhook"
@@ -47,8 +48,14 @@ type TogetherWebhookSubscriptionReconciler struct {
 	// rejected key's message names what to fix.
 	KeySource string
 
+	// Accounts, when set, gives each namespace its own Together account
+	// (API and KeySource are then the namespace's, per reconcile).
+	Accounts Accounts
+
 	// check sees every status patch (the ownership test sets it).
 	check func(before, after client.Object, patch map[string]any) error
+	// accountErr is why this reconcile's namespace has no account.
+	accountErr error
 }
 
 // +kubebuilder:rbac:groups=together.ai,resources=togetherwebhooksubscriptions,verbs=get;list;watch;create;update;patch;delete
@@ -77,7 +84,12 @@ func (r *TogetherWebhookSubscriptionReconciler) kind() *kind[*togetherv1.Togethe
 			// annotation, too many failures) is left with a Warning rather
 			// than wedging the deletion.
 			return releaseRemote(ctx, sub, &sub.Status.CleanupAttempts, s, r.Recorder, "deleting its webhook registration",
-				func() error { return r.unregister(ctx, sub) })
+				func() error {
+					if r.accountErr != nil && sub.Status.RemoteID != "" {
+						return r.accountErr
+					}
+					return r.unregister(ctx, sub)
+				})
 		},
 		steps: []step[*togetherv1.TogetherWebhookSubscription]{
 			// path: publish where the events endpoint serves this subscription.
@@ -93,7 +105,26 @@ func (r *TogetherWebhookSubscriptionReconciler) kind() *kind[*togetherv1.Togethe
 
 // Reconcile brings a TogetherWebhookSubscription towards its spec.
 func (r *TogetherWebhookSubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	return r.kind().run(ctx, r.Client, r.Recorder, req, r.check)
+	// A copy per reconcile: API and KeySource become the namespace's own.
+	rr := *r
+	if r.Accounts != nil {
+		acc, missing, err := resolveAccount(ctx, r.Accounts, req.Namespace)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if acc != nil {
+			rr.API, rr.KeySource = acc.Client, "Secret "+acc.Source
+			if acc.Source == credentials.SharedSource {
+				rr.KeySource = r.KeySource
+			}
+		}
+		rr.accountErr = missing
+	}
+	k := rr.kind()
+	if rr.accountErr != nil {
+		k.steps = append([]step[*togetherv1.TogetherWebhookSubscription]{requireAccount[*togetherv1.TogetherWebhookSubscription](rr.accountErr)}, k.steps...)
+	}
+	return k.run(ctx, rr.Client, rr.Recorder, req, rr.check)
 }
 
 func (r *TogetherWebhookSubscriptionReconciler) reconcilePath(_ context.Context, sub *togetherv1.TogetherWebhookSubscription, _ *scope) (ctrl.Result, error) {

@@ -19,6 +19,7 @@ import (
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/apicount"
 	"github.com/together-operator/together-operator/internal/controller"
+	"github.com/together-operator/together-operator/internal/credentials"
 
 	"github.com/together-operator/together-operator/internal/poller"
 	"github.com/together-operator/together-operator/internal/statusmetrics"
@@ -55,6 +56,11 @@ type Config struct {
 	// APIKeySource says where API's key came from (a flag naming a Secret,
 	// or an env var), so that a rejected key's condition names what to fix.
 	APIKeySource string
+	// Accounts, when set, gives each namespace its own Together account
+	// (internal/credentials): its resources, its poll and its webhook
+	// registration use its own key, and API only serves what Accounts
+	// allows. Nil keeps the one API for every namespace (tests, make run).
+	Accounts *credentials.Resolver
 }
 
 // Parts are the intake's pieces, returned for tests and benchmarks.
@@ -74,12 +80,16 @@ func Setup(mgr ctrl.Manager, cfg Config) (*Parts, error) {
 
 func setupReconcilers(mgr ctrl.Manager, cfg Config) error {
 	rec := func(name string) controller.EventRecorder { return mgr.GetEventRecorder(name) }
+	var accounts controller.Accounts // a nil *Resolver must stay a nil interface
+	if cfg.Accounts != nil {
+		accounts = cfg.Accounts
+	}
 	if err := (&controller.TogetherWebhookSubscriptionReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec("together-subscription"), API: cfg.API, KeySource: cfg.APIKeySource,
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec("together-subscription"), API: cfg.API, KeySource: cfg.APIKeySource, Accounts: accounts,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the subscription reconciler: %w", err)
 	}
-	if err := (&controller.TogetherFineTuneReconciler{Client: mgr.GetClient(), Recorder: rec("together-finetune"), API: cfg.API, KeySource: cfg.APIKeySource}).SetupWithManager(mgr); err != nil {
+	if err := (&controller.TogetherFineTuneReconciler{Client: mgr.GetClient(), Recorder: rec("together-finetune"), API: cfg.API, KeySource: cfg.APIKeySource, Accounts: accounts}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the fine-tune reconciler: %w", err)
 	}
 	if err := (&controller.TogetherModelMigrationReconciler{Client: mgr.GetClient(), Recorder: rec("together-migration")}).SetupWithManager(mgr); err != nil {
@@ -87,7 +97,7 @@ func setupReconcilers(mgr ctrl.Manager, cfg Config) error {
 	}
 	if err := (&controller.TogetherBatchReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec("together-batch"), API: cfg.API,
-		BaseURL: cfg.BaseURL, Image: cfg.OperatorImage, KeySource: cfg.APIKeySource,
+		BaseURL: cfg.BaseURL, Image: cfg.OperatorImage, KeySource: cfg.APIKeySource, Accounts: accounts,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the batch reconciler: %w", err)
 	}
@@ -118,6 +128,9 @@ func setupIntake(mgr ctrl.Manager, cfg Config) (*Parts, error) {
 	p.Poller = &poller.Poller{
 		Client: mgr.GetClient(), API: cfg.API, Applier: p.Applier, Recorder: mgr.GetEventRecorder("together-poller"),
 		Interval: cfg.PollInterval, ModelsInterval: cfg.ModelsInterval,
+	}
+	if cfg.Accounts != nil {
+		p.Poller.Accounts = cfg.Accounts
 	}
 	if err := mgr.Add(p.Poller); err != nil {
 		return nil, fmt.Errorf("adding the poller: %w", err)

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/together-operator/together-operator/internal/credentials"
 	"github.com/together-operator/together-operator/internal/testenv"
 	"github.com/together-operator/together-operator/internal/together"
 	"github.com/together-operator/together-operator/internal/togethersim"
@@ -81,7 +82,18 @@ var _ = BeforeSuite(func() {
 		Client: ClientOptions(), Cache: CacheOptions(),
 	})
 	Expect(err).NotTo(HaveOccurred())
-	parts, err = Setup(mgr, Config{API: api, BaseURL: sim.URL(), EventsAddr: "127.0.0.1:0", OperatorImage: "registry.example/together-operator:test",
+	// Each namespace's resources run under its own key (the Secret
+	// together-api-key), or the operator-wide one where a namespace is
+	// labelled for it, as newNamespace does; read by the manager's reader,
+	// under its RBAC.
+	accounts := &credentials.Resolver{
+		Reader: mgr.GetAPIReader(),
+		NewClient: func(key string) (*together.Client, error) {
+			return together.New(together.Options{BaseURL: sim.URL(), APIKey: key})
+		},
+		SharedKey: func(context.Context) (string, error) { return simKey, nil },
+	}
+	parts, err = Setup(mgr, Config{API: api, Accounts: accounts, BaseURL: sim.URL(), EventsAddr: "127.0.0.1:0", OperatorImage: "registry.example/together-operator:test",
 		// A long poll interval: specs that want the poller call PollOnce,
 		// so that what a push does and what a poll does stay apart.
 		PollInterval: time.Hour, ModelsInterval: time.Hour})
@@ -103,9 +115,16 @@ var _ = AfterSuite(func() {
 
 var nsCounter int
 
+// newNamespace creates a namespace an administrator allowed the
+// operator-wide key.
 func newNamespace() string {
+	return newNamespaceLabelled(map[string]string{credentials.SharedKeyLabel: "true"})
+}
+
+// newNamespaceLabelled creates a namespace with these labels only.
+func newNamespaceLabelled(labels map[string]string) string {
 	nsCounter++
 	name := fmt.Sprintf("op-%d", nsCounter)
-	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})).To(Succeed())
+	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}})).To(Succeed())
 	return name
 }

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/credentials"
 	"github.com/together-operator/together-operator/internal/testenv"
 	"github.com/together-operator/together-operator/internal/together"
 	"github.com/together-operator/together-operator/internal/togethersim"
@@ -243,5 +244,77 @@ var _ = Describe("A tenant in a shared cluster", func() {
 
 		Expect(k8s.Delete(ctx, sub)).To(Succeed())
 		Eventually(registered).Should(BeEmpty(), "no registration keeps pushing after the subscription is gone")
+	})
+
+	Context("with no key of its own", func() {
+		BeforeEach(func() {
+			// A namespace no administrator allowed the operator-wide key.
+			ns = newNamespaceLabelled(nil)
+			cfg, err := testenv.AsTenant(ctx, adminCfg, k8s, ns, "tenant-of-"+ns)
+			Expect(err).NotTo(HaveOccurred())
+			tenant, err = client.New(cfg, client.Options{Scheme: scheme})
+			Expect(err).NotTo(HaveOccurred())
+		})
+
+		fineTune := func(name string) *togetherv1.TogetherFineTune {
+			ft := &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+				Spec: togetherv1.TogetherFineTuneSpec{JobID: "ft-" + ns + "-" + name}}
+			sim.AddFineTune(together.FineTune{ID: ft.Spec.JobID, Model: "org/base", Status: together.FineTuneRunning})
+			Expect(tenant.Create(ctx, ft)).To(Succeed())
+			return ft
+		}
+		stalled := func(ft *togetherv1.TogetherFineTune, reason string) func(Gomega) string {
+			return func(g Gomega) string {
+				g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ft), ft)).To(Succeed())
+				c := apimeta.FindStatusCondition(ft.Status.Conditions, togetherv1.StalledCondition)
+				g.Expect(c).NotTo(BeNil())
+				g.Expect(c.Reason).To(Equal(reason), c.Message)
+				return c.Message
+			}
+		}
+
+		It("does not run on the operator-wide key; it says which Secret to create", func() {
+			ft := fineTune("nokey")
+			var msg string
+			Eventually(func(g Gomega) { msg = stalled(ft, togetherv1.ReasonNoCredentials)(g) }).Should(Succeed())
+			Expect(msg).To(ContainSubstring("kubectl -n " + ns + " create secret generic together-api-key"))
+			Expect(msg).NotTo(ContainSubstring(simKey))
+			Expect(ft.Status.Phase).To(BeEmpty(), "nothing was read from Together with the operator's key")
+		})
+
+		It("runs under its own Secret, and a rotated key takes effect without a restart", func() {
+			Expect(tenant.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: credentials.DefaultSecretName},
+				StringData: map[string]string{credentials.APIKeyKey: "revoked-key"}})).To(Succeed())
+			ft := fineTune("ownkey")
+			var msg string
+			Eventually(func(g Gomega) { msg = stalled(ft, togetherv1.ReasonUnauthorized)(g) }).Should(Succeed())
+			Expect(msg).To(ContainSubstring("Secret " + ns + "/" + credentials.DefaultSecretName))
+			Expect(msg).NotTo(ContainSubstring("revoked-key"))
+
+			By("rotating the key in the namespace's Secret")
+			sec := &corev1.Secret{}
+			Expect(tenant.Get(ctx, types.NamespacedName{Namespace: ns, Name: credentials.DefaultSecretName}, sec)).To(Succeed())
+			sec.Data = map[string][]byte{credentials.APIKeyKey: []byte(simKey)}
+			Expect(tenant.Update(ctx, sec)).To(Succeed())
+			// Secrets are not watched; the stalled resource looks again
+			// within a minute, or at once when it changes, as here.
+			Expect(tenant.Get(ctx, client.ObjectKeyFromObject(ft), ft)).To(Succeed())
+			ft.Annotations = map[string]string{"example.com/rotated": "1"}
+			Expect(tenant.Update(ctx, ft)).To(Succeed())
+			Eventually(func(g Gomega) {
+				g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ft), ft)).To(Succeed())
+				g.Expect(ft.Status.Phase).To(Equal(togetherv1.FineTuneRunning))
+				g.Expect(apimeta.FindStatusCondition(ft.Status.Conditions, togetherv1.StalledCondition)).To(BeNil())
+			}).Should(Succeed())
+		})
+
+		It("can still be deleted while it has no key (the finalizer lets go)", func() {
+			ft := fineTune("gone")
+			Eventually(func(g Gomega) { stalled(ft, togetherv1.ReasonNoCredentials)(g) }).Should(Succeed())
+			Expect(tenant.Delete(ctx, ft)).To(Succeed())
+			Eventually(func() bool {
+				return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(ft), &togetherv1.TogetherFineTune{}))
+			}).Should(BeTrue())
+		})
 	})
 })

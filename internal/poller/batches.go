@@ -3,6 +3,7 @@ package poller
 import (
 	"context"
 	"fmt"
+	"github.com/go-logr/logr"
 	"strconv"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -39,8 +40,19 @@ func (p *Poller) pollBatches(ctx context.Context, s *Stats) error {
 	if len(active) == 0 {
 		return nil
 	}
+	for _, g := range byAccount(ctx, p, active, func(b *togetherv1.TogetherBatch) string { return b.Namespace }, logger) {
+		if err := p.pollBatchAccount(ctx, s, g, logger); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pollBatchAccount lists one account's batches once and applies what they
+// imply to that account's resources.
+func (p *Poller) pollBatchAccount(ctx context.Context, s *Stats, g group[*togetherv1.TogetherBatch], logger logr.Logger) error {
 	s.APICalls++
-	remote, err := p.API.ListBatches(ctx)
+	remote, err := g.api.ListBatches(ctx)
 	if err != nil {
 		return fmt.Errorf("listing Together batches: %w", err)
 	}
@@ -48,7 +60,7 @@ func (p *Poller) pollBatches(ctx context.Context, s *Stats) error {
 	for i := range remote {
 		byID[remote[i].ID] = &remote[i]
 	}
-	for _, b := range active {
+	for _, b := range g.items {
 		var evs []event.Event
 		for _, id := range batchIDsOf(b) {
 			if rb, ok := byID[id]; ok && moves(b, rb) {

@@ -3,6 +3,7 @@ package poller
 import (
 	"context"
 	"fmt"
+	"github.com/go-logr/logr"
 	"strconv"
 
 	"time"
@@ -44,8 +45,19 @@ func (p *Poller) pollFineTunes(ctx context.Context, s *Stats) error {
 	if len(active) == 0 {
 		return nil
 	}
+	for _, g := range byAccount(ctx, p, active, func(ft *togetherv1.TogetherFineTune) string { return ft.Namespace }, logger) {
+		if err := p.pollFineTuneAccount(ctx, s, g, logger); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pollFineTuneAccount lists one account's jobs once and applies what they
+// imply to that account's resources.
+func (p *Poller) pollFineTuneAccount(ctx context.Context, s *Stats, g group[*togetherv1.TogetherFineTune], logger logr.Logger) error {
 	s.APICalls++
-	jobs, err := p.API.ListFineTunes(ctx)
+	jobs, err := g.api.ListFineTunes(ctx)
 	if err != nil {
 		return fmt.Errorf("listing fine-tune jobs: %w", err)
 	}
@@ -53,12 +65,12 @@ func (p *Poller) pollFineTunes(ctx context.Context, s *Stats) error {
 	for i := range jobs {
 		byID[jobs[i].ID] = &jobs[i]
 	}
-	for _, ft := range active {
+	for _, ft := range g.items {
 		job, ok := byID[jobID(ft)]
 		if !ok {
 			continue
 		}
-		evs, err := p.fineTuneEvents(ctx, s, ft, job)
+		evs, err := p.fineTuneEvents(ctx, s, g.api, ft, job)
 		if err != nil {
 			logger.Error(err, "reading job details", "job", job.ID)
 			continue
@@ -80,7 +92,7 @@ func jobID(ft *togetherv1.TogetherFineTune) string {
 
 // fineTuneEvents synthesizes the events of one job. IDs are deterministic
 // (poll:<job>:<what>), so the same state read twice is a duplicate.
-func (p *Poller) fineTuneEvents(ctx context.Context, s *Stats, ft *togetherv1.TogetherFineTune, job *together.FineTune) ([]event.Event, error) {
+func (p *Poller) fineTuneEvents(ctx context.Context, s *Stats, api API, ft *togetherv1.TogetherFineTune, job *together.FineTune) ([]event.Event, error) {
 	id := job.ID
 	at := job.UpdatedAt
 	var evs []event.Event
@@ -96,7 +108,7 @@ func (p *Poller) fineTuneEvents(ctx context.Context, s *Stats, ft *togetherv1.To
 	if len(details) == 0 && (job.Status != together.FineTunePending && job.Status != together.FineTuneQueued) {
 		s.APICalls++
 		var err error
-		if details, err = p.API.ListFineTuneEvents(ctx, id); err != nil {
+		if details, err = api.ListFineTuneEvents(ctx, id); err != nil {
 			return evs, fmt.Errorf("listing events of job %s: %w", id, err)
 		}
 	}
@@ -120,7 +132,7 @@ func (p *Poller) fineTuneEvents(ctx context.Context, s *Stats, ft *togetherv1.To
 	case together.FineTuneCompleted:
 		ev := event.Event{ID: "poll:" + id + ":completed", Type: togetherv1.EventFineTuneCompleted, JobID: id, ModelName: job.ModelOutputName, Step: lastStep, Time: at}
 		s.APICalls++
-		if m, err := p.API.GetFineTuneMetrics(ctx, id); err == nil && m != nil {
+		if m, err := api.GetFineTuneMetrics(ctx, id); err == nil && m != nil {
 			ev.EvalLoss = m.EvalLoss
 		}
 		evs = append(evs, ev)

@@ -49,8 +49,22 @@ func (p *Poller) pollModels(ctx context.Context, s *Stats) error {
 	if len(subs.Items) == 0 {
 		return nil
 	}
+	api := p.API
+	if p.Accounts != nil {
+		// The catalogue is read with a subscribing namespace's own key: the
+		// operator-wide one may serve no namespace at all.
+		for i := range subs.Items {
+			if acc, err := p.Accounts.For(ctx, subs.Items[i].Namespace, nil); err == nil {
+				api = acc.Client
+				break
+			}
+		}
+	}
+	if api == nil {
+		return nil
+	}
 	s.APICalls++
-	models, err := p.API.ListModels(ctx)
+	models, err := api.ListModels(ctx)
 	if err != nil {
 		return fmt.Errorf("listing models: %w", err)
 	}

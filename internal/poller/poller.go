@@ -39,8 +39,12 @@ type API interface {
 // Poller reads the Together API on an adaptive interval. It runs only on the
 // leader: one reader is enough, and the apply step is safe either way.
 type Poller struct {
-	Client   client.Client
-	API      API
+	Client client.Client
+	// API reads Together when Accounts is nil, and the model catalogue.
+	API API
+	// Accounts, when set, reads each namespace's resources with that
+	// namespace's own account, one list call per account and cycle.
+	Accounts Accounts
 	Applier  *intake.Applier
 	Recorder events.EventRecorder
 	// Interval is the cycle while work is moving (default 30s).

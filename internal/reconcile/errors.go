@@ -9,6 +9,7 @@ package reconcile
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
@@ -126,8 +127,13 @@ func APIFailure(err error, doing, keySource string) *Error {
 		if keySource == "" {
 			keySource = "the manager's configuration"
 		}
+		fix := "set a valid key there and restart the manager"
+		if strings.HasPrefix(keySource, "Secret ") {
+			// A namespace's own key is read on every reconcile.
+			fix = "put a valid key there; it is read again without a restart"
+		}
 		e := Stalling(togetherv1.ReasonUnauthorized, fmt.Sprintf(
-			"Together rejected the API key (from %s) while %s; set a valid key there and restart the manager.", keySource, doing))
+			"Together rejected the API key (from %s) while %s; %s.", keySource, doing, fix))
 		e.Err, e.RequeueAfter = err, AccountRecheck
 		return e
 	case together.IsQuotaExceeded(err):

@@ -52,6 +52,8 @@ var allowedVerbs = map[string][]string{
 	"apps/statefulsets": {"get", "list", "patch"},
 	// Batch output fetch Jobs (the cache holds only the operator's own).
 	"batch/jobs": {"create", "delete", "get", "list", "watch"},
+	// A namespace's label says whether it may use the operator-wide key.
+	"core/namespaces": {"get"},
 	// A fetch Job mounts a claim only after its opt-in annotation is read.
 	"core/persistentvolumeclaims": {"get"},
 	// Fetch Jobs run as a token-less ServiceAccount the operator creates in
@@ -451,4 +453,28 @@ func ptrString(p *int32) string {
 		return "unset"
 	}
 	return fmt.Sprint(*p)
+}
+
+// TestNoNamespaceIsAllowedTheSharedKey checks the tenancy default: the
+// install manifest lets no namespace use the operator-wide API key. Each
+// namespace brings its own (the Secret together-api-key) until an
+// administrator allows it by flag or by labelling the namespace.
+func TestNoNamespaceIsAllowedTheSharedKey(t *testing.T) {
+	m := render(t)
+	_, c := managerDeployment(t, m)
+	for _, a := range append(append([]string{}, c.Command...), c.Args...) {
+		if strings.HasPrefix(a, "--shared-api-key-namespaces") {
+			t.Errorf("the manager is started with %q: the install manifest must allow no namespace the operator-wide key", a)
+		}
+	}
+	for _, e := range c.Env {
+		if e.Name == "TOGETHER_SHARED_API_KEY_NAMESPACES" {
+			t.Errorf("the manager's env sets %s: the install manifest must allow no namespace the operator-wide key", e.Name)
+		}
+	}
+	for _, u := range m.all {
+		if u.GetKind() == "Namespace" && u.GetLabels()["together.ai/shared-api-key"] != "" {
+			t.Errorf("Namespace %s is labelled for the operator-wide key by the install manifest", u.GetName())
+		}
+	}
 }

@@ -1,0 +1,48 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/credentials"
+	"github.com/together-operator/together-operator/internal/reconcile"
+)
+
+// Accounts finds the Together account of a namespace (internal/credentials).
+// With it, each reconcile runs under its resource's namespace's key, read
+// anew each time so that a rotated key takes effect without a restart;
+// without it (nil), every resource uses the reconciler's API.
+type Accounts interface {
+	For(ctx context.Context, ns string, ref *credentials.SecretRef) (*credentials.Account, error)
+}
+
+// credentialsRecheck is how often a namespace without a key is looked at
+// again: Secrets are not watched.
+const credentialsRecheck = 30 * time.Second
+
+// resolveAccount returns the account of ns, or the reason the namespace has
+// none (an ErrNoCredentials error) with a nil account. Any other error is
+// a failure to read and is retried.
+func resolveAccount(ctx context.Context, a Accounts, ns string) (*credentials.Account, error, error) {
+	acc, err := a.For(ctx, ns, nil)
+	if errors.Is(err, credentials.ErrNoCredentials) {
+		return nil, err, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("finding the Together account of namespace %s: %w", ns, err)
+	}
+	return acc, nil, nil
+}
+
+// requireAccount is the first step of a kind whose namespace has no key: it
+// stalls with a message naming the Secret to create.
+func requireAccount[T reconcile.Object](missing error) step[T] {
+	return step[T]{name: "credentials", run: func(context.Context, T, *scope) (ctrl.Result, error) {
+		return ctrl.Result{}, reconcile.Stalling(togetherv1.ReasonNoCredentials, missing.Error()+".").After(credentialsRecheck)
+	}}
+}

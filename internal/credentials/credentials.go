@@ -1,0 +1,179 @@
+// Package credentials decides which Together account a namespace's
+// resources act on. Each namespace brings its own API key — a Secret its
+// resource names, or the namespace default Secret together-api-key — so
+// that one team's resources can only see, adopt, cancel or delete what that
+// team's key reaches. An operator-wide key serves only the namespaces an
+// administrator allowed, by flag or by a namespace label; none by default.
+//
+// Keys are read on every resolution with an uncached GET (the manager never
+// caches Secrets), so a rotated key takes effect on the next reconcile or
+// poll, without a restart. A key is never logged or put in an error: an
+// account is named by a short hash of its key.
+package credentials
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/together-operator/together-operator/internal/together"
+)
+
+const (
+	// DefaultSecretName is the Secret a namespace's resources use when they
+	// name none; its key APIKeyKey holds the Together API key.
+	DefaultSecretName = "together-api-key"
+	// APIKeyKey is the Secret key holding the API key.
+	APIKeyKey = "api-key"
+	// SharedKeyLabel, set to "true" on a Namespace by an administrator, lets
+	// resources there use the operator-wide key when they bring none.
+	SharedKeyLabel = "together.ai/shared-api-key"
+)
+
+// SharedSource is the Account.Source of the operator-wide key.
+const SharedSource = "the operator-wide key"
+
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+
+// ErrNoCredentials means a namespace has no key of its own and may not use
+// the operator-wide one. Its message says what to create.
+var ErrNoCredentials = errors.New("no Together API key for this namespace")
+
+// SecretRef names a Secret in the resource's namespace and the key in it;
+// an empty Key means APIKeyKey.
+type SecretRef struct {
+	Name, Key string
+}
+
+// Account is the Together account a resource acts on.
+type Account struct {
+	// ID names the key without revealing it (a prefix of its SHA-256), so
+	// that resources on the same key share a client and one poll.
+	ID string
+	// Source says where the key came from, for messages: a Secret's
+	// namespace/name, or "the operator-wide key".
+	Source string
+	// Client talks to Together with this account's key.
+	Client *together.Client
+}
+
+// Resolver finds a namespace's account.
+type Resolver struct {
+	// Reader reads Secrets and Namespaces one at a time from the API server
+	// (the manager's API reader: never a cache).
+	Reader client.Reader
+	// NewClient builds a client for a key: the operator's client options
+	// with APIKey set.
+	NewClient func(key string) (*together.Client, error)
+	// SharedKey returns the operator-wide key, or "" when there is none. It
+	// is called on each resolution that needs it, so that it may re-read a
+	// rotated Secret.
+	SharedKey func(ctx context.Context) (string, error)
+	// SharedNamespaces may use the operator-wide key (besides namespaces
+	// labelled SharedKeyLabel=true).
+	SharedNamespaces []string
+
+	mu      sync.Mutex
+	clients map[string]*together.Client
+}
+
+// For returns the account of namespace ns. ref, when set, names the Secret
+// the resource chose; otherwise the namespace default Secret is used, and
+// failing that the operator-wide key if ns is allowed it. A Secret the
+// resource names but that is missing is an error, never a fallback: the
+// resource asked for that account.
+func (r *Resolver) For(ctx context.Context, ns string, ref *SecretRef) (*Account, error) {
+	if ref != nil && ref.Name != "" {
+		key, err := r.readKey(ctx, ns, *ref)
+		if err != nil {
+			return nil, err
+		}
+		return r.account(key, ns+"/"+ref.Name)
+	}
+	key, err := r.readKey(ctx, ns, SecretRef{Name: DefaultSecretName})
+	if err == nil {
+		return r.account(key, ns+"/"+DefaultSecretName)
+	}
+	if !errors.Is(err, ErrNoCredentials) {
+		return nil, err
+	}
+	allowed, aerr := r.sharedAllowed(ctx, ns)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if allowed && r.SharedKey != nil {
+		shared, serr := r.SharedKey(ctx)
+		if serr != nil {
+			return nil, fmt.Errorf("reading the operator-wide API key: %w", serr)
+		}
+		if shared != "" {
+			return r.account(shared, SharedSource)
+		}
+	}
+	return nil, fmt.Errorf("%w: create it with kubectl -n %s create secret generic %s --from-literal=%s=<your Together API key>, or name another Secret in the resource's spec.apiKeySecretRef",
+		ErrNoCredentials, ns, DefaultSecretName, APIKeyKey)
+}
+
+// readKey returns the key held by ref in ns, or an ErrNoCredentials error
+// naming what is missing.
+func (r *Resolver) readKey(ctx context.Context, ns string, ref SecretRef) (string, error) {
+	k := ref.Key
+	if k == "" {
+		k = APIKeyKey
+	}
+	s := &corev1.Secret{}
+	err := r.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: ref.Name}, s)
+	if apierrors.IsNotFound(err) {
+		return "", fmt.Errorf("%w: Secret %s/%s does not exist", ErrNoCredentials, ns, ref.Name)
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading Secret %s/%s: %w", ns, ref.Name, err)
+	}
+	v := s.Data[k]
+	if len(v) == 0 {
+		return "", fmt.Errorf("%w: Secret %s/%s has no key %q", ErrNoCredentials, ns, ref.Name, k)
+	}
+	return string(v), nil
+}
+
+// sharedAllowed says whether ns may use the operator-wide key: listed by
+// flag, or labelled by an administrator.
+func (r *Resolver) sharedAllowed(ctx context.Context, ns string) (bool, error) {
+	if slices.Contains(r.SharedNamespaces, ns) {
+		return true, nil
+	}
+	n := &corev1.Namespace{}
+	if err := r.Reader.Get(ctx, client.ObjectKey{Name: ns}, n); err != nil {
+		return false, fmt.Errorf("reading Namespace %s: %w", ns, err)
+	}
+	return n.Labels[SharedKeyLabel] == "true", nil
+}
+
+// account returns the account of key, reusing its client.
+func (r *Resolver) account(key, source string) (*Account, error) {
+	sum := sha256.Sum256([]byte(key))
+	id := hex.EncodeToString(sum[:8])
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.clients[id]
+	if !ok {
+		var err error
+		if c, err = r.NewClient(key); err != nil {
+			return nil, fmt.Errorf("creating a Together client for %s: %w", source, err)
+		}
+		if r.clients == nil {
+			r.clients = map[string]*together.Client{}
+		}
+		r.clients[id] = c
+	}
+	return &Account{ID: id, Source: source, Client: c}, nil
+}

@@ -1,0 +1,157 @@
+package credentials_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/together-operator/together-operator/internal/credentials"
+	"github.com/together-operator/together-operator/internal/testenv"
+	"github.com/together-operator/together-operator/internal/together"
+)
+
+var k8s client.Client
+
+func TestMain(m *testing.M) {
+	env := testenv.Environment()
+	cfg, err := env.Start()
+	if err != nil {
+		panic(err)
+	}
+	k8s, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	_ = env.Stop()
+	os.Exit(code)
+}
+
+func namespace(t *testing.T, name string, labels map[string]string) string {
+	t.Helper()
+	if err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+func secret(t *testing.T, ns, name, key, value string) *corev1.Secret {
+	t.Helper()
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Data: map[string][]byte{key: []byte(value)}}
+	if err := k8s.Create(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// resolver records the keys it built clients for, to check which key a
+// namespace got without reading it back from the client.
+func resolver(shared string, allowed ...string) (*credentials.Resolver, *[]string) {
+	var built []string
+	return &credentials.Resolver{
+		Reader: k8s,
+		NewClient: func(key string) (*together.Client, error) {
+			built = append(built, key)
+			return together.New(together.Options{BaseURL: "http://127.0.0.1:1/v1", APIKey: key})
+		},
+		SharedKey:        func(context.Context) (string, error) { return shared, nil },
+		SharedNamespaces: allowed,
+	}, &built
+}
+
+func TestEachNamespaceGetsItsOwnKey(t *testing.T) {
+	ctx := context.Background()
+	a := namespace(t, "team-a", nil)
+	b := namespace(t, "team-b", nil)
+	secret(t, a, credentials.DefaultSecretName, credentials.APIKeyKey, "key-a")
+	secret(t, b, "custom", "token", "key-b")
+	r, built := resolver("shared-key")
+
+	accA, err := r.For(ctx, a, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accB, err := r.For(ctx, b, &credentials.SecretRef{Name: "custom", Key: "token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if accA.ID == accB.ID || accA.Client == accB.Client {
+		t.Fatalf("two keys share an account: %+v %+v", accA, accB)
+	}
+	if strings.Join(*built, ",") != "key-a,key-b" {
+		t.Errorf("clients built for %v, want key-a then key-b", *built)
+	}
+	for _, acc := range []*credentials.Account{accA, accB} {
+		if strings.Contains(acc.ID+acc.Source, "key-") {
+			t.Errorf("account %+v reveals its key", acc)
+		}
+	}
+	again, err := r.For(ctx, a, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Client != accA.Client || len(*built) != 2 {
+		t.Error("the same key built a second client")
+	}
+}
+
+func TestSharedKeyOnlyWhereAllowed(t *testing.T) {
+	ctx := context.Background()
+	plain := namespace(t, "plain", nil)
+	labelled := namespace(t, "labelled", map[string]string{credentials.SharedKeyLabel: "true"})
+	listed := namespace(t, "listed", nil)
+	r, _ := resolver("shared-key", listed)
+
+	_, err := r.For(ctx, plain, nil)
+	if !errors.Is(err, credentials.ErrNoCredentials) {
+		t.Fatalf("a namespace nobody allowed got %v, want ErrNoCredentials", err)
+	}
+	if !strings.Contains(err.Error(), "kubectl -n plain create secret generic together-api-key") {
+		t.Errorf("error %q does not say what to create", err)
+	}
+	if strings.Contains(err.Error(), "shared-key") {
+		t.Errorf("error %q reveals the key", err)
+	}
+	for _, ns := range []string{labelled, listed} {
+		acc, err := r.For(ctx, ns, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", ns, err)
+		}
+		if acc.Source != "the operator-wide key" {
+			t.Errorf("%s: source %q", ns, acc.Source)
+		}
+	}
+
+	// A Secret the resource names but that is missing never falls back.
+	if _, err := r.For(ctx, labelled, &credentials.SecretRef{Name: "missing"}); !errors.Is(err, credentials.ErrNoCredentials) {
+		t.Errorf("a missing named Secret gave %v, want ErrNoCredentials", err)
+	}
+}
+
+func TestRotatedKeyTakesEffectWithoutRestart(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, "rotating", nil)
+	s := secret(t, ns, credentials.DefaultSecretName, credentials.APIKeyKey, "old-key")
+	r, built := resolver("")
+	before, err := r.For(ctx, ns, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Data[credentials.APIKeyKey] = []byte("new-key")
+	if err := k8s.Update(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	after, err := r.For(ctx, ns, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.ID == before.ID || (*built)[len(*built)-1] != "new-key" {
+		t.Errorf("after rotation the account is %s (was %s), clients built for %v", after.ID, before.ID, *built)
+	}
+}
