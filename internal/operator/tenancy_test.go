@@ -90,7 +90,7 @@ var _ = Describe("A tenant in a shared cluster", func() {
 		m := &togetherv1.TogetherModelMigration{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "move"},
 			Spec: togetherv1.TogetherModelMigrationSpec{ModelID: "org/old", ReplacementModel: "org/new", Strategy: togetherv1.MigrationImmediate}}
 		Expect(tenant.Create(ctx, m)).To(Succeed())
-		Eventually(readyAndObserved(m, func() []metav1.Condition { return m.Status.Conditions })).Should(Succeed())
+		Eventually(readyAndObserved(m, func() []metav1.Condition { return m.Status.Conditions })).Should(Succeed(), "waiting for the migration to be Ready for its generation")
 
 		got := &appsv1.Deployment{}
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(optedIn), got)).To(Succeed())
@@ -112,11 +112,11 @@ var _ = Describe("A tenant in a shared cluster", func() {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ft), ft)).To(Succeed())
 			g.Expect(ft.Status.Phase).To(Equal(togetherv1.FineTuneRunning))
 			g.Expect(ft.Finalizers).To(ContainElement(togetherv1.FinalizerName))
-		}).Should(Succeed())
+		}).Should(Succeed(), "waiting for the adopted job to be followed (Running) under the finalizer")
 		Expect(tenant.Delete(ctx, ft)).To(Succeed())
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(ft), &togetherv1.TogetherFineTune{}))
-		}).Should(BeTrue())
+		}).Should(BeTrue(), "waiting for the fine-tune to be deleted")
 		Expect(sim.CountCalls("POST", "/v1/fine-tunes/ft-other-team/cancel")).To(BeZero())
 	})
 
@@ -142,7 +142,7 @@ var _ = Describe("A tenant in a shared cluster", func() {
 			c := apimeta.FindStatusCondition(tb.Status.Conditions, togetherv1.StalledCondition)
 			g.Expect(c).NotTo(BeNil())
 			g.Expect(c.Reason).To(Equal("ClaimNotOptedIn"), c.Message)
-		}).Should(Succeed())
+		}).Should(Succeed(), "waiting for the batch to stall with ClaimNotOptedIn")
 		job := &batchv1.Job{}
 		Expect(apierrors.IsNotFound(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "results-fetch"}, job))).To(BeTrue())
 
@@ -156,7 +156,7 @@ var _ = Describe("A tenant in a shared cluster", func() {
 		Expect(tenant.Update(ctx, tb)).To(Succeed())
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "results-fetch"}, job)).To(Succeed())
-		}).Should(Succeed())
+		}).Should(Succeed(), "waiting for the fetch Job to be created once the claim opted in")
 		pod := job.Spec.Template.Spec
 		Expect(pod.AutomountServiceAccountToken).To(Equal(ptr.To(false)))
 		Expect(pod.ServiceAccountName).To(Equal(togetherv1.FetchServiceAccount))
@@ -177,7 +177,7 @@ var _ = Describe("A tenant in a shared cluster", func() {
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ft), ft)).To(Succeed())
 			g.Expect(ft.Status.JobID).NotTo(BeEmpty())
-		}).Should(Succeed())
+		}).Should(Succeed(), "waiting for the fine-tune to have submitted its job")
 		sim.Faults().SetRoute("POST", "/v1/fine-tunes/"+ft.Status.JobID+"/cancel", togethersim.RouteFault{Status: 403})
 		DeferCleanup(sim.Faults().ClearRoutes)
 
@@ -187,7 +187,7 @@ var _ = Describe("A tenant in a shared cluster", func() {
 		}).Should(BeTrue(), "the finalizer let go")
 		Eventually(func(g Gomega) {
 			g.Expect(warnings(g, togetherv1.ReasonCleanupUnauthorized)).To(ConsistOf(ContainSubstring("HTTP 403")))
-		}).Should(Succeed())
+		}).Should(Succeed(), "waiting for the Warning Event that says the cleanup was skipped on 403")
 	})
 
 	It("keeps other teams' Jobs out of the manager's cache (scenario 5)", func() {
@@ -209,7 +209,7 @@ var _ = Describe("A tenant in a shared cluster", func() {
 				names = append(names, j.Name)
 			}
 			g.Expect(names).To(Equal([]string{"ours"}))
-		}).Should(Succeed())
+		}).Should(Succeed(), "waiting for the subscription to record the earlier registration's ID")
 	})
 
 	It("registers a webhook once, even after a lost status write, and leaves no orphan behind (scenario 6)", func() {
@@ -228,7 +228,7 @@ var _ = Describe("A tenant in a shared cluster", func() {
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(sub), sub)).To(Succeed())
 			g.Expect(sub.Status.RemoteID).To(Equal(earlier.ID), "the earlier registration is found, not duplicated")
-		}).Should(Succeed())
+		}).Should(Succeed(), "waiting for the manager's cache to hold only the labelled Job")
 		registered := func() []string {
 			hooks, err := api.ListWebhooks(ctx)
 			Expect(err).NotTo(HaveOccurred())
@@ -276,7 +276,7 @@ var _ = Describe("A tenant in a shared cluster", func() {
 		It("does not run on the operator-wide key; it says which Secret to create", func() {
 			ft := fineTune("nokey")
 			var msg string
-			Eventually(func(g Gomega) { msg = stalled(ft, togetherv1.ReasonNoCredentials)(g) }).Should(Succeed())
+			Eventually(func(g Gomega) { msg = stalled(ft, togetherv1.ReasonNoCredentials)(g) }).Should(Succeed(), "waiting for the fine-tune to stall with NoCredentials")
 			Expect(msg).To(ContainSubstring("kubectl -n " + ns + " create secret generic together-api-key"))
 			Expect(msg).NotTo(ContainSubstring(simKey))
 			Expect(ft.Status.Phase).To(BeEmpty(), "nothing was read from Together with the operator's key")
@@ -287,7 +287,7 @@ var _ = Describe("A tenant in a shared cluster", func() {
 				StringData: map[string]string{credentials.APIKeyKey: "revoked-key"}})).To(Succeed())
 			ft := fineTune("ownkey")
 			var msg string
-			Eventually(func(g Gomega) { msg = stalled(ft, togetherv1.ReasonUnauthorized)(g) }).Should(Succeed())
+			Eventually(func(g Gomega) { msg = stalled(ft, togetherv1.ReasonUnauthorized)(g) }).Should(Succeed(), "waiting for the fine-tune to stall with Unauthorized on the namespace's revoked key")
 			Expect(msg).To(ContainSubstring("Secret " + ns + "/" + credentials.DefaultSecretName))
 			Expect(msg).NotTo(ContainSubstring("revoked-key"))
 
@@ -305,16 +305,16 @@ var _ = Describe("A tenant in a shared cluster", func() {
 				g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ft), ft)).To(Succeed())
 				g.Expect(ft.Status.Phase).To(Equal(togetherv1.FineTuneRunning))
 				g.Expect(apimeta.FindStatusCondition(ft.Status.Conditions, togetherv1.StalledCondition)).To(BeNil())
-			}).Should(Succeed())
+			}).Should(Succeed(), "waiting for the fine-tune to run on the rotated key")
 		})
 
 		It("can still be deleted while it has no key (the finalizer lets go)", func() {
 			ft := fineTune("gone")
-			Eventually(func(g Gomega) { stalled(ft, togetherv1.ReasonNoCredentials)(g) }).Should(Succeed())
+			Eventually(func(g Gomega) { stalled(ft, togetherv1.ReasonNoCredentials)(g) }).Should(Succeed(), "waiting for the fine-tune to stall with NoCredentials")
 			Expect(tenant.Delete(ctx, ft)).To(Succeed())
 			Eventually(func() bool {
 				return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(ft), &togetherv1.TogetherFineTune{}))
-			}).Should(BeTrue())
+			}).Should(BeTrue(), "waiting for the fine-tune to be deleted without a key")
 		})
 	})
 })
