@@ -114,6 +114,13 @@ func (s failingStatus) Update(ctx context.Context, obj client.Object, opts ...cl
 	return s.SubResourceWriter.Update(ctx, obj, opts...)
 }
 
+func (s failingStatus) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+	if failWrites.Load() {
+		return errors.New("injected: the API server is not taking writes")
+	}
+	return s.SubResourceWriter.Patch(ctx, obj, patch, opts...)
+}
+
 // apiCounter counts the requests that reach the API server through the
 // client and reader it wraps: every call of the reader, and every write of
 // the client (its reads come from the manager's cache and cost nothing).

@@ -42,6 +42,14 @@ func (s *lossyStatus) Update(ctx context.Context, obj client.Object, opts ...cli
 	return s.SubResourceWriter.Update(ctx, obj, opts...)
 }
 
+// Patch is how the apply step writes; it drops the same write.
+func (s *lossyStatus) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+	if ft, ok := obj.(*togetherv1.TogetherFineTune); ok && slices.Contains(ft.Status.ProcessedEvents, s.c.drop) && s.c.dropped.CompareAndSwap(false, true) {
+		return nil
+	}
+	return s.SubResourceWriter.Patch(ctx, obj, patch, opts...)
+}
+
 var _ = Describe("The durability ledger", func() {
 	It("names an acknowledged event whose write was lost, even when a redelivery restores it and later steps mask it", func() {
 		f := newFixture("loss")
