@@ -393,9 +393,12 @@ func (s *Server) warnUnmatched(sub *togetherv1.TogetherWebhookSubscription, ev e
 			"Model %s is deprecated but no replacement is known: add it to spec.modelReplacements", ev.JobID)
 		return
 	}
+	// The job ID is not named: it is a remote ID this namespace has no
+	// resource for, possibly another team's, and Events are readable by
+	// everyone who may read the namespace.
 	s.Recorder.Eventf(sub, nil, "Warning", reason, "Receive",
-		"Event %s (%s) is about %s, which no resource in %s tracks; set spec.adoptUnmatched to create one (further unmatched events are counted in together_events_total, not reported here)",
-		ev.ID, ev.Type, ev.JobID, sub.Namespace)
+		"A %s event is about a job that no resource in %s tracks; set spec.adoptUnmatched to create one (further unmatched events are counted in together_events_total, not reported here)",
+		ev.Type, sub.Namespace)
 }
 
 // touch records status.lastEventTime at most once a minute per subscription,

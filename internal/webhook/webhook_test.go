@@ -393,6 +393,11 @@ var _ = Describe("Events endpoint", func() {
 		}
 		Eventually(func() int { return eventsFor(ns, "plain", "UnmatchedEvent") }).Should(Equal(1), "waiting for the UnmatchedEvent Warning")
 		Consistently(func() int { return eventsFor(ns, "plain", "UnmatchedEvent") }, "500ms").Should(Equal(1))
+		var evs eventsv1.EventList
+		Expect(k8s.List(ctx, &evs, client.InNamespace(ns))).To(Succeed())
+		for _, e := range evs.Items {
+			Expect(e.Note).NotTo(ContainSubstring("ft-nobody"), "an Event names a job no resource here tracks (it may be another team's)")
+		}
 
 		makeSubscription(ns, "adopter", func(s *togetherv1.TogetherWebhookSubscription) { s.Spec.AdoptUnmatched = true })
 		code, _ := send(hexSigned(PathFor(ns, "adopter"), envelope("a1", "fine_tune.completed", map[string]any{"fine_tune_id": "ft-orphan", "model_name": "me/orphan"})))
