@@ -182,7 +182,7 @@ func (r *TogetherBatchReconciler) writeConfigMapOutput(ctx context.Context, tb *
 		return fmt.Errorf("reading output ConfigMap %s: %w", name, err)
 	case cm.Labels[batchLabel] != tb.Name:
 		return reconcile.Stalling(togetherv1.ReasonOutputConflict, fmt.Sprintf(
-			"ConfigMap %q already exists and was not created for this batch; delete it or choose another spec.output.configMap.name.", name)).On(togetherv1.OutputReadyCondition).After(batchRecheckInterval)
+			"ConfigMap %q already exists and was not created for this batch; delete it or choose another spec.output.configMap.name.", name)).On(togetherv1.OutputReadyCondition)
 	}
 	cm.Data = map[string]string{OutputKey: out.String(), ErrorsKey: errs.String()}
 	if tb.Spec.DeletionPolicy != togetherv1.DeletionPolicyRetain {

@@ -206,7 +206,7 @@ func (r *TogetherBatchReconciler) readBatchInput(ctx context.Context, tb *togeth
 	err := r.Get(ctx, client.ObjectKey{Namespace: tb.Namespace, Name: ref.Name}, cm)
 	if apierrors.IsNotFound(err) {
 		return nil, reconcile.Stalling(togetherv1.ReasonInputNotFound,
-			fmt.Sprintf("ConfigMap %q does not exist; create it with the JSONL requests under key %q.", ref.Name, ref.Key)).After(batchRecheckInterval)
+			fmt.Sprintf("ConfigMap %q does not exist; create it with the JSONL requests under key %q.", ref.Name, ref.Key))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading input ConfigMap %s: %w", ref.Name, err)
@@ -214,7 +214,7 @@ func (r *TogetherBatchReconciler) readBatchInput(ctx context.Context, tb *togeth
 	data, found := cm.Data[ref.Key]
 	if !found {
 		return nil, reconcile.Stalling(togetherv1.ReasonInputNotFound,
-			fmt.Sprintf("ConfigMap %q has no key %q; put the JSONL requests under that key or fix spec.input.configMapRef.key.", ref.Name, ref.Key)).After(batchRecheckInterval)
+			fmt.Sprintf("ConfigMap %q has no key %q; put the JSONL requests under that key or fix spec.input.configMapRef.key.", ref.Name, ref.Key))
 	}
 	endpoint := tb.Spec.Endpoint
 	if endpoint == "" {
@@ -223,9 +223,9 @@ func (r *TogetherBatchReconciler) readBatchInput(ctx context.Context, tb *togeth
 	reqs, err := dataset.ParseBatchInput(strings.NewReader(data), endpoint)
 	var le *dataset.LineError
 	if errors.As(err, &le) {
-		// ConfigMaps are not watched: look again later for a fixed input.
+		// The ConfigMap is watched: a fixed input wakes the batch.
 		return nil, reconcile.Stalling(togetherv1.ReasonInvalidInput,
-			fmt.Sprintf("Line %d of ConfigMap %q key %q is not a valid %s request: %s. Fix the line; nothing was uploaded.", le.Line, ref.Name, ref.Key, endpoint, le.Reason)).After(batchRecheckInterval)
+			fmt.Sprintf("Line %d of ConfigMap %q key %q is not a valid %s request: %s. Fix the line; nothing was uploaded.", le.Line, ref.Name, ref.Key, endpoint, le.Reason))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("validating ConfigMap %s key %s: %w", ref.Name, ref.Key, err)

@@ -208,7 +208,7 @@ func (r *TogetherFineTuneReconciler) trainingFile(ctx context.Context, ft *toget
 	cm := &corev1.ConfigMap{}
 	if err := r.Get(ctx, types.NamespacedName{Namespace: ft.Namespace, Name: ref.Name}, cm); err != nil {
 		if apierrors.IsNotFound(err) {
-			return "", reconcile.Stalling(togetherv1.ReasonTrainingDataNotFound, fmt.Sprintf("ConfigMap %q does not exist; create it with key %q holding JSONL training data.", ref.Name, ref.Key)).After(ftRecheckInterval)
+			return "", reconcile.Stalling(togetherv1.ReasonTrainingDataNotFound, fmt.Sprintf("ConfigMap %q does not exist; create it with key %q holding JSONL training data.", ref.Name, ref.Key))
 		}
 		return "", fmt.Errorf("reading training data ConfigMap %s/%s: %w", ft.Namespace, ref.Name, err)
 	}
@@ -218,14 +218,14 @@ func (r *TogetherFineTuneReconciler) trainingFile(ctx context.Context, ft *toget
 		data, found = string(b), inBinary
 	}
 	if !found {
-		return "", reconcile.Stalling(togetherv1.ReasonTrainingDataNotFound, fmt.Sprintf("ConfigMap %q has no key %q; add the JSONL training data under that key.", ref.Name, ref.Key)).After(ftRecheckInterval)
+		return "", reconcile.Stalling(togetherv1.ReasonTrainingDataNotFound, fmt.Sprintf("ConfigMap %q has no key %q; add the JSONL training data under that key.", ref.Name, ref.Key))
 	}
 	if _, verr := dataset.ValidateFineTune(strings.NewReader(data)); verr != nil {
 		var le *dataset.LineError
 		if !errors.As(verr, &le) {
 			return "", fmt.Errorf("validating training data of ConfigMap %s/%s: %w", ft.Namespace, ref.Name, verr)
 		}
-		return "", reconcile.Stalling(togetherv1.ReasonInvalidTrainingData, fmt.Sprintf("Training data in ConfigMap %q key %q is invalid at line %d: %s. Fix the data; nothing was uploaded.", ref.Name, ref.Key, le.Line, le.Reason)).After(ftRecheckInterval)
+		return "", reconcile.Stalling(togetherv1.ReasonInvalidTrainingData, fmt.Sprintf("Training data in ConfigMap %q key %q is invalid at line %d: %s. Fix the data; nothing was uploaded.", ref.Name, ref.Key, le.Line, le.Reason))
 	}
 
 	name := trainingFileName(ft, data)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	corev1 "k8s.io/api/core/v1"
 	"net/http"
 	"os"
 	"time"
@@ -23,8 +24,8 @@ const (
 	// DefaultMaxFetchAttempts bounds fetch Jobs per batch: a volume that
 	// is full or a network that is down needs a person, not an endless loop.
 	DefaultMaxFetchAttempts = 3
-	// batchRecheckInterval is how often a problem outside the operator's
-	// watch (a missing ConfigMap, an API outage) is looked at again.
+	// batchRecheckInterval is how often a problem nothing watched can
+	// signal (a batch ID Together does not know) is looked at again.
 	batchRecheckInterval = time.Minute
 	// OperatorImageEnv names the environment variable holding the image
 	// fetch Jobs run, normally the operator's own.
@@ -83,7 +84,7 @@ type TogetherBatchReconciler struct {
 // +kubebuilder:rbac:groups=together.ai,resources=togetherbatches,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=together.ai,resources=togetherbatches/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=together.ai,resources=togetherbatches/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;create;update;patch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
@@ -220,9 +221,15 @@ func (r *TogetherBatchReconciler) apiReader() client.Reader {
 // SetupWithManager registers the reconciler with the manager. Fetch Jobs are
 // owned, so their completion triggers a reconcile.
 func (r *TogetherBatchReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := indexReferences(mgr, &togetherv1.TogetherBatch{}, indexBatchConfigMaps, batchConfigMapNames); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&togetherv1.TogetherBatch{}).
 		Owns(&batchv1.Job{}).
+		// The input ConfigMap, and an output ConfigMap in the way: created,
+		// fixed or deleted, it wakes the batches that name it.
+		WatchesMetadata(&corev1.ConfigMap{}, enqueueReferencing(mgr.GetClient(), &togetherv1.TogetherBatchList{}, indexBatchConfigMaps)).
 		Named("togetherbatch").
 		Complete(requeueConflicts(r))
 }

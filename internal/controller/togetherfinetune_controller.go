@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	corev1 "k8s.io/api/core/v1"
 	"net/http"
 	"time"
 
@@ -64,8 +65,9 @@ const (
 	// provisioning or stopping; that takes minutes, so there is no point
 	// asking more often.
 	ftEndpointPollInterval = 15 * time.Second
-	// ftRecheckInterval is how often a problem outside the operator's watch
-	// (a ConfigMap or Deployment that is not cached) is looked at again.
+	// ftRecheckInterval is how often a problem nothing watched can signal
+	// (a job ID Together does not know, a registry model not there yet) is
+	// looked at again.
 	ftRecheckInterval = time.Minute
 	// ftOutputModelRecheck is how soon a completed job that names no output
 	// model yet is read again.
@@ -101,7 +103,7 @@ type TogetherFineTuneReconciler struct {
 // +kubebuilder:rbac:groups=together.ai,resources=togetherfinetunes/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=together.ai,resources=togetherfinetunes/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;patch
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // kind is TogetherFineTune's declaration for the shared skeleton
@@ -243,6 +245,9 @@ func (r *TogetherFineTuneReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &togetherv1.TogetherFineTune{}, indexDeployTarget, deployTargetNames); err != nil {
 		return fmt.Errorf("indexing fine-tunes by target Deployment: %w", err)
 	}
+	if err := indexReferences(mgr, &togetherv1.TogetherFineTune{}, indexTrainingConfigMap, trainingConfigMapNames); err != nil {
+		return err
+	}
 	// A metadata-only watch (managed fields stripped by the cache's
 	// transform) wakes the fine-tunes that target a Deployment when it is
 	// created, deleted, its spec changes or its annotations do (another
@@ -252,6 +257,9 @@ func (r *TogetherFineTuneReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&togetherv1.TogetherFineTune{}).
 		WatchesMetadata(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.fineTunesTargeting),
 			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		// Training data: a ConfigMap created, fixed or deleted wakes the
+		// fine-tunes that read it (see watches.go).
+		WatchesMetadata(&corev1.ConfigMap{}, enqueueReferencing(mgr.GetClient(), &togetherv1.TogetherFineTuneList{}, indexTrainingConfigMap)).
 		Named("togetherfinetune").
 		Complete(requeueConflicts(r))
 }

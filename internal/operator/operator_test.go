@@ -248,3 +248,28 @@ var _ = Describe("Event intake end to end", func() {
 		}).WithTimeout(20*time.Second).Should(Succeed(), "waiting for the Deployment to be migrated")
 	})
 })
+
+var _ = Describe("Referenced objects are watched, not polled on a timer", func() {
+	It("submits a batch as soon as its missing input ConfigMap is created", func() {
+		ns := newNamespace()
+		tb := &togetherv1.TogetherBatch{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "waits"},
+			Spec: togetherv1.TogetherBatchSpec{Model: "m",
+				Input: &togetherv1.BatchInput{ConfigMapRef: &togetherv1.ConfigMapKeyRef{Name: "later", Key: "requests.jsonl"}}}}
+		Expect(k8s.Create(ctx, tb)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(tb), tb)).To(Succeed())
+			c := apimeta.FindStatusCondition(tb.Status.Conditions, togetherv1.StalledCondition)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Reason).To(Equal(togetherv1.ReasonInputNotFound))
+		}).Should(Succeed(), "the batch should report its missing ConfigMap")
+
+		Expect(k8s.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "later"},
+			Data: map[string]string{"requests.jsonl": `{"custom_id":"a","body":{"messages":[{"role":"user","content":"x"}]}}` + "\n"}})).To(Succeed())
+		// Well under the minute the removed recheck timer waited: only the
+		// ConfigMap watch can wake the batch this soon.
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(tb), tb)).To(Succeed())
+			g.Expect(tb.Status.BatchID).NotTo(BeEmpty())
+		}).WithTimeout(20*time.Second).Should(Succeed(), "creating the input ConfigMap should wake the batch through the watch")
+	})
+})

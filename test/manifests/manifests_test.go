@@ -33,8 +33,10 @@ import (
 // leader election and the metrics authentication need; granting anything
 // else must be a deliberate change to this list, reviewed as such.
 var allowedVerbs = map[string][]string{
-	// Batch inputs and outputs, fine-tune training data.
-	"core/configmaps": {"create", "get", "patch", "update"},
+	// Batch inputs and outputs, fine-tune training data. list and watch
+	// feed a metadata-only watch (names and versions, no data cached), so
+	// that a ConfigMap a resource names wakes it when created or fixed.
+	"core/configmaps": {"create", "get", "list", "patch", "update", "watch"},
 	// Fetch Job pods are looked up to report why a fetch failed.
 	"core/pods": {"get", "list"},
 	// Secrets are only read, one by one by name: webhook signing secrets,
