@@ -34,6 +34,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/credentials"
 	"github.com/together-operator/together-operator/internal/event"
 	applyintake "github.com/together-operator/together-operator/internal/intake"
 	"github.com/together-operator/together-operator/internal/lattice"
@@ -169,7 +170,10 @@ func newFixture(prefix string) fixture {
 func newFixtureWithSecret(prefix, secret string) fixture {
 	GinkgoHelper()
 	ns := fmt.Sprintf("%s-%d", prefix, nsCount.Add(1))
-	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+	// The label lets the manager binary's operator-wide key (the
+	// simulator's) serve the namespace, as an administrator opts one in.
+	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
+		Labels: map[string]string{credentials.SharedKeyLabel: "true"}}})).To(Succeed())
 	Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hook"},
 		StringData: map[string]string{"secret": secret}})).To(Succeed())
 	Expect(k8s.Create(ctx, &togetherv1.TogetherWebhookSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hook"},
