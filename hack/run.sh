@@ -392,6 +392,8 @@ demo() {
 	echo
 	if [[ -n $done_all ]]; then
 		say "the three flows ended: fine-tune support-bot $ft, batch nightly-summaries $batch, migration from the pushed deprecation $mig"
+		say "$(kc get tft support-bot -o jsonpath='support-bot: step {.status.step}, loss {.status.loss}, eval loss {.status.evalLoss} (gate: {.spec.deploy.maxEvalLoss}), deployed {.status.deployedModel}' 2>/dev/null)"
+		say "$(kc get tbatch nightly-summaries -o jsonpath='nightly-summaries: {.status.usage.promptTokens} prompt + {.status.usage.completionTokens} completion = {.status.usage.totalTokens} tokens, from the output lines' 2>/dev/null)"
 	else
 		say "not finished after 5 minutes (fine-tune '$ft', batch '$batch', migration '$mig'); see $REL_LOGS/manager.log"
 	fi

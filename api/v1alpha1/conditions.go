@@ -92,6 +92,13 @@ const (
 	ReasonTrainingDataNotFound = "TrainingDataNotFound"
 	// ReasonSubmissionRejected means Together refused the job's parameters.
 	ReasonSubmissionRejected = "SubmissionRejected"
+	// ReasonTrainingFileValidating means Together is still validating a
+	// training or evaluation file; the job is created once it is COMPLETED.
+	ReasonTrainingFileValidating = "TrainingFileValidating"
+	// ReasonTrainingFileRejected means Together's validation rejected a
+	// training or evaluation file (INVALID_FORMAT or FAILED); nothing was
+	// submitted.
+	ReasonTrainingFileRejected = "TrainingFileRejected"
 	// ReasonQualityGateFailed means the model's eval loss is above
 	// spec.deploy.maxEvalLoss, or unknown while a gate is set.
 	ReasonQualityGateFailed = "QualityGateFailed"
@@ -291,3 +298,14 @@ func (in *TogetherModelMigration) SetObservedGeneration(g int64) { in.Status.Obs
 func (in *TogetherWebhookSubscription) SetObservedGeneration(g int64) {
 	in.Status.ObservedGeneration = g
 }
+
+// Event reasons of the poller, on the resources whose jobs it reads.
+const (
+	// ReasonPollFailed means reading a job's state from Together failed (a
+	// 401, a 5xx, an answer that did not decode) or its effect could not
+	// be written; the poller retries every cycle.
+	ReasonPollFailed = "PollFailed"
+	// ReasonPollRecovered means a resource that had a PollFailed is read
+	// again.
+	ReasonPollRecovered = "PollRecovered"
+)

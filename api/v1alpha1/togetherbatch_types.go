@@ -103,9 +103,11 @@ type TogetherBatchSpec struct {
 	// Model to run the requests on.
 	// +optional
 	Model string `json:"model,omitempty"`
-	// Endpoint the requests are for.
+	// Endpoint the requests are for: the endpoints Together's SDKs accept
+	// for a batch (together-go BatchNewParamsEndpoint); /v1/completions is
+	// not one of them.
 	// +kubebuilder:default=/v1/chat/completions
-	// +kubebuilder:validation:Enum=/v1/chat/completions;/v1/completions;/v1/audio/transcriptions;/v1/audio/translations
+	// +kubebuilder:validation:Enum=/v1/chat/completions;/v1/audio/transcriptions;/v1/audio/translations
 	// +optional
 	Endpoint string `json:"endpoint,omitempty"`
 	// CompletionWindow of the batch; Together accepts 24h.
@@ -161,6 +163,21 @@ type BatchPart struct {
 	TotalTokens int64 `json:"totalTokens,omitempty"`
 }
 
+// BatchUsage is a sum of the response.body.usage objects of a batch's
+// output lines.
+type BatchUsage struct {
+	// PromptTokens is the sum of prompt_tokens.
+	PromptTokens int64 `json:"promptTokens"`
+	// CompletionTokens is the sum of completion_tokens.
+	CompletionTokens int64 `json:"completionTokens"`
+	// TotalTokens is the sum of total_tokens.
+	TotalTokens int64 `json:"totalTokens"`
+	// UncountedLines is the number of output lines over 1 MiB, whose usage
+	// the operator did not read: the sums miss their tokens.
+	// +optional
+	UncountedLines int64 `json:"uncountedLines,omitempty"`
+}
+
 // OutputStatus reports what was written and lets a person verify it.
 type OutputStatus struct {
 	// Location written, e.g. configmap/NAME or pvc/CLAIM/PATH.
@@ -191,9 +208,15 @@ type TogetherBatchStatus struct {
 	// Progress, 0 to 100.
 	// +optional
 	Progress int32 `json:"progress,omitempty"`
-	// TotalTokens used.
+	// TotalTokens is the total a pushed batch.done reported (the project's
+	// own push contract). Together's batch objects carry no token counts:
+	// usage holds what the output file says.
 	// +optional
 	TotalTokens int64 `json:"totalTokens,omitempty"`
+	// Usage is the batch's token use, added up once from the usage of
+	// every line of its output file(s) when the output is read.
+	// +optional
+	Usage *BatchUsage `json:"usage,omitempty"`
 	// OutputFileID of the results.
 	// +optional
 	OutputFileID string `json:"outputFileID,omitempty"`
@@ -252,7 +275,7 @@ type TogetherBatchStatus struct {
 // +kubebuilder:printcolumn:name="Batch",type=string,JSONPath=`.status.batchID`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Progress %",type=integer,JSONPath=`.status.progress`,description="Percent of requests done, 0 to 100."
-// +kubebuilder:printcolumn:name="Tokens",type=integer,JSONPath=`.status.totalTokens`
+// +kubebuilder:printcolumn:name="Tokens",type=integer,JSONPath=`.status.usage.totalTokens`,description="Tokens used, summed from the usage of the output lines."
 // +kubebuilder:printcolumn:name="Output",type=string,JSONPath=`.status.output.location`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

@@ -62,6 +62,7 @@ type LoRASpec struct {
 
 // TrainingSpec describes a fine-tune job to submit.
 // +kubebuilder:validation:XValidation:rule="has(self.trainingFile) != has(self.trainingData)",message="set exactly one of spec.training.trainingFile (a Together file ID) or spec.training.trainingData (a ConfigMap key holding JSONL)"
+// +kubebuilder:validation:XValidation:rule="!(has(self.validationFile) && has(self.validationData))",message="set at most one of spec.training.validationFile (a Together file ID) or spec.training.validationData (a ConfigMap key holding JSONL)"
 type TrainingSpec struct {
 	// Model is the base model to fine-tune.
 	// +kubebuilder:validation:MinLength=1
@@ -76,8 +77,14 @@ type TrainingSpec struct {
 	// +optional
 	TrainingData *ConfigMapKeyRef `json:"trainingData,omitempty"`
 	// ValidationFile is the ID of an uploaded Together file for evaluation.
+	// Evaluation (and with it status.evalLoss) needs a validation set and
+	// nEvals > 0.
 	// +optional
 	ValidationFile string `json:"validationFile,omitempty"`
+	// ValidationData is a ConfigMap key holding JSONL evaluation data,
+	// validated and uploaded like trainingData.
+	// +optional
+	ValidationData *ConfigMapKeyRef `json:"validationData,omitempty"`
 	// NEpochs is the number of epochs.
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100
@@ -428,10 +435,11 @@ type TogetherFineTuneStatus struct {
 	// RemoteStatus is Together's own status word for the job.
 	// +optional
 	RemoteStatus string `json:"remoteStatus,omitempty"`
-	// Step of the newest checkpoint.
+	// Step is the newest training step read (train/global_step of the
+	// job's metrics, or a pushed checkpoint's step).
 	// +optional
 	Step int64 `json:"step,omitempty"`
-	// Loss at the newest checkpoint.
+	// Loss at that step (train/loss).
 	// +optional
 	Loss *float64 `json:"loss,omitempty"`
 	// FinalStep is the step the job ended at, as its terminal event reported
@@ -439,9 +447,16 @@ type TogetherFineTuneStatus struct {
 	// result: they are dropped, whenever they arrive.
 	// +optional
 	FinalStep int64 `json:"finalStep,omitempty"`
-	// EvalLoss of the finished model.
+	// EvalLoss is the newest evaluation loss (the job's eval/loss metrics,
+	// logged only for a job with a validation file and nEvals > 0); once
+	// the job has succeeded, the finished model's.
 	// +optional
 	EvalLoss *float64 `json:"evalLoss,omitempty"`
+	// SecondsRemaining is Together's estimate of the time the job still
+	// needs (its progress.seconds_remaining), while it works and an
+	// estimate is available.
+	// +optional
+	SecondsRemaining *int64 `json:"secondsRemaining,omitempty"`
 	// OutputModel is the name of the fine-tuned model.
 	// +optional
 	OutputModel string `json:"outputModel,omitempty"`
@@ -466,6 +481,10 @@ type TogetherFineTuneStatus struct {
 	// TrainingFileID is the file uploaded from spec.training.trainingData.
 	// +optional
 	TrainingFileID string `json:"trainingFileID,omitempty"`
+	// ValidationFileID is the file uploaded from
+	// spec.training.validationData.
+	// +optional
+	ValidationFileID string `json:"validationFileID,omitempty"`
 	// Attempt is the current attempt number (1-based).
 	// +optional
 	Attempt int32 `json:"attempt,omitempty"`
@@ -501,11 +520,12 @@ type TogetherFineTuneStatus struct {
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Step",type=integer,JSONPath=`.status.step`
 // +kubebuilder:printcolumn:name="Loss",type=number,JSONPath=`.status.loss`
+// +kubebuilder:printcolumn:name="Left (s)",type=integer,JSONPath=`.status.secondsRemaining`,description="Together's estimate of the seconds the job still needs (progress.seconds_remaining)."
 // +kubebuilder:printcolumn:name="Model",type=string,JSONPath=`.status.outputModel`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Attempt",type=integer,JSONPath=`.status.attempt`,priority=1,description="Current attempt (1-based); retries add one."
-// +kubebuilder:printcolumn:name="Eval Loss",type=number,JSONPath=`.status.evalLoss`,priority=1,description="Eval loss of the finished model, which spec.deploy.maxEvalLoss gates."
+// +kubebuilder:printcolumn:name="Eval Loss",type=number,JSONPath=`.status.evalLoss`,priority=1,description="Newest eval/loss while training; the finished model's, which spec.deploy.maxEvalLoss gates."
 // +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.spec.deploy.deployment.name`,priority=1,description="Deployment that receives the model."
 // +kubebuilder:printcolumn:name="Deployed",type=string,JSONPath=`.status.conditions[?(@.type=="Deployed")].reason`,priority=1,description="Reason of the Deployed condition."
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1,description="Why Ready says what it says."

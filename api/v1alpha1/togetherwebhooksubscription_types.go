@@ -78,6 +78,12 @@ type ModelReplacement struct {
 	// +kubebuilder:validation:MaxLength=256
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9._@+-]*/[A-Za-z0-9][A-Za-z0-9._:+-]*$`
 	ReplacementModel string `json:"replacementModel"`
+	// SunsetDate (YYYY-MM-DD) is when the deprecated model stops serving,
+	// as Together announced it: the catalogue's deprecation status names no
+	// date, so a migration with strategy BeforeSunset needs this one.
+	// +kubebuilder:validation:Format=date
+	// +optional
+	SunsetDate string `json:"sunsetDate,omitempty"`
 }
 
 // MigrationTemplate holds the settings given to TogetherModelMigrations that

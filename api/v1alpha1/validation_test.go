@@ -198,6 +198,9 @@ func TestBatchSchema(t *testing.T) {
 			[]string{"spec.output.persistentVolumeClaim.apiKeySecretRef is required"}},
 		{"bad endpoint", &togetherv1.TogetherBatch{ObjectMeta: meta("bad-endpoint"), Spec: togetherv1.TogetherBatchSpec{BatchID: "b", Endpoint: "/v1/embeddings"}},
 			[]string{"spec.endpoint", "Unsupported value"}},
+		{"completions is not a batch endpoint", &togetherv1.TogetherBatch{ObjectMeta: meta("completions"), Spec: togetherv1.TogetherBatchSpec{BatchID: "b", Endpoint: "/v1/completions"}},
+			[]string{"spec.endpoint", "Unsupported value"}},
+		{"audio transcriptions", &togetherv1.TogetherBatch{ObjectMeta: meta("transcriptions"), Spec: togetherv1.TogetherBatchSpec{BatchID: "b", Endpoint: "/v1/audio/transcriptions"}}, nil},
 	})
 }
 

@@ -212,10 +212,13 @@ var _ = Describe("TogetherBatch", func() {
 		Expect(batchCond(tb, togetherv1.StalledCondition)).To(BeNil())
 		Expect(tb.Status.ObservedGeneration).To(Equal(tb.Generation))
 
-		Expect(tb.Status.TotalTokens).To(BeNumerically(">", 0))
-		Expect(tb.Status.AccountedTokens).To(Equal(tb.Status.TotalTokens))
+		By("tokens come from the output lines' usage, counted once")
+		want := usageOfLines(out.Data[OutputKey])
+		Expect(want.TotalTokens).To(BeNumerically(">", 0))
+		Expect(tb.Status.Usage).To(HaveValue(Equal(want)))
+		Expect(tb.Status.AccountedTokens).To(Equal(want.TotalTokens))
 		counter := batchTokensTotal.WithLabelValues(e.ns, model)
-		Expect(testutil.ToFloat64(counter)).To(Equal(float64(tb.Status.TotalTokens)))
+		Expect(testutil.ToFloat64(counter)).To(Equal(float64(want.TotalTokens)))
 
 		By("a duplicate batch.done and a restarted operator")
 		e.intake(key)
@@ -224,7 +227,8 @@ var _ = Describe("TogetherBatch", func() {
 		e.r = e.reconciler(k8sClient)
 		_, err = e.reconcile(key)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(testutil.ToFloat64(counter)).To(Equal(float64(tb.Status.TotalTokens)))
+		Expect(testutil.ToFloat64(counter)).To(Equal(float64(want.TotalTokens)))
+		Expect(e.get(key).Status.Usage).To(HaveValue(Equal(want)))
 		Expect(e.drainEvents()).To(ContainElement(ContainSubstring("Normal Succeeded")))
 	})
 
@@ -254,7 +258,7 @@ var _ = Describe("TogetherBatch", func() {
 	It("adopts an existing batch by ID without creating one", func() {
 		e := newBatchEnv()
 		in := e.sim.AddFile("theirs.jsonl", "batch-api", []byte(chatRequest("z", "z")+"\n"))
-		e.sim.AddBatch(together.Batch{ID: "batch-existing", InputFileID: in.ID, Status: together.BatchInProgress, Progress: 40, Endpoint: "/v1/chat/completions"})
+		e.sim.AddBatch(togethersim.Batch{ID: "batch-existing", InputFileID: in.ID, Status: "IN_PROGRESS", Progress: 40, Endpoint: "/v1/chat/completions"})
 		key := e.create("adopted", togetherv1.TogetherBatchSpec{BatchID: "batch-existing"})
 		_, err := e.reconcile(key)
 		Expect(err).NotTo(HaveOccurred())
@@ -288,17 +292,14 @@ var _ = Describe("TogetherBatch", func() {
 
 		Expect(tb.Status.Parts).To(HaveLen(3))
 		Expect(e.sim.CountCalls("POST", "/v1/batches")).To(Equal(3))
-		var sumTokens int64
 		for i, p := range tb.Status.Parts {
 			Expect(p.Index).To(Equal(int32(i)))
 			Expect(p.BatchID).NotTo(BeEmpty())
 			Expect(p.Phase).To(Equal(togetherv1.BatchSucceeded))
-			sumTokens += p.TotalTokens
 		}
 		Expect([]int32{tb.Status.Parts[0].Requests, tb.Status.Parts[1].Requests, tb.Status.Parts[2].Requests}).To(Equal([]int32{3, 3, 1}))
 		Expect(tb.Status.Phase).To(Equal(togetherv1.BatchSucceeded))
 		Expect(tb.Status.Progress).To(Equal(int32(100)))
-		Expect(tb.Status.TotalTokens).To(Equal(sumTokens))
 		Expect(tb.Status.Output.Records).To(Equal(int64(6)))
 		Expect(tb.Status.Output.FailedRecords).To(Equal(int64(1)))
 
@@ -306,6 +307,7 @@ var _ = Describe("TogetherBatch", func() {
 		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: "split-out"}, out)).To(Succeed())
 		Expect(outputIDs(out.Data[OutputKey])).To(Equal(want))
 		Expect(outputIDs(out.Data[ErrorsKey])).To(Equal([]string{"req-4"}))
+		Expect(tb.Status.Usage).To(HaveValue(Equal(usageOfLines(out.Data[OutputKey]))), "every part's lines, each once")
 	})
 
 	It("creates one batch even when the status write after the create fails", func() {
@@ -417,7 +419,7 @@ var _ = Describe("TogetherBatch", func() {
 		e := newBatchEnv()
 		big := e.sim.AddGeneratedFile(2 << 20)
 		in := e.sim.AddFile("in.jsonl", "batch-api", []byte(chatRequest("a", "x")+"\n"))
-		e.sim.AddBatch(together.Batch{ID: "batch-big", InputFileID: in.ID, Status: together.BatchCompleted, Progress: 100, OutputFileID: big.ID, TotalTokens: 10})
+		e.sim.AddBatch(togethersim.Batch{ID: "batch-big", InputFileID: in.ID, Status: "COMPLETED", Progress: 100, OutputFileID: big.ID})
 		key := e.create("big", togetherv1.TogetherBatchSpec{
 			BatchID: "batch-big",
 			Output:  &togetherv1.BatchOutput{ConfigMap: &togetherv1.ConfigMapOutput{Name: "big-out"}},
@@ -439,7 +441,7 @@ var _ = Describe("TogetherBatch", func() {
 		e := newBatchEnv()
 		in := e.sim.AddFile("in.jsonl", "batch-api", []byte(chatRequest("a", "x")+"\n"))
 		outFile := e.sim.AddFile("out.jsonl", "batch-generated", []byte(`{"custom_id":"a"}`+"\n"))
-		e.sim.AddBatch(together.Batch{ID: "batch-pvc", InputFileID: in.ID, Status: together.BatchCompleted, Progress: 100, OutputFileID: outFile.ID, TotalTokens: 5})
+		e.sim.AddBatch(togethersim.Batch{ID: "batch-pvc", InputFileID: in.ID, Status: "COMPLETED", Progress: 100, OutputFileID: outFile.ID})
 		key := e.create("to-volume", togetherv1.TogetherBatchSpec{
 			BatchID: "batch-pvc",
 			Output: &togetherv1.BatchOutput{PersistentVolumeClaim: &togetherv1.PVCOutput{ClaimName: "results", Path: "runs/out.jsonl",
@@ -583,7 +585,7 @@ var _ = Describe("TogetherBatch", func() {
 		e := newBatchEnv()
 		in := e.sim.AddFile("in.jsonl", "batch-api", []byte(chatRequest("a", "x")+"\n"))
 		outFile := e.sim.AddFile("out.jsonl", "batch-generated", []byte(`{"custom_id":"a"}`+"\n"))
-		e.sim.AddBatch(together.Batch{ID: "batch-foreign-job", InputFileID: in.ID, Status: together.BatchCompleted, Progress: 100, OutputFileID: outFile.ID})
+		e.sim.AddBatch(togethersim.Batch{ID: "batch-foreign-job", InputFileID: in.ID, Status: "COMPLETED", Progress: 100, OutputFileID: outFile.ID})
 		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "k", Namespace: e.ns}, Data: map[string][]byte{"api-key": []byte("x")}})).To(Succeed())
 		Expect(k8sClient.Create(ctx, &corev1.PersistentVolumeClaim{
 			ObjectMeta: metav1.ObjectMeta{Name: "results", Namespace: e.ns, Labels: map[string]string{togetherv1.BatchOutputOptInAnnotation: "true"}},
@@ -629,7 +631,7 @@ var _ = Describe("TogetherBatch", func() {
 
 	It("reports an expired batch and still accounts its tokens", func() {
 		e := newBatchEnv()
-		e.sim.SetBatchScript(func(r together.CreateBatchRequest) bool { return r.ModelID == "slow-model" }, togethersim.BatchOutcome{Expire: true})
+		e.sim.SetBatchScript(func(r togethersim.BatchRequest) bool { return r.ModelID == "slow-model" }, togethersim.BatchOutcome{Expire: true})
 		e.inputConfigMap("slow", chatRequest("a", "x"))
 		key := e.create("slow", togetherv1.TogetherBatchSpec{Input: configMapInput("slow"), Model: "slow-model"})
 		tb := e.runToEnd(key)
@@ -659,3 +661,18 @@ var _ = Describe("TogetherBatch", func() {
 		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, key, &togetherv1.TogetherBatch{}))).To(BeTrue())
 	})
 })
+
+// usageOfLines adds up response.body.usage of output lines with a generic
+// decoder, independently of the fetcher.
+func usageOfLines(data string) togetherv1.BatchUsage {
+	var u togetherv1.BatchUsage
+	for _, line := range strings.Split(strings.TrimSpace(data), "\n") {
+		var l map[string]any
+		ExpectWithOffset(1, json.Unmarshal([]byte(line), &l)).To(Succeed())
+		us := l["response"].(map[string]any)["body"].(map[string]any)["usage"].(map[string]any)
+		u.PromptTokens += int64(us["prompt_tokens"].(float64))
+		u.CompletionTokens += int64(us["completion_tokens"].(float64))
+		u.TotalTokens += int64(us["total_tokens"].(float64))
+	}
+	return u
+}

@@ -69,12 +69,23 @@ func (r *TogetherBatchReconciler) reconcileTokens(ctx context.Context, tb *toget
 		return ctrl.Result{}, nil
 	}
 	legacy := st.TokensAccounted && st.AccountedTokens == 0
-	delta := st.TotalTokens - st.AccountedTokens
+	if st.Phase == togetherv1.BatchSucceeded && st.Usage == nil && !legacy {
+		// The tokens are counted from the output file, which is read
+		// next; they are accounted on a later pass.
+		return ctrl.Result{}, nil
+	}
+	// The output's usage is the record; a pushed total (the project's own
+	// contract) counts when it is higher, so neither is counted twice.
+	tokens := st.TotalTokens
+	if st.Usage != nil && st.Usage.TotalTokens > tokens {
+		tokens = st.Usage.TotalTokens
+	}
+	delta := tokens - st.AccountedTokens
 	if delta <= 0 && !legacy {
 		return ctrl.Result{}, nil
 	}
 	before, beforeLegacy := st.AccountedTokens, st.TokensAccounted
-	st.AccountedTokens, st.TokensAccounted = st.TotalTokens, false
+	st.AccountedTokens, st.TokensAccounted = tokens, false
 	if err := s.persist(ctx, tb); err != nil {
 		st.AccountedTokens, st.TokensAccounted = before, beforeLegacy
 		return ctrl.Result{}, fmt.Errorf("recording the tokens accounted: %w", err)

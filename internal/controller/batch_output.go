@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"time"
 
@@ -56,9 +57,22 @@ func (r *TogetherBatchReconciler) reconcileOutput(ctx context.Context, tb *toget
 	}
 	out := tb.Spec.Output
 	if out == nil {
+		if st.Usage == nil {
+			// No output is kept, but the tokens are only in the output
+			// file: read it once to count them.
+			parts, err := r.fetchParts(ctx, tb)
+			if err != nil {
+				return ctrl.Result{}, r.fetchFailure(err)
+			}
+			res, err := fetch.Fetch(ctx, r.API, parts, io.Discard, nil, fetch.Options{})
+			if err != nil {
+				return ctrl.Result{}, r.fetchFailure(err)
+			}
+			st.Usage = usageOf(res)
+		}
 		apimeta.RemoveStatusCondition(&st.Conditions, togetherv1.OutputReadyCondition)
 		s.succeeded(metav1.ConditionTrue, togetherv1.ReasonSucceeded,
-			fmt.Sprintf("Batch %s completed using %d tokens; no output was requested.", batchIDs(tb), st.TotalTokens))
+			fmt.Sprintf("Batch %s completed using %d tokens; no output was requested.", batchIDs(tb), st.Usage.TotalTokens))
 		return ctrl.Result{}, nil
 	}
 	if c := apimeta.FindStatusCondition(st.Conditions, togetherv1.OutputReadyCondition); c != nil && c.Status == metav1.ConditionTrue && st.Output != nil {
@@ -83,9 +97,19 @@ func (r *TogetherBatchReconciler) reconcileOutput(ctx context.Context, tb *toget
 // markOutputReady says Ready once the output is written.
 func (r *TogetherBatchReconciler) markOutputReady(tb *togetherv1.TogetherBatch, s *scope) {
 	o := tb.Status.Output
+	var tokens int64
+	if u := tb.Status.Usage; u != nil {
+		tokens = u.TotalTokens
+	}
 	s.succeeded(metav1.ConditionTrue, togetherv1.ReasonSucceeded,
 		fmt.Sprintf("Batch %s completed using %d tokens; %d results and %d failed requests written to %s.",
-			batchIDs(tb), tb.Status.TotalTokens, o.Records, o.FailedRecords, o.Location))
+			batchIDs(tb), tokens, o.Records, o.FailedRecords, o.Location))
+}
+
+// usageOf is the token use the output's lines reported.
+func usageOf(res fetch.Result) *togetherv1.BatchUsage {
+	return &togetherv1.BatchUsage{PromptTokens: res.Usage.PromptTokens, CompletionTokens: res.Usage.CompletionTokens,
+		TotalTokens: res.Usage.TotalTokens, UncountedLines: res.Usage.Uncounted}
 }
 
 // fetchParts lists the files to fetch in input order. The input file of each
@@ -214,6 +238,9 @@ func (r *TogetherBatchReconciler) writeConfigMapOutput(ctx context.Context, tb *
 // recordOutput stores what was written and marks the batch Ready.
 func (r *TogetherBatchReconciler) recordOutput(tb *togetherv1.TogetherBatch, s *scope, location string, res fetch.Result) {
 	tb.Status.Output = &togetherv1.OutputStatus{Location: location, Bytes: res.Bytes, SHA256: res.SHA256, Records: res.Records, FailedRecords: res.FailedRecords}
+	if tb.Status.Usage == nil {
+		tb.Status.Usage = usageOf(res)
+	}
 	reconcile.SetCondition(&tb.Status.Conditions, tb.Generation, togetherv1.OutputReadyCondition, metav1.ConditionTrue, togetherv1.ReasonOutputWritten,
 		fmt.Sprintf("Wrote %d bytes (sha256 %s) to %s.", res.Bytes, res.SHA256, location))
 	r.markOutputReady(tb, s)

@@ -403,7 +403,6 @@ func fillBatchStatus(st *togetherv1.TogetherBatchStatus, b *together.Batch) {
 	st.BatchID = b.ID
 	st.Phase = batchPhaseOf(b.Status)
 	st.Progress = int32(b.Progress)
-	st.TotalTokens = b.TotalTokens
 	st.OutputFileID = b.OutputFileID
 	st.ErrorFileID = b.ErrorFileID
 	st.Error = b.Error

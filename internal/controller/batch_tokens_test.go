@@ -11,13 +11,13 @@ import (
 	"github.com/together-operator/together-operator/internal/event"
 	"github.com/together-operator/together-operator/internal/intake"
 	"github.com/together-operator/together-operator/internal/lattice"
-	"github.com/together-operator/together-operator/internal/together"
+	"github.com/together-operator/together-operator/internal/togethersim"
 )
 
 var _ = Describe("TogetherBatch token accounting", func() {
 	It("counts tokens that arrive after the batch's terminal event, once", func() {
 		e := newBatchEnv()
-		e.sim.AddBatch(together.Batch{ID: "batch-late-tokens", Status: together.BatchInProgress})
+		e.sim.AddBatch(togethersim.Batch{ID: "batch-late-tokens", Status: "IN_PROGRESS"})
 		const model = "model-late-tokens"
 		key := e.create("late", togetherv1.TogetherBatchSpec{BatchID: "batch-late-tokens", Model: model})
 		_, err := e.reconcile(key)
@@ -60,7 +60,7 @@ var _ = Describe("TogetherBatch token accounting", func() {
 
 	It("takes a batch accounted by an older operator (tokensAccounted, no amount) as fully counted", func() {
 		e := newBatchEnv()
-		e.sim.AddBatch(together.Batch{ID: "batch-legacy", Status: together.BatchCompleted, TotalTokens: 700})
+		e.sim.AddBatch(togethersim.Batch{ID: "batch-legacy", Status: "COMPLETED"})
 		const model = "model-legacy"
 		key := e.create("legacy", togetherv1.TogetherBatchSpec{BatchID: "batch-legacy", Model: model})
 		tb := e.get(key)

@@ -317,7 +317,7 @@ var _ = Describe("FineTune dedicated endpoint (v2)", func() {
 	})
 
 	It("waits, creating nothing, while a completed job names no registry model", func() {
-		sim.AddFineTune(together.FineTune{ID: "ft-no-object", Status: together.FineTuneCompleted, Model: "m", ModelOutputName: "sim-user/m-old"})
+		sim.AddFineTune(togethersim.FineTune{ID: "ft-no-object", Status: "completed", Model: "m", ModelOutputName: "sim-user/m-old"})
 		ft := &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Name: "no-object", Namespace: ns}, Spec: togetherv1.TogetherFineTuneSpec{
 			JobID: "ft-no-object", Deploy: &togetherv1.DeploySpec{Endpoint: spec()}}}
 		Expect(k8sClient.Create(ctx, ft)).To(Succeed())
@@ -331,7 +331,7 @@ var _ = Describe("FineTune dedicated endpoint (v2)", func() {
 	})
 
 	It("deletes a v1 endpoint recorded before the move to v2 through the v1 API", func() {
-		v1, err := sim.AddV1Endpoint(together.CreateEndpointRequest{Model: "m", Hardware: "1x_nvidia_a100_80gb_sxm", Autoscaling: together.Autoscaling{MinReplicas: 1, MaxReplicas: 1}})
+		v1, err := sim.AddV1Endpoint(togethersim.V1EndpointRequest{Model: "m", Hardware: "1x_nvidia_a100_80gb_sxm", MinReplicas: 1, MaxReplicas: 1})
 		Expect(err).NotTo(HaveOccurred())
 		ft := &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Name: "legacy", Namespace: ns}, Spec: togetherv1.TogetherFineTuneSpec{JobID: "ft-legacy"}}
 		Expect(k8sClient.Create(ctx, ft)).To(Succeed())

@@ -74,7 +74,8 @@ func (r *TogetherFineTuneReconciler) adopt(ctx context.Context, ft *togetherv1.T
 }
 
 // fillFromJob copies what a job read says into status: phase, output model,
-// and the newest step, loss and error from its event log.
+// and the newest step and error from its event log. Events carry no loss;
+// the poller reads losses from the job's metrics.
 func fillFromJob(st *togetherv1.TogetherFineTuneStatus, job *together.FineTune) {
 	st.JobID = job.ID
 	st.Phase = ftPhaseOf(job.Status)
@@ -83,9 +84,6 @@ func fillFromJob(st *togetherv1.TogetherFineTuneStatus, job *together.FineTune) 
 	for _, ev := range job.Events {
 		if ev.Step > st.Step {
 			st.Step = ev.Step
-		}
-		if ev.Loss != nil && ev.Step >= st.Step {
-			st.Loss = ev.Loss
 		}
 		if ev.Type == "job_error" && st.Phase == togetherv1.FineTuneFailed {
 			st.Error = &togetherv1.JobError{Message: ev.Message, Step: st.Step}
@@ -133,12 +131,26 @@ func (r *TogetherFineTuneReconciler) submit(ctx context.Context, ft *togetherv1.
 	if err != nil {
 		return "", err
 	}
+	valID, err := r.validationFile(ctx, ft)
+	if err != nil {
+		return "", err
+	}
+	for _, id := range []string{fileID, valID} {
+		if id == "" {
+			continue
+		}
+		if err := r.fileReady(ctx, id); err != nil {
+			return "", err
+		}
+	}
 
 	st.Submission = &togetherv1.SubmissionMarker{Attempt: attempt, Tag: tag, StartedAt: metav1.Now()}
 	if err := s.persist(ctx, ft); err != nil {
 		return "", fmt.Errorf("recording submission marker before creating a job: %w", err)
 	}
-	job, err := r.API.CreateFineTune(ctx, ftCreateRequest(tr, fileID, jobSuffix(tr.Suffix, tag), lr))
+	req := ftCreateRequest(tr, fileID, jobSuffix(tr.Suffix, tag), lr)
+	req.ValidationFile = valID
+	job, err := r.API.CreateFineTune(ctx, req)
 	if err != nil {
 		if together.IsInvalidRequest(err) {
 			// A 4xx answer means no job was created; the marker can go.

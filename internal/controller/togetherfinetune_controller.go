@@ -33,6 +33,7 @@ type FineTuneAPI interface {
 	CancelFineTune(ctx context.Context, id string) (*together.FineTune, error)
 	UploadFile(ctx context.Context, fileName string, purpose together.FilePurpose, content io.Reader) (*together.File, error)
 	ListFiles(ctx context.Context) ([]together.File, error)
+	GetFile(ctx context.Context, id string) (*together.File, error)
 	// DeleteEndpoint deletes a v1 endpoint recorded before the move to v2.
 	DeleteEndpoint(ctx context.Context, id string) error
 	// The v2 Dedicated Model Inference calls (finetune_endpoint.go).

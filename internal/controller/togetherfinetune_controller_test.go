@@ -167,19 +167,34 @@ var _ = Describe("FineTune reconciler", func() {
 		})
 	}
 
-	It("submits, follows checkpoints to completion and patches only the target env var", func() {
+	It("submits once Together has validated the file, follows the metrics to completion and patches only the target env var", func() {
 		newConfigMap("data", validJSONL)
 		newDeployment("chat")
 		key := newFineTune("tune", togetherv1.TogetherFineTuneSpec{
 			Training: &togetherv1.TrainingSpec{Model: "meta-llama/Llama-3-8b", Suffix: "support",
-				TrainingData: &togetherv1.ConfigMapKeyRef{Name: "data", Key: "train.jsonl"}},
+				TrainingData:   &togetherv1.ConfigMapKeyRef{Name: "data", Key: "train.jsonl"},
+				ValidationFile: uploadedFile(), NEvals: 2},
 			Deploy: &togetherv1.DeploySpec{MaxEvalLoss: ptr.To(0.5),
 				Deployment: &togetherv1.DeploymentTarget{Name: "chat", Container: "server", Env: "TOGETHER_MODEL"}},
 		})
 
+		By("waiting while Together validates the uploaded file")
 		_, err := reconcile(key)
 		Expect(err).NotTo(HaveOccurred())
 		ft := get(key)
+		Expect(ft.Status.JobID).To(BeEmpty())
+		Expect(ft.Status.TrainingFileID).NotTo(BeEmpty())
+		Expect(sim.FileStatus(ft.Status.TrainingFileID)).To(Equal("PENDING"))
+		Expect(condition(ft, togetherv1.ReconcilingCondition).Reason).To(Equal(togetherv1.ReasonTrainingFileValidating))
+		Expect(sim.CountCalls("POST", "/v1/fine-tunes")).To(BeZero(), "no job may be created on a file Together has not validated")
+		Eventually(func(g Gomega) {
+			sim.Advance()
+			_, err := reconcile(key)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(get(key).Status.JobID).NotTo(BeEmpty())
+		}).WithTimeout(10*time.Second).Should(Succeed(), "the job should be submitted once the file is COMPLETED")
+		Expect(sim.FileStatus(get(key).Status.TrainingFileID)).To(Equal("COMPLETED"))
+		ft = get(key)
 		Expect(ft.Finalizers).To(ContainElement(togetherv1.FinalizerName))
 		Expect(ft.Status.JobID).NotTo(BeEmpty())
 		Expect(ft.Status.TrainingFileID).NotTo(BeEmpty())
@@ -200,6 +215,8 @@ var _ = Describe("FineTune reconciler", func() {
 		Expect(ft.Status.Phase).To(Equal(togetherv1.FineTuneSucceeded))
 		Expect(ft.Status.Step).To(BeEquivalentTo(5))
 		Expect(ft.Status.Checkpoints).To(HaveLen(5))
+		Expect(ft.Status.Loss).NotTo(BeNil())
+		Expect(ft.Status.EvalLoss).To(HaveValue(Equal(0.42)), "the eval loss comes from the job's eval/loss metrics rows")
 		Expect(ft.Status.OutputModel).To(ContainSubstring("support-" + ftSubmissionTag(ft.UID, 1)))
 		Expect(ft.Status.DeployedModel).To(Equal(ft.Status.OutputModel))
 		Expect(ft.Status.DeployedAttempt).To(BeEquivalentTo(1))
@@ -245,7 +262,7 @@ var _ = Describe("FineTune reconciler", func() {
 	})
 
 	It("adopts an existing job by spec.jobID, reading it once", func() {
-		sim.AddFineTune(together.FineTune{ID: "ft-existing-1", Model: "meta-llama/Llama-3-8b", Status: together.FineTuneRunning, LearningRate: 2e-5})
+		sim.AddFineTune(togethersim.FineTune{ID: "ft-existing-1", Model: "meta-llama/Llama-3-8b", Status: "running", LearningRate: 2e-5})
 		key := newFineTune("adopted", togetherv1.TogetherFineTuneSpec{JobID: "ft-existing-1"})
 
 		_, err := reconcile(key)
@@ -272,7 +289,7 @@ var _ = Describe("FineTune reconciler", func() {
 
 	It("never cancels an adopted job when the resource is deleted (issue 13, scenario 1)", func() {
 		// Another team's running job, named by ID.
-		sim.AddFineTune(together.FineTune{ID: "ft-someone-elses", Model: "meta-llama/Llama-3-8b", Status: together.FineTuneRunning})
+		sim.AddFineTune(togethersim.FineTune{ID: "ft-someone-elses", Model: "meta-llama/Llama-3-8b", Status: "running"})
 		key := newFineTune("adopter", togetherv1.TogetherFineTuneSpec{JobID: "ft-someone-elses"})
 		_, err := reconcile(key)
 		Expect(err).NotTo(HaveOccurred())
@@ -379,6 +396,30 @@ var _ = Describe("FineTune reconciler", func() {
 		Expect(sim.CountCalls("POST", "/v1/fine-tunes")).To(Equal(0))
 	})
 
+	It("stalls with Together's validation error and submits nothing when the file is INVALID_FORMAT", func() {
+		bad := sim.AddFile("theirs.jsonl", "fine-tune", []byte(`{"question":"no known format"}`+"\n"))
+		Expect(sim.FileStatus(bad.ID)).To(Equal("INVALID_FORMAT"))
+		key := newFineTune("rejected-file", togetherv1.TogetherFineTuneSpec{Training: &togetherv1.TrainingSpec{Model: "m", TrainingFile: bad.ID}})
+
+		_, err := reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		ft := get(key)
+		stalled := condition(ft, togetherv1.StalledCondition)
+		Expect(stalled).NotTo(BeNil())
+		Expect(stalled.Reason).To(Equal(togetherv1.ReasonTrainingFileRejected))
+		Expect(stalled.Message).To(And(ContainSubstring(bad.ID), ContainSubstring("INVALID_FORMAT"), ContainSubstring("Line 1: no known format")))
+		Expect(condition(ft, togetherv1.ReconcilingCondition)).To(BeNil())
+		Expect(ft.Status.JobID).To(BeEmpty())
+		Expect(ft.Status.Submission).To(BeNil(), "no submission may be in flight for a rejected file")
+		Expect(drainEvents(recorder)).To(ContainElement(ContainSubstring("Warning TrainingFileRejected")))
+		for range 3 {
+			sim.Advance()
+			_, err = reconcile(key)
+			Expect(err).NotTo(HaveOccurred())
+		}
+		Expect(sim.CountCalls("POST", "/v1/fine-tunes")).To(BeZero())
+	})
+
 	It("creates exactly one job when the status write after creation fails", func() {
 		var failed atomic.Bool
 		loseStatusWrites(func(string) bool {
@@ -416,7 +457,7 @@ var _ = Describe("FineTune reconciler", func() {
 	})
 
 	It("retries a failure with a smaller learning rate, succeeds, and ignores events of the old attempt", func() {
-		sim.SetFineTuneScript(func(req together.CreateFineTuneRequest) bool {
+		sim.SetFineTuneScript(func(req togethersim.FineTuneRequest) bool {
 			return req.LearningRate != nil && *req.LearningRate > 5e-5
 		}, togethersim.FineTuneOutcome{FailAtStep: 2, FailMessage: "loss diverged"})
 		key := newFineTune("retry", togetherv1.TogetherFineTuneSpec{
@@ -466,7 +507,7 @@ var _ = Describe("FineTune reconciler", func() {
 	})
 
 	It("stops with Stalled JobFailed when no attempt is left", func() {
-		sim.SetFineTuneScript(func(together.CreateFineTuneRequest) bool { return true }, togethersim.FineTuneOutcome{FailAtStep: 1, FailMessage: "out of memory"})
+		sim.SetFineTuneScript(func(togethersim.FineTuneRequest) bool { return true }, togethersim.FineTuneOutcome{FailAtStep: 1, FailMessage: "out of memory"})
 		key := newFineTune("fails", togetherv1.TogetherFineTuneSpec{Training: &togetherv1.TrainingSpec{Model: "m", TrainingFile: uploadedFile()}})
 		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
 			c := condition(ft, togetherv1.StalledCondition)
@@ -481,10 +522,10 @@ var _ = Describe("FineTune reconciler", func() {
 	})
 
 	It("blocks deployment when the eval loss is above the quality gate", func() {
-		sim.SetFineTuneScript(func(together.CreateFineTuneRequest) bool { return true }, togethersim.FineTuneOutcome{EvalLoss: 0.9})
+		sim.SetFineTuneScript(func(togethersim.FineTuneRequest) bool { return true }, togethersim.FineTuneOutcome{EvalLoss: 0.9})
 		newDeployment("gated")
 		key := newFineTune("gate", togetherv1.TogetherFineTuneSpec{
-			Training: &togetherv1.TrainingSpec{Model: "m", TrainingFile: uploadedFile()},
+			Training: &togetherv1.TrainingSpec{Model: "m", TrainingFile: uploadedFile(), ValidationFile: uploadedFile(), NEvals: 1},
 			Deploy: &togetherv1.DeploySpec{MaxEvalLoss: ptr.To(0.5),
 				Deployment: &togetherv1.DeploymentTarget{Name: "gated", Container: "server"}},
 		})
@@ -523,7 +564,7 @@ var _ = Describe("FineTune reconciler", func() {
 	})
 
 	It("counts a failed attempt and warns about it once when the write recording it is lost", func() {
-		sim.SetFineTuneScript(func(together.CreateFineTuneRequest) bool { return true },
+		sim.SetFineTuneScript(func(togethersim.FineTuneRequest) bool { return true },
 			togethersim.FineTuneOutcome{FailAtStep: 2, FailMessage: "loss diverged"})
 		var lost atomic.Bool
 		loseStatusWrites(func(patch string) bool {

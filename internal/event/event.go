@@ -48,6 +48,9 @@ type Event struct {
 	Loss         *float64
 	RemoteStatus string
 	Progress     int32
+	// SecondsRemaining is a running fine-tune's remaining-time estimate
+	// (the poller reads it from the job's progress); nil leaves it as is.
+	SecondsRemaining *int64
 
 	OutputURL    string
 	OutputFileID string

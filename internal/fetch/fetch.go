@@ -14,6 +14,7 @@ package fetch
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -53,6 +54,59 @@ type Result struct {
 	ErrorBytes    int64  `json:"errorBytes"`
 	ErrorSHA256   string `json:"errorSHA256"`
 	FailedRecords int64  `json:"failedRecords"`
+	// Usage adds up response.body.usage of every output line: a batch
+	// object carries no token counts, so the output file is where they are
+	// (skills together-batch-inference api-reference.md).
+	Usage Usage `json:"usage"`
+}
+
+// Usage is a sum of token counts.
+type Usage struct {
+	PromptTokens     int64 `json:"promptTokens"`
+	CompletionTokens int64 `json:"completionTokens"`
+	TotalTokens      int64 `json:"totalTokens"`
+	// Lines counts the output lines that carried a usage object.
+	Lines int64 `json:"lines"`
+	// Uncounted counts lines longer than MaxUsageLineBytes, whose usage was
+	// not read (the line itself is written whole).
+	Uncounted int64 `json:"uncounted,omitempty"`
+}
+
+// MaxUsageLineBytes bounds the memory spent reading one line's usage: a
+// longer line is written whole but its tokens are not counted (Uncounted
+// says how many such lines there were).
+const MaxUsageLineBytes = 1 << 20
+
+// outputLine is the part of a batch output line that holds its usage:
+// {"custom_id", "response": {"status_code", "body": {…, "usage":
+// {prompt_tokens, completion_tokens, total_tokens}}}}.
+type outputLine struct {
+	Response struct {
+		Body struct {
+			Usage *struct {
+				PromptTokens     int64 `json:"prompt_tokens"`
+				CompletionTokens int64 `json:"completion_tokens"`
+				TotalTokens      int64 `json:"total_tokens"`
+			} `json:"usage"`
+		} `json:"body"`
+	} `json:"response"`
+}
+
+// add counts one output line's usage; a line without one adds nothing.
+func (u *Usage) add(line []byte) {
+	var l outputLine
+	if json.Unmarshal(line, &l) != nil || l.Response.Body.Usage == nil {
+		return
+	}
+	us := l.Response.Body.Usage
+	total := us.TotalTokens
+	if total == 0 {
+		total = us.PromptTokens + us.CompletionTokens
+	}
+	u.PromptTokens += us.PromptTokens
+	u.CompletionTokens += us.CompletionTokens
+	u.TotalTokens += total
+	u.Lines++
 }
 
 // ErrTooLarge is returned when the output and errors together exceed
@@ -86,6 +140,7 @@ type Options struct {
 func Fetch(ctx context.Context, d Downloader, parts []Part, out, errOut io.Writer, o Options) (Result, error) {
 	budget := &budget{left: o.Limit, limited: o.Limit > 0}
 	outW := newCountingWriter(out, budget)
+	outW.usage = &Usage{}
 	if errOut == nil {
 		errOut = io.Discard
 	}
@@ -112,6 +167,7 @@ func Fetch(ctx context.Context, d Downloader, parts []Part, out, errOut io.Write
 	return Result{
 		Bytes: outW.n, SHA256: outW.sum(), Records: outW.records(),
 		ErrorBytes: errW.n, ErrorSHA256: errW.sum(), FailedRecords: errW.records(),
+		Usage: outW.finishUsage(),
 	}, nil
 }
 
@@ -290,6 +346,12 @@ type countingWriter struct {
 	n     int64
 	lines int64
 	last  byte
+	// usage, when set, is summed from each complete line written; line
+	// holds the current line (bounded by MaxLineBytes: a longer one is
+	// not counted).
+	usage    *Usage
+	line     []byte
+	overlong bool
 }
 
 func newCountingWriter(w io.Writer, b *budget) *countingWriter {
@@ -306,15 +368,54 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.h.Write(p[:n])
 	c.n += int64(n)
-	for _, ch := range p[:n] {
-		if ch == '\n' {
-			c.lines++
+	rest := p[:n]
+	for {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			break
+		}
+		c.lines++
+		c.takeLine(rest[:i])
+		rest = rest[i+1:]
+	}
+	if c.usage != nil && !c.overlong && len(rest) > 0 {
+		if len(c.line)+len(rest) > MaxUsageLineBytes {
+			c.overlong, c.line = true, nil
+		} else {
+			c.line = append(c.line, rest...)
 		}
 	}
 	if n > 0 {
 		c.last = p[n-1]
 	}
 	return n, err
+}
+
+// takeLine finishes the current line with tail and counts its usage.
+func (c *countingWriter) takeLine(tail []byte) {
+	if c.usage == nil {
+		return
+	}
+	switch {
+	case c.overlong || len(c.line)+len(tail) > MaxUsageLineBytes:
+		c.usage.Uncounted++
+	case len(c.line) == 0:
+		c.usage.add(tail)
+	default:
+		c.usage.add(append(c.line, tail...))
+	}
+	c.line, c.overlong = c.line[:0], false
+}
+
+// finishUsage counts a last line without its newline and returns the sum.
+func (c *countingWriter) finishUsage() Usage {
+	if c.usage == nil {
+		return Usage{}
+	}
+	if len(c.line) > 0 || c.overlong {
+		c.takeLine(nil)
+	}
+	return *c.usage
 }
 
 // startRecord terminates a previous line that lacks its newline before more

@@ -204,3 +204,77 @@ func TestParseArgsTakesKeyFromEnvironmentOnly(t *testing.T) {
 		t.Fatal("a malformed --part must be an error")
 	}
 }
+
+// sumUsage reads every output line's response.body.usage with a generic
+// decoder, independently of Fetch's own reading.
+func sumUsage(t *testing.T, data []byte) (prompt, completion, total int64) {
+	t.Helper()
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		var l map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatal(err)
+		}
+		u := l["response"].(map[string]any)["body"].(map[string]any)["usage"].(map[string]any)
+		prompt += int64(u["prompt_tokens"].(float64))
+		completion += int64(u["completion_tokens"].(float64))
+		total += int64(u["total_tokens"].(float64))
+	}
+	return
+}
+
+// TestFetchCountsUsageOnce: tokens come from the output lines' usage, each
+// line counted once, across parts and whether or not the output is
+// reordered, and written byte for byte whatever the write sizes.
+func TestFetchCountsUsageOnce(t *testing.T) {
+	sim, cl := newSim(t)
+	a := runBatch(t, sim, cl, []string{"a1", "a2", "a3"}, map[string]bool{"a2": true})
+	b := runBatch(t, sim, cl, []string{"b1", "b2"}, nil)
+	for _, parts := range [][]Part{{a, b}, {{OutputFileID: a.OutputFileID}, {OutputFileID: b.OutputFileID}}} {
+		var out bytes.Buffer
+		res, err := Fetch(context.Background(), cl, parts, &out, nil, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, c, tot := sumUsage(t, out.Bytes())
+		if tot == 0 || res.Usage.PromptTokens != p || res.Usage.CompletionTokens != c || res.Usage.TotalTokens != tot || res.Usage.Lines != 4 {
+			t.Errorf("usage = %+v, want prompt %d completion %d total %d over 4 lines", res.Usage, p, c, tot)
+		}
+	}
+	// One byte at a time: lines split across writes still count once.
+	var out bytes.Buffer
+	w := newCountingWriter(&out, &budget{})
+	w.usage = &Usage{}
+	line := readGolden(t)
+	for _, ch := range append(append(line, '\n'), line...) { // the second line lacks its newline
+		if _, err := w.Write([]byte{ch}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if u := w.finishUsage(); u.TotalTokens != 30 || u.PromptTokens != 24 || u.CompletionTokens != 6 || u.Lines != 2 {
+		t.Errorf("byte-wise usage = %+v, want 2 lines of 12+3=15", u)
+	}
+	// A line too long to read for usage is written whole and reported as
+	// uncounted, not silently lost.
+	out.Reset()
+	w = newCountingWriter(&out, &budget{})
+	w.usage = &Usage{}
+	long := append([]byte(`{"pad":"`+strings.Repeat("x", MaxUsageLineBytes)+`",`), line[1:]...)
+	for _, chunk := range [][]byte{long[:10], long[10:], {'\n'}, line, {'\n'}} {
+		if _, err := w.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if u := w.finishUsage(); u.Lines != 1 || u.Uncounted != 1 || u.TotalTokens != 15 || out.Len() != len(long)+len(line)+2 {
+		t.Errorf("usage with an over-long line = %+v (wrote %d bytes)", u, out.Len())
+	}
+}
+
+func readGolden(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "together", "testdata", "golden", "batch_output_line.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.TrimSpace(b)
+}

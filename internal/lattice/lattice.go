@@ -92,13 +92,24 @@ func ApplyFineTune(st *togetherv1.TogetherFineTuneStatus, ev event.Event, now me
 			// result (a stray or replayed push), before or after the end.
 			return Stale
 		}
-		changed = mergeCheckpoint(st, ev, now)
+		// An evaluation-only event (eval loss, no training loss) moves
+		// evalLoss and leaves the checkpoint list alone.
+		if ev.Loss != nil || ev.EvalLoss == nil {
+			changed = mergeCheckpoint(st, ev, now)
+		}
+		if ev.EvalLoss != nil && !st.Phase.IsTerminal() && (st.EvalLoss == nil || *st.EvalLoss != *ev.EvalLoss) {
+			st.EvalLoss = ptrCopy(ev.EvalLoss)
+			changed = true
+		}
 		changed = raiseFineTunePhase(st, togetherv1.FineTuneRunning, "running") || changed
 	case togetherv1.EventFineTuneCompleted:
-		changed = raiseFineTunePhase(st, togetherv1.FineTuneSucceeded, "completed")
+		raised := raiseFineTunePhase(st, togetherv1.FineTuneSucceeded, "completed")
+		changed = raised
 		if st.Phase == togetherv1.FineTuneSucceeded {
 			changed = setOnce(&st.OutputModel, ev.ModelName) || changed
-			if st.EvalLoss == nil && ev.EvalLoss != nil {
+			// The completion's eval loss is the finished model's: it
+			// replaces one read during training.
+			if ev.EvalLoss != nil && (st.EvalLoss == nil || raised && *st.EvalLoss != *ev.EvalLoss) {
 				st.EvalLoss = ptrCopy(ev.EvalLoss)
 				changed = true
 			}
@@ -120,11 +131,29 @@ func ApplyFineTune(st *togetherv1.TogetherFineTuneStatus, ev event.Event, now me
 	default:
 		return Ignored
 	}
+	changed = setRemaining(st, ev.SecondsRemaining) || changed
 	if !changed {
 		return Stale
 	}
 	Record(&st.ProcessedEvents, &st.LastEvent, ev, now)
 	return Applied
+}
+
+// setRemaining keeps the remaining-time estimate of a job still working and
+// clears it once the job has ended.
+func setRemaining(st *togetherv1.TogetherFineTuneStatus, secs *int64) bool {
+	if st.Phase.IsTerminal() {
+		if st.SecondsRemaining == nil {
+			return false
+		}
+		st.SecondsRemaining = nil
+		return true
+	}
+	if secs == nil || (st.SecondsRemaining != nil && *st.SecondsRemaining == *secs) {
+		return false
+	}
+	st.SecondsRemaining = ptrCopy(secs)
+	return true
 }
 
 // raiseFineTunePhase moves the phase up to p if p ranks higher; a terminal

@@ -104,7 +104,7 @@ var _ = Describe("A tenant in a shared cluster", func() {
 	})
 
 	It("cannot have another team's job cancelled by adopting and deleting it (scenario 1)", func() {
-		sim.AddFineTune(together.FineTune{ID: "ft-other-team", Model: "org/base", Status: together.FineTuneRunning})
+		sim.AddFineTune(togethersim.FineTune{ID: "ft-other-team", Model: "org/base", Status: "running"})
 		ft := &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "grab"},
 			Spec: togetherv1.TogetherFineTuneSpec{JobID: "ft-other-team"}}
 		Expect(tenant.Create(ctx, ft)).To(Succeed())
@@ -124,7 +124,7 @@ var _ = Describe("A tenant in a shared cluster", func() {
 		in := sim.AddFile("in.jsonl", "batch-api", []byte(`{"custom_id":"a","body":{"messages":[{"role":"user","content":"x"}]}}`+"\n"))
 		out := sim.AddFile("out.jsonl", "batch-generated", []byte(`{"custom_id":"a"}`+"\n"))
 		id := "batch-" + ns
-		sim.AddBatch(together.Batch{ID: id, InputFileID: in.ID, Status: together.BatchCompleted, Progress: 100, OutputFileID: out.ID})
+		sim.AddBatch(togethersim.Batch{ID: id, InputFileID: in.ID, Status: "COMPLETED", Progress: 100, OutputFileID: out.ID})
 		Expect(tenant.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "key"},
 			StringData: map[string]string{"api-key": simKey}})).To(Succeed())
 		claim := &corev1.PersistentVolumeClaim{
@@ -169,7 +169,7 @@ var _ = Describe("A tenant in a shared cluster", func() {
 		Expect(tenant.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "data"},
 			Data: map[string]string{"train.jsonl": `{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]}` + "\n"}})).To(Succeed())
 		// A job that keeps running, so that deleting the resource must cancel it.
-		sim.SetFineTuneScript(func(r together.CreateFineTuneRequest) bool { return r.Model == "org/long-running" }, togethersim.FineTuneOutcome{Stall: true})
+		sim.SetFineTuneScript(func(r togethersim.FineTuneRequest) bool { return r.Model == "org/long-running" }, togethersim.FineTuneOutcome{Stall: true})
 		ft := &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "stuck"},
 			Spec: togetherv1.TogetherFineTuneSpec{Training: &togetherv1.TrainingSpec{Model: "org/long-running",
 				TrainingData: &togetherv1.ConfigMapKeyRef{Name: "data", Key: "train.jsonl"}}}}

@@ -2,10 +2,13 @@ package poller
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"github.com/go-logr/logr"
 	"strconv"
 
+	"github.com/go-logr/logr"
+
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -13,13 +16,13 @@ import (
 	"github.com/together-operator/together-operator/internal/event"
 	"github.com/together-operator/together-operator/internal/intake"
 	"github.com/together-operator/together-operator/internal/lattice"
-
 	"github.com/together-operator/together-operator/internal/together"
 )
 
 // pollBatches lists every batch once (GET /batches returns a bare array) and
 // emits progress and done events for each part of each non-terminal
-// TogetherBatch.
+// TogetherBatch. A batch object carries no token counts: those come from
+// the output file when it is fetched.
 func (p *Poller) pollBatches(ctx context.Context, s *Stats) error {
 	logger := log.FromContext(ctx).WithName("poller")
 	var list togetherv1.TogetherBatchList
@@ -27,51 +30,67 @@ func (p *Poller) pollBatches(ctx context.Context, s *Stats) error {
 		return fmt.Errorf("listing batches: %w", err)
 	}
 	var active []*togetherv1.TogetherBatch
+	keys := map[types.NamespacedName]bool{}
 	for i := range list.Items {
 		b := &list.Items[i]
 		if len(batchIDsOf(b)) == 0 || b.Status.Phase.IsTerminal() || !b.DeletionTimestamp.IsZero() {
 			continue
 		}
+		keys[client.ObjectKeyFromObject(b)] = true
 		s.noteOverride(durationOf(b.Spec.PollInterval))
-		if p.due(client.ObjectKeyFromObject(b), durationOf(b.Spec.PollInterval)) {
+		if p.dueKey(resourceKey{kindBatch, client.ObjectKeyFromObject(b)}, durationOf(b.Spec.PollInterval)) {
 			active = append(active, b)
 		}
 	}
+	p.prune(kindBatch, nil, keys)
 	if len(active) == 0 {
 		return nil
 	}
+	var errs []error
 	for _, g := range byAccount(ctx, p, active, func(b *togetherv1.TogetherBatch) string { return b.Namespace }, logger) {
-		if err := p.pollBatchAccount(ctx, s, g, logger); err != nil {
-			return err
-		}
+		errs = append(errs, p.pollBatchAccount(ctx, s, g, logger))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // pollBatchAccount lists one account's batches once and applies what they
-// imply to that account's resources.
+// imply to that account's resources; a failure is reported on the resources
+// it concerns and does not stop the others.
 func (p *Poller) pollBatchAccount(ctx context.Context, s *Stats, g group[*togetherv1.TogetherBatch], logger logr.Logger) error {
 	s.APICalls++
-	remote, err := g.api.ListBatches(ctx)
+	remote, bad, err := g.api.ListBatchesReport(ctx)
 	if err != nil {
-		return fmt.Errorf("listing Together batches: %w", err)
+		err = fmt.Errorf("listing Together batches: %w", err)
+		for _, b := range g.items {
+			p.reportFailure(b, err)
+		}
+		return err
 	}
 	byID := make(map[string]*together.Batch, len(remote))
 	for i := range remote {
 		byID[remote[i].ID] = &remote[i]
 	}
+	badByID := map[string]together.MalformedItem{}
+	for _, m := range bad {
+		badByID[m.ID] = m
+	}
+	var errs []error
 	for _, b := range g.items {
 		var evs []event.Event
 		for _, id := range batchIDsOf(b) {
 			if rb, ok := byID[id]; ok && moves(b, rb) {
 				evs = append(evs, BatchEvent(rb))
+			} else if m, isBad := badByID[id]; isBad {
+				p.reportFailure(b, fmt.Errorf("Together's answer for batch %s could not be read (skipped this cycle): %w", id, m.Err))
 			}
 		}
 		if err := p.apply(ctx, s, intake.KindBatch, client.ObjectKeyFromObject(b), evs, logger); err != nil {
-			return err
+			p.reportFailure(b, err)
+			errs = append(errs, err)
+			continue
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func batchIDsOf(b *togetherv1.TogetherBatch) []string {
@@ -94,12 +113,13 @@ func batchIDsOf(b *togetherv1.TogetherBatch) []string {
 }
 
 // BatchEvent is the event a batch's current state implies: batch.done for a
-// terminal batch, batch.progress otherwise.
+// terminal batch, batch.progress otherwise (CANCELING, which only Together's
+// Python SDK names, is progress towards CANCELLED).
 func BatchEvent(rb *together.Batch) event.Event {
 	status := string(rb.Status)
 	if rb.Status.Terminal() {
 		return event.Event{ID: "poll:" + rb.ID + ":done:" + status, Type: togetherv1.EventBatchDone, JobID: rb.ID,
-			RemoteStatus: status, TotalTokens: rb.TotalTokens, OutputFileID: rb.OutputFileID, ErrorFileID: rb.ErrorFileID, ErrorMessage: rb.Error}
+			RemoteStatus: status, OutputFileID: rb.OutputFileID, ErrorFileID: rb.ErrorFileID, ErrorMessage: rb.Error}
 	}
 	progress := int32(rb.Progress)
 	return event.Event{ID: "poll:" + rb.ID + ":progress:" + status + ":" + strconv.Itoa(int(progress)), Type: event.TypeBatchProgress,
@@ -114,6 +134,9 @@ func moves(b *togetherv1.TogetherBatch, rb *together.Batch) bool {
 		if p.BatchID == rb.ID {
 			phase, progress = p.Phase, p.Progress
 		}
+	}
+	if rb.Status == together.BatchCanceling {
+		return int32(rb.Progress) > progress
 	}
 	remote, ok := lattice.BatchPhaseFor(string(rb.Status))
 	return !ok || lattice.RaisesBatchPhase(phase, remote) || int32(rb.Progress) > progress

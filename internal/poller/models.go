@@ -2,6 +2,7 @@ package poller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -11,14 +12,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
-	"github.com/together-operator/together-operator/internal/deprecation"
 	"github.com/together-operator/together-operator/internal/event"
 	"github.com/together-operator/together-operator/internal/intake"
 	"github.com/together-operator/together-operator/internal/lattice"
-	"github.com/together-operator/together-operator/pkg/push"
-
 	"github.com/together-operator/together-operator/internal/migration"
-	"github.com/together-operator/together-operator/internal/together"
+	"github.com/together-operator/together-operator/pkg/push"
 )
 
 func (p *Poller) modelsDue() bool {
@@ -35,11 +33,15 @@ func (p *Poller) modelsDue() bool {
 	return true
 }
 
-// pollModels reads the catalogue and, in every namespace that has a
-// subscription, turns a deprecated model that a workload uses into a
-// model.deprecated event when a replacement is known (from the catalogue or
-// the subscription's modelReplacements), and into a Warning and a metric
-// naming the workloads at risk otherwise.
+// pollModels reads the v2 catalogue (GET /v2/supported-models; v1 /models
+// has no deprecation field) and, in every namespace that has a
+// subscription, lists its Deployments and StatefulSets once and checks them
+// against every model the catalogue marks SUPPORTED_MODEL_STATUS_DEPRECATED.
+// The catalogue names no replacement and no sunset, so those come from the
+// subscriptions' modelReplacements: a deprecated model in use becomes a
+// model.deprecated event when one is declared, and a Warning and a metric
+// naming the workloads at risk otherwise. A namespace that cannot be read
+// is reported and skipped; the others are still checked.
 func (p *Poller) pollModels(ctx context.Context, s *Stats) error {
 	logger := log.FromContext(ctx).WithName("poller")
 	var subs togetherv1.TogetherWebhookSubscriptionList
@@ -64,60 +66,95 @@ func (p *Poller) pollModels(ctx context.Context, s *Stats) error {
 		return nil
 	}
 	s.APICalls++
-	models, err := api.ListModels(ctx)
+	models, err := api.ListSupportedModels(ctx)
 	if err != nil {
-		return fmt.Errorf("listing models: %w", err)
+		return fmt.Errorf("listing supported models: %w", err)
 	}
-	var deprecated []together.Model
+	var deprecated []string
 	for _, m := range models {
-		if m.Deprecated != nil {
-			deprecated = append(deprecated, m)
+		if m.IsDeprecated() {
+			deprecated = append(deprecated, m.ModelName())
 		}
 	}
+	if len(deprecated) == 0 {
+		return nil
+	}
+	byNamespace := map[string][]*togetherv1.TogetherWebhookSubscription{}
+	var namespaces []string
 	for i := range subs.Items {
-		sub := &subs.Items[i]
-		for _, m := range deprecated {
-			users, err := p.workloadsUsing(ctx, sub.Namespace, m.ID)
-			if err != nil {
-				return err
-			}
-			if len(users) == 0 {
-				deprecatedInUse.DeleteLabelValues(sub.Namespace, m.ID)
+		ns := subs.Items[i].Namespace
+		if _, ok := byNamespace[ns]; !ok {
+			namespaces = append(namespaces, ns)
+		}
+		byNamespace[ns] = append(byNamespace[ns], &subs.Items[i])
+	}
+	var errs []error
+	for _, ns := range namespaces {
+		users, err := p.workloadsUsing(ctx, ns, deprecated)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, model := range deprecated {
+			if len(users[model]) == 0 {
+				deprecatedInUse.DeleteLabelValues(ns, model)
 				continue
 			}
-			replacement := deprecation.ReplacementFor(sub, m.ID, m.Deprecated.ReplacementModel)
+			sub, replacement, sunset := replacementIn(byNamespace[ns], model)
 			if replacement == "" {
-				p.warnAtRisk(sub, m.ID, users)
+				p.warnAtRisk(byNamespace[ns][0], model, users[model])
 				continue
 			}
-			deprecatedInUse.DeleteLabelValues(sub.Namespace, m.ID)
-			ev := event.Event{ID: "poll:model:" + m.ID + ":" + m.Deprecated.SunsetDate, Type: togetherv1.EventModelDeprecated, JobID: m.ID,
-				Deprecation: &push.ModelDeprecated{ModelID: m.ID, ReplacementModel: replacement, SunsetDate: m.Deprecated.SunsetDate}}
+			deprecatedInUse.DeleteLabelValues(ns, model)
+			ev := event.Event{ID: "poll:model:" + model + ":" + replacement + ":" + sunset, Type: togetherv1.EventModelDeprecated, JobID: model,
+				Deprecation: &push.ModelDeprecated{ModelID: model, ReplacementModel: replacement, SunsetDate: sunset}}
 			s.Events++
-			res := p.Applier.Apply(ctx, sub.Namespace, ev, intake.Options{Subscription: sub})
+			res := p.Applier.Apply(ctx, ns, ev, intake.Options{Subscription: sub})
 			intake.EventsTotal.WithLabelValues(string(ev.Type), "poll", string(res.Outcome)).Inc()
-			if res.Outcome == lattice.Applied {
+			switch res.Outcome {
+			case lattice.Applied:
 				s.Applied++
-				logger.Info("deprecated model in use; migration created", "namespace", sub.Namespace, "model", m.ID, "replacement", replacement)
+				logger.Info("deprecated model in use; migration created", "namespace", ns, "model", model, "replacement", replacement)
+			case lattice.Failed:
+				errs = append(errs, fmt.Errorf("creating the migration for %s in %s: %w", model, ns, res.Err))
 			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
-// workloadsUsing lists, page by page and without caching, the Deployments and
-// StatefulSets of a namespace whose containers or annotations name model.
-func (p *Poller) workloadsUsing(ctx context.Context, namespace, model string) ([]string, error) {
-	var users []string
+// replacementIn finds the first subscription of a namespace that declares a
+// replacement for model, with the sunset date it gives.
+func replacementIn(subs []*togetherv1.TogetherWebhookSubscription, model string) (*togetherv1.TogetherWebhookSubscription, string, string) {
+	for _, sub := range subs {
+		for _, m := range sub.Spec.ModelReplacements {
+			if m.ModelID == model && m.ReplacementModel != "" {
+				return sub, m.ReplacementModel, m.SunsetDate
+			}
+		}
+	}
+	return subs[0], "", ""
+}
+
+// workloadsUsing lists, page by page and without caching, the Deployments
+// and StatefulSets of a namespace once, and returns which of them name each
+// of models.
+func (p *Poller) workloadsUsing(ctx context.Context, namespace string, models []string) (map[string][]string, error) {
+	users := map[string][]string{}
+	check := func(kind, name string, annotations map[string]string, tmpl *corev1.PodTemplateSpec) {
+		for _, m := range models {
+			if uses(annotations, tmpl, m) {
+				users[m] = append(users[m], kind+"/"+name)
+			}
+		}
+	}
 	var deps appsv1.DeploymentList
 	for cont := ""; ; cont = deps.Continue {
 		if err := p.Client.List(ctx, &deps, client.InNamespace(namespace), client.Limit(500), client.Continue(cont)); err != nil {
 			return nil, fmt.Errorf("listing Deployments in %s: %w", namespace, err)
 		}
 		for i := range deps.Items {
-			if uses(deps.Items[i].Annotations, &deps.Items[i].Spec.Template, model) {
-				users = append(users, "Deployment/"+deps.Items[i].Name)
-			}
+			check("Deployment", deps.Items[i].Name, deps.Items[i].Annotations, &deps.Items[i].Spec.Template)
 		}
 		if deps.Continue == "" {
 			break
@@ -129,9 +166,7 @@ func (p *Poller) workloadsUsing(ctx context.Context, namespace, model string) ([
 			return nil, fmt.Errorf("listing StatefulSets in %s: %w", namespace, err)
 		}
 		for i := range sets.Items {
-			if uses(sets.Items[i].Annotations, &sets.Items[i].Spec.Template, model) {
-				users = append(users, "StatefulSet/"+sets.Items[i].Name)
-			}
+			check("StatefulSet", sets.Items[i].Name, sets.Items[i].Annotations, &sets.Items[i].Spec.Template)
 		}
 		if sets.Continue == "" {
 			break

@@ -8,32 +8,40 @@ package poller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	"github.com/together-operator/together-operator/internal/together"
-
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/event"
 	"github.com/together-operator/together-operator/internal/intake"
 	"github.com/together-operator/together-operator/internal/lattice"
+	"github.com/together-operator/together-operator/internal/together"
+)
+
+// Event reasons the poller records on resources (defined in api/).
+const (
+	ReasonPollFailed    = togetherv1.ReasonPollFailed
+	ReasonPollRecovered = togetherv1.ReasonPollRecovered
 )
 
 // API is the part of the Together client the poller reads.
 type API interface {
-	ListFineTunes(ctx context.Context) ([]together.FineTune, error)
+	ListFineTunesReport(ctx context.Context) ([]together.FineTune, []together.MalformedItem, error)
 	ListFineTuneEvents(ctx context.Context, id string) ([]together.FineTuneEvent, error)
-	GetFineTuneMetrics(ctx context.Context, id string) (*together.FineTuneMetrics, error)
-	ListBatches(ctx context.Context) ([]together.Batch, error)
-	ListModels(ctx context.Context) ([]together.Model, error)
+	ListFineTuneMetrics(ctx context.Context, id string, q together.MetricsQuery) (*together.FineTuneMetrics, error)
+	ListBatchesReport(ctx context.Context) ([]together.Batch, []together.MalformedItem, error)
+	ListSupportedModels(ctx context.Context) ([]together.SupportedModel, error)
 }
 
 // Poller reads the Together API on an adaptive interval. It runs only on the
@@ -53,16 +61,33 @@ type Poller struct {
 	// (default 4 × Interval).
 	IdleInterval time.Duration
 	// ModelsInterval is how often the model catalogue is read for
-	// deprecations (default 1h).
+	// deprecations (default 1h). The scan runs in its own goroutine, so
+	// it never delays fine-tune and batch polling.
 	ModelsInterval time.Duration
 	Now            func() time.Time
 
-	mu         sync.Mutex
-	seen       map[string]seenJob // job ID → updated_at and status last read events for
-	lastPolled map[types.NamespacedName]time.Time
+	mu sync.Mutex
+	// seen maps a job ID to the fingerprint of the state last applied;
+	// entries of jobs no resource follows any more are pruned each cycle.
+	seen map[string]string
+	// lastPolled and failing are keyed by resource (kind/namespace/name),
+	// pruned the same way.
+	lastPolled map[resourceKey]time.Time
+	failing    map[resourceKey]string
 	lastModels time.Time
 	warned     map[string]bool // namespace/model → warned about at-risk workloads
 }
+
+// resourceKey names a resource of one kind.
+type resourceKey struct {
+	kind string
+	types.NamespacedName
+}
+
+const (
+	kindFineTune = "finetune"
+	kindBatch    = "batch"
+)
 
 // Stats describes one cycle, for logs, tests and the benchmark.
 type Stats struct {
@@ -98,9 +123,17 @@ func init() { metrics.Registry.MustRegister(cycleCalls, deprecatedInUse, lastSuc
 func (p *Poller) NeedLeaderElection() bool { return true }
 
 // Start polls until ctx ends. Errors of one cycle are logged and retried on
-// the next; they never stop the manager.
+// the next; they never stop the manager. The deprecation scan runs beside
+// the cycle in its own goroutine.
 func (p *Poller) Start(ctx context.Context) error {
 	logger := log.FromContext(ctx).WithName("poller")
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.runModels(ctx, logger)
+	}()
+	defer wg.Wait()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -109,7 +142,7 @@ func (p *Poller) Start(ctx context.Context) error {
 			return nil
 		case <-timer.C:
 		}
-		stats, err := p.PollOnce(ctx)
+		stats, err := p.PollJobs(ctx)
 		if err != nil {
 			logger.Error(err, "poll cycle failed; retrying next cycle")
 		} else {
@@ -119,6 +152,37 @@ func (p *Poller) Start(ctx context.Context) error {
 		logger.V(1).Info("poll cycle", "apiCalls", stats.APICalls, "events", stats.Events, "applied", stats.Applied, "next", interval)
 		timer.Reset(interval)
 	}
+}
+
+// runModels reads the catalogue every ModelsInterval. A failed scan is
+// retried after a shorter wait (a minute, or the interval if shorter), so
+// that one failure does not leave deprecations unseen for an hour.
+func (p *Poller) runModels(ctx context.Context, logger logr.Logger) {
+	every := p.modelsInterval()
+	retry := min(time.Minute, every)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		var s Stats
+		next := every
+		if err := p.pollModels(ctx, &s); err != nil {
+			logger.Error(err, "deprecation scan failed; retrying", "in", retry)
+			next = retry
+		}
+		timer.Reset(next)
+	}
+}
+
+func (p *Poller) modelsInterval() time.Duration {
+	if p.ModelsInterval > 0 {
+		return p.ModelsInterval
+	}
+	return time.Hour
 }
 
 func (p *Poller) interval() time.Duration {
@@ -151,27 +215,29 @@ func (s *Stats) noteOverride(d time.Duration) {
 	}
 }
 
-// PollOnce runs one cycle: fine-tunes, batches, and (when due) the models
-// catalogue.
-func (p *Poller) PollOnce(ctx context.Context) (Stats, error) {
+// PollJobs runs one cycle of fine-tunes and batches. A failure in one does
+// not stop the other.
+func (p *Poller) PollJobs(ctx context.Context) (Stats, error) {
 	var s Stats
-	var errs []error
-	if err := p.pollFineTunes(ctx, &s); err != nil {
-		errs = append(errs, err)
-	}
-	if err := p.pollBatches(ctx, &s); err != nil {
-		errs = append(errs, err)
-	}
-	if p.modelsDue() {
-		if err := p.pollModels(ctx, &s); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	errFT := p.pollFineTunes(ctx, &s)
+	errB := p.pollBatches(ctx, &s)
 	cycleCalls.Observe(float64(s.APICalls))
-	if len(errs) > 0 {
-		return s, fmt.Errorf("poll cycle: %v", errs)
+	if err := errors.Join(errFT, errB); err != nil {
+		return s, fmt.Errorf("poll cycle: %w", err)
 	}
 	return s, nil
+}
+
+// PollOnce runs one cycle and, when due, the deprecation scan, in line: for
+// tests and the benchmark, which want one call to do everything.
+func (p *Poller) PollOnce(ctx context.Context) (Stats, error) {
+	s, err := p.PollJobs(ctx)
+	if p.modelsDue() {
+		if merr := p.pollModels(ctx, &s); merr != nil {
+			err = errors.Join(err, merr)
+		}
+	}
+	return s, err
 }
 
 func (p *Poller) now() time.Time {
@@ -183,22 +249,105 @@ func (p *Poller) now() time.Time {
 
 // due reports whether a resource's own poll interval has passed.
 func (p *Poller) due(nn types.NamespacedName, interval time.Duration) bool {
+	return p.dueKey(resourceKey{kindFineTune, nn}, interval)
+}
+
+func (p *Poller) dueKey(k resourceKey, interval time.Duration) bool {
 	if interval <= 0 {
 		return true
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.lastPolled == nil {
-		p.lastPolled = map[types.NamespacedName]time.Time{}
+		p.lastPolled = map[resourceKey]time.Time{}
 	}
 	now := p.now()
-	if last, ok := p.lastPolled[nn]; ok && now.Sub(last) < interval {
+	if last, ok := p.lastPolled[k]; ok && now.Sub(last) < interval {
 		return false
 	}
-	p.lastPolled[nn] = now
+	p.lastPolled[k] = now
 	return true
 }
 
+// prune forgets jobs no live resource of this kind follows and resources of
+// this kind that are gone or finished, so the poller's memory follows the
+// cluster instead of growing with every job it ever saw.
+func (p *Poller) prune(kind string, liveJobs map[string]bool, liveKeys map[types.NamespacedName]bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if kind == kindFineTune {
+		for id := range p.seen {
+			if !liveJobs[id] {
+				delete(p.seen, id)
+			}
+		}
+	}
+	for k := range p.lastPolled {
+		if k.kind == kind && !liveKeys[k.NamespacedName] {
+			delete(p.lastPolled, k)
+		}
+	}
+	for k := range p.failing {
+		if k.kind == kind && !liveKeys[k.NamespacedName] {
+			delete(p.failing, k)
+		}
+	}
+}
+
+// MemoryEntries reports how many entries the poller's per-job and
+// per-resource maps hold, so a test can see that they shrink.
+func (p *Poller) MemoryEntries() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.seen) + len(p.lastPolled) + len(p.failing)
+}
+
+// reportFailure makes a poll failure visible on the resource it concerns:
+// one Warning Event per distinct message (not one per cycle).
+func (p *Poller) reportFailure(obj client.Object, err error) {
+	k := keyOf(obj)
+	msg := err.Error()
+	p.mu.Lock()
+	if p.failing == nil {
+		p.failing = map[resourceKey]string{}
+	}
+	same := p.failing[k] == msg
+	p.failing[k] = msg
+	p.mu.Unlock()
+	if same || p.Recorder == nil {
+		return
+	}
+	hint := ""
+	if together.IsUnauthorized(err) {
+		hint = " Together rejected the API key: replace it where the manager reads it (--api-key-secret or TOGETHER_API_KEY)."
+	}
+	p.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, ReasonPollFailed, "Poll",
+		"Reading this job's state from Together failed; retrying every cycle: %s.%s", msg, hint)
+}
+
+// reportRecovered clears a failure and says so once.
+func (p *Poller) reportRecovered(obj client.Object) {
+	k := keyOf(obj)
+	p.mu.Lock()
+	_, was := p.failing[k]
+	delete(p.failing, k)
+	p.mu.Unlock()
+	if was && p.Recorder != nil {
+		p.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, ReasonPollRecovered, "Poll", "Reading this job's state from Together works again.")
+	}
+}
+
+func keyOf(obj client.Object) resourceKey {
+	kind := kindBatch
+	if _, ok := obj.(*togetherv1.TogetherFineTune); ok {
+		kind = kindFineTune
+	}
+	return resourceKey{kind, client.ObjectKeyFromObject(obj)}
+}
+
+// apply hands evs to the apply step in order and stops at the first failure
+// for this resource (its later events would build on the lost one); the
+// caller moves on to the next resource.
 func (p *Poller) apply(ctx context.Context, s *Stats, kind string, nn types.NamespacedName, evs []event.Event, logger logr.Logger) error {
 	for _, ev := range evs {
 		s.Events++

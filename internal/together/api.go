@@ -2,13 +2,16 @@ package together
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // dataList is the {"data": [...]} wrapper most list routes use.
@@ -31,9 +34,21 @@ func (c *Client) GetFineTune(ctx context.Context, id string) (*FineTune, error) 
 }
 
 // ListFineTunes lists every job of the account (the API does not paginate).
+// An item that does not decode is skipped, counted and logged rather than
+// failing the whole list; ListFineTunesReport also returns what was skipped.
 func (c *Client) ListFineTunes(ctx context.Context) ([]FineTune, error) {
-	var l dataList[FineTune]
-	return l.Data, c.do(ctx, get("ListFineTunes", "/fine-tunes"), &l)
+	jobs, _, err := c.ListFineTunesReport(ctx)
+	return jobs, err
+}
+
+// ListFineTunesReport is ListFineTunes plus the items it skipped.
+func (c *Client) ListFineTunesReport(ctx context.Context) ([]FineTune, []MalformedItem, error) {
+	var l dataList[json.RawMessage]
+	if err := c.do(ctx, get("ListFineTunes", "/fine-tunes"), &l); err != nil {
+		return nil, nil, err
+	}
+	jobs, bad := decodeItems[FineTune](c, "ListFineTunes", l.Data)
+	return jobs, bad, nil
 }
 
 // CancelFineTune asks the server to stop a job; cancelling twice is
@@ -56,25 +71,63 @@ func (c *Client) ListFineTuneCheckpoints(ctx context.Context, id string) ([]Fine
 	return l.Data, c.do(ctx, get("ListFineTuneCheckpoints", pathID("/fine-tunes", id)+"/checkpoints"), &l)
 }
 
-// GetFineTuneMetrics reads {"metrics":[{name: number}]} and reports the
-// last train_loss and eval_loss found, if any.
+// GetFineTuneMetrics reads every metrics row of a job; see
+// ListFineTuneMetrics to read only new rows.
 func (c *Client) GetFineTuneMetrics(ctx context.Context, id string) (*FineTuneMetrics, error) {
-	var body struct {
-		Metrics []map[string]any `json:"metrics"`
+	return c.ListFineTuneMetrics(ctx, id, MetricsQuery{})
+}
+
+// ListFineTuneMetrics reads {"metrics":[{name: number}]} with the API's
+// filters as query parameters (as together-go and together-typescript send
+// them) and reduces the rows: train/global_step and train/loss of each
+// training row, and the newest eval/loss.
+func (c *Client) ListFineTuneMetrics(ctx context.Context, id string, q MetricsQuery) (*FineTuneMetrics, error) {
+	v := url.Values{}
+	if q.GlobalStepFrom > 0 {
+		v.Set("global_step_from", strconv.FormatInt(q.GlobalStepFrom, 10))
 	}
-	if err := c.do(ctx, get("GetFineTuneMetrics", pathID("/fine-tunes", id)+"/metrics"), &body); err != nil {
+	if q.Resolution > 0 {
+		v.Set("resolution", strconv.Itoa(q.Resolution))
+	}
+	p := pathID("/fine-tunes", id) + "/metrics"
+	if len(v) > 0 {
+		p += "?" + v.Encode()
+	}
+	var body struct {
+		Metrics []map[string]float64 `json:"metrics"`
+	}
+	if err := c.do(ctx, get("GetFineTuneMetrics", p), &body); err != nil {
 		return nil, err
 	}
-	m := &FineTuneMetrics{Raw: body.Metrics}
-	for _, row := range body.Metrics {
-		if v, ok := row["train_loss"].(float64); ok {
-			m.TrainLoss = &v
+	return ReduceMetrics(body.Metrics), nil
+}
+
+// ReduceMetrics turns metrics rows, in the API's chronological order, into
+// training rows and the newest evaluation loss.
+func ReduceMetrics(rows []map[string]float64) *FineTuneMetrics {
+	m := &FineTuneMetrics{}
+	for _, row := range rows {
+		step, hasStep := row[MetricTrainGlobalStep]
+		if hasStep && (step < 0 || step != float64(int64(step))) {
+			m.Skipped++
+			continue
 		}
-		if v, ok := row["eval_loss"].(float64); ok {
-			m.EvalLoss = &v
+		if ev, ok := row[MetricEvalLoss]; ok {
+			m.EvalLoss = &ev
+			m.EvalStep = int64(step)
+			continue
 		}
+		if !hasStep {
+			m.Skipped++
+			continue
+		}
+		r := MetricRow{Step: int64(step)}
+		if l, ok := row[MetricTrainLoss]; ok {
+			r.Loss = &l
+		}
+		m.Train = append(m.Train, r)
 	}
-	return m, nil
+	return m
 }
 
 // CreateBatch submits a batch; the API answers 201 {job, warning}. Like
@@ -97,10 +150,21 @@ func (c *Client) GetBatch(ctx context.Context, id string) (*Batch, error) {
 	return &b, c.do(ctx, get("GetBatch", pathID("/batches", id)), &b)
 }
 
-// ListBatches lists every batch; this route answers a bare array.
+// ListBatches lists every batch; this route answers a bare array. Like
+// ListFineTunes it skips an item that does not decode.
 func (c *Client) ListBatches(ctx context.Context) ([]Batch, error) {
-	var l []Batch
-	return l, c.do(ctx, get("ListBatches", "/batches"), &l)
+	bs, _, err := c.ListBatchesReport(ctx)
+	return bs, err
+}
+
+// ListBatchesReport is ListBatches plus the items it skipped.
+func (c *Client) ListBatchesReport(ctx context.Context) ([]Batch, []MalformedItem, error) {
+	var l []json.RawMessage
+	if err := c.do(ctx, get("ListBatches", "/batches"), &l); err != nil {
+		return nil, nil, err
+	}
+	bs, bad := decodeItems[Batch](c, "ListBatches", l)
+	return bs, bad, nil
 }
 
 // CancelBatch cancels a batch that is still validating or in progress.
@@ -116,6 +180,8 @@ func (c *Client) CancelBatch(ctx context.Context, id string) (*Batch, error) {
 func (c *Client) UploadFile(ctx context.Context, fileName string, purpose FilePurpose, content io.Reader) (f *File, err error) {
 	const op = "UploadFile"
 	defer func() { c.counts.WithLabelValues(op, outcome(err)).Inc() }()
+	ctx, cancel := context.WithTimeout(ctx, c.streamTimeout)
+	defer cancel()
 	pr, pw := io.Pipe()
 	mw := multipart.NewWriter(pw)
 	go func() { pw.CloseWithError(writeUpload(mw, fileName, purpose, content)) }()
@@ -173,10 +239,15 @@ func (c *Client) GetFile(ctx context.Context, id string) (*File, error) {
 	return &f, c.do(ctx, get("GetFile", pathID("/files", id)), &f)
 }
 
-// ListFiles lists every file of the account.
+// ListFiles lists every file of the account, skipping an item that does
+// not decode.
 func (c *Client) ListFiles(ctx context.Context) ([]File, error) {
-	var l dataList[File]
-	return l.Data, c.do(ctx, get("ListFiles", "/files"), &l)
+	var l dataList[json.RawMessage]
+	if err := c.do(ctx, get("ListFiles", "/files"), &l); err != nil {
+		return nil, err
+	}
+	fs, _ := decodeItems[File](c, "ListFiles", l.Data)
+	return fs, nil
 }
 
 // DownloadFile streams a file's content; the caller must close it. Only the
@@ -184,11 +255,24 @@ func (c *Client) ListFiles(ctx context.Context) ([]File, error) {
 func (c *Client) DownloadFile(ctx context.Context, id string) (rc io.ReadCloser, err error) {
 	const op = "DownloadFile"
 	defer func() { c.counts.WithLabelValues(op, outcome(err)).Inc() }()
-	resp, err := c.send(ctx, get(op, pathID("/files", id)+"/content"))
-	if err != nil {
+	k := get(op, pathID("/files", id)+"/content")
+	// The SDKs ask for the content as application/binary (together-go
+	// file.go FileService.Content, together-typescript files.ts).
+	k.accept = "application/binary"
+	// The call's deadline covers getting the response; once its headers
+	// are in, the body belongs to the caller and its context.
+	ctx, cancel := context.WithCancel(ctx)
+	deadline := time.AfterFunc(c.callTimeout, cancel)
+	resp, err := c.send(ctx, k)
+	if err != nil || !deadline.Stop() {
+		cancel()
+		if err == nil {
+			drainClose(resp.Body)
+			err = fmt.Errorf("together: %s: no response within %s", op, c.callTimeout)
+		}
 		return nil, err
 	}
-	return resp.Body, nil
+	return &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}, nil
 }
 
 // CreateEndpoint starts a dedicated endpoint; not retried once the server
@@ -247,8 +331,47 @@ func (c *Client) ListEndpoints(ctx context.Context, o ListEndpointsOptions) ([]E
 
 // ListModels lists the models; this route answers a bare array.
 func (c *Client) ListModels(ctx context.Context) ([]Model, error) {
-	var l []Model
-	return l, c.do(ctx, get("ListModels", "/models"), &l)
+	var l []json.RawMessage
+	if err := c.do(ctx, get("ListModels", "/models"), &l); err != nil {
+		return nil, err
+	}
+	ms, _ := decodeItems[Model](c, "ListModels", l)
+	return ms, nil
+}
+
+// maxSupportedModelPages bounds how many pages ListSupportedModels follows,
+// so a server that always answers a next_cursor cannot keep a caller forever.
+const maxSupportedModelPages = 50
+
+// ListSupportedModels reads every page of GET /v2/supported-models
+// ({"data":[…], "next_cursor": str}, the cursor passed back as after;
+// together-go betamodel.go ListSupported, packages/pagination
+// CursorPagination). The v2 base is the v1 base with /v1 replaced by /v2.
+func (c *Client) ListSupportedModels(ctx context.Context) ([]SupportedModel, error) {
+	var out []SupportedModel
+	after := ""
+	for range maxSupportedModelPages {
+		p := "/supported-models"
+		if after != "" {
+			p += "?" + url.Values{"after": {after}}.Encode()
+		}
+		var page struct {
+			Data       []json.RawMessage `json:"data"`
+			NextCursor string            `json:"next_cursor"`
+		}
+		k := get("ListSupportedModels", p)
+		k.v2 = true
+		if err := c.do(ctx, k, &page); err != nil {
+			return nil, err
+		}
+		ms, _ := decodeItems[SupportedModel](c, "ListSupportedModels", page.Data)
+		out = append(out, ms...)
+		if page.NextCursor == "" || len(page.Data) == 0 || page.NextCursor == after {
+			return out, nil
+		}
+		after = page.NextCursor
+	}
+	return out, fmt.Errorf("together: ListSupportedModels: more than %d pages", maxSupportedModelPages)
 }
 
 func get(op, p string) call {

@@ -30,7 +30,15 @@ const (
 	DefaultMaxRetries              = 4
 	DefaultRetryWaitMin            = 500 * time.Millisecond
 	DefaultRetryWaitMax            = 30 * time.Second
-	maxErrorBody                   = 64 << 10
+	// DefaultResponseHeaderTimeout bounds the wait for a response's
+	// headers on every attempt, so a server that accepts and then hangs
+	// cannot hold a reconciler or the poller.
+	DefaultResponseHeaderTimeout = 30 * time.Second
+	// DefaultCallTimeout (v2endpoints.go, 30 s) bounds one call, retries
+	// and body included, unless Options.CallTimeout says otherwise.
+	// DefaultStreamTimeout bounds an upload, whose body may be large.
+	DefaultStreamTimeout = 30 * time.Minute
+	maxErrorBody         = 64 << 10
 )
 
 // Options configure a Client.
@@ -50,7 +58,13 @@ type Options struct {
 	MaxRetries   int
 	RetryWaitMin time.Duration
 	RetryWaitMax time.Duration
-	Logger       logr.Logger
+	// ResponseHeaderTimeout, CallTimeout and StreamTimeout bound every
+	// call (zero means the Default… values). A download's body is the
+	// caller's to bound once its headers have arrived.
+	ResponseHeaderTimeout time.Duration
+	CallTimeout           time.Duration
+	StreamTimeout         time.Duration
+	Logger                logr.Logger
 	// Metrics is where the requests counter is registered; nil means
 	// controller-runtime's registry.
 	Metrics prometheus.Registerer
@@ -58,12 +72,15 @@ type Options struct {
 
 // Client calls the Together API. It is safe for concurrent use.
 type Client struct {
-	base   *url.URL
-	key    string
-	http   *http.Client // limiter-wrapped; used directly for streamed uploads
-	retry  *retryablehttp.Client
-	log    logr.Logger
-	counts *prometheus.CounterVec
+	base *url.URL
+	v2   *url.URL
+	key  string
+	// callTimeout and streamTimeout are the per-call deadlines.
+	callTimeout, streamTimeout time.Duration
+	http                       *http.Client // limiter-wrapped; used directly for streamed uploads
+	retry                      *retryablehttp.Client
+	log                        logr.Logger
+	counts                     *prometheus.CounterVec
 }
 
 // requestsTotal is created once per process: New is called many times (every
@@ -84,14 +101,16 @@ func New(o Options) (*Client, error) {
 		return nil, err
 	}
 	o = withDefaults(o)
-	hc := limitedHTTPClient(o.HTTPClient, rate.NewLimiter(o.RateLimit, o.Burst))
+	hc := limitedHTTPClient(o.HTTPClient, rate.NewLimiter(o.RateLimit, o.Burst), o.ResponseHeaderTimeout)
 	return &Client{
-		base:   base,
-		key:    o.APIKey,
-		http:   hc,
-		retry:  newRetryClient(hc, o),
-		log:    o.Logger,
-		counts: requestsTotal,
+		base:          base,
+		callTimeout:   o.CallTimeout,
+		streamTimeout: o.StreamTimeout,
+		key:           o.APIKey,
+		http:          hc,
+		retry:         newRetryClient(hc, o),
+		log:           o.Logger,
+		counts:        requestsTotal,
 	}, nil
 }
 
@@ -110,9 +129,11 @@ func registerMetrics(r prometheus.Registerer) error {
 	if r == nil {
 		r = metrics.Registry
 	}
-	if err := r.Register(requestsTotal); err != nil {
-		if are := (prometheus.AlreadyRegisteredError{}); !errors.As(err, &are) {
-			return fmt.Errorf("together: registering metrics: %w", err)
+	for _, c := range []prometheus.Collector{requestsTotal, malformedItems} {
+		if err := r.Register(c); err != nil {
+			if are := (prometheus.AlreadyRegisteredError{}); !errors.As(err, &are) {
+				return fmt.Errorf("together: registering metrics: %w", err)
+			}
 		}
 	}
 	return nil
@@ -140,6 +161,15 @@ func withDefaults(o Options) Options {
 	if o.RetryWaitMax < o.RetryWaitMin {
 		o.RetryWaitMax = o.RetryWaitMin
 	}
+	if o.ResponseHeaderTimeout <= 0 {
+		o.ResponseHeaderTimeout = DefaultResponseHeaderTimeout
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = DefaultCallTimeout
+	}
+	if o.StreamTimeout <= 0 {
+		o.StreamTimeout = DefaultStreamTimeout
+	}
 	if o.Logger.GetSink() == nil {
 		o.Logger = logr.Discard()
 	}
@@ -155,6 +185,8 @@ type call struct {
 	// idempotent marks calls that may be retried after the server may have
 	// acted on them; see retry.go.
 	idempotent bool
+	// accept overrides the Accept header (default application/json).
+	accept string
 	// v2 sends the call to the v2 API next to the base URL (see v2URL).
 	v2 bool
 }
@@ -162,6 +194,8 @@ type call struct {
 // do runs c and decodes a 2xx JSON body into out (if non-nil).
 func (c *Client) do(ctx context.Context, k call, out any) (err error) {
 	defer func() { c.counts.WithLabelValues(k.op, outcome(err)).Inc() }()
+	ctx, cancel := context.WithTimeout(ctx, c.callTimeout)
+	defer cancel()
 	resp, err := c.send(ctx, k)
 	if err != nil {
 		return err
@@ -196,6 +230,9 @@ func (c *Client) send(ctx context.Context, k call) (*http.Response, error) {
 		return nil, fmt.Errorf("together: %s: building request: %w", k.op, err)
 	}
 	c.authorize(req.Request)
+	if k.accept != "" {
+		req.Header.Set("Accept", k.accept)
+	}
 	if k.body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -236,8 +273,10 @@ func drainClose(rc io.ReadCloser) {
 func pathID(prefix, id string) string { return prefix + "/" + url.PathEscape(id) }
 
 // limitedHTTPClient copies hc (or a default) with a Transport that waits on
-// lim before every attempt, retries included.
-func limitedHTTPClient(hc *http.Client, lim *rate.Limiter) *http.Client {
+// lim before every attempt, retries included. An *http.Transport (the
+// default one included) is cloned with headerTimeout as its
+// ResponseHeaderTimeout unless it sets a shorter one.
+func limitedHTTPClient(hc *http.Client, lim *rate.Limiter, headerTimeout time.Duration) *http.Client {
 	var cp http.Client
 	if hc != nil {
 		cp = *hc
@@ -245,6 +284,11 @@ func limitedHTTPClient(hc *http.Client, lim *rate.Limiter) *http.Client {
 	next := cp.Transport
 	if next == nil {
 		next = http.DefaultTransport
+	}
+	if t, ok := next.(*http.Transport); ok && (t.ResponseHeaderTimeout == 0 || t.ResponseHeaderTimeout > headerTimeout) {
+		t = t.Clone()
+		t.ResponseHeaderTimeout = headerTimeout
+		next = t
 	}
 	cp.Transport = &limitedTransport{next: next, lim: lim}
 	return &cp

@@ -99,7 +99,11 @@ func TestFineTuneLifecycle(t *testing.T) {
 	if f.Bytes != 17 || f.Purpose != "fine-tune" || f.FileType != "jsonl" {
 		t.Fatalf("uploaded file = %+v", f)
 	}
-	ft, err := c.CreateFineTune(ctx, together.CreateFineTuneRequest{Model: "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference", TrainingFile: f.ID, Suffix: "tr-abc"})
+	advanceUntil(t, sim, func() bool {
+		got, err := c.GetFile(ctx, f.ID)
+		return err == nil && got.ProcessingStatus == together.FileCompleted
+	})
+	ft, err := c.CreateFineTune(ctx, together.CreateFineTuneRequest{Model: "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference", TrainingFile: f.ID, ValidationFile: f.ID, NEvals: 3, Suffix: "tr-abc"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,22 +136,40 @@ func TestFineTuneLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var losses []float64
+	var saves []int64
 	for _, e := range evs {
 		if e.Type == "checkpoint_save" {
-			losses = append(losses, *e.Loss)
+			saves = append(saves, e.Step)
 		}
 	}
-	if len(losses) != 3 || !(losses[0] > losses[1] && losses[1] > losses[2]) {
-		t.Errorf("checkpoint losses = %v, want 3 decreasing", losses)
+	// n_checkpoints defaults to 1: one checkpoint_save, at the last step.
+	if len(saves) != 1 || saves[0] != 3 {
+		t.Errorf("checkpoint_save steps = %v, want [3]", saves)
 	}
 	cps, err := c.ListFineTuneCheckpoints(ctx, ft.ID)
-	if err != nil || len(cps) != 3 || cps[2].Step != 3 {
+	if err != nil || len(cps) != 1 || cps[0].Step != 3 {
 		t.Errorf("checkpoints = %+v, %v", cps, err)
 	}
 	m, err := c.GetFineTuneMetrics(ctx, ft.ID)
-	if err != nil || m.TrainLoss == nil || m.EvalLoss == nil || *m.TrainLoss != losses[2] {
-		t.Errorf("metrics = %+v, %v", m, err)
+	if err != nil || len(m.Train) != 3 {
+		t.Fatalf("metrics = %+v, %v", m, err)
+	}
+	for i, r := range m.Train {
+		if r.Step != int64(i+1) || r.Loss == nil || (i > 0 && *r.Loss >= *m.Train[i-1].Loss) {
+			t.Errorf("train row %d = step %d loss %v, want step %d and a falling loss", i, r.Step, r.Loss, i+1)
+		}
+	}
+	if m.EvalLoss == nil || *m.EvalLoss != 0.42 || m.EvalStep != 3 {
+		t.Errorf("eval loss = %v at step %d, want 0.42 at 3 (the job has a validation file and n_evals 3)", m.EvalLoss, m.EvalStep)
+	}
+	// The API's own filters: rows from a step on, and a cap on training rows.
+	from, err := c.ListFineTuneMetrics(ctx, ft.ID, together.MetricsQuery{GlobalStepFrom: 3})
+	if last, ok := from.Last(); err != nil || len(from.Train) != 1 || !ok || last.Step != 3 {
+		t.Errorf("metrics from step 3 = %+v, %v", from, err)
+	}
+	capped, err := c.ListFineTuneMetrics(ctx, ft.ID, together.MetricsQuery{Resolution: 1})
+	if last, ok := capped.Last(); err != nil || len(capped.Train) != 1 || !ok || last.Step != 3 || capped.EvalLoss == nil {
+		t.Errorf("metrics at resolution 1 = %+v, %v", capped, err)
 	}
 }
 
@@ -155,7 +177,7 @@ func TestFineTuneFailureAndCancel(t *testing.T) {
 	ctx := context.Background()
 	sim := newSim(t)
 	c := newClient(t, sim.URL(), testKey, nil)
-	sim.SetFineTuneScript(func(r together.CreateFineTuneRequest) bool { return r.Suffix == "bad" },
+	sim.SetFineTuneScript(func(r togethersim.FineTuneRequest) bool { return r.Suffix == "bad" },
 		togethersim.FineTuneOutcome{FailAtStep: 2, FailMessage: "CUDA out of memory"})
 	f := upload(t, c, "train.jsonl", together.FilePurposeFineTune, `{"text":"x"}`)
 	bad, err := c.CreateFineTune(ctx, together.CreateFineTuneRequest{Model: "m", TrainingFile: f.ID, Suffix: "bad"})
@@ -216,7 +238,7 @@ func TestBatchLifecycle(t *testing.T) {
 		b = got
 		return got.Status.Terminal()
 	})
-	if b.Status != together.BatchCompleted || !sawProgress || b.TotalTokens == 0 || b.CompletedAt == nil {
+	if b.Status != together.BatchCompleted || !sawProgress || b.CompletedAt == nil {
 		t.Fatalf("finished batch = %+v (saw progress %v)", b, sawProgress)
 	}
 	out := readAll(t, c, b.OutputFileID)
@@ -279,8 +301,8 @@ func TestEndpointLifecycle(t *testing.T) {
 	if _, err := c.CreateEndpoint(ctx, together.CreateEndpointRequest{Model: "m", Hardware: "1x_nvidia_a100_80gb_sxm", Autoscaling: together.Autoscaling{MinReplicas: 1, MaxReplicas: 2}}); !together.IsV1EndpointCreateDisabled(err) {
 		t.Fatalf("v1 create = %v, want 403 %s", err, together.CodeV1EndpointCreateDisabled)
 	}
-	e, err := sim.AddV1Endpoint(together.CreateEndpointRequest{Model: "m", Hardware: "1x_nvidia_a100_80gb_sxm", Autoscaling: together.Autoscaling{MinReplicas: 1, MaxReplicas: 2}})
-	if err != nil || e.State != together.EndpointPending {
+	e, err := sim.AddV1Endpoint(togethersim.V1EndpointRequest{Model: "m", Hardware: "1x_nvidia_a100_80gb_sxm", MinReplicas: 1, MaxReplicas: 2})
+	if err != nil || e.State != "PENDING" {
 		t.Fatalf("create = %+v, %v", e, err)
 	}
 	var states []together.EndpointState
@@ -324,21 +346,30 @@ func equal[T comparable](a, b []T) bool {
 	return true
 }
 
+// TestModelsAndDeprecation: v1 /models has no deprecation field; the
+// deprecation is the v2 catalogue's status, read across its pages (the
+// simulator serves three entries a page).
 func TestModelsAndDeprecation(t *testing.T) {
 	sim := newSim(t)
 	c := newClient(t, sim.URL(), testKey, nil)
 	sim.DeprecateModel("Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen3-8B", "2026-12-31")
+	sim.DeprecateModel("org/extra", "", "")
 	ms, err := c.ListModels(context.Background())
-	if err != nil || len(ms) == 0 {
+	if err != nil || len(ms) != 5 {
 		t.Fatalf("ListModels = %v, %v", ms, err)
 	}
-	for _, m := range ms {
-		if (m.Deprecated != nil) != (m.ID == "Qwen/Qwen2.5-7B-Instruct") {
-			t.Errorf("model %s deprecated = %+v", m.ID, m.Deprecated)
+	sms, err := c.ListSupportedModels(context.Background())
+	if err != nil || len(sms) != 5 {
+		t.Fatalf("ListSupportedModels = %d models, %v; want all 5 across pages", len(sms), err)
+	}
+	for _, m := range sms {
+		want := m.ID == "Qwen/Qwen2.5-7B-Instruct" || m.ID == "org/extra"
+		if m.IsDeprecated() != want {
+			t.Errorf("model %s status = %s", m.ID, m.Status)
 		}
-		if m.Deprecated != nil && (m.Deprecated.ReplacementModel != "Qwen/Qwen3-8B" || m.Deprecated.SunsetDate != "2026-12-31") {
-			t.Errorf("deprecation = %+v", m.Deprecated)
-		}
+	}
+	if n := sim.CountCalls(http.MethodGet, "/v2/supported-models"); n != 2 {
+		t.Errorf("GET /v2/supported-models served %d times, want 2 pages", n)
 	}
 }
 
@@ -529,5 +560,141 @@ func TestLargeDownloadStreams(t *testing.T) {
 	// Client and simulator share this process, so this bounds both sides.
 	if grew := after.TotalAlloc - before.TotalAlloc; grew > 16<<20 {
 		t.Errorf("allocated %d MiB while streaming 100 MiB; the body is being buffered", grew>>20)
+	}
+}
+
+// TestRetryAfterHeaders: the wait a server asks for is read from
+// Retry-After-Ms first, then Retry-After, then x-ratelimit-reset, as the
+// SDKs and Together's rate-limit docs name them.
+func TestRetryAfterHeaders(t *testing.T) {
+	cases := []struct {
+		header map[string]string
+		want   time.Duration
+	}{
+		{map[string]string{"Retry-After-Ms": "1500", "Retry-After": "9"}, 1500 * time.Millisecond},
+		{map[string]string{"Retry-After": "3"}, 3 * time.Second},
+		{map[string]string{"X-Ratelimit-Reset": "7"}, 7 * time.Second},
+		{map[string]string{"Retry-After": "2", "X-Ratelimit-Reset": "7"}, 2 * time.Second},
+	}
+	for _, tc := range cases {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			for k, v := range tc.header {
+				w.Header().Set(k, v)
+			}
+			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = w.Write([]byte(`{"error":{"message":"slow down","type":"rate_limit_exceeded"}}`))
+		}))
+		c, err := together.New(together.Options{BaseURL: srv.URL + "/v1", APIKey: testKey, MaxRetries: -1, Metrics: prometheus.NewRegistry()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.ListFineTunes(context.Background())
+		var api *together.APIError
+		if !errors.As(err, &api) || api.RetryAfter != tc.want {
+			t.Errorf("headers %v: RetryAfter = %v (err %v), want %v", tc.header, api, err, tc.want)
+		}
+		srv.Close()
+	}
+}
+
+// TestRetryHonoursRetryAfterMs: a 429 with Retry-After-Ms is retried after
+// about that long (not the client's own, much longer, backoff).
+func TestRetryHonoursRetryAfterMs(t *testing.T) {
+	var n int
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		n++
+		first := n == 1
+		mu.Unlock()
+		if first {
+			w.Header().Set("Retry-After-Ms", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		_, _ = w.Write([]byte(`{"data":[]}`))
+	}))
+	t.Cleanup(srv.Close)
+	c, err := together.New(together.Options{BaseURL: srv.URL + "/v1", APIKey: testKey, MaxRetries: 1,
+		RetryWaitMin: time.Hour, RetryWaitMax: time.Hour, Metrics: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := c.ListFineTunes(ctx); err != nil {
+		t.Fatalf("ListFineTunes after a 429 with Retry-After-Ms: 1: %v (the client waited its own hour-long backoff instead)", err)
+	}
+}
+
+// TestEveryCallIsBounded: a server that accepts and then never answers, or
+// answers headers and then stalls the body, cannot hold a call past the
+// client's response-header timeout or per-call deadline.
+func TestEveryCallIsBounded(t *testing.T) {
+	block := make(chan struct{})
+	t.Cleanup(func() { close(block) })
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/batches" { // headers, then a body that never ends
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`[`))
+			w.(http.Flusher).Flush()
+		}
+		select {
+		case <-block:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	c, err := together.New(together.Options{BaseURL: srv.URL + "/v1", APIKey: testKey, MaxRetries: -1, Metrics: prometheus.NewRegistry(),
+		ResponseHeaderTimeout: 100 * time.Millisecond, CallTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outer, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := c.ListFineTunes(outer); err == nil || outer.Err() != nil {
+		t.Errorf("a hung response: err %v, outer context %v; want the header timeout to end the call", err, outer.Err())
+	}
+	if _, err := c.ListBatches(outer); err == nil || outer.Err() != nil {
+		t.Errorf("a stalled body: err %v, outer context %v; want the call deadline to end the call", err, outer.Err())
+	}
+	if _, err := c.DownloadFile(outer, "file-1"); err == nil || outer.Err() != nil {
+		t.Errorf("a download without headers: err %v, outer context %v", err, outer.Err())
+	}
+}
+
+// TestDownloadSendsSDKAccept: the SDKs ask for file content as
+// application/binary.
+func TestDownloadSendsSDKAccept(t *testing.T) {
+	var accept string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		accept = r.Header.Get("Accept")
+		_, _ = w.Write([]byte("line\n"))
+	}))
+	t.Cleanup(srv.Close)
+	rc, err := newClient(t, srv.URL+"/v1", testKey, nil).DownloadFile(context.Background(), "file-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(rc)
+	_ = rc.Close()
+	if accept != "application/binary" || string(b) != "line\n" {
+		t.Errorf("Accept = %q, body %q; want application/binary", accept, b)
+	}
+}
+
+// TestMalformedListItemIsSkipped: one job with a malformed timestamp skips
+// that job, not the list.
+func TestMalformedListItemIsSkipped(t *testing.T) {
+	body := `{"data":[{"id":"ft-good","status":"running","user_id":"u","created_at":"2026-07-01T10:00:00Z","updated_at":"2026-07-01T10:00:00Z"},` +
+		`{"id":"ft-bad","status":"running","user_id":"u","created_at":"yesterday","updated_at":"2026-07-01T10:00:00Z"}]}`
+	u, _ := serveFixture(t, []byte(body), 200)
+	c := newClient(t, u, testKey, nil)
+	jobs, bad, err := c.ListFineTunesReport(context.Background())
+	if err != nil || len(jobs) != 1 || jobs[0].ID != "ft-good" || len(bad) != 1 || bad[0].ID != "ft-bad" || bad[0].Err == nil {
+		t.Errorf("ListFineTunesReport = %+v, %+v, %v; want ft-good kept and ft-bad reported", jobs, bad, err)
+	}
+	if jobs, err := c.ListFineTunes(context.Background()); err != nil || len(jobs) != 1 {
+		t.Errorf("ListFineTunes = %+v, %v", jobs, err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -99,19 +100,40 @@ func rawString(r json.RawMessage) string {
 	return string(r)
 }
 
+// parseRetryAfter reads how long the server asks a client to wait, in the
+// SDKs' order of preference: Retry-After-Ms (milliseconds), Retry-After
+// (seconds or an HTTP date; together-go internal/requestconfig,
+// together-typescript client.ts), then x-ratelimit-reset, which Together's
+// rate-limit docs call the suggested wait (read as seconds; a value that
+// looks like a Unix time is read as that instant — its unit is unconfirmed).
 func parseRetryAfter(h http.Header) time.Duration {
-	v := h.Get("Retry-After")
-	if v == "" {
-		return 0
+	if v := h.Get("Retry-After-Ms"); v != "" {
+		if ms, err := strconv.ParseFloat(v, 64); err == nil && ms >= 0 {
+			return time.Duration(ms * float64(time.Millisecond))
+		}
 	}
-	var secs int
-	if _, err := fmt.Sscanf(v, "%d", &secs); err == nil && secs >= 0 {
-		return time.Duration(secs) * time.Second
+	if v := h.Get("Retry-After"); v != "" {
+		if secs, err := strconv.ParseFloat(v, 64); err == nil && secs >= 0 {
+			return time.Duration(secs * float64(time.Second))
+		}
+		if t, err := http.ParseTime(v); err == nil {
+			return max(time.Until(t), 0)
+		}
 	}
-	if t, err := http.ParseTime(v); err == nil {
-		return time.Until(t)
+	if v := h.Get("X-Ratelimit-Reset"); v != "" {
+		if secs, err := strconv.ParseFloat(v, 64); err == nil && secs >= 0 {
+			if secs > 1e9 {
+				return max(time.Until(time.Unix(int64(secs), 0)), 0)
+			}
+			return time.Duration(secs * float64(time.Second))
+		}
 	}
 	return 0
+}
+
+// hasRetryAfter reports whether the server sent any wait hint at all.
+func hasRetryAfter(h http.Header) bool {
+	return h.Get("Retry-After-Ms") != "" || h.Get("Retry-After") != "" || h.Get("X-Ratelimit-Reset") != ""
 }
 
 func statusOf(err error) int {

@@ -63,7 +63,7 @@ func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, erro
 // server's Retry-After (capped at maxRetryAfter) on 429 and 503.
 func backoff(minWait, maxWait time.Duration, attempt int, resp *http.Response) time.Duration {
 	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
-		if ra := parseRetryAfter(resp.Header); ra > 0 || resp.Header.Get("Retry-After") != "" {
+		if ra := parseRetryAfter(resp.Header); ra > 0 || hasRetryAfter(resp.Header) {
 			return min(ra, maxRetryAfter)
 		}
 	}

@@ -107,6 +107,17 @@ type FineTune struct {
 	ModelObjectRevisionID   string `json:"model_object_revision_id,omitempty"`
 	AdapterObjectID         string `json:"adapter_object_id,omitempty"`
 	AdapterObjectRevisionID string `json:"adapter_object_revision_id,omitempty"`
+	// Progress is the server's estimate of the time left; both the full
+	// job and list items carry it (together-go finetuning.go
+	// FinetuneResponseProgress, FineTuningListResponseDataProgress).
+	Progress *FineTuneProgress `json:"progress,omitempty"`
+}
+
+// FineTuneProgress is a job's remaining-time estimate. SecondsRemaining is
+// meaningful only when EstimateAvailable is true.
+type FineTuneProgress struct {
+	EstimateAvailable bool  `json:"estimate_available"`
+	SecondsRemaining  int64 `json:"seconds_remaining"`
 }
 
 // FineTuneEvent is one entry of a job's event log. CreatedAt stays the
@@ -122,9 +133,8 @@ type FineTuneEvent struct {
 	TokenCount     int64  `json:"token_count,omitempty"`
 	CheckpointPath string `json:"checkpoint_path,omitempty"`
 	ModelPath      string `json:"model_path,omitempty"`
-	// Loss is not in Together's documented event schema; it is decoded when
-	// a server (such as the project's simulator) includes it.
-	Loss *float64 `json:"loss,omitempty"`
+	// An event carries no loss: losses live only in the job's metrics
+	// (together-go finetuning.go FinetuneEvent has no loss field).
 }
 
 // FineTuneCheckpoint is one saved checkpoint of a job.
@@ -137,13 +147,55 @@ type FineTuneCheckpoint struct {
 	ObjectID       string `json:"object_id,omitempty"`
 }
 
-// FineTuneMetrics is the latest training and evaluation loss a job
-// reported; either is nil when the server has no such value yet.
+// Metric keys of GET /fine-tunes/{id}/metrics rows. Each row is a flat
+// object of numbers; a training row holds train/* keys and an evaluation
+// row, a separate object, eval/* keys (together-go finetuning.go
+// FineTuningListMetricsResponse is map[string]float64; the key names come
+// from the openapi example and skills together-fine-tuning deployment.md).
+const (
+	MetricTrainLoss       = "train/loss"
+	MetricTrainGlobalStep = "train/global_step"
+	MetricTrainLR         = "train/learning_rate"
+	MetricEvalLoss        = "eval/loss"
+)
+
+// MetricRow is one training step's metrics.
+type MetricRow struct {
+	Step int64
+	Loss *float64
+}
+
+// FineTuneMetrics is a job's metrics rows reduced to what the operator
+// reads: training rows in chronological order and the newest evaluation
+// loss. EvalLoss is nil until an evaluation row has been logged.
 type FineTuneMetrics struct {
-	TrainLoss *float64
-	EvalLoss  *float64
-	// Raw holds every metrics row as the server sent it.
-	Raw []map[string]any
+	Train    []MetricRow
+	EvalLoss *float64
+	// EvalStep is the global step of the newest evaluation row, when the
+	// row names one.
+	EvalStep int64
+	// Skipped counts rows that were neither a training nor an evaluation
+	// row, or whose step was not a whole number.
+	Skipped int
+}
+
+// Last returns the newest training row, if any.
+func (m *FineTuneMetrics) Last() (MetricRow, bool) {
+	if m == nil || len(m.Train) == 0 {
+		return MetricRow{}, false
+	}
+	return m.Train[len(m.Train)-1], true
+}
+
+// MetricsQuery narrows GET /fine-tunes/{id}/metrics with the API's own
+// query parameters (together-go FineTuningListMetricsParams); zero values
+// are not sent.
+type MetricsQuery struct {
+	// GlobalStepFrom returns only rows with global_step >= it.
+	GlobalStepFrom int64
+	// Resolution caps the number of (uniformly sampled) training rows;
+	// evaluation rows are always returned in full.
+	Resolution int
 }
 
 // CreateFineTuneRequest is the body of POST /fine-tunes. Zero values are
@@ -173,6 +225,9 @@ const (
 	BatchFailed     BatchStatus = "FAILED"
 	BatchExpired    BatchStatus = "EXPIRED"
 	BatchCancelled  BatchStatus = "CANCELLED"
+	// BatchCanceling is known to Together's Python SDK (not to together-go
+	// or the openapi spec): a cancel was accepted and is taking effect.
+	BatchCanceling BatchStatus = "CANCELING"
 )
 
 // Terminal reports whether a batch in this status will not change again.
@@ -196,9 +251,8 @@ type Batch struct {
 	OutputFileID  string      `json:"output_file_id,omitempty"`
 	ErrorFileID   string      `json:"error_file_id,omitempty"`
 	Error         string      `json:"error,omitempty"`
-	// TotalTokens is not in Together's documented schema; the simulator
-	// reports it and the real service may leave it zero.
-	TotalTokens int64 `json:"total_tokens,omitempty"`
+	// A batch carries no token counts (together-go batch.go BatchJob):
+	// usage is only in the output file, per line.
 	// Warning is the create response's warning, if any; never on the wire
 	// as part of the job.
 	Warning string `json:"-"`
@@ -233,6 +287,43 @@ type File struct {
 	Purpose   string `json:"purpose"`
 	FileType  string `json:"FileType"`
 	Processed bool   `json:"Processed"`
+	// ProcessingStatus is the server-side validation pipeline's state;
+	// files of purposes other than fine-tune skip it (together-go file.go
+	// FileResponseProcessingStatus).
+	ProcessingStatus FileProcessingStatus `json:"processing_status,omitempty"`
+	// ValidationReport is present once validation has run.
+	ValidationReport *FileValidationReport `json:"validation_report,omitempty"`
+}
+
+// FileProcessingStatus is a file's validation state.
+type FileProcessingStatus string
+
+// File processing states: PENDING → QUEUED → RUNNING → COMPLETED, or
+// FAILED / INVALID_FORMAT. A fine-tune file is usable only once COMPLETED
+// (skills together-fine-tuning data-formats.md).
+const (
+	FilePending       FileProcessingStatus = "PENDING"
+	FileQueued        FileProcessingStatus = "QUEUED"
+	FileRunning       FileProcessingStatus = "RUNNING"
+	FileCompleted     FileProcessingStatus = "COMPLETED"
+	FileFailed        FileProcessingStatus = "FAILED"
+	FileInvalidFormat FileProcessingStatus = "INVALID_FORMAT"
+)
+
+// Rejected reports a validation that ended without making the file usable.
+func (s FileProcessingStatus) Rejected() bool {
+	return s == FileFailed || s == FileInvalidFormat
+}
+
+// FileValidationReport is what server-side validation found
+// (together-go file.go FileResponseValidationReport).
+type FileValidationReport struct {
+	Valid         bool   `json:"valid"`
+	DatasetFormat string `json:"dataset_format,omitempty"`
+	Error         string `json:"error,omitempty"`
+	ErrorType     string `json:"error_type,omitempty"`
+	FileID        string `json:"file_id,omitempty"`
+	Nlines        int64  `json:"nlines,omitempty"`
 }
 
 // EndpointState is a dedicated endpoint's state.
@@ -306,10 +397,8 @@ type Model struct {
 	License       string        `json:"license,omitempty"`
 	ContextLength int           `json:"context_length,omitempty"`
 	Pricing       *ModelPricing `json:"pricing,omitempty"`
-	// Deprecated is the project's own extension: Together's v1 /models has
-	// no deprecation field, so this is nil against the real service. The
-	// simulator fills it in for models marked deprecated.
-	Deprecated *ModelDeprecation `json:"deprecated,omitempty"`
+	// v1 /models carries no deprecation field (together-go model.go
+	// ModelObject); deprecations come from SupportedModel.Status.
 }
 
 // ModelPricing is a model's price list.
@@ -319,13 +408,65 @@ type ModelPricing struct {
 	Hourly   float64 `json:"hourly"`
 	Base     float64 `json:"base"`
 	Finetune float64 `json:"finetune"`
+	// CachedInput is optional in together-go model.go ModelObjectPricing.
+	CachedInput float64 `json:"cached_input,omitempty"`
 }
 
-// ModelDeprecation says which model replaces a deprecated one and when the
-// old one goes away (a date, YYYY-MM-DD).
-type ModelDeprecation struct {
-	ReplacementModel string `json:"replacement_model"`
-	SunsetDate       string `json:"sunset_date"`
+// SupportedModelStatus is a catalogue entry's recommendation status
+// (together-go betamodel.go SupportedModelStatus).
+type SupportedModelStatus string
+
+// Supported-model statuses.
+const (
+	SupportedModelRecommended SupportedModelStatus = "SUPPORTED_MODEL_STATUS_RECOMMENDED"
+	SupportedModelSupported   SupportedModelStatus = "SUPPORTED_MODEL_STATUS_SUPPORTED"
+	SupportedModelDeprecated  SupportedModelStatus = "SUPPORTED_MODEL_STATUS_DEPRECATED"
+	SupportedModelHidden      SupportedModelStatus = "SUPPORTED_MODEL_STATUS_HIDDEN"
+)
+
+// SupportedModel is one entry of GET /v2/supported-models, the only
+// machine-readable deprecation signal Together publishes. It names no
+// replacement and no sunset date. Only the fields the operator reads are
+// declared; the rest of the entry (deployment profiles, modalities, …) is
+// ignored.
+type SupportedModel struct {
+	ID                 string               `json:"id"`
+	Name               string               `json:"name"`
+	DisplayName        string               `json:"displayName"`
+	DisplayType        string               `json:"displayType"`
+	Status             SupportedModelStatus `json:"status"`
+	Products           []string             `json:"products"`
+	Publisher          string               `json:"publisher"`
+	BaseModel          string               `json:"baseModel"`
+	BaseModelID        string               `json:"baseModelId"`
+	Capabilities       []string             `json:"capabilities"`
+	InputModalities    []string             `json:"inputModalities"`
+	OutputModalities   []string             `json:"outputModalities"`
+	CreatedAt          time.Time            `json:"createdAt"`
+	UpdatedAt          time.Time            `json:"updatedAt"`
+	ContextLength      string               `json:"contextLength,omitempty"`
+	Architecture       string               `json:"architecture,omitempty"`
+	Description        string               `json:"description,omitempty"`
+	FamilyID           string               `json:"familyId,omitempty"`
+	Features           []string             `json:"features,omitempty"`
+	InputFormat        string               `json:"inputFormat,omitempty"`
+	OutputFormat       string               `json:"outputFormat,omitempty"`
+	ServerlessEndpoint string               `json:"serverlessEndpoint,omitempty"`
+	Tags               []string             `json:"tags,omitempty"`
+	// DeploymentProfiles is kept raw: the operator does not read it.
+	DeploymentProfiles json.RawMessage `json:"deploymentProfiles,omitempty"`
+}
+
+// IsDeprecated reports the catalogue's deprecation status.
+func (m SupportedModel) IsDeprecated() bool { return m.Status == SupportedModelDeprecated }
+
+// ModelName is the name workloads use to call the model: the catalogue's
+// HF-style name, or the ID when the name is empty.
+func (m SupportedModel) ModelName() string {
+	if m.Name != "" {
+		return m.Name
+	}
+	return m.ID
 }
 
 // WebhookRequest registers or updates a webhook subscription in the

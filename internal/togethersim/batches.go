@@ -6,13 +6,48 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/pkg/push"
-
-	"github.com/together-operator/together-operator/internal/together"
 )
+
+// Batch statuses (GO batch.go BatchJobStatus).
+const (
+	batchValidating = "VALIDATING"
+	batchInProgress = "IN_PROGRESS"
+	batchCompleted  = "COMPLETED"
+	batchFailed     = "FAILED"
+	batchExpired    = "EXPIRED"
+	batchCancelled  = "CANCELLED"
+)
+
+func batchTerminal(s string) bool {
+	return s == batchCompleted || s == batchFailed || s == batchExpired || s == batchCancelled
+}
+
+// BatchRequest is what a batch script matches on.
+type BatchRequest struct {
+	InputFileID string
+	Endpoint    string
+	ModelID     string
+}
+
+// Batch preloads a batch with AddBatch, as if created earlier.
+type Batch struct {
+	ID           string
+	InputFileID  string
+	Status       string
+	Progress     float64
+	Endpoint     string
+	ModelID      string
+	OutputFileID string
+}
+
+// batchEndpoints are the endpoints a batch may target (GO batch.go
+// BatchNewParamsEndpoint, TS batches.ts): /v1/completions is not one.
+var batchEndpoints = []string{"/v1/chat/completions", "/v1/audio/transcriptions", "/v1/audio/translations"}
 
 // BatchOutcome scripts how a batch ends.
 type BatchOutcome struct {
@@ -23,49 +58,59 @@ type BatchOutcome struct {
 }
 
 type batchScript struct {
-	match   func(together.CreateBatchRequest) bool
+	match   func(BatchRequest) bool
 	outcome BatchOutcome
 }
 
 type batch struct {
-	together.Batch
+	batchJob
 	outcome BatchOutcome
+	// tokens is what the output file's usage lines add up to, for the
+	// simulator's own push (the batch object carries none).
+	tokens int64
 }
 
 // batchProgressStep is how far IN_PROGRESS moves per step.
 const batchProgressStep = 25
 
 // SetBatchScript makes batches whose create request matches end as outcome.
-func (s *Server) SetBatchScript(match func(together.CreateBatchRequest) bool, outcome BatchOutcome) {
+func (s *Server) SetBatchScript(match func(BatchRequest) bool, outcome BatchOutcome) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.bScripts = append(s.bScripts, batchScript{match: match, outcome: outcome})
 }
 
-// AddBatch preloads a batch, e.g. for adoption tests.
-func (s *Server) AddBatch(b together.Batch) {
+// AddBatch preloads a batch, e.g. for adoption tests, and returns its ID.
+func (s *Server) AddBatch(b Batch) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if b.ID == "" {
-		b.ID = s.nextID("batch")
+		b.ID = newID("")
 	}
 	if b.Status == "" {
-		b.Status = together.BatchValidating
+		b.Status = batchValidating
 	}
-	if b.CreatedAt == nil {
-		t := s.now()
-		b.CreatedAt = &t
+	t := s.now()
+	j := batchJob{ID: b.ID, UserID: simUser, InputFileID: b.InputFileID, Status: b.Status, CreatedAt: &t,
+		Endpoint: b.Endpoint, Progress: b.Progress, ModelID: b.ModelID, OutputFileID: b.OutputFileID}
+	if batchTerminal(b.Status) {
+		j.CompletedAt = &t
 	}
-	s.batches[b.ID] = &batch{Batch: b}
+	s.batches[b.ID] = &batch{batchJob: j}
+	return b.ID
 }
 
 func (s *Server) createBatch(w http.ResponseWriter, r *http.Request) {
-	var req together.CreateBatchRequest
+	var req batchCreateRequest
 	if !decodeBody(w, r, &req) {
 		return
 	}
 	if req.InputFileID == "" || req.Endpoint == "" {
 		writeError(w, r, http.StatusBadRequest, "", "input_file_id and endpoint are required")
+		return
+	}
+	if !slices.Contains(batchEndpoints, req.Endpoint) {
+		writeError(w, r, http.StatusBadRequest, "", fmt.Sprintf("endpoint %s is not one of %v", req.Endpoint, batchEndpoints))
 		return
 	}
 	s.mu.Lock()
@@ -77,19 +122,22 @@ func (s *Server) createBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	b := s.newBatch(req, f.Bytes)
 	s.batches[b.ID] = b
-	writeJSON(w, http.StatusCreated, map[string]any{"job": b.Batch, "warning": ""})
+	writeJSON(w, http.StatusCreated, batchCreateResponse{Job: b.batchJob, Warning: ""})
 }
 
-func (s *Server) newBatch(req together.CreateBatchRequest, size int64) *batch {
+// newBatch builds a validating batch; its ID is a bare UUID (GO batch.go
+// BatchJob id format uuid).
+func (s *Server) newBatch(req batchCreateRequest, size int64) *batch {
 	now := s.now()
 	deadline := now.Add(24 * time.Hour)
-	b := &batch{Batch: together.Batch{
-		ID: s.nextID("batch"), UserID: simUser, InputFileID: req.InputFileID, FileSizeBytes: size,
-		Status: together.BatchValidating, JobDeadline: &deadline, CreatedAt: &now,
+	b := &batch{batchJob: batchJob{
+		ID: newID(""), UserID: simUser, InputFileID: req.InputFileID, FileSizeBytes: size,
+		Status: batchValidating, JobDeadline: &deadline, CreatedAt: &now,
 		Endpoint: req.Endpoint, ModelID: req.ModelID,
 	}}
+	br := BatchRequest{InputFileID: req.InputFileID, Endpoint: req.Endpoint, ModelID: req.ModelID}
 	for _, sc := range s.bScripts {
-		if sc.match(req) {
+		if sc.match(br) {
 			b.outcome = sc.outcome
 		}
 	}
@@ -99,18 +147,18 @@ func (s *Server) newBatch(req together.CreateBatchRequest, size int64) *batch {
 // stepBatch advances one batch; callers hold s.mu.
 func (s *Server) stepBatch(b *batch) {
 	switch b.Status {
-	case together.BatchValidating:
+	case batchValidating:
 		if b.outcome.Fail != "" {
 			b.Error = b.outcome.Fail
-			s.finishBatch(b, together.BatchFailed)
+			s.finishBatch(b, batchFailed)
 			return
 		}
-		b.Status = together.BatchInProgress
-	case together.BatchInProgress:
+		b.Status = batchInProgress
+	case batchInProgress:
 		b.Progress += batchProgressStep
 		if b.outcome.Expire && b.Progress >= 50 {
 			b.Error = "batch did not complete within its completion window"
-			s.finishBatch(b, together.BatchExpired)
+			s.finishBatch(b, batchExpired)
 			return
 		}
 		if b.Progress >= 100 {
@@ -134,7 +182,7 @@ func (s *Server) runBatch(b *batch) {
 			continue
 		}
 		o, e, tokens := s.answerLine(b, line)
-		b.TotalTokens += tokens
+		b.tokens += tokens
 		if o != nil {
 			out = append(out, o)
 		}
@@ -147,7 +195,7 @@ func (s *Server) runBatch(b *batch) {
 	if len(errs) > 0 {
 		b.ErrorFileID = s.storeFile(b.ID+"-error.jsonl", "batch-generated", joinLines(errs)).ID
 	}
-	s.finishBatch(b, together.BatchCompleted)
+	s.finishBatch(b, batchCompleted)
 }
 
 type batchLine struct {
@@ -155,25 +203,27 @@ type batchLine struct {
 	Body     json.RawMessage `json:"body"`
 }
 
+// answerLine writes one output line (a chat completion with usage) or
+// one error line, in the shapes of SK together-batch-inference
+// api-reference.md.
 func (s *Server) answerLine(b *batch, line []byte) (out, errLine []byte, tokens int64) {
 	var in batchLine
 	if err := json.Unmarshal(line, &in); err != nil || in.CustomID == "" {
-		e, _ := json.Marshal(map[string]any{"custom_id": in.CustomID, "error": map[string]string{"message": "line is not a valid batch request", "code": "invalid_request"}})
+		e, _ := json.Marshal(batchErrorLine{CustomID: in.CustomID, Error: batchLineError{Message: "line is not a valid batch request", Code: "invalid_request"}})
 		return nil, e, 0
 	}
 	if bytes.Contains(in.Body, []byte("fail")) {
-		e, _ := json.Marshal(map[string]any{"custom_id": in.CustomID, "error": map[string]string{"message": "the model could not answer this request", "code": "request_failed"}})
+		e, _ := json.Marshal(batchErrorLine{CustomID: in.CustomID, Error: batchLineError{Message: "the model could not answer this request", Code: "request_failed"}})
 		return nil, e, 0
 	}
 	prompt := int64(len(in.Body)/4 + 1)
 	const completion = 16
-	o, _ := json.Marshal(map[string]any{"custom_id": in.CustomID, "response": map[string]any{
-		"status_code": 200,
-		"body": map[string]any{
-			"id": s.nextID("cmpl"), "object": "chat.completion", "model": b.ModelID,
-			"choices": []map[string]any{{"index": 0, "finish_reason": "stop",
-				"message": map[string]string{"role": "assistant", "content": "Simulated answer to " + in.CustomID}}},
-			"usage": map[string]int64{"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+	o, _ := json.Marshal(batchOutputLine{CustomID: in.CustomID, Response: batchOutputResponse{
+		StatusCode: 200,
+		Body: chatCompletion{
+			ID: "cmpl-" + newID(""), Object: "chat.completion", Created: s.now().Unix(), Model: b.ModelID,
+			Choices: []chatChoice{{Index: 0, FinishReason: "stop", Message: chatMessage{Role: "assistant", Content: "Simulated answer to " + in.CustomID}}},
+			Usage:   chatUsage{PromptTokens: prompt, CompletionTokens: completion, TotalTokens: prompt + completion},
 		},
 	}})
 	return o, nil, prompt + completion
@@ -186,10 +236,10 @@ func joinLines(lines [][]byte) []byte {
 	return append(bytes.Join(lines, []byte("\n")), '\n')
 }
 
-func (s *Server) finishBatch(b *batch, st together.BatchStatus) {
+func (s *Server) finishBatch(b *batch, st string) {
 	now := s.now()
 	b.Status, b.CompletedAt = st, &now
-	done := push.BatchDone{BatchID: b.ID, TotalTokens: b.TotalTokens, Status: string(st),
+	done := push.BatchDone{BatchID: b.ID, TotalTokens: b.tokens, Status: st,
 		OutputFileID: b.OutputFileID, ErrorFileID: b.ErrorFileID, Error: b.Error}
 	if b.OutputFileID != "" {
 		done.OutputURL = "/v1/files/" + b.OutputFileID + "/content"
@@ -209,7 +259,7 @@ func (s *Server) getBatch(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if b := s.lookupBatch(w, r); b != nil {
-		writeJSON(w, http.StatusOK, b.Batch)
+		writeJSON(w, http.StatusOK, b.batchJob)
 	}
 }
 
@@ -217,9 +267,9 @@ func (s *Server) getBatch(w http.ResponseWriter, r *http.Request) {
 func (s *Server) listBatches(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]together.Batch, 0, len(s.batches))
+	out := make([]batchJob, 0, len(s.batches))
 	for _, id := range sortedKeys(s.batches) {
-		out = append(out, s.batches[id].Batch)
+		out = append(out, s.batches[id].batchJob)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -231,10 +281,10 @@ func (s *Server) cancelBatch(w http.ResponseWriter, r *http.Request) {
 	if b == nil {
 		return
 	}
-	if b.Status.Terminal() {
+	if batchTerminal(b.Status) {
 		writeError(w, r, http.StatusBadRequest, "", fmt.Sprintf("batch is %s and cannot be cancelled", b.Status))
 		return
 	}
-	s.finishBatch(b, together.BatchCancelled)
-	writeJSON(w, http.StatusOK, b.Batch)
+	s.finishBatch(b, batchCancelled)
+	writeJSON(w, http.StatusOK, b.batchJob)
 }

@@ -3,47 +3,77 @@ package togethersim
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/pkg/push"
+)
 
-	"github.com/together-operator/together-operator/internal/together"
+// Endpoint states (GO endpoint.go DedicatedEndpointState) and types.
+const (
+	epPending    = "PENDING"
+	epStarting   = "STARTING"
+	epStarted    = "STARTED"
+	epStopping   = "STOPPING"
+	epStopped    = "STOPPED"
+	epDedicated  = "dedicated"
+	epServerless = "serverless"
 )
 
 type endpoint struct {
-	together.Endpoint
+	dedicatedEndpoint
 	// target is the state the endpoint is moving to (STARTED or STOPPED).
-	target together.EndpointState
+	target string
+}
+
+// V1EndpointRequest describes a v1 dedicated endpoint for AddV1Endpoint.
+type V1EndpointRequest struct {
+	Model, Hardware, DisplayName string
+	MinReplicas, MaxReplicas     int64
+	// State is "STOPPED" for an endpoint created stopped.
+	State string
+}
+
+// V1Endpoint is what AddV1Endpoint made.
+type V1Endpoint struct {
+	ID, Name, Model, State string
 }
 
 // AddV1Endpoint preloads a dedicated endpoint made with the v1 API before
 // its create was retired (POST /v1/endpoints now answers 403, see
 // v2endpoints.go): such endpoints keep serving and can still be read,
-// stopped and deleted through v1. It returns the endpoint as created.
-func (s *Server) AddV1Endpoint(req together.CreateEndpointRequest) (together.Endpoint, error) {
+// stopped and deleted through v1.
+func (s *Server) AddV1Endpoint(req V1EndpointRequest) (V1Endpoint, error) {
+	e, err := s.addV1Endpoint(endpointCreateRequest{Model: req.Model, Hardware: req.Hardware, DisplayName: req.DisplayName,
+		Autoscaling: autoscaling{MinReplicas: req.MinReplicas, MaxReplicas: req.MaxReplicas}, State: req.State})
+	return V1Endpoint{ID: e.ID, Name: e.Name, Model: e.Model, State: e.State}, err
+}
+
+func (s *Server) addV1Endpoint(req endpointCreateRequest) (dedicatedEndpoint, error) {
 	if msg := validateEndpoint(req); msg != "" {
-		return together.Endpoint{}, fmt.Errorf("togethersim: %s", msg)
+		return dedicatedEndpoint{}, fmt.Errorf("togethersim: %s", msg)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	id := s.nextID("endpoint")
-	e := &endpoint{Endpoint: together.Endpoint{
+	id := newID("endpoint-")
+	e := &endpoint{dedicatedEndpoint: dedicatedEndpoint{
 		ID: id, Object: "endpoint", Name: simUser + "/" + req.Model + "-" + id[len(id)-6:],
-		DisplayName: req.DisplayName, Model: req.Model, Hardware: req.Hardware, Type: together.EndpointTypeDedicated,
-		Owner: simUser, State: together.EndpointPending, Autoscaling: req.Autoscaling, CreatedAt: s.now(),
-	}, target: together.EndpointStarted}
-	if req.State == string(together.EndpointStopped) {
-		e.State, e.target = together.EndpointStopped, together.EndpointStopped
+		DisplayName: req.DisplayName, Model: req.Model, Hardware: req.Hardware, Type: epDedicated,
+		Owner: simUser, State: epPending, Autoscaling: req.Autoscaling, CreatedAt: s.now(),
+	}, target: epStarted}
+	if req.State == epStopped {
+		e.State, e.target = epStopped, epStopped
 	}
 	s.endpoints[id] = e
-	return e.Endpoint, nil
+	return e.dedicatedEndpoint, nil
 }
 
-func validateEndpoint(req together.CreateEndpointRequest) string {
+func validateEndpoint(req endpointCreateRequest) string {
 	switch {
 	case req.Model == "" || req.Hardware == "":
 		return "model and hardware are required"
@@ -58,12 +88,12 @@ func validateEndpoint(req together.CreateEndpointRequest) string {
 // stepEndpoint moves an endpoint toward its target; callers hold s.mu.
 func (s *Server) stepEndpoint(e *endpoint) {
 	switch {
-	case e.target == together.EndpointStarted && e.State == together.EndpointPending:
-		e.State = together.EndpointStarting
-	case e.target == together.EndpointStarted && e.State == together.EndpointStarting:
-		e.State = together.EndpointStarted
-	case e.target == together.EndpointStopped && e.State == together.EndpointStopping:
-		e.State = together.EndpointStopped
+	case e.target == epStarted && e.State == epPending:
+		e.State = epStarting
+	case e.target == epStarted && e.State == epStarting:
+		e.State = epStarted
+	case e.target == epStopped && e.State == epStopping:
+		e.State = epStopped
 	}
 }
 
@@ -79,35 +109,21 @@ func (s *Server) getEndpoint(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e := s.lookupEndpoint(w, r); e != nil {
-		writeJSON(w, http.StatusOK, e.Endpoint)
+		writeJSON(w, http.StatusOK, e.dedicatedEndpoint)
 	}
 }
 
-// endpointListItem is one entry of GET /endpoints: the real list drops
-// display_name, hardware and autoscaling from the endpoint object.
-type endpointListItem struct {
-	Object    string                 `json:"object"`
-	ID        string                 `json:"id"`
-	Name      string                 `json:"name"`
-	Model     string                 `json:"model"`
-	Type      string                 `json:"type"`
-	Owner     string                 `json:"owner"`
-	State     together.EndpointState `json:"state"`
-	CreatedAt time.Time              `json:"created_at"`
-}
-
-func listItem(e together.Endpoint) endpointListItem {
+func listItem(e dedicatedEndpoint) endpointListItem {
 	return endpointListItem{Object: "endpoint", ID: e.ID, Name: e.Name, Model: e.Model, Type: e.Type,
 		Owner: e.Owner, State: e.State, CreatedAt: e.CreatedAt}
 }
 
 // serverlessEndpoint is the shared endpoint the real list shows for a
 // catalogue model: owned by "together", always STARTED, with a stable id.
-func serverlessEndpoint(m together.Model) together.Endpoint {
+func serverlessEndpoint(m modelObject) dedicatedEndpoint {
 	h := sha256.Sum256([]byte(m.ID))
-	return together.Endpoint{ID: "endpoint-" + hex.EncodeToString(h[:8]), Name: m.ID, Model: m.ID,
-		Type: together.EndpointTypeServerless, Owner: "together", State: together.EndpointStarted,
-		CreatedAt: time.Unix(m.Created, 0).UTC()}
+	return dedicatedEndpoint{ID: "endpoint-" + hex.EncodeToString(h[:8]), Name: m.ID, Model: m.ID,
+		Type: epServerless, Owner: "together", State: epStarted, CreatedAt: time.Unix(m.Created, 0).UTC()}
 }
 
 // listEndpoints answers GET /endpoints in the {"object":"list","data":[...]}
@@ -117,7 +133,7 @@ func serverlessEndpoint(m together.Model) together.Endpoint {
 func (s *Server) listEndpoints(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	typ := q.Get("type")
-	if typ != "" && typ != together.EndpointTypeDedicated && typ != together.EndpointTypeServerless {
+	if typ != "" && typ != epDedicated && typ != epServerless {
 		writeError(w, r, http.StatusBadRequest, "invalid_request", "type must be dedicated or serverless")
 		return
 	}
@@ -131,9 +147,9 @@ func (s *Server) listEndpoints(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	all := make([]together.Endpoint, 0, len(s.endpoints)+len(s.models))
+	all := make([]dedicatedEndpoint, 0, len(s.endpoints)+len(s.models))
 	for _, id := range sortedKeys(s.endpoints) {
-		all = append(all, s.endpoints[id].Endpoint)
+		all = append(all, s.endpoints[id].dedicatedEndpoint)
 	}
 	for _, m := range s.models {
 		all = append(all, serverlessEndpoint(m))
@@ -148,7 +164,7 @@ func (s *Server) listEndpoints(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) updateEndpoint(w http.ResponseWriter, r *http.Request) {
-	var req together.UpdateEndpointRequest
+	var req endpointUpdateRequest
 	if !decodeBody(w, r, &req) {
 		return
 	}
@@ -164,21 +180,21 @@ func (s *Server) updateEndpoint(w http.ResponseWriter, r *http.Request) {
 	if req.Autoscaling != nil {
 		e.Autoscaling = *req.Autoscaling
 	}
-	switch together.EndpointState(req.State) {
-	case together.EndpointStopped:
-		if e.State != together.EndpointStopped {
-			e.State, e.target = together.EndpointStopping, together.EndpointStopped
+	switch req.State {
+	case epStopped:
+		if e.State != epStopped {
+			e.State, e.target = epStopping, epStopped
 		}
-	case together.EndpointStarted:
-		if e.State != together.EndpointStarted {
-			e.State, e.target = together.EndpointPending, together.EndpointStarted
+	case epStarted:
+		if e.State != epStarted {
+			e.State, e.target = epPending, epStarted
 		}
 	case "":
 	default:
 		writeError(w, r, http.StatusBadRequest, "invalid_request", "state must be STARTED or STOPPED")
 		return
 	}
-	writeJSON(w, http.StatusOK, e.Endpoint)
+	writeJSON(w, http.StatusOK, e.dedicatedEndpoint)
 }
 
 func (s *Server) deleteEndpoint(w http.ResponseWriter, r *http.Request) {
@@ -190,12 +206,12 @@ func (s *Server) deleteEndpoint(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func defaultModels() []together.Model {
-	mk := func(id, typ, org string, ctx int) together.Model {
-		return together.Model{ID: id, Object: "model", Created: 1700000000, Type: typ, DisplayName: id,
-			Organization: org, ContextLength: ctx, Pricing: &together.ModelPricing{Input: 0.2, Output: 0.2}}
+func defaultModels() []modelObject {
+	mk := func(id, typ, org string, ctx int64) modelObject {
+		return modelObject{ID: id, Object: "model", Created: 1700000000, Type: typ, DisplayName: id,
+			Organization: org, ContextLength: ctx, Pricing: &modelPricing{Input: 0.2, Output: 0.2}}
 	}
-	return []together.Model{
+	return []modelObject{
 		mk("meta-llama/Meta-Llama-3.1-8B-Instruct-Reference", "chat", "Meta", 131072),
 		mk("meta-llama/Llama-3.3-70B-Instruct-Turbo", "chat", "Meta", 131072),
 		mk("Qwen/Qwen2.5-7B-Instruct", "chat", "Qwen", 32768),
@@ -203,22 +219,33 @@ func defaultModels() []together.Model {
 	}
 }
 
-// DeprecateModel marks a model deprecated (adding it if unknown) and pushes
-// model.deprecated. Deprecation info in /models is the simulator's
-// extension; Together's v1 list has none.
+// supportedModelFor is a model's /v2/supported-models entry.
+func supportedModelFor(m modelObject, status string) supportedModel {
+	created := time.Unix(m.Created, 0).UTC()
+	caps := []string{"CAPABILITY_CHAT"}
+	if m.Type == "embedding" {
+		caps = []string{"CAPABILITY_EMBEDDING"}
+	}
+	return supportedModel{
+		ID: m.ID, Name: m.ID, DisplayName: m.DisplayName, DisplayType: m.Type, Status: status,
+		Publisher: m.Organization, Capabilities: caps, CreatedAt: created, UpdatedAt: created,
+		DeploymentProfiles: []json.RawMessage{}, InputModalities: []string{"MODALITY_TEXT"},
+		OutputModalities: []string{"MODALITY_TEXT"}, Products: []string{"PRODUCT_SERVERLESS", "PRODUCT_DEDICATED"},
+	}
+}
+
+// DeprecateModel marks a model SUPPORTED_MODEL_STATUS_DEPRECATED in
+// /v2/supported-models (adding it if unknown) — which, as on the real
+// catalogue, names no replacement and no sunset — and pushes
+// model.deprecated with replacement and sunsetDate in the project's own
+// push contract.
 func (s *Server) DeprecateModel(id, replacement, sunsetDate string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	dep := &together.ModelDeprecation{ReplacementModel: replacement, SunsetDate: sunsetDate}
-	found := false
-	for i := range s.models {
-		if s.models[i].ID == id {
-			s.models[i].Deprecated, found = dep, true
-		}
+	if !slices.ContainsFunc(s.models, func(m modelObject) bool { return m.ID == id }) {
+		s.models = append(s.models, modelObject{ID: id, Object: "model", Created: s.now().Unix(), Type: "chat", DisplayName: id})
 	}
-	if !found {
-		s.models = append(s.models, together.Model{ID: id, Object: "model", Created: s.now().Unix(), Type: "chat", Deprecated: dep})
-	}
+	s.deprecated[id] = true
 	s.emit(togetherv1.EventModelDeprecated, push.ModelDeprecated{ModelID: id, ReplacementModel: replacement, SunsetDate: sunsetDate})
 }
 
@@ -226,5 +253,47 @@ func (s *Server) DeprecateModel(id, replacement, sunsetDate string) {
 func (s *Server) listModels(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	writeJSON(w, http.StatusOK, s.models)
+	writeJSON(w, http.StatusOK, append([]modelObject{}, s.models...))
+}
+
+// supportedModelsPageSize is the simulator's page size, small so that
+// clients must follow next_cursor.
+const supportedModelsPageSize = 3
+
+// listSupportedModels answers GET /v2/supported-models one page at a time
+// (limit, after = the previous page's next_cursor).
+func (s *Server) listSupportedModels(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := supportedModelsPageSize
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			writeError(w, r, http.StatusBadRequest, "invalid_request", "limit must be a positive integer")
+			return
+		}
+		limit = n
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	start := 0
+	if after := q.Get("after"); after != "" {
+		i := slices.IndexFunc(s.models, func(m modelObject) bool { return m.ID == after })
+		if i < 0 {
+			writeError(w, r, http.StatusBadRequest, "invalid_request", "after is not a cursor this list gave")
+			return
+		}
+		start = i + 1
+	}
+	page := supportedModelPage{Data: []supportedModel{}}
+	for i := start; i < len(s.models) && len(page.Data) < limit; i++ {
+		status := statusSupported
+		if s.deprecated[s.models[i].ID] {
+			status = statusDeprecated
+		}
+		page.Data = append(page.Data, supportedModelFor(s.models[i], status))
+		if len(page.Data) == limit && i+1 < len(s.models) {
+			page.NextCursor = s.models[i].ID
+		}
+	}
+	writeJSON(w, http.StatusOK, page)
 }

@@ -4,14 +4,13 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
 	"strconv"
-
-	"github.com/together-operator/together-operator/internal/together"
 )
 
 // maxUpload bounds one upload; Together's batch limit is 100 MB.
@@ -20,21 +19,39 @@ const maxUpload = 110 << 20
 // file is a file's metadata plus where its bytes live: a content-addressed
 // blob (by sha256), or a generator for cheap large test files.
 type file struct {
-	together.File
+	fileObject
 	blob      string
 	generated int64
 }
+
+// File is what AddFile and AddGeneratedFile return.
+type File struct {
+	ID    string
+	Bytes int64
+}
+
+func (f *file) public() File { return File{ID: f.ID, Bytes: f.Bytes} }
+
+// File processing states (GO file.go FileResponseProcessingStatus). Only
+// fine-tune files are validated; other purposes skip it.
+const (
+	filePending       = "PENDING"
+	fileQueued        = "QUEUED"
+	fileRunning       = "RUNNING"
+	fileCompleted     = "COMPLETED"
+	fileInvalidFormat = "INVALID_FORMAT"
+)
 
 // AddGeneratedFile registers a file of size bytes whose content is produced
 // on the fly when downloaded, so tests can stream 100 MiB without the
 // simulator holding it. The content is a repeating pattern; see
 // GeneratedContent for the same bytes.
-func (s *Server) AddGeneratedFile(size int64) together.File {
+func (s *Server) AddGeneratedFile(size int64) File {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f := &file{File: s.newFileMeta("generated.bin", "batch-generated", size), generated: size}
+	f := &file{fileObject: s.newFileMeta("generated.bin", "batch-generated", size), generated: size}
 	s.files[f.ID] = f
-	return f.File
+	return f.public()
 }
 
 // GeneratedContent returns a reader of the first size bytes of the pattern
@@ -52,11 +69,27 @@ func (patternReader) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// AddFile stores content as a file with purpose, as an upload would.
-func (s *Server) AddFile(name, purpose string, content []byte) together.File {
+// AddFile stores content as a file with purpose, as if uploaded earlier: a
+// fine-tune file has already been through validation.
+func (s *Server) AddFile(name, purpose string, content []byte) File {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.storeFile(name, purpose, content).File
+	f := s.storeFile(name, purpose, content)
+	for f.ProcessingStatus != "" && f.ProcessingStatus != fileCompleted && f.ProcessingStatus != fileInvalidFormat {
+		s.stepFile(f)
+	}
+	return f.public()
+}
+
+// FileStatus returns a file's processing_status ("" for files that skip
+// validation, or for an unknown file).
+func (s *Server) FileStatus(id string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, ok := s.files[id]; ok {
+		return f.ProcessingStatus
+	}
+	return ""
 }
 
 // storeFile keeps content once per sha256; callers hold s.mu.
@@ -66,16 +99,78 @@ func (s *Server) storeFile(name, purpose string, content []byte) *file {
 	if _, ok := s.blobs[key]; !ok {
 		s.blobs[key] = content
 	}
-	f := &file{File: s.newFileMeta(name, purpose, int64(len(content))), blob: key}
+	f := &file{fileObject: s.newFileMeta(name, purpose, int64(len(content))), blob: key}
+	if purpose == "fine-tune" {
+		f.ProcessingStatus = filePending
+	}
 	s.files[f.ID] = f
 	return f
 }
 
-func (s *Server) newFileMeta(name, purpose string, size int64) together.File {
-	return together.File{
-		ID: s.nextID("file"), Object: "file", CreatedAt: s.now().Unix(), Filename: name,
+func (s *Server) newFileMeta(name, purpose string, size int64) fileObject {
+	return fileObject{
+		ID: newID("file-"), Object: "file", CreatedAt: s.now().Unix(), Filename: name,
 		Bytes: size, Purpose: purpose, FileType: fileTypeOf(name), Processed: true,
 	}
+}
+
+// stepFile moves a fine-tune file one state through validation: PENDING →
+// QUEUED → RUNNING → COMPLETED, or INVALID_FORMAT with the report's error
+// naming the first bad line (SK together-fine-tuning data-formats.md);
+// callers hold s.mu.
+func (s *Server) stepFile(f *file) {
+	switch f.ProcessingStatus {
+	case filePending:
+		f.ProcessingStatus = fileQueued
+	case fileQueued:
+		f.ProcessingStatus = fileRunning
+	case fileRunning:
+		n, format, msg := validateTrainingData(s.blobs[f.blob])
+		if msg != "" {
+			f.ProcessingStatus = fileInvalidFormat
+			f.ValidationReport = &validationReport{Valid: false, ErrorType: "INVALID_FORMAT", Error: msg, FileID: f.ID}
+			return
+		}
+		f.ProcessingStatus = fileCompleted
+		f.ValidationReport = &validationReport{Valid: true, DatasetFormat: format, FileID: f.ID, Nlines: n}
+	}
+}
+
+// validateTrainingData checks each line against the accepted formats:
+// conversational (messages), instruction (prompt + completion), generic
+// (text) and preference (input + preferred_output + non_preferred_output).
+func validateTrainingData(b []byte) (lines int64, format, msg string) {
+	for i, line := range bytes.Split(b, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		lines++
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(line, &obj); err != nil {
+			return lines, "", fmt.Sprintf("Line %d: not a JSON object", i+1)
+		}
+		f := ""
+		switch {
+		case obj["messages"] != nil:
+			f = "CONVERSATION"
+		case obj["prompt"] != nil && obj["completion"] != nil:
+			f = "INSTRUCTION"
+		case obj["text"] != nil:
+			f = "GENERAL"
+		case obj["input"] != nil && obj["preferred_output"] != nil && obj["non_preferred_output"] != nil:
+			f = "PREFERENCE"
+		default:
+			return lines, "", fmt.Sprintf("Line %d: no known format (messages, prompt/completion, text, or preference fields)", i+1)
+		}
+		if format != "" && f != format {
+			return lines, "", fmt.Sprintf("Line %d: format %s differs from the file's %s", i+1, f, format)
+		}
+		format = f
+	}
+	if lines == 0 {
+		return 0, "", "the file has no samples"
+	}
+	return lines, format, ""
 }
 
 func fileTypeOf(name string) string {
@@ -106,7 +201,7 @@ func (s *Server) uploadFile(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	f := s.storeFile(form["file_name"], form["purpose"], content)
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, f.File)
+	writeJSON(w, http.StatusOK, f.fileObject)
 }
 
 func validateUpload(form map[string]string, content []byte) string {
@@ -158,16 +253,19 @@ func (s *Server) lookupFile(w http.ResponseWriter, r *http.Request) *file {
 
 func (s *Server) getFile(w http.ResponseWriter, r *http.Request) {
 	if f := s.lookupFile(w, r); f != nil {
-		writeJSON(w, http.StatusOK, f.File)
+		s.mu.Lock()
+		obj := f.fileObject
+		s.mu.Unlock()
+		writeJSON(w, http.StatusOK, obj)
 	}
 }
 
 func (s *Server) listFiles(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]together.File, 0, len(s.files))
+	out := make([]fileObject, 0, len(s.files))
 	for _, id := range sortedKeys(s.files) {
-		out = append(out, s.files[id].File)
+		out = append(out, s.files[id].fileObject)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"data": out})
 }

@@ -2,6 +2,7 @@ package togethersim
 
 import (
 	"context"
+	crand "crypto/rand"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -15,8 +16,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-
-	"github.com/together-operator/together-operator/internal/together"
 )
 
 // Options configure a Server.
@@ -44,6 +43,11 @@ type Options struct {
 type Call struct {
 	Method string
 	Path   string
+	// Route is the pattern that served it, e.g.
+	// "GET /v1/fine-tunes/{id}/metrics" ("" when no route matched).
+	Route string
+	// Query is the raw query string, e.g. "global_step_from=3&resolution=20".
+	Query  string
 	Status int
 }
 
@@ -55,7 +59,6 @@ type Server struct {
 
 	mu        sync.Mutex
 	rng       *rand.Rand
-	seq       int
 	calls     []Call
 	fineTunes map[string]*fineTune
 	ftScripts []ftScript
@@ -64,9 +67,12 @@ type Server struct {
 	files     map[string]*file
 	blobs     map[string][]byte
 	endpoints map[string]*endpoint
-	models    []together.Model
-	hooks     map[string]*hook
-	v2        *v2State
+	models    []modelObject
+	// deprecated holds the IDs of models /v2/supported-models lists as
+	// SUPPORTED_MODEL_STATUS_DEPRECATED.
+	deprecated map[string]bool
+	hooks      map[string]*hook
+	v2         *v2State
 
 	deliver *deliverer
 	srv     *http.Server
@@ -90,18 +96,19 @@ func New(o Options) *Server {
 		o.Logger = logr.Discard()
 	}
 	s := &Server{
-		opts:      o,
-		faults:    newFaults(o.Seed),
-		rng:       rand.New(rand.NewPCG(o.Seed, o.Seed^0x5eed)),
-		fineTunes: map[string]*fineTune{},
-		batches:   map[string]*batch{},
-		files:     map[string]*file{},
-		blobs:     map[string][]byte{},
-		endpoints: map[string]*endpoint{},
-		models:    defaultModels(),
-		hooks:     map[string]*hook{},
-		v2:        newV2State(),
-		stop:      make(chan struct{}),
+		opts:       o,
+		faults:     newFaults(o.Seed),
+		rng:        rand.New(rand.NewPCG(o.Seed, o.Seed^0x5eed)),
+		fineTunes:  map[string]*fineTune{},
+		batches:    map[string]*batch{},
+		files:      map[string]*file{},
+		blobs:      map[string][]byte{},
+		endpoints:  map[string]*endpoint{},
+		models:     defaultModels(),
+		deprecated: map[string]bool{},
+		hooks:      map[string]*hook{},
+		v2:         newV2State(),
+		stop:       make(chan struct{}),
 	}
 	s.deliver = newDeliverer(s)
 	s.mux = s.routes()
@@ -197,6 +204,9 @@ func (s *Server) Advance() {
 	for _, id := range sortedKeys(s.endpoints) {
 		s.stepEndpoint(s.endpoints[id])
 	}
+	for _, id := range sortedKeys(s.files) {
+		s.stepFile(s.files[id])
+	}
 	s.stepV2()
 }
 
@@ -222,11 +232,26 @@ func (s *Server) CountCalls(method, path string) int {
 	return n
 }
 
+// CallsByRoute counts the requests served per route pattern (e.g.
+// "GET /v1/fine-tunes/{id}/metrics"), as the server saw them: a test can
+// assert what a client costs without trusting the client's own counters.
+func (s *Server) CallsByRoute() map[string]int {
+	out := map[string]int{}
+	for _, c := range s.Calls() {
+		out[c.Route]++
+	}
+	return out
+}
+
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	_, route := s.mux.Handler(r)
+	if route == "/" {
+		route = ""
+	}
 	defer func() {
 		s.mu.Lock()
-		s.calls = append(s.calls, Call{Method: r.Method, Path: r.URL.Path, Status: rec.status})
+		s.calls = append(s.calls, Call{Method: r.Method, Path: r.URL.Path, Route: route, Query: r.URL.RawQuery, Status: rec.status})
 		s.mu.Unlock()
 	}()
 	if !s.authorized(r) {
@@ -274,6 +299,7 @@ func (s *Server) routes() *http.ServeMux {
 	m.HandleFunc("PATCH /v1/endpoints/{id}", s.updateEndpoint)
 	m.HandleFunc("DELETE /v1/endpoints/{id}", s.deleteEndpoint)
 	m.HandleFunc("GET /v1/models", s.listModels)
+	m.HandleFunc("GET /v2/supported-models", s.listSupportedModels)
 	s.v2Routes(m) // whoami, the retired v1 endpoint create, v2 endpoints
 	// The project's own push contract, not Together's API.
 	m.HandleFunc("POST /v1/webhooks", s.createWebhook)
@@ -286,10 +312,16 @@ func (s *Server) routes() *http.ServeMux {
 	return m
 }
 
-// nextID returns a fresh id with prefix; callers hold s.mu.
-func (s *Server) nextID(prefix string) string {
-	s.seq++
-	return fmt.Sprintf("%s-%08x-%04x-4%03x-%04x", prefix, s.rng.Uint32(), s.seq&0xffff, s.rng.IntN(0x1000), s.rng.IntN(0x10000))
+// newID returns prefix + a random (version 4) UUID, the form of Together's
+// IDs (ft-…, file-…, endpoint-…; a batch's is a bare UUID). It draws from
+// crypto/rand, never from the seeded generator, so that two simulator runs
+// (a restart of make run, say) cannot hand out the same ID.
+func newID(prefix string) string {
+	var b [16]byte
+	_, _ = crand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%s%x-%x-%x-%x-%x", prefix, b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
 func (s *Server) now() time.Time { return s.opts.Now().UTC().Truncate(time.Second) }
@@ -323,9 +355,7 @@ func writeError(w http.ResponseWriter, r *http.Request, status int, code, msg st
 		writeJSON(w, status, map[string]string{"error": msg})
 		return
 	}
-	writeJSON(w, status, map[string]any{"error": map[string]any{
-		"message": msg, "type": errorType(status), "param": nil, "code": code,
-	}})
+	writeJSON(w, status, errorData{Error: errorBody{Message: msg, Type: errorType(status), Code: code}})
 }
 
 func errorType(status int) string {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -107,7 +108,7 @@ func TestFineTuneEventsAreDelivered(t *testing.T) {
 	s.RegisterWebhook(url, nil, secret)
 	c := client(t, s)
 	f := s.AddFile("t.jsonl", "fine-tune", []byte(`{"text":"x"}`))
-	ft, err := c.CreateFineTune(ctx, together.CreateFineTuneRequest{Model: "org/base", TrainingFile: f.ID, Suffix: "sfx"})
+	ft, err := c.CreateFineTune(ctx, together.CreateFineTuneRequest{Model: "org/base", TrainingFile: f.ID, ValidationFile: f.ID, NEvals: 1, Suffix: "sfx"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,8 +247,8 @@ func TestBatchScripts(t *testing.T) {
 	c := client(t, s)
 	url, ch := receiver(t, nil)
 	s.RegisterWebhook(url, []string{"batch.done"}, secret)
-	s.SetBatchScript(func(r together.CreateBatchRequest) bool { return r.ModelID == "fail" }, togethersim.BatchOutcome{Fail: "invalid input format"})
-	s.SetBatchScript(func(r together.CreateBatchRequest) bool { return r.ModelID == "slow" }, togethersim.BatchOutcome{Expire: true})
+	s.SetBatchScript(func(r togethersim.BatchRequest) bool { return r.ModelID == "fail" }, togethersim.BatchOutcome{Fail: "invalid input format"})
+	s.SetBatchScript(func(r togethersim.BatchRequest) bool { return r.ModelID == "slow" }, togethersim.BatchOutcome{Expire: true})
 	f := s.AddFile("in.jsonl", "batch-api", []byte(`{"custom_id":"a","body":{}}`))
 	want := map[string]together.BatchStatus{}
 	for _, m := range []string{"fail", "slow"} {
@@ -275,7 +276,7 @@ func TestBatchScripts(t *testing.T) {
 func TestClockAdvancesOnItsOwn(t *testing.T) {
 	s := start(t, togethersim.Options{StepInterval: 5 * time.Millisecond})
 	c := client(t, s)
-	e, err := s.AddV1Endpoint(together.CreateEndpointRequest{Model: "m", Hardware: "h", Autoscaling: together.Autoscaling{MinReplicas: 1, MaxReplicas: 1}})
+	e, err := s.AddV1Endpoint(togethersim.V1EndpointRequest{Model: "m", Hardware: "h", MinReplicas: 1, MaxReplicas: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +295,7 @@ func TestListEndpoints(t *testing.T) {
 	c := client(t, s)
 	var created []string
 	for _, m := range []string{"sim-user/a-ft", "sim-user/b-ft"} {
-		e, err := s.AddV1Endpoint(together.CreateEndpointRequest{Model: m, Hardware: "h", DisplayName: "d", Autoscaling: together.Autoscaling{MinReplicas: 1, MaxReplicas: 1}})
+		e, err := s.AddV1Endpoint(togethersim.V1EndpointRequest{Model: m, Hardware: "h", DisplayName: "d", MinReplicas: 1, MaxReplicas: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -377,4 +378,41 @@ func TestListEndpoints(t *testing.T) {
 			t.Errorf("fault outlived Times: %v", err)
 		}
 	})
+}
+
+// TestIDsAreRandomUUIDs: IDs are in Together's formats (ft-<uuid>,
+// file-<uuid>, a bare UUID for a batch) and drawn at random, so a restarted
+// simulator, even with the same seed, cannot hand out an ID it gave before.
+func TestIDsAreRandomUUIDs(t *testing.T) {
+	uuid := `[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}`
+	formats := map[string]*regexp.Regexp{
+		"ft": regexp.MustCompile(`^ft-` + uuid + `$`), "file": regexp.MustCompile(`^file-` + uuid + `$`), "batch": regexp.MustCompile(`^` + uuid + `$`),
+	}
+	seen := map[string]bool{}
+	for run := range 2 { // two runs with the same seed, as a restart
+		s := start(t, togethersim.Options{Seed: 7})
+		c := client(t, s)
+		for range 5 {
+			f := s.AddFile("t.jsonl", "fine-tune", []byte(`{"text":"x"}`))
+			ft, err := c.CreateFineTune(context.Background(), together.CreateFineTuneRequest{Model: "m", TrainingFile: f.ID})
+			if err != nil {
+				t.Fatal(err)
+			}
+			bf := s.AddFile("b.jsonl", "batch-api", []byte(`{"custom_id":"a","body":{}}`))
+			b, err := c.CreateBatch(context.Background(), together.CreateBatchRequest{InputFileID: bf.ID, Endpoint: "/v1/chat/completions"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for kind, id := range map[string]string{"ft": ft.ID, "file": f.ID, "batch": b.ID} {
+				if !formats[kind].MatchString(id) {
+					t.Errorf("%s id %q is not in Together's format %s", kind, id, formats[kind])
+				}
+				if seen[id] {
+					t.Errorf("run %d handed out %s again", run, id)
+				}
+				seen[id] = true
+			}
+		}
+		s.Close()
+	}
 }

@@ -514,10 +514,10 @@ func (s *Server) v2CreateEndpoint(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.wireEndpoint(e))
 }
 
-// v2ID returns a fresh id with a v2 prefix (ep_, dep_); callers hold s.mu.
+// v2ID returns a fresh id with a v2 prefix (ep_, dep_), random like every
+// simulator id (see newID) so that restarts cannot repeat one.
 func (s *Server) v2ID(prefix string) string {
-	s.seq++
-	return fmt.Sprintf("%s%08x%04x", prefix, s.rng.Uint32(), s.seq&0xffff)
+	return prefix + strings.ReplaceAll(newID(""), "-", "")[:12]
 }
 
 func (s *Server) v2LookupEndpoint(w http.ResponseWriter, r *http.Request) *v2Endpoint {

@@ -15,13 +15,29 @@ import (
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/pkg/push"
-
-	"github.com/together-operator/together-operator/internal/together"
 )
+
+// Webhook is a subscription of the project's own push contract (not
+// Together's API, which has no webhooks): the shape the operator's client
+// registers and reads.
+type Webhook struct {
+	ID        string    `json:"id"`
+	URL       string    `json:"url"`
+	Events    []string  `json:"events"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// webhookRequest is the body of POST/PATCH /v1/webhooks in the project's
+// own contract; secret signs deliveries and is never echoed.
+type webhookRequest struct {
+	URL    string   `json:"url"`
+	Events []string `json:"events"`
+	Secret string   `json:"secret"`
+}
 
 // hook is a subscription of the project's push contract (not Together's).
 type hook struct {
-	together.Webhook
+	Webhook
 	secret string
 }
 
@@ -31,10 +47,10 @@ const codeWebhookNotFound = "webhook_not_found"
 
 // RegisterWebhook subscribes url to events (all when empty), as
 // POST /v1/webhooks does, and returns the subscription.
-func (s *Server) RegisterWebhook(u string, evts []string, secret string) together.Webhook {
+func (s *Server) RegisterWebhook(u string, evts []string, secret string) Webhook {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	h := &hook{Webhook: together.Webhook{ID: s.nextID("wh"), URL: u, Events: evts, CreatedAt: s.now()}, secret: secret}
+	h := &hook{Webhook: Webhook{ID: newID("wh-"), URL: u, Events: evts, CreatedAt: s.now()}, secret: secret}
 	if h.Events == nil {
 		h.Events = []string{}
 	}
@@ -42,7 +58,7 @@ func (s *Server) RegisterWebhook(u string, evts []string, secret string) togethe
 	return h.Webhook
 }
 
-func validWebhook(req together.WebhookRequest, create bool) string {
+func validWebhook(req webhookRequest, create bool) string {
 	if create && (req.URL == "" || req.Secret == "") {
 		return "url and secret are required"
 	}
@@ -55,7 +71,7 @@ func validWebhook(req together.WebhookRequest, create bool) string {
 }
 
 func (s *Server) createWebhook(w http.ResponseWriter, r *http.Request) {
-	var req together.WebhookRequest
+	var req webhookRequest
 	if !decodeBody(w, r, &req) {
 		return
 	}
@@ -69,7 +85,7 @@ func (s *Server) createWebhook(w http.ResponseWriter, r *http.Request) {
 func (s *Server) listWebhooks(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]together.Webhook, 0, len(s.hooks))
+	out := make([]Webhook, 0, len(s.hooks))
 	for _, id := range sortedKeys(s.hooks) {
 		out = append(out, s.hooks[id].Webhook)
 	}
@@ -77,7 +93,7 @@ func (s *Server) listWebhooks(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) updateWebhook(w http.ResponseWriter, r *http.Request) {
-	var req together.WebhookRequest
+	var req webhookRequest
 	if !decodeBody(w, r, &req) {
 		return
 	}
@@ -132,7 +148,7 @@ func (s *Server) emit(typ togetherv1.EventType, data any) {
 		s.opts.Logger.Error(err, "encoding event data", "type", typ)
 		return
 	}
-	env := push.Envelope{ID: s.nextID("evt"), Type: string(typ), CreatedAt: s.now(), Data: raw}
+	env := push.Envelope{ID: newID("evt-"), Type: string(typ), CreatedAt: s.now(), Data: raw}
 	body, err := json.Marshal(env)
 	if err != nil {
 		s.opts.Logger.Error(err, "encoding event envelope", "type", typ)

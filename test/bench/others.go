@@ -37,6 +37,7 @@ import (
 	"github.com/together-operator/together-operator/internal/poller"
 
 	"github.com/together-operator/together-operator/internal/together"
+	"github.com/together-operator/together-operator/internal/togethersim"
 )
 
 // verifyDecode measures what the endpoint spends on a 1 KiB event before it
@@ -201,7 +202,7 @@ func (b *bench) poller(ctx context.Context) error {
 	n := b.sz.pollJobs
 	started := time.Now().Add(-time.Hour)
 	for i := 0; i < n; i++ {
-		b.sim.AddFineTune(together.FineTune{ID: fmt.Sprintf("ft-poll-%d", i), Status: together.FineTuneRunning, Model: "base", StartedAt: &started})
+		b.sim.AddFineTune(togethersim.FineTune{ID: fmt.Sprintf("ft-poll-%d", i), Status: "running", Model: "base", StartedAt: &started})
 	}
 	if err := parallel(n, b.sz.writerPool, func(i int) error {
 		ft := &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("poll-%d", i)},

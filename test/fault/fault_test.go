@@ -16,8 +16,7 @@ import (
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/event"
-
-	"github.com/together-operator/together-operator/internal/together"
+	"github.com/together-operator/together-operator/internal/togethersim"
 )
 
 // delivery is one POST a sender makes.
@@ -161,7 +160,7 @@ var _ = Describe("Two replicas", func() {
 		// no new events, so it adds nothing the senders do not.
 		sim := newSimulator()
 		for job := range jobs {
-			sim.AddFineTune(together.FineTune{ID: job, Status: together.FineTuneRunning, Model: "base"})
+			sim.AddFineTune(togethersim.FineTune{ID: job, Status: "running", Model: "base"})
 		}
 		a, b := startReplica(sim), startReplica(sim)
 		defer a.stop()
