@@ -12,8 +12,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
@@ -141,8 +141,8 @@ var _ = Describe("Poller against the API as published", func() {
 		own, api := ownSim(5)
 		id := fmt.Sprintf("ft-401-%s", ns)
 		own.AddStalledFineTune(togethersim.FineTune{ID: id, Model: "m"})
-		followedJob(ns, "unauthorized", id)
-		rec := events.NewFakeRecorder(100)
+		key := followedJob(ns, "unauthorized", id)
+		rec := &namedRecorder{}
 		p := &poller.Poller{Client: k8s, API: api, Applier: parts.Applier, Recorder: rec}
 
 		own.Faults().RejectKey(true)
@@ -150,14 +150,16 @@ var _ = Describe("Poller against the API as published", func() {
 			_, err := p.PollJobs(ctx)
 			Expect(together.IsUnauthorized(err)).To(BeTrue(), "cycle error: %v", err)
 		}
-		got := drain(rec)
+		got := rec.about(key)
 		Expect(got).To(HaveLen(1), "one Warning per change, not one per cycle: %v", got)
 		Expect(got[0]).To(And(HavePrefix("Warning "+poller.ReasonPollFailed), ContainSubstring("401"), ContainSubstring("API key")))
 
 		own.Faults().RejectKey(false)
 		_, err := p.PollJobs(ctx)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(drain(rec)).To(ConsistOf(HavePrefix("Normal " + poller.ReasonPollRecovered)))
+		got = rec.about(key)
+		Expect(got).To(HaveLen(2))
+		Expect(got[1]).To(HavePrefix("Normal " + poller.ReasonPollRecovered))
 	})
 
 	It("applies the rest of a cycle when one resource's write fails, and forgets resources that are gone", func() {
@@ -177,7 +179,7 @@ var _ = Describe("Poller against the API as published", func() {
 		}
 		applier := &intake.Applier{Reader: parts.Applier.Reader, Client: failingStatus{Client: parts.Applier.Client, fail: failing},
 			MaxConflictRetries: 1, WriteTimeout: 2 * time.Second}
-		rec := events.NewFakeRecorder(100)
+		rec := &namedRecorder{}
 		p := &poller.Poller{Client: k8s, API: api, Applier: applier, Recorder: rec}
 		_, err := p.PollJobs(ctx)
 		Expect(err).To(HaveOccurred(), "the failed write is reported")
@@ -185,7 +187,8 @@ var _ = Describe("Poller against the API as published", func() {
 			g.Expect(getFT(fine).Status.Step).To(BeNumerically(">=", 1), "the other resource's state is applied in the same cycle")
 		}).Should(Succeed())
 		Expect(getFT(broken).Status.Step).To(BeZero())
-		Expect(drain(rec)).To(ContainElement(And(HavePrefix("Warning "+poller.ReasonPollFailed), ContainSubstring("injected"))))
+		Expect(rec.about(broken)).To(ConsistOf(And(HavePrefix("Warning "+poller.ReasonPollFailed), ContainSubstring("injected"))))
+		Expect(rec.about(fine)).To(BeEmpty())
 		Expect(p.MemoryEntries()).To(BeNumerically(">", 0))
 
 		By("deleting both resources empties the poller's per-job memory on the next cycle")
@@ -269,16 +272,30 @@ var _ = Describe("Deprecations from /v2/supported-models", func() {
 	})
 })
 
-func drain(rec *events.FakeRecorder) []string {
-	var out []string
-	for {
-		select {
-		case e := <-rec.Events:
-			out = append(out, e)
-		default:
-			return out
-		}
+// namedRecorder keeps each Event with the object it is about.
+type namedRecorder struct {
+	mu  sync.Mutex
+	evs map[types.NamespacedName][]string
+}
+
+func (r *namedRecorder) Eventf(regarding, _ runtime.Object, eventtype, reason, _, note string, args ...any) {
+	obj, ok := regarding.(client.Object)
+	if !ok {
+		return
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.evs == nil {
+		r.evs = map[types.NamespacedName][]string{}
+	}
+	k := client.ObjectKeyFromObject(obj)
+	r.evs[k] = append(r.evs[k], eventtype+" "+reason+" "+fmt.Sprintf(note, args...))
+}
+
+func (r *namedRecorder) about(k types.NamespacedName) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.evs[k]...)
 }
 
 // failingStatus fails the status writes fail says to.

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -322,7 +323,7 @@ func (p *Poller) reportFailure(obj client.Object, err error) {
 		hint = " Together rejected the API key: replace it where the manager reads it (--api-key-secret or TOGETHER_API_KEY)."
 	}
 	p.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, ReasonPollFailed, "Poll",
-		"Reading this job's state from Together failed; retrying every cycle: %s.%s", msg, hint)
+		"Reading this job's state from Together failed; retrying every cycle: %s.%s", strings.TrimSuffix(msg, "."), hint)
 }
 
 // reportRecovered clears a failure and says so once.
