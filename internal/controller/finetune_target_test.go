@@ -84,7 +84,7 @@ var _ = Describe("FineTune deploy target", func() {
 		for _, e := range job.Events {
 			switch e.Type {
 			case "checkpoint_save":
-				evs = append(evs, event.Event{ID: fmt.Sprintf("poll:%s:cp:%d", job.ID, e.Step), Type: togetherv1.EventFineTuneCheckpoint, JobID: job.ID, Step: e.Step, Loss: e.Loss})
+				evs = append(evs, event.Event{ID: fmt.Sprintf("poll:%s:cp:%d", job.ID, e.Step), Type: togetherv1.EventFineTuneCheckpoint, JobID: job.ID, Step: e.Step})
 			case "job_error":
 				evs = append(evs, event.Event{ID: "poll:" + job.ID + ":failed", Type: togetherv1.EventFineTuneFailed, JobID: job.ID, Step: e.Step, ErrorMessage: e.Message})
 			}

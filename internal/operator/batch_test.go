@@ -3,6 +3,7 @@ package operator
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -70,7 +71,9 @@ func outputCustomIDs(ns, name string) []string {
 	return ids
 }
 
-// remoteTokens sums what Together reports for the batches.
+// remoteTokens sums the usage Together reports for the batches: a batch
+// object carries no token counts, so it is read from each output line's
+// response.body.usage, with a generic decoder.
 func remoteTokens(ids ...string) int64 {
 	GinkgoHelper()
 	api := parts.Poller.API.(*together.Client)
@@ -79,9 +82,25 @@ func remoteTokens(ids ...string) int64 {
 		b, err := api.GetBatch(ctx, id)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(b.Status).To(Equal(together.BatchCompleted))
-		sum += b.TotalTokens
+		rc, err := api.DownloadFile(ctx, b.OutputFileID)
+		Expect(err).NotTo(HaveOccurred())
+		data, err := io.ReadAll(rc)
+		_ = rc.Close()
+		Expect(err).NotTo(HaveOccurred())
+		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			var l map[string]any
+			Expect(json.Unmarshal([]byte(line), &l)).To(Succeed())
+			sum += int64(l["response"].(map[string]any)["body"].(map[string]any)["usage"].(map[string]any)["total_tokens"].(float64))
+		}
 	}
 	return sum
+}
+
+// usedTokens is status.usage.totalTokens, failing when it is not there.
+func usedTokens(tb *togetherv1.TogetherBatch) int64 {
+	GinkgoHelper()
+	Expect(tb.Status.Usage).NotTo(BeNil(), "status.usage should be counted from the output")
+	return tb.Status.Usage.TotalTokens
 }
 
 // pollUntil runs poll cycles until the batch's phase is terminal.
@@ -130,7 +149,8 @@ var _ = Describe("Batches end to end", func() {
 		Expect(tb.Status.LastEvent).NotTo(BeNil())
 		Expect(tb.Status.LastEvent.Type).To(Equal(string(togetherv1.EventBatchDone)))
 		Expect(tb.Status.LastEvent.ID).NotTo(HavePrefix("poll:"), "the push, not the poller, should have delivered it")
-		Expect(tb.Status.TotalTokens).To(Equal(remoteTokens(tb.Status.BatchID)))
+		Expect(tb.Status.TotalTokens).To(Equal(remoteTokens(tb.Status.BatchID)), "the push reports the output's usage")
+		Expect(usedTokens(tb)).To(Equal(tb.Status.TotalTokens))
 		Expect(tb.Status.AccountedTokens).To(Equal(tb.Status.TotalTokens))
 		Expect(sim.CountCalls("POST", "/v1/batches") - posts).To(Equal(1))
 	})
@@ -144,7 +164,7 @@ var _ = Describe("Batches end to end", func() {
 		Expect(tb.Status.LastEvent).NotTo(BeNil())
 		Expect(tb.Status.LastEvent.ID).To(HavePrefix("poll:"))
 		tb = expectOutput(key, 4)
-		Expect(tb.Status.TotalTokens).To(Equal(remoteTokens(tb.Status.BatchID)))
+		Expect(usedTokens(tb)).To(Equal(remoteTokens(tb.Status.BatchID)))
 	})
 
 	It("splits a large input, follows every part through the poller and merges the outputs in input order", func() {
@@ -167,7 +187,7 @@ var _ = Describe("Batches end to end", func() {
 			Expect(p.Phase).To(Equal(togetherv1.BatchSucceeded))
 			ids = append(ids, p.BatchID)
 		}
-		Expect(tb.Status.TotalTokens).To(Equal(remoteTokens(ids...)), "the parts' tokens, summed")
+		Expect(usedTokens(tb)).To(Equal(remoteTokens(ids...)), "the parts' tokens, summed")
 		Expect(sim.CountCalls("POST", "/v1/batches") - posts).To(Equal(3))
 	})
 
@@ -189,7 +209,7 @@ var _ = Describe("Batches end to end", func() {
 		pollUntil(key, "the adopted batch")
 		tb = expectOutput(key, 2)
 		Expect(tb.Status.BatchID).To(Equal(remote.ID))
-		Expect(tb.Status.TotalTokens).To(Equal(remoteTokens(remote.ID)))
+		Expect(usedTokens(tb)).To(Equal(remoteTokens(remote.ID)))
 		Expect(sim.CountCalls("POST", "/v1/batches")).To(Equal(posts), "adopting must not create a batch")
 	})
 })

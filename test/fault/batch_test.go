@@ -3,6 +3,7 @@ package fault
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -62,9 +63,12 @@ var _ = Describe("Two replicas following a split batch", func() {
 			rb, err := api.GetBatch(ctx, p.BatchID)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(rb.Status).To(Equal(together.BatchCompleted))
-			wantTokens += rb.TotalTokens
+			// A batch carries no token count: a relay reports what the
+			// output lines' usage adds up to.
+			tokens := outputTokens(api, rb.OutputFileID)
+			wantTokens += tokens
 			id := fmt.Sprintf("done-%d", i)
-			body := envelope(id, "batch.done", map[string]any{"batch_id": rb.ID, "status": "COMPLETED", "total_tokens": rb.TotalTokens,
+			body := envelope(id, "batch.done", map[string]any{"batch_id": rb.ID, "status": "COMPLETED", "total_tokens": tokens,
 				"output_file_id": rb.OutputFileID, "error_file_id": rb.ErrorFileID})
 			stream = append(stream, delivery{id: id, body: body}, delivery{id: id, body: body})
 		}
@@ -82,7 +86,9 @@ var _ = Describe("Two replicas following a split batch", func() {
 			g.Expect(tb.Status.Output).NotTo(BeNil())
 		}, time.Minute).Should(Succeed(), "waiting for the batch to succeed and its output to be written")
 		tb := get()
-		Expect(tb.Status.TotalTokens).To(Equal(wantTokens), "the parts' tokens, each once")
+		Expect(tb.Status.TotalTokens).To(Equal(wantTokens), "the parts' pushed tokens, each once")
+		Expect(tb.Status.Usage).NotTo(BeNil())
+		Expect(tb.Status.Usage.TotalTokens).To(Equal(wantTokens), "the output lines' usage, each once")
 		Expect(tb.Status.Output.Records).To(Equal(int64(requests)))
 		cm := &corev1.ConfigMap{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "split-out"}, cm)).To(Succeed())
@@ -104,3 +110,21 @@ var _ = Describe("Two replicas following a split batch", func() {
 		Expect(leaders(a, b)).To(Equal(1))
 	})
 })
+
+// outputTokens sums response.body.usage.total_tokens over an output file's
+// lines, with a generic decoder.
+func outputTokens(api *together.Client, fileID string) int64 {
+	GinkgoHelper()
+	rc, err := api.DownloadFile(ctx, fileID)
+	Expect(err).NotTo(HaveOccurred())
+	data, err := io.ReadAll(rc)
+	_ = rc.Close()
+	Expect(err).NotTo(HaveOccurred())
+	var sum int64
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var l map[string]any
+		Expect(json.Unmarshal([]byte(line), &l)).To(Succeed())
+		sum += int64(l["response"].(map[string]any)["body"].(map[string]any)["usage"].(map[string]any)["total_tokens"].(float64))
+	}
+	return sum
+}

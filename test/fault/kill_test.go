@@ -153,7 +153,7 @@ var _ = Describe("Manager killed mid-stream", func() {
 		// The manager runs its reconcilers too; they find these jobs running.
 		sim := newSimulator()
 		for job := range jobs {
-			sim.AddFineTune(together.FineTune{ID: job, Status: together.FineTuneRunning, Model: "base"})
+			sim.AddFineTune(togethersim.FineTune{ID: job, Status: "running", Model: "base"})
 		}
 		first := startProcess(sim.URL(), time.Hour)
 		var current atomic.Pointer[string]
