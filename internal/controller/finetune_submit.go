@@ -171,6 +171,7 @@ func (r *TogetherFineTuneReconciler) recordSubmitted(ft *togetherv1.TogetherFine
 	st.Submission = nil
 	st.Attempt = attempt
 	st.Step, st.FinalStep, st.Loss, st.EvalLoss, st.Checkpoints, st.Error, st.OutputModel = 0, 0, nil, nil, nil, nil, ""
+	st.SecondsRemaining = nil
 	fillFromJob(st, job)
 	entry := togetherv1.FineTuneAttempt{Attempt: attempt, JobID: job.ID, LearningRate: &lr}
 	st.Attempts = append(withoutAttempt(st.Attempts, attempt), entry)

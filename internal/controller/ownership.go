@@ -37,16 +37,16 @@ type statusOwnership struct {
 
 var (
 	fineTuneOwnership = statusOwnership{
-		owned: []string{"attempt", "attempts", "submission", "trainingFileID", "cleanupAttempts",
+		owned: []string{"attempt", "attempts", "submission", "trainingFileID", "validationFileID", "cleanupAttempts",
 			"deployedModel", "deployedAttempt", "deployment", "endpoint", "observedGeneration", "conditions"},
-		onNewAttempt: []string{"jobID", "phase", "remoteStatus", "step", "loss", "finalStep", "evalLoss", "outputModel", "checkpoints", "error"},
+		onNewAttempt: []string{"jobID", "phase", "remoteStatus", "step", "loss", "finalStep", "evalLoss", "secondsRemaining", "outputModel", "checkpoints", "error"},
 		startKeys:    []string{"jobID", "submission"},
 		fillOnce:     []string{"outputModel", "evalLoss"},
-		others: byIntake("jobID", "phase", "remoteStatus", "step", "loss", "finalStep", "evalLoss", "outputModel", "checkpoints", "error",
+		others: byIntake("jobID", "phase", "remoteStatus", "step", "loss", "finalStep", "evalLoss", "secondsRemaining", "outputModel", "checkpoints", "error",
 			"processedEvents", "lastEvent"),
 	}
 	batchOwnership = statusOwnership{
-		owned:        []string{"output", "tokensAccounted", "accountedTokens", "fetchAttempts", "submission", "cleanupAttempts", "observedGeneration", "conditions"},
+		owned:        []string{"output", "usage", "tokensAccounted", "accountedTokens", "fetchAttempts", "submission", "cleanupAttempts", "observedGeneration", "conditions"},
 		onNewAttempt: []string{"batchID", "phase", "progress", "totalTokens", "outputFileID", "errorFileID", "error", "parts"},
 		startKeys:    []string{"batchID", "submission"},
 		fillOnce:     []string{"outputFileID", "errorFileID", "parts[].outputFileID", "parts[].errorFileID"},
