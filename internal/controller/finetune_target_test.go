@@ -248,7 +248,7 @@ var _ = Describe("FineTune deploy target", func() {
 	})
 
 	It("does not pay for a retry while the target is missing, and retries once it is back", func() {
-		sim.SetFineTuneScript(func(req together.CreateFineTuneRequest) bool {
+		sim.SetFineTuneScript(func(req togethersim.FineTuneRequest) bool {
 			return req.LearningRate != nil && *req.LearningRate > 5e-5
 		}, togethersim.FineTuneOutcome{FailAtStep: 2, FailMessage: "loss diverged"})
 		newDeployment("chat", app)
