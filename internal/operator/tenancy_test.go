@@ -259,7 +259,7 @@ var _ = Describe("A tenant in a shared cluster", func() {
 		fineTune := func(name string) *togetherv1.TogetherFineTune {
 			ft := &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 				Spec: togetherv1.TogetherFineTuneSpec{JobID: "ft-" + ns + "-" + name}}
-			sim.AddFineTune(together.FineTune{ID: ft.Spec.JobID, Model: "org/base", Status: together.FineTuneRunning})
+			sim.AddFineTune(togethersim.FineTune{ID: ft.Spec.JobID, Model: "org/base", Status: "running"})
 			Expect(tenant.Create(ctx, ft)).To(Succeed())
 			return ft
 		}
