@@ -1,3 +1,19 @@
+/*
+Copyright 2026 The together-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
 package operator
 
 import (
@@ -104,7 +120,11 @@ var _ = Describe("A tenant in a shared cluster", func() {
 	})
 
 	It("cannot have another team's job cancelled by adopting and deleting it (scenario 1)", func() {
-		sim.AddFineTune(togethersim.FineTune{ID: "ft-other-team", Model: "org/base", Status: "running"})
+		// The other team's job keeps training for as long as the spec runs:
+		// the scenario is a delete while it runs, and a job that finished
+		// on its own would not be cancelled anyway.
+		sim.AddFineTune(togethersim.FineTune{ID: "ft-other-team", Model: "org/base", Status: "running",
+			Outcome: &togethersim.FineTuneOutcome{Stall: true}})
 		ft := &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "grab"},
 			Spec: togetherv1.TogetherFineTuneSpec{JobID: "ft-other-team"}}
 		Expect(tenant.Create(ctx, ft)).To(Succeed())
