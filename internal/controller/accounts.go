@@ -55,6 +55,33 @@ func resolveAccount(ctx context.Context, a Accounts, ns string) (*credentials.Ac
 	return acc, nil, nil
 }
 
+// namespaceAccount resolves, for one reconcile, the account of ns: the
+// client to use and where its key came from (sharedKeySource, the
+// reconciler's own description, when the namespace uses the operator-wide
+// key). When the namespace has no key, acc is nil and missing says why; the
+// kind's first step then stalls with it (requireAccount). err is a failure to
+// read, retried.
+func namespaceAccount(ctx context.Context, a Accounts, ns, sharedKeySource string) (acc *credentials.Account, keySource string, missing, err error) {
+	acc, missing, err = resolveAccount(ctx, a, ns)
+	if acc == nil {
+		return nil, "", missing, err
+	}
+	if acc.Source == credentials.SharedSource {
+		return acc, sharedKeySource, nil, nil
+	}
+	return acc, "Secret " + acc.Source, nil, nil
+}
+
+// withAccountStep puts requireAccount first in k's steps when the namespace
+// has no account, so that every kind stalls the same way before any step
+// that would call Together.
+func withAccountStep[T reconcile.Object](k *kind[T], missing error) *kind[T] {
+	if missing != nil {
+		k.steps = append([]step[T]{requireAccount[T](missing)}, k.steps...)
+	}
+	return k
+}
+
 // requireAccount is the first step of a kind whose namespace has no key: it
 // stalls with a message naming the Secret to create.
 func requireAccount[T reconcile.Object](missing error) step[T] {

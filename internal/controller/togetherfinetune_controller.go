@@ -34,7 +34,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
-	"github.com/together-operator/together-operator/internal/credentials"
 	"github.com/together-operator/together-operator/internal/reconcile"
 	"github.com/together-operator/together-operator/internal/together"
 )
@@ -168,23 +167,16 @@ func (r *TogetherFineTuneReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	// A copy per reconcile: API and KeySource become the namespace's own.
 	rr := *r
 	if r.Accounts != nil {
-		acc, missing, err := resolveAccount(ctx, r.Accounts, req.Namespace)
+		acc, keySource, missing, err := namespaceAccount(ctx, r.Accounts, req.Namespace, r.KeySource)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
 		if acc != nil {
-			rr.API, rr.KeySource = acc.Client, "Secret "+acc.Source
-			if acc.Source == credentials.SharedSource {
-				rr.KeySource = r.KeySource
-			}
+			rr.API, rr.KeySource = acc.Client, keySource
 		}
 		rr.accountErr = missing
 	}
-	k := rr.kind()
-	if rr.accountErr != nil {
-		k.steps = append([]step[*togetherv1.TogetherFineTune]{requireAccount[*togetherv1.TogetherFineTune](rr.accountErr)}, k.steps...)
-	}
-	return k.run(ctx, rr.Client, rr.Recorder, req, rr.check)
+	return withAccountStep(rr.kind(), rr.accountErr).run(ctx, rr.Client, rr.Recorder, req, rr.check)
 }
 
 // apiFailure classifies a failed Together call for the summary.

@@ -32,7 +32,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
-	"github.com/together-operator/together-operator/internal/credentials"
 	"github.com/together-operator/together-operator/internal/reconcile"
 	"github.com/together-operator/together-operator/internal/together"
 	"github.com/together-operator/together-operator/internal/webhook"
@@ -124,23 +123,16 @@ func (r *TogetherWebhookSubscriptionReconciler) Reconcile(ctx context.Context, r
 	// A copy per reconcile: API and KeySource become the namespace's own.
 	rr := *r
 	if r.Accounts != nil {
-		acc, missing, err := resolveAccount(ctx, r.Accounts, req.Namespace)
+		acc, keySource, missing, err := namespaceAccount(ctx, r.Accounts, req.Namespace, r.KeySource)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
 		if acc != nil {
-			rr.API, rr.KeySource = acc.Client, "Secret "+acc.Source
-			if acc.Source == credentials.SharedSource {
-				rr.KeySource = r.KeySource
-			}
+			rr.API, rr.KeySource = acc.Client, keySource
 		}
 		rr.accountErr = missing
 	}
-	k := rr.kind()
-	if rr.accountErr != nil {
-		k.steps = append([]step[*togetherv1.TogetherWebhookSubscription]{requireAccount[*togetherv1.TogetherWebhookSubscription](rr.accountErr)}, k.steps...)
-	}
-	return k.run(ctx, rr.Client, rr.Recorder, req, rr.check)
+	return withAccountStep(rr.kind(), rr.accountErr).run(ctx, rr.Client, rr.Recorder, req, rr.check)
 }
 
 func (r *TogetherWebhookSubscriptionReconciler) reconcilePath(_ context.Context, sub *togetherv1.TogetherWebhookSubscription, _ *scope) (ctrl.Result, error) {
