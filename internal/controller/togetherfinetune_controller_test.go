@@ -579,6 +579,55 @@ var _ = Describe("FineTune reconciler", func() {
 		Expect(condition(get(key), togetherv1.StalledCondition).Reason).To(Equal(togetherv1.ReasonDeploymentNotFound))
 	})
 
+	It("keeps an env var and an annotation another writer added to an empty list and map while the model was being deployed", func() {
+		labels := map[string]string{"app": "bare"}
+		Expect(k8sClient.Create(ctx, &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "bare", Namespace: ns},
+			Spec: appsv1.DeploymentSpec{
+				Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+					// No env list and no annotations: the patch must add both.
+					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "server", Image: "server:1"}}}},
+			},
+		})).To(Succeed())
+		sim.AddFineTune(togethersim.FineTune{ID: "ft-done-bare", Model: "m", Status: "completed", ModelOutputName: "org/m-bare"})
+		key := newFineTune("bare", togetherv1.TogetherFineTuneSpec{JobID: "ft-done-bare",
+			Deploy: &togetherv1.DeploySpec{Deployment: &togetherv1.DeploymentTarget{Name: "bare", Container: "server", Env: "TOGETHER_MODEL"}}})
+
+		// Another writer (a person, a GitOps tool) adds its own env var and
+		// annotation after the reconciler read the Deployment and before its
+		// patch reaches the API server.
+		base, err := client.NewWithWatch(cfg, client.Options{Scheme: k8sClient.Scheme()})
+		Expect(err).NotTo(HaveOccurred())
+		var raced atomic.Bool
+		r.Client = interceptor.NewClient(base, interceptor.Funcs{
+			Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+				if _, ok := obj.(*appsv1.Deployment); ok && raced.CompareAndSwap(false, true) {
+					d := &appsv1.Deployment{}
+					Expect(c.Get(ctx, client.ObjectKeyFromObject(obj), d)).To(Succeed())
+					d.Annotations = map[string]string{"team.example.com/owner": "search"}
+					d.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "LOG_LEVEL", Value: "debug"}}
+					Expect(c.Update(ctx, d)).To(Succeed())
+				}
+				return c.Patch(ctx, obj, patch, opts...)
+			},
+		})
+		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
+			c := condition(ft, togetherv1.DeployedCondition)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Status).To(Equal(metav1.ConditionTrue), c.Message)
+		})
+		Expect(raced.Load()).To(BeTrue(), "the concurrent edit should have happened")
+		d := &appsv1.Deployment{}
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "bare"}, d)).To(Succeed())
+		Expect(d.Spec.Template.Spec.Containers[0].Env).To(ConsistOf(
+			corev1.EnvVar{Name: "LOG_LEVEL", Value: "debug"},
+			corev1.EnvVar{Name: "TOGETHER_MODEL", Value: "org/m-bare"},
+		), "the other writer's env var must survive the deploy")
+		Expect(d.Annotations).To(HaveKeyWithValue("team.example.com/owner", "search"),
+			"the other writer's annotation must survive the deploy")
+	})
+
 	It("counts a failed attempt and warns about it once when the write recording it is lost", func() {
 		sim.SetFineTuneScript(func(togethersim.FineTuneRequest) bool { return true },
 			togethersim.FineTuneOutcome{FailAtStep: 2, FailMessage: "loss diverged"})
