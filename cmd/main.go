@@ -150,6 +150,7 @@ func main() {
 		LeaderElectionNamespace: o.leaderElectNS,
 		Client:                  operator.ClientOptions(),
 		Cache:                   operator.CacheOptions(),
+		Controller:              operator.ControllerOptions(),
 	})
 	if err != nil {
 		setupLog.Error(err, "unable to create manager")

@@ -31,6 +31,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/apicount"
@@ -163,6 +164,18 @@ func ClientOptions() client.Options {
 	return client.Options{Cache: &client.CacheOptions{
 		DisableFor: []client.Object{&corev1.Secret{}, &corev1.ConfigMap{}, &appsv1.Deployment{}, &appsv1.StatefulSet{}},
 	}}
+}
+
+// ReconcileTimeout bounds one Reconcile call. Every Together call already
+// has its own deadline (internal/together) and the dedicated-endpoint steps
+// theirs; this is the last bound, so that nothing a reconcile waits on — a
+// Kubernetes call, a stream — can hold a worker for good.
+const ReconcileTimeout = 5 * time.Minute
+
+// ControllerOptions are the controllers' settings shared by the binary and
+// the suites that run the manager as the binary does.
+func ControllerOptions() config.Controller {
+	return config.Controller{ReconciliationTimeout: ReconcileTimeout}
 }
 
 // CacheOptions are the manager's cache settings. Managed fields are dropped

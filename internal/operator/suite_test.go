@@ -95,7 +95,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	mgr, err = ctrl.NewManager(managerCfg, ctrl.Options{
 		Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		Client: ClientOptions(), Cache: CacheOptions(),
+		Client: ClientOptions(), Cache: CacheOptions(), Controller: ControllerOptions(),
 	})
 	Expect(err).NotTo(HaveOccurred())
 	// Each namespace's resources run under its own key (the Secret

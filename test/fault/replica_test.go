@@ -70,7 +70,7 @@ func startPollingReplica(s *togethersim.Server, interval time.Duration) *replica
 		LeaderElectionReleaseOnCancel: true, LeaseDuration: &lease, RenewDeadline: &renew, RetryPeriod: &retry,
 		// Two managers in one process register the same controller names;
 		// in production each replica is its own process.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+		Controller: withSkipNameValidation(operator.ControllerOptions()),
 	})
 	Expect(err).NotTo(HaveOccurred())
 	parts, err := operator.Setup(mgr, operator.Config{API: api, BaseURL: s.URL(),
@@ -90,4 +90,11 @@ func leaders(rs ...*replica) int {
 		}
 	}
 	return n
+}
+
+// withSkipNameValidation lets a second manager in the same process register
+// the controllers again, keeping the rest of the binary's settings.
+func withSkipNameValidation(c config.Controller) config.Controller {
+	c.SkipNameValidation = ptr.To(true)
+	return c
 }

@@ -132,7 +132,7 @@ type intake struct {
 func startIntake(mutate func(*webhook.Server)) *intake {
 	GinkgoHelper()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
-		Client: operator.ClientOptions(), Cache: operator.CacheOptions()})
+		Client: operator.ClientOptions(), Cache: operator.CacheOptions(), Controller: operator.ControllerOptions()})
 	Expect(err).NotTo(HaveOccurred())
 	Expect(applyintake.SetupIndexes(ctx, mgr.GetFieldIndexer())).To(Succeed())
 	applier := &applyintake.Applier{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("together-events")}
