@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -56,6 +57,7 @@ func allOn() map[string]any {
 		"serviceMonitor": map[string]any{"enabled": true, "interval": "30s", "labels": map[string]any{"release": "kube-prometheus-stack"}},
 		"prometheusRule": map[string]any{"enabled": true},
 		"dashboards":     map[string]any{"enabled": true, "annotations": map[string]any{"grafana_folder": "Together"}},
+		"together":       map[string]any{"sharedAPIKeyNamespaces": []any{"team-a", "team-b"}},
 	}
 }
 
@@ -275,6 +277,12 @@ func TestChartOptionalObjects(t *testing.T) {
 	}
 	if certPath == "" {
 		t.Fatalf("events.tls.enabled but the manager has no --events-cert-path: %v", c.Args)
+	}
+	// The credentials policy reaches the manager as the flag it reads
+	// (cmd/main.go); the defaults allow no namespace (checked against
+	// config/default by TestChartDefaultsMatchConfigDefault).
+	if !slices.Contains(c.Args, "--shared-api-key-namespaces=team-a,team-b") {
+		t.Errorf("together.sharedAPIKeyNamespaces did not reach the manager as --shared-api-key-namespaces: %v", c.Args)
 	}
 	var mountedSecret string
 	for _, m := range c.VolumeMounts {
