@@ -144,7 +144,7 @@ func TestSendToTheOperatorOverTLS(t *testing.T) {
 	}
 
 	// The subscription reaches the endpoint's cache shortly after it is
-	// created; until then the endpoint answers 404.
+	// created; until then the endpoint answers 401, as for any unknown one.
 	deadline := time.Now().Add(30 * time.Second)
 	var out string
 	for {
