@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 header=hack/boilerplate.go.txt
-git ls-files '*.go' | while read -r f; do
+git ls-files --cached --others --exclude-standard '*.go' | while read -r f; do
   if grep -q 'Licensed under the Apache License, Version 2.0' "$f"; then continue; fi
   tmp=$(mktemp)
   if head -1 "$f" | grep -q '^//go:build'; then
