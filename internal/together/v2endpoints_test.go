@@ -26,7 +26,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 
@@ -116,42 +115,6 @@ func TestV2GoldenDecodeStrict(t *testing.T) {
 	}
 }
 
-// v2Keys lists the dotted key paths of a JSON document (array levels add no
-// segment), to any depth.
-func v2Keys(t *testing.T, b []byte) []string {
-	t.Helper()
-	var v any
-	if err := json.Unmarshal(b, &v); err != nil {
-		t.Fatalf("%v: %s", err, b)
-	}
-	seen := map[string]bool{}
-	var walk func(prefix string, v any)
-	walk = func(prefix string, v any) {
-		switch x := v.(type) {
-		case map[string]any:
-			for k, val := range x {
-				p := k
-				if prefix != "" {
-					p = prefix + "." + k
-				}
-				seen[p] = true
-				walk(p, val)
-			}
-		case []any:
-			for _, e := range x {
-				walk(prefix, e)
-			}
-		}
-	}
-	walk("", v)
-	out := make([]string, 0, len(seen))
-	for k := range seen {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
 func v2Raw(t *testing.T, method, u string, body string) []byte {
 	t.Helper()
 	req, _ := http.NewRequest(method, u, strings.NewReader(body))
@@ -234,9 +197,9 @@ func TestV2SimulatorMatchesGoldenShapes(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.fixture, func(t *testing.T) {
-			want := v2Keys(t, v2Golden(t, tc.fixture))
+			want := jsonKeys(t, v2Golden(t, tc.fixture))
 			body := v2Raw(t, http.MethodGet, tc.url, "")
-			got := v2Keys(t, body)
+			got := jsonKeys(t, body)
 			for _, k := range got {
 				if !slices.Contains(want, k) {
 					t.Errorf("simulator sends %q, which the published type lacks", k)
