@@ -41,8 +41,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
-	"github.com/together-operator/together-operator/internal/event"
-	"github.com/together-operator/together-operator/internal/lattice"
 	"github.com/together-operator/together-operator/internal/together"
 	"github.com/together-operator/together-operator/internal/togethersim"
 )
@@ -85,27 +83,8 @@ var _ = Describe("FineTune dedicated endpoint (v2)", func() {
 		return apimeta.FindStatusCondition(ft.Status.Conditions, t)
 	}
 
-	// feed plays the event intake for the job's status and completion,
-	// through the intake's own apply step.
-	feed := func(key types.NamespacedName) error {
-		ft := &togetherv1.TogetherFineTune{}
-		if err := k8sClient.Get(ctx, key, ft); err != nil || ft.Status.JobID == "" {
-			return client.IgnoreNotFound(err)
-		}
-		job, err := api.GetFineTune(ctx, ft.Status.JobID)
-		if err != nil {
-			return err
-		}
-		evs := []event.Event{{ID: "poll:" + job.ID + ":status:" + string(job.Status), Type: event.TypeFineTuneStatus, JobID: job.ID, RemoteStatus: string(job.Status)}}
-		if job.Status == together.FineTuneCompleted {
-			evs = append(evs, event.Event{ID: "poll:" + job.ID + ":completed", Type: togetherv1.EventFineTuneCompleted, JobID: job.ID, ModelName: job.ModelOutputName})
-		}
-		before := ft.DeepCopy()
-		for _, ev := range evs {
-			lattice.ApplyFineTune(&ft.Status, ev, metav1.Now())
-		}
-		return k8sClient.Status().Patch(ctx, ft, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
-	}
+	// feed runs one cycle of the operator's poller and apply step.
+	feed := feedThroughPoller(func() string { return ns }, func() *together.Client { return api })
 	drive := func(key types.NamespacedName, cond func(g Gomega, ft *togetherv1.TogetherFineTune)) {
 		EventuallyWithOffset(1, func(g Gomega) {
 			sim.Advance()

@@ -17,7 +17,6 @@ limitations under the License.
 package controller
 
 import (
-	"fmt"
 	"strings"
 	"time"
 
@@ -36,8 +35,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
-	"github.com/together-operator/together-operator/internal/event"
-	"github.com/together-operator/together-operator/internal/lattice"
 	"github.com/together-operator/together-operator/internal/together"
 	"github.com/together-operator/together-operator/internal/togethersim"
 )
@@ -85,36 +82,8 @@ var _ = Describe("FineTune deploy target", func() {
 	condition := func(ft *togetherv1.TogetherFineTune, t string) *metav1.Condition {
 		return apimeta.FindStatusCondition(ft.Status.Conditions, t)
 	}
-	// feed plays the event intake with its own apply step: the job's
-	// checkpoints, status word and, once completed, its output model.
-	feed := func(key types.NamespacedName) error {
-		ft := &togetherv1.TogetherFineTune{}
-		if err := k8sClient.Get(ctx, key, ft); err != nil || ft.Status.JobID == "" {
-			return client.IgnoreNotFound(err)
-		}
-		job, err := api.GetFineTune(ctx, ft.Status.JobID)
-		if err != nil {
-			return err
-		}
-		var evs []event.Event
-		for _, e := range job.Events {
-			switch e.Type {
-			case "checkpoint_save":
-				evs = append(evs, event.Event{ID: fmt.Sprintf("poll:%s:cp:%d", job.ID, e.Step), Type: togetherv1.EventFineTuneCheckpoint, JobID: job.ID, Step: e.Step})
-			case "job_error":
-				evs = append(evs, event.Event{ID: "poll:" + job.ID + ":failed", Type: togetherv1.EventFineTuneFailed, JobID: job.ID, Step: e.Step, ErrorMessage: e.Message})
-			}
-		}
-		evs = append(evs, event.Event{ID: "poll:" + job.ID + ":status:" + string(job.Status), Type: event.TypeFineTuneStatus, JobID: job.ID, RemoteStatus: string(job.Status)})
-		if job.Status == together.FineTuneCompleted {
-			evs = append(evs, event.Event{ID: "poll:" + job.ID + ":completed", Type: togetherv1.EventFineTuneCompleted, JobID: job.ID, ModelName: job.ModelOutputName})
-		}
-		before := ft.DeepCopy()
-		for _, ev := range evs {
-			lattice.ApplyFineTune(&ft.Status, ev, metav1.Now())
-		}
-		return k8sClient.Status().Patch(ctx, ft, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
-	}
+	// feed runs one cycle of the operator's poller and apply step.
+	feed := feedThroughPoller(func() string { return ns }, func() *together.Client { return api })
 	drive := func(key types.NamespacedName, cond func(g Gomega, ft *togetherv1.TogetherFineTune)) {
 		GinkgoHelper()
 		Eventually(func(g Gomega) {

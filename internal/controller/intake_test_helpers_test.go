@@ -20,6 +20,7 @@ import (
 	"context"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/together-operator/together-operator/internal/intake"
@@ -51,5 +52,23 @@ func realIntake(ns string, api *together.Client) *poller.Poller {
 		API:            api,
 		Applier:        &intake.Applier{Client: k8sClient, Reader: k8sClient},
 		ModelsInterval: 24 * time.Hour,
+	}
+}
+
+// feedThroughPoller returns a feed for specs that drive a reconciler: each
+// call runs one cycle of the operator's own poller against the spec's
+// simulator, which applies what it finds with the operator's apply step —
+// so the specs see status exactly as the poller and intake write it, with
+// the event IDs they use. A new namespace (a new spec) gets a new poller.
+func feedThroughPoller(ns func() string, api func() *together.Client) func(types.NamespacedName) error {
+	var p *poller.Poller
+	var pns string
+	return func(types.NamespacedName) error {
+		if p == nil || pns != ns() {
+			pns = ns()
+			p = realIntake(pns, api())
+		}
+		_, err := p.PollOnce(ctx)
+		return err
 	}
 }
