@@ -32,6 +32,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -145,18 +146,12 @@ func TestSendToTheOperatorOverTLS(t *testing.T) {
 
 	// The subscription reaches the endpoint's cache shortly after it is
 	// created; until then the endpoint answers 401, as for any unknown one.
-	deadline := time.Now().Add(30 * time.Second)
 	var out string
-	for {
+	gomega.NewWithT(t).Eventually(func() error {
 		out, err = send("--subscription", "default")
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("a well-signed event over TLS was refused: %v\n%s", err, out)
-	}
+		return err
+	}).WithTimeout(30*time.Second).WithPolling(200*time.Millisecond).Should(gomega.Succeed(),
+		"waiting for the endpoint to accept a well-signed event over TLS once the subscription is cached")
 	// No resource tracks ft-nobody: a well-signed event is acknowledged as
 	// unmatched (202); a bad signature would have been 401.
 	if !strings.Contains(out, "HTTP 202") {
