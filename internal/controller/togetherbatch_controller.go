@@ -128,6 +128,12 @@ func (r *TogetherBatchReconciler) kind() *kind[*togetherv1.TogetherBatch] {
 			// starting a second one. Stalls: InputNotFound, InvalidInput,
 			// BatchNotFound, BatchRejected, Unauthorized, QuotaExceeded.
 			{name: "submission", run: r.reconcileSubmission},
+			// output: write a succeeded batch's results where spec.output
+			// asks (nothing for any other phase); owns OutputReady, and
+			// says what Ready says. It runs before tokens because a
+			// succeeded batch's tokens are counted from its output, so
+			// Ready and accountedTokens land in the same write.
+			{name: "output", owns: []string{togetherv1.OutputReadyCondition}, run: r.reconcileOutput},
 			// tokens: add a finished batch's tokens (succeeded or not) to
 			// the billing counter, each token once (tokens that arrive after
 			// the ending add the difference).
@@ -135,9 +141,6 @@ func (r *TogetherBatchReconciler) kind() *kind[*togetherv1.TogetherBatch] {
 			// phase: wait while the batch runs (BatchInProgress); stall when
 			// it failed, expired or was cancelled.
 			{name: "phase", run: r.reconcilePhase},
-			// output: write a succeeded batch's results where spec.output
-			// asks; owns OutputReady, and says what Ready says.
-			{name: "output", owns: []string{togetherv1.OutputReadyCondition}, run: r.reconcileOutput},
 		},
 	}
 }
