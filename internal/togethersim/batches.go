@@ -59,6 +59,9 @@ type Batch struct {
 	Endpoint     string
 	ModelID      string
 	OutputFileID string
+	// Account is the key of the account (AddAccount) the batch belongs
+	// to; empty for the default account.
+	Account string
 }
 
 // batchEndpoints are the endpoints a batch may target (GO batch.go
@@ -84,6 +87,8 @@ type batch struct {
 	// tokens is what the output file's usage lines add up to, for the
 	// simulator's own push (the batch object carries none).
 	tokens int64
+	// account owns the batch (see AddAccount).
+	account string
 }
 
 // batchProgressStep is how far IN_PROGRESS moves per step.
@@ -112,7 +117,7 @@ func (s *Server) AddBatch(b Batch) string {
 	if batchTerminal(b.Status) {
 		j.CompletedAt = &t
 	}
-	s.batches[b.ID] = &batch{batchJob: j}
+	s.batches[b.ID] = &batch{batchJob: j, account: b.Account}
 	return b.ID
 }
 
@@ -137,6 +142,7 @@ func (s *Server) createBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b := s.newBatch(req, f.Bytes)
+	b.account = s.accountOfLocked(bearer(r))
 	s.batches[b.ID] = b
 	writeJSON(w, http.StatusCreated, batchCreateResponse{Job: b.batchJob, Warning: ""})
 }
@@ -265,6 +271,9 @@ func (s *Server) finishBatch(b *batch, st string) {
 
 func (s *Server) lookupBatch(w http.ResponseWriter, r *http.Request) *batch {
 	b, ok := s.batches[r.PathValue("id")]
+	if ok && b.account != s.accountOfLocked(bearer(r)) {
+		ok, b = false, nil // another account's batch is as unknown as a missing one
+	}
 	if !ok {
 		writeError(w, r, http.StatusNotFound, "", fmt.Sprintf("batch %s not found", r.PathValue("id")))
 	}
@@ -284,7 +293,11 @@ func (s *Server) listBatches(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]batchJob, 0, len(s.batches))
+	account := s.accountOfLocked(bearer(r))
 	for _, id := range sortedKeys(s.batches) {
+		if s.batches[id].account != account {
+			continue
+		}
 		out = append(out, s.batches[id].batchJob)
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -42,6 +42,11 @@ limitations under the License.
 //     FailNextV2Deployment), 0/0 goes STOPPING → STOPPED; a deployment is
 //     deleted only when stopped and out of the traffic split, an endpoint
 //     only when it has no deployments.
+//   - accounts (accounts.go): Options.APIKey is the default account;
+//     AddAccount adds keys that are accounts of their own. Fine-tunes and
+//     batches belong to the account that made them and are invisible (404,
+//     absent from lists) to the others; CountCallsAs counts one account's
+//     calls.
 //
 // The routes under /v1/webhooks and the signed event deliveries are NOT part
 // of Together's API: they are the push contract this project defines for

@@ -101,6 +101,9 @@ type FineTune struct {
 	// ModelOutputName is the output model of a job preloaded as completed
 	// (it then names no registry model, as an older job would not).
 	ModelOutputName string
+	// Account is the key of the account (AddAccount) the job belongs to;
+	// empty for the default account.
+	Account string
 }
 
 // fineTune is a job's state; its wire forms are built by full and truncated.
@@ -120,6 +123,8 @@ type fineTune struct {
 	metrics                                                 []map[string]float64
 	outcome                                                 FineTuneOutcome
 	step                                                    int
+	// account owns the job (see AddAccount).
+	account string
 }
 
 // SetFineTuneScript makes jobs whose create request matches end as outcome.
@@ -147,6 +152,7 @@ func (s *Server) AddFineTune(ft FineTune) string {
 		nEpochs: 1, nCheckpoints: orDefault(ft.NCheckpoints, 1), nEvals: ft.NEvals, validationFile: ft.ValidationFile,
 		batchSize: "max", createdAt: now, updatedAt: now, startedAt: ft.StartedAt, outcome: FineTuneOutcome{EvalLoss: 0.42}}
 	j.outputName = ft.ModelOutputName
+	j.account = ft.Account
 	for _, st := range ft.CheckpointSteps {
 		ev := s.addFTEvent(j, "checkpoint_save", "info", fmt.Sprintf("Checkpoint saved at step %d", st))
 		ev.Step = st
@@ -181,6 +187,7 @@ func (s *Server) createFineTune(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	j := s.newFineTune(req)
+	j.account = s.accountOfLocked(bearer(r))
 	s.fineTunes[j.id] = j
 	writeJSON(w, http.StatusOK, j.truncated())
 }
@@ -431,6 +438,9 @@ func (s *Server) addFTEvent(j *fineTune, typ, level, msg string) *ftEvent {
 
 func (s *Server) lookupFT(w http.ResponseWriter, r *http.Request) *fineTune {
 	j, ok := s.fineTunes[r.PathValue("id")]
+	if ok && j.account != s.accountOfLocked(bearer(r)) {
+		ok, j = false, nil // another account's job is as unknown as a missing one
+	}
 	if !ok {
 		writeError(w, r, http.StatusNotFound, "not_found", fmt.Sprintf("fine-tune job %q not found", r.PathValue("id")))
 	}
@@ -449,8 +459,12 @@ func (s *Server) listFineTunes(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]ftListItem, 0, len(s.fineTunes))
+	account := s.accountOfLocked(bearer(r))
 	for _, id := range sortedKeys(s.fineTunes) {
 		j := s.fineTunes[id]
+		if j.account != account {
+			continue
+		}
 		out = append(out, j.listItem(s.progress(j)))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"data": out})

@@ -65,6 +65,8 @@ type Call struct {
 	// Query is the raw query string, e.g. "global_step_from=3&resolution=20".
 	Query  string
 	Status int
+	// account is the account the request acted as (see AddAccount).
+	account string
 }
 
 // Server is the simulator. Its methods are safe for concurrent use.
@@ -89,6 +91,8 @@ type Server struct {
 	deprecated map[string]bool
 	hooks      map[string]*hook
 	v2         *v2State
+	// accounts are the keys added with AddAccount, each its own account.
+	accounts []string
 
 	deliver *deliverer
 	srv     *http.Server
@@ -265,9 +269,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if route == "/" {
 		route = ""
 	}
+	account := s.accountOf(r)
 	defer func() {
 		s.mu.Lock()
-		s.calls = append(s.calls, Call{Method: r.Method, Path: r.URL.Path, Route: route, Query: r.URL.RawQuery, Status: rec.status})
+		s.calls = append(s.calls, Call{Method: r.Method, Path: r.URL.Path, Route: route, Query: r.URL.RawQuery, Status: rec.status, account: account})
 		s.mu.Unlock()
 	}()
 	if !s.authorized(r) {
@@ -289,6 +294,9 @@ func (s *Server) authorized(r *http.Request) bool {
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || tok == "" {
 		return false
+	}
+	if s.accountOf(r) != "" {
+		return true
 	}
 	return s.opts.APIKey == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(s.opts.APIKey)) == 1
 }
