@@ -23,6 +23,7 @@ import (
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/credentials"
@@ -55,31 +56,64 @@ func resolveAccount(ctx context.Context, a Accounts, ns string) (*credentials.Ac
 	return acc, nil, nil
 }
 
-// namespaceAccount resolves, for one reconcile, the account of ns: the
-// client to use and where its key came from (sharedKeySource, the
-// reconciler's own description, when the namespace uses the operator-wide
-// key). When the namespace has no key, acc is nil and missing says why; the
-// kind's first step then stalls with it (requireAccount). err is a failure to
-// read, retried.
-func namespaceAccount(ctx context.Context, a Accounts, ns, sharedKeySource string) (acc *credentials.Account, keySource string, missing, err error) {
-	acc, missing, err = resolveAccount(ctx, a, ns)
-	if acc == nil {
-		return nil, "", missing, err
-	}
-	if acc.Source == credentials.SharedSource {
-		return acc, sharedKeySource, nil, nil
-	}
-	return acc, "Secret " + acc.Source, nil, nil
+// TogetherAccess is embedded by the reconcilers that call Together (all
+// but the migration's): the one place that decides which Together account a
+// reconcile acts under. API and KeySource are the operator-wide client and
+// where its key came from; with Accounts set, each reconcile runs on a copy
+// of the reconciler whose API and KeySource become those of the resource's
+// account (useAccount, the kind's account hook). A is the kind's API
+// interface, which *together.Client implements.
+type TogetherAccess[A any] struct {
+	// API talks to Together.
+	API A
+	// KeySource says where API's key came from (flag, env or Secret), so
+	// that a rejected key's message names what to fix.
+	KeySource string
+	// Accounts, when set, gives each namespace its own Together account
+	// (API and KeySource are then the namespace's, per reconcile).
+	Accounts Accounts
+
+	// accountErr is why this reconcile's resource has no account; set by
+	// useAccount on the per-reconcile copy, read by finalizers that would
+	// call Together.
+	accountErr error
 }
 
-// withAccountStep puts requireAccount first in k's steps when the namespace
-// has no account, so that every kind stalls the same way before any step
-// that would call Together.
-func withAccountStep[T reconcile.Object](k *kind[T], missing error) *kind[T] {
-	if missing != nil {
-		k.steps = append([]step[T]{requireAccount[T](missing)}, k.steps...)
+// useAccount resolves the account obj acts under, for one reconcile (the
+// receiver is that reconcile's copy): API and KeySource become the
+// account's. When the namespace has no key, it returns why (missing) and the
+// skeleton puts requireAccount first in the kind's steps; err is a failure to
+// read, retried.
+//
+// Hook for per-resource credentials: a resource naming its own Secret
+// passes it here instead of nil, and the Secret watch (watches.go) maps
+// that Secret to the resource through its index.
+func (t *TogetherAccess[A]) useAccount(ctx context.Context, obj client.Object) (missing, err error) {
+	if t.Accounts == nil {
+		return nil, nil
 	}
-	return k
+	ns := obj.GetNamespace()
+	acc, missing, err := resolveAccount(ctx, t.Accounts, ns)
+	t.accountErr = missing
+	if acc == nil {
+		return missing, err
+	}
+	api, ok := any(acc.Client).(A)
+	if !ok {
+		return nil, fmt.Errorf("the Together client of namespace %s lacks a method this reconciler calls", ns)
+	}
+	// The operator-wide key keeps the reconciler's own description of it.
+	t.API = api
+	if acc.Source != credentials.SharedSource {
+		t.KeySource = "Secret " + acc.Source
+	}
+	return nil, nil
+}
+
+// apiFailure classifies a failed Together call for the summary, naming
+// where the rejected key came from.
+func (t *TogetherAccess[A]) apiFailure(err error, doing string) error {
+	return reconcile.APIFailure(err, doing, t.KeySource)
 }
 
 // requireAccount is the first step of a kind whose namespace has no key: it

@@ -78,7 +78,7 @@ func newBatchEnv() *batchEnv {
 // reconciler builds a fresh reconciler, as a restarted operator would.
 func (e *batchEnv) reconciler(c client.Client) *TogetherBatchReconciler {
 	return &TogetherBatchReconciler{
-		Client: c, Recorder: e.recorder, API: e.api,
+		Client: c, Recorder: e.recorder, TogetherAccess: TogetherAccess[BatchAPI]{API: e.api},
 		BaseURL: e.sim.URL(), Image: "registry.example/together-operator:test",
 		check: batchOwnership.check(batchStatusOf),
 	}

@@ -68,7 +68,7 @@ var _ = Describe("FineTune dedicated endpoint (v2)", func() {
 		api, err = together.New(together.Options{BaseURL: sim.URL(), APIKey: "test-key", MaxRetries: -1, RateLimit: rate.Inf, Metrics: prometheus.NewRegistry()})
 		Expect(err).NotTo(HaveOccurred())
 		recorder = events.NewFakeRecorder(500)
-		r = &TogetherFineTuneReconciler{Client: k8sClient, Recorder: recorder, API: api, EndpointPollInterval: 10 * time.Millisecond}
+		r = &TogetherFineTuneReconciler{Client: k8sClient, Recorder: recorder, TogetherAccess: TogetherAccess[FineTuneAPI]{API: api}, EndpointPollInterval: 10 * time.Millisecond}
 		nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "ftep-"}}
 		Expect(k8sClient.Create(ctx, nsObj)).To(Succeed())
 		ns = nsObj.Name

@@ -62,7 +62,7 @@ var _ = Describe("FineTune deploy target", func() {
 		})
 		Expect(err).NotTo(HaveOccurred())
 		recorder = events.NewFakeRecorder(200)
-		r = &TogetherFineTuneReconciler{Client: k8sClient, Recorder: recorder, API: api}
+		r = &TogetherFineTuneReconciler{Client: k8sClient, Recorder: recorder, TogetherAccess: TogetherAccess[FineTuneAPI]{API: api}}
 		nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "target-"}}
 		Expect(k8sClient.Create(ctx, nsObj)).To(Succeed())
 		ns = nsObj.Name

@@ -76,6 +76,12 @@ type kind[T reconcile.Object] struct {
 	finalize func(ctx context.Context, obj T, s *scope) error
 	// gone runs when the object no longer exists (metric series to drop).
 	gone func(req ctrl.Request)
+	// account, when set, resolves the Together account the reconcile acts
+	// under (TogetherAccess.useAccount) before the finalizer or any step
+	// runs. When the resource has none, missing says why: finalizers see it
+	// and the steps start with requireAccount, so every kind stalls the
+	// same way before anything would call Together.
+	account func(ctx context.Context, obj client.Object) (missing, err error)
 	// steps run in order.
 	steps []step[T]
 }
@@ -119,6 +125,16 @@ func (k *kind[T]) run(ctx context.Context, c client.Client, rec EventRecorder, r
 	deleting := !obj.GetDeletionTimestamp().IsZero()
 	if deleting && !controllerutil.ContainsFinalizer(obj, togetherv1.FinalizerName) {
 		return ctrl.Result{}, nil // nothing of ours left to clean up
+	}
+	steps := k.steps
+	if k.account != nil {
+		missing, err := k.account(ctx, obj)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if missing != nil {
+			steps = append([]step[T]{requireAccount[T](missing)}, steps...)
+		}
 	}
 	if !deleting && k.needs(obj) && !controllerutil.ContainsFinalizer(obj, togetherv1.FinalizerName) {
 		// Before any step can create remote state. The patch answers with
@@ -171,7 +187,7 @@ func (k *kind[T]) run(ctx context.Context, c client.Client, rec EventRecorder, r
 		return ctrl.Result{}, nil
 	}
 
-	for _, st := range k.steps {
+	for _, st := range steps {
 		res, err := st.run(ctx, obj, s)
 		if err != nil {
 			return res, err

@@ -72,8 +72,6 @@ type TogetherBatchReconciler struct {
 	// cluster; nil means Client.
 	APIReader client.Reader
 	Recorder  EventRecorder
-	// API is the Together client.
-	API BatchAPI
 	// BaseURL is the Together API URL fetch Jobs call.
 	BaseURL string
 	// Image is what fetch Jobs run; empty means env OPERATOR_IMAGE.
@@ -82,18 +80,12 @@ type TogetherBatchReconciler struct {
 	MaxFetchAttempts int32
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// KeySource says where the manager's API key came from, so that a
-	// rejected key's message names what to fix.
-	KeySource string
-
-	// Accounts, when set, gives each namespace its own Together account
-	// (API and KeySource are then the namespace's, per reconcile).
-	Accounts Accounts
+	// TogetherAccess is the API, where its key came from, and the
+	// namespace accounts that replace both per reconcile.
+	TogetherAccess[BatchAPI]
 
 	// check sees every status patch (the ownership test sets it).
 	check func(before, after client.Object, patch map[string]any) error
-	// accountErr is why this reconcile's namespace has no account.
-	accountErr error
 }
 
 // +kubebuilder:rbac:groups=together.ai,resources=togetherbatches,verbs=get;list;watch;create;update;patch;delete
@@ -121,6 +113,7 @@ func (r *TogetherBatchReconciler) kind() *kind[*togetherv1.TogetherBatch] {
 		newObj:         func() *togetherv1.TogetherBatch { return &togetherv1.TogetherBatch{} },
 		status:         func(tb *togetherv1.TogetherBatch) any { return tb.Status },
 		needsFinalizer: func(*togetherv1.TogetherBatch) bool { return true },
+		account:        r.useAccount,
 		finalize:       r.finalize,
 		steps: []step[*togetherv1.TogetherBatch]{
 			// submission: adopt spec.batchID, or validate, upload and submit
@@ -147,24 +140,10 @@ func (r *TogetherBatchReconciler) kind() *kind[*togetherv1.TogetherBatch] {
 
 // Reconcile brings a TogetherBatch towards its spec.
 func (r *TogetherBatchReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	// A copy per reconcile: API and KeySource become the namespace's own.
+	// A copy per reconcile: its account hook makes API and KeySource the
+	// resource's own.
 	rr := *r
-	if r.Accounts != nil {
-		acc, keySource, missing, err := namespaceAccount(ctx, r.Accounts, req.Namespace, r.KeySource)
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		if acc != nil {
-			rr.API, rr.KeySource = acc.Client, keySource
-		}
-		rr.accountErr = missing
-	}
-	return withAccountStep(rr.kind(), rr.accountErr).run(ctx, rr.Client, rr.Recorder, req, rr.check)
-}
-
-// apiFailure classifies a failed Together call for the summary.
-func (r *TogetherBatchReconciler) apiFailure(err error, doing string) error {
-	return reconcile.APIFailure(err, doing, r.KeySource)
+	return rr.kind().run(ctx, rr.Client, rr.Recorder, req, rr.check)
 }
 
 // finalize cancels batches that are still running (deletionPolicy Cancel)

@@ -97,22 +97,14 @@ const (
 type TogetherFineTuneReconciler struct {
 	client.Client
 	Recorder EventRecorder
-	// API talks to Together.
-	API FineTuneAPI
 	// EndpointPollInterval overrides ftEndpointPollInterval (tests).
 	EndpointPollInterval time.Duration
-	// KeySource says where the manager's API key came from (flag, env or
-	// Secret), so that a rejected key's message names what to fix.
-	KeySource string
-
-	// Accounts, when set, gives each namespace its own Together account
-	// (API and KeySource are then the namespace's, per reconcile).
-	Accounts Accounts
+	// TogetherAccess is the API, where its key came from, and the
+	// namespace accounts that replace both per reconcile.
+	TogetherAccess[FineTuneAPI]
 
 	// check sees every status patch (the ownership test sets it).
 	check func(before, after client.Object, patch map[string]any) error
-	// accountErr is why this reconcile's namespace has no account.
-	accountErr error
 }
 
 // +kubebuilder:rbac:groups=together.ai,resources=togetherfinetunes,verbs=get;list;watch;create;update;patch;delete
@@ -134,6 +126,7 @@ func (r *TogetherFineTuneReconciler) kind() *kind[*togetherv1.TogetherFineTune] 
 		newObj:         func() *togetherv1.TogetherFineTune { return &togetherv1.TogetherFineTune{} },
 		status:         func(ft *togetherv1.TogetherFineTune) any { return ft.Status },
 		needsFinalizer: func(*togetherv1.TogetherFineTune) bool { return true },
+		account:        r.useAccount,
 		finalize:       r.finalize,
 		gone:           func(req ctrl.Request) { deleteFineTuneMetrics(req.Namespace, req.Name) },
 		steps: []step[*togetherv1.TogetherFineTune]{
@@ -164,24 +157,10 @@ func (r *TogetherFineTuneReconciler) kind() *kind[*togetherv1.TogetherFineTune] 
 // Reconcile brings a TogetherFineTune towards its spec: submit or adopt the
 // job, react to its outcome, then deploy the model.
 func (r *TogetherFineTuneReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	// A copy per reconcile: API and KeySource become the namespace's own.
+	// A copy per reconcile: its account hook makes API and KeySource the
+	// resource's own.
 	rr := *r
-	if r.Accounts != nil {
-		acc, keySource, missing, err := namespaceAccount(ctx, r.Accounts, req.Namespace, r.KeySource)
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		if acc != nil {
-			rr.API, rr.KeySource = acc.Client, keySource
-		}
-		rr.accountErr = missing
-	}
-	return withAccountStep(rr.kind(), rr.accountErr).run(ctx, rr.Client, rr.Recorder, req, rr.check)
-}
-
-// apiFailure classifies a failed Together call for the summary.
-func (r *TogetherFineTuneReconciler) apiFailure(err error, doing string) error {
-	return reconcile.APIFailure(err, doing, r.KeySource)
+	return rr.kind().run(ctx, rr.Client, rr.Recorder, req, rr.check)
 }
 
 // finalize cleans up remote work according to spec.deletionPolicy before

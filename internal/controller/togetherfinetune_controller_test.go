@@ -75,7 +75,7 @@ var _ = Describe("FineTune reconciler", func() {
 		Expect(err).NotTo(HaveOccurred())
 		recorder = events.NewFakeRecorder(200)
 		intakePoller = nil
-		r = &TogetherFineTuneReconciler{Client: k8sClient, Recorder: recorder, API: api, EndpointPollInterval: 10 * time.Millisecond}
+		r = &TogetherFineTuneReconciler{Client: k8sClient, Recorder: recorder, TogetherAccess: TogetherAccess[FineTuneAPI]{API: api}, EndpointPollInterval: 10 * time.Millisecond}
 		r.check = fineTuneOwnership.check(ftStatusOf)
 		nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "ft-"}}
 		Expect(k8sClient.Create(ctx, nsObj)).To(Succeed())

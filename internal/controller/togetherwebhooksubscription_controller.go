@@ -57,20 +57,12 @@ type TogetherWebhookSubscriptionReconciler struct {
 	// APIReader reads Secrets straight from the API server (never cached).
 	APIReader client.Reader
 	Recorder  EventRecorder
-	// API registers subscriptions; nil when no API is configured.
-	API WebhookAPI
-	// KeySource says where the manager's API key came from, so that a
-	// rejected key's message names what to fix.
-	KeySource string
-
-	// Accounts, when set, gives each namespace its own Together account
-	// (API and KeySource are then the namespace's, per reconcile).
-	Accounts Accounts
+	// TogetherAccess is the API, where its key came from, and the
+	// namespace accounts that replace both per reconcile.
+	TogetherAccess[WebhookAPI]
 
 	// check sees every status patch (the ownership test sets it).
 	check func(before, after client.Object, patch map[string]any) error
-	// accountErr is why this reconcile's namespace has no account.
-	accountErr error
 }
 
 // +kubebuilder:rbac:groups=together.ai,resources=togetherwebhooksubscriptions,verbs=get;list;watch;create;update;patch;delete
@@ -94,6 +86,7 @@ func (r *TogetherWebhookSubscriptionReconciler) kind() *kind[*togetherv1.Togethe
 		needsFinalizer: func(sub *togetherv1.TogetherWebhookSubscription) bool {
 			return (sub.Spec.Register && r.API != nil) || sub.Status.RemoteID != ""
 		},
+		account: r.useAccount,
 		finalize: func(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription, s *scope) error {
 			// A registration that cannot be deleted (401/403, an
 			// annotation, too many failures) is left with a Warning rather
@@ -120,19 +113,10 @@ func (r *TogetherWebhookSubscriptionReconciler) kind() *kind[*togetherv1.Togethe
 
 // Reconcile brings a TogetherWebhookSubscription towards its spec.
 func (r *TogetherWebhookSubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	// A copy per reconcile: API and KeySource become the namespace's own.
+	// A copy per reconcile: its account hook makes API and KeySource the
+	// resource's own.
 	rr := *r
-	if r.Accounts != nil {
-		acc, keySource, missing, err := namespaceAccount(ctx, r.Accounts, req.Namespace, r.KeySource)
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		if acc != nil {
-			rr.API, rr.KeySource = acc.Client, keySource
-		}
-		rr.accountErr = missing
-	}
-	return withAccountStep(rr.kind(), rr.accountErr).run(ctx, rr.Client, rr.Recorder, req, rr.check)
+	return rr.kind().run(ctx, rr.Client, rr.Recorder, req, rr.check)
 }
 
 func (r *TogetherWebhookSubscriptionReconciler) reconcilePath(_ context.Context, sub *togetherv1.TogetherWebhookSubscription, _ *scope) (ctrl.Result, error) {
@@ -212,7 +196,7 @@ func (r *TogetherWebhookSubscriptionReconciler) register(ctx context.Context, su
 			"The Together API has no webhooks endpoint (its public API pushes nothing today); the poller keeps resources current, and a relay can still post to status.webhookPath.")
 		return nil
 	case together.IsUnauthorized(err) || together.IsQuotaExceeded(err):
-		e, _ := reconcile.As(reconcile.APIFailure(err, "registering the subscription", r.KeySource))
+		e, _ := reconcile.As(r.apiFailure(err, "registering the subscription"))
 		return e.On(togetherv1.RegisteredCondition)
 	case err != nil:
 		// Registration is informational (Ready does not depend on it): the

@@ -50,7 +50,7 @@ var _ = Describe("TogetherWebhookSubscription reconciler", func() {
 		api, err := together.New(together.Options{BaseURL: sim.URL(), APIKey: "sub-key", MaxRetries: -1})
 		Expect(err).NotTo(HaveOccurred())
 		recorder = events.NewFakeRecorder(50)
-		r = &TogetherWebhookSubscriptionReconciler{Client: k8sClient, APIReader: k8sClient, Recorder: recorder, API: api,
+		r = &TogetherWebhookSubscriptionReconciler{Client: k8sClient, APIReader: k8sClient, Recorder: recorder, TogetherAccess: TogetherAccess[WebhookAPI]{API: api},
 			check: subscriptionOwnership.check(subscriptionStatusOf)}
 		nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "sub-"}}
 		Expect(k8sClient.Create(ctx, nsObj)).To(Succeed())

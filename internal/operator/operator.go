@@ -102,19 +102,24 @@ func setupReconcilers(mgr ctrl.Manager, cfg Config) error {
 		accounts = cfg.Accounts
 	}
 	if err := (&controller.TogetherWebhookSubscriptionReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec("together-subscription"), API: cfg.API, KeySource: cfg.APIKeySource, Accounts: accounts,
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec("together-subscription"),
+		TogetherAccess: controller.TogetherAccess[controller.WebhookAPI]{API: cfg.API, KeySource: cfg.APIKeySource, Accounts: accounts},
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the subscription reconciler: %w", err)
 	}
-	if err := (&controller.TogetherFineTuneReconciler{Client: mgr.GetClient(), Recorder: rec("together-finetune"), API: cfg.API, KeySource: cfg.APIKeySource, Accounts: accounts}).SetupWithManager(mgr); err != nil {
+	if err := (&controller.TogetherFineTuneReconciler{
+		Client: mgr.GetClient(), Recorder: rec("together-finetune"),
+		TogetherAccess: controller.TogetherAccess[controller.FineTuneAPI]{API: cfg.API, KeySource: cfg.APIKeySource, Accounts: accounts},
+	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the fine-tune reconciler: %w", err)
 	}
 	if err := (&controller.TogetherModelMigrationReconciler{Client: mgr.GetClient(), Recorder: rec("together-migration")}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the migration reconciler: %w", err)
 	}
 	if err := (&controller.TogetherBatchReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec("together-batch"), API: cfg.API,
-		BaseURL: cfg.BaseURL, Image: cfg.OperatorImage, KeySource: cfg.APIKeySource, Accounts: accounts,
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: rec("together-batch"),
+		BaseURL: cfg.BaseURL, Image: cfg.OperatorImage,
+		TogetherAccess: controller.TogetherAccess[controller.BatchAPI]{API: cfg.API, KeySource: cfg.APIKeySource, Accounts: accounts},
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the batch reconciler: %w", err)
 	}
