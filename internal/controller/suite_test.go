@@ -19,6 +19,7 @@ package controller
 import (
 	"context"
 	"testing"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -51,6 +52,12 @@ func TestControllers(t *testing.T) {
 
 var _ = BeforeSuite(func() {
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	// The API server does some things asynchronously (admission policies,
+	// CRD establishment, cache sync); on a loaded CI machine that takes
+	// far longer than Gomega's 1 s default. Eventually still returns as
+	// soon as its condition holds, so a generous bound costs nothing.
+	SetDefaultEventuallyTimeout(30 * time.Second)
+	SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
 	ctx, cancel = context.WithCancel(context.TODO())
 
 	Expect(togetherv1.AddToScheme(scheme.Scheme)).To(Succeed())
