@@ -107,6 +107,7 @@ type BatchOutput struct {
 // +kubebuilder:validation:XValidation:rule="has(self.batchID) != has(self.input)",message="set exactly one of spec.batchID (adopt an existing batch) or spec.input (submit a new batch)"
 // +kubebuilder:validation:XValidation:rule="!has(self.input) || has(self.model)",message="spec.model is required when submitting a batch from spec.input"
 // +kubebuilder:validation:XValidation:rule="has(self.batchID) == has(oldSelf.batchID) && (!has(self.batchID) || self.batchID == oldSelf.batchID)",message="spec.batchID cannot be changed; create a new TogetherBatch to follow another batch"
+// +kubebuilder:validation:XValidation:rule="!has(self.batchID) || !has(self.deletionPolicy) || self.deletionPolicy != 'Cancel'",message="spec.deletionPolicy Cancel cannot apply to an adopted batch (spec.batchID): the operator never cancels a batch it did not submit. Remove spec.deletionPolicy (adopted work is retained) or set Retain"
 type TogetherBatchSpec struct {
 	// BatchID of an existing Together batch to follow.
 	// +kubebuilder:validation:MinLength=1
@@ -139,10 +140,13 @@ type TogetherBatchSpec struct {
 	// Output says where to write the results.
 	// +optional
 	Output *BatchOutput `json:"output,omitempty"`
-	// DeletionPolicy: Cancel (default) cancels running batches this resource
-	// submitted and lets outputs be garbage-collected with it; Retain keeps
-	// both. An adopted batch (spec.batchID) is never cancelled.
-	// +kubebuilder:default=Cancel
+	// DeletionPolicy says what deleting the resource does. Cancel cancels
+	// running batches this resource submitted and lets its output ConfigMap
+	// be garbage-collected with it; Retain keeps both. Unset means Cancel
+	// for a batch this resource submits (spec.input) and Retain for an
+	// adopted one (spec.batchID): status.deletionPolicy shows which
+	// applies. An adopted batch is never cancelled, so Cancel with
+	// spec.batchID is refused.
 	// +optional
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
 	// PollInterval overrides the manager's poll interval for this batch.
@@ -211,6 +215,11 @@ type OutputStatus struct {
 
 // TogetherBatchStatus is what the operator knows about the batch.
 type TogetherBatchStatus struct {
+	// DeletionPolicy is the policy that applies when the resource is
+	// deleted: spec.deletionPolicy, or the default for how the batch came
+	// to be (Cancel when submitted, Retain when adopted).
+	// +optional
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
 	// CleanupAttempts counts failed attempts at the remote cleanup that
 	// deletion runs; after MaxCleanupAttempts the finalizer lets go.
 	// +optional
@@ -299,6 +308,7 @@ type TogetherBatchStatus struct {
 // +kubebuilder:printcolumn:name="Records",type=integer,JSONPath=`.status.output.records`,priority=1,description="Output lines written (successful requests)."
 // +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.output.failedRecords`,priority=1,description="Lines of the error file (failed requests)."
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1,description="Why Ready says what it says."
+// +kubebuilder:printcolumn:name="On Delete",type=string,JSONPath=`.status.deletionPolicy`,priority=1,description="What deleting the resource does: Cancel (submitted batches) or Retain (adopted ones, or as set)."
 type TogetherBatch struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

@@ -312,6 +312,7 @@ type RetrySpec struct {
 // its result.
 // +kubebuilder:validation:XValidation:rule="has(self.jobID) != has(self.training)",message="set exactly one of spec.jobID (adopt an existing job) or spec.training (submit a new job)"
 // +kubebuilder:validation:XValidation:rule="has(self.jobID) == has(oldSelf.jobID) && (!has(self.jobID) || self.jobID == oldSelf.jobID)",message="spec.jobID cannot be changed; create a new TogetherFineTune to follow another job"
+// +kubebuilder:validation:XValidation:rule="!has(self.jobID) || !has(self.deletionPolicy) || self.deletionPolicy != 'Cancel' || (has(self.deploy) && has(self.deploy.endpoint))",message="spec.deletionPolicy Cancel cannot apply to an adopted job (spec.jobID): the operator never cancels a job it did not submit. Remove spec.deletionPolicy (adopted work is retained) or set Retain"
 type TogetherFineTuneSpec struct {
 	// JobID of an existing Together fine-tune job to follow.
 	// +kubebuilder:validation:MinLength=1
@@ -327,10 +328,14 @@ type TogetherFineTuneSpec struct {
 	// Retry resubmits failed jobs with adjusted parameters.
 	// +optional
 	Retry *RetrySpec `json:"retry,omitempty"`
-	// DeletionPolicy: Cancel (default) cancels a running job this resource
-	// submitted and deletes an endpoint it created when it is deleted;
-	// Retain leaves them. An adopted job (spec.jobID) is never cancelled.
-	// +kubebuilder:default=Cancel
+	// DeletionPolicy says what deleting the resource does on Together.
+	// Cancel cancels a running job this resource submitted and deletes the
+	// dedicated endpoint it created; Retain leaves them. Unset means Cancel
+	// for a job this resource submits (spec.training) and Retain for an
+	// adopted one (spec.jobID): status.deletionPolicy shows which applies.
+	// An adopted job is never cancelled, so Cancel with spec.jobID is
+	// refused unless spec.deploy.endpoint is set (the endpoint is this
+	// resource's own, and Cancel then deletes it).
 	// +optional
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
 	// PollInterval overrides the manager's poll interval for this job.
@@ -438,6 +443,11 @@ func (e *EndpointStatus) IsV1() bool { return e != nil && e.ID != "" && e.Projec
 
 // TogetherFineTuneStatus is what the operator knows about the job.
 type TogetherFineTuneStatus struct {
+	// DeletionPolicy is the policy that applies when the resource is
+	// deleted: spec.deletionPolicy, or the default for how the job came to
+	// be (Cancel when submitted, Retain when adopted).
+	// +optional
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
 	// CleanupAttempts counts failed attempts at the remote cleanup that
 	// deletion runs; after MaxCleanupAttempts the finalizer lets go.
 	// +optional
@@ -545,6 +555,7 @@ type TogetherFineTuneStatus struct {
 // +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.spec.deploy.deployment.name`,priority=1,description="Deployment that receives the model."
 // +kubebuilder:printcolumn:name="Deployed",type=string,JSONPath=`.status.conditions[?(@.type=="Deployed")].reason`,priority=1,description="Reason of the Deployed condition."
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1,description="Why Ready says what it says."
+// +kubebuilder:printcolumn:name="On Delete",type=string,JSONPath=`.status.deletionPolicy`,priority=1,description="What deleting the resource does: Cancel (submitted jobs) or Retain (adopted ones, or as set)."
 type TogetherFineTune struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

@@ -108,6 +108,12 @@ func TestFineTuneSchema(t *testing.T) {
 		{"training file and data", &togetherv1.TogetherFineTune{ObjectMeta: meta("two-sources"), Spec: togetherv1.TogetherFineTuneSpec{Training: &togetherv1.TrainingSpec{
 			Model: "m", TrainingFile: "f", TrainingData: &togetherv1.ConfigMapKeyRef{Name: "cm", Key: "k"}}}},
 			[]string{"spec.training.trainingFile"}},
+		{"adopted job with Cancel", &togetherv1.TogetherFineTune{ObjectMeta: meta("adopt-cancel"), Spec: togetherv1.TogetherFineTuneSpec{JobID: "ft-1", DeletionPolicy: togetherv1.DeletionPolicyCancel}},
+			[]string{"spec.deletionPolicy Cancel cannot apply to an adopted job (spec.jobID)", "Remove spec.deletionPolicy"}},
+		{"adopted job with Retain", &togetherv1.TogetherFineTune{ObjectMeta: meta("adopt-retain"), Spec: togetherv1.TogetherFineTuneSpec{JobID: "ft-1", DeletionPolicy: togetherv1.DeletionPolicyRetain}}, nil},
+		{"adopted job with Cancel for its own endpoint", &togetherv1.TogetherFineTune{ObjectMeta: meta("adopt-cancel-ep"), Spec: togetherv1.TogetherFineTuneSpec{JobID: "ft-1", DeletionPolicy: togetherv1.DeletionPolicyCancel,
+			Deploy: &togetherv1.DeploySpec{Endpoint: &togetherv1.EndpointSpec{Hardware: "1xnvidia-h100-80gb", MinReplicas: 1, MaxReplicas: 1}}}}, nil},
+		{"submitted job with Cancel", &togetherv1.TogetherFineTune{ObjectMeta: meta("submit-cancel"), Spec: togetherv1.TogetherFineTuneSpec{Training: training, DeletionPolicy: togetherv1.DeletionPolicyCancel}}, nil},
 		{"bad deletion policy", &togetherv1.TogetherFineTune{ObjectMeta: meta("bad-policy"), Spec: togetherv1.TogetherFineTuneSpec{JobID: "ft-1", DeletionPolicy: "Delete"}},
 			[]string{"spec.deletionPolicy", "Unsupported value"}},
 		{"learning rate out of range", &togetherv1.TogetherFineTune{ObjectMeta: meta("bad-lr"), Spec: togetherv1.TogetherFineTuneSpec{Training: &togetherv1.TrainingSpec{
@@ -197,6 +203,9 @@ func TestBatchSchema(t *testing.T) {
 		{"submit", &togetherv1.TogetherBatch{ObjectMeta: meta("ok-submit"), Spec: togetherv1.TogetherBatchSpec{Input: in, Model: "m",
 			Output: &togetherv1.BatchOutput{ConfigMap: &togetherv1.ConfigMapOutput{Name: "out"}}}}, nil},
 		{"neither", &togetherv1.TogetherBatch{ObjectMeta: meta("neither")}, []string{"spec.batchID", "spec.input"}},
+		{"adopted batch with Cancel", &togetherv1.TogetherBatch{ObjectMeta: meta("adopt-cancel"), Spec: togetherv1.TogetherBatchSpec{BatchID: "b-1", DeletionPolicy: togetherv1.DeletionPolicyCancel}},
+			[]string{"spec.deletionPolicy Cancel cannot apply to an adopted batch (spec.batchID)"}},
+		{"adopted batch with Retain", &togetherv1.TogetherBatch{ObjectMeta: meta("adopt-retain"), Spec: togetherv1.TogetherBatchSpec{BatchID: "b-1", DeletionPolicy: togetherv1.DeletionPolicyRetain}}, nil},
 		{"both", &togetherv1.TogetherBatch{ObjectMeta: meta("both"), Spec: togetherv1.TogetherBatchSpec{BatchID: "b", Input: in, Model: "m"}},
 			[]string{"exactly one of spec.batchID"}},
 		{"input without model", &togetherv1.TogetherBatch{ObjectMeta: meta("no-model"), Spec: togetherv1.TogetherBatchSpec{Input: in}},

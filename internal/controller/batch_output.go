@@ -225,7 +225,7 @@ func (r *TogetherBatchReconciler) writeConfigMapOutput(ctx context.Context, tb *
 			"ConfigMap %q already exists and was not created for this batch; delete it or choose another spec.output.configMap.name.", name)).On(togetherv1.OutputReadyCondition)
 	}
 	cm.Data = map[string]string{OutputKey: out.String(), ErrorsKey: errs.String()}
-	if tb.Spec.DeletionPolicy != togetherv1.DeletionPolicyRetain {
+	if tb.EffectiveDeletionPolicy() != togetherv1.DeletionPolicyRetain {
 		if err := controllerutil.SetOwnerReference(tb, cm, r.Scheme()); err != nil {
 			return fmt.Errorf("owning output ConfigMap %s: %w", name, err)
 		}

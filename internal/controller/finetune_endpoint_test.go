@@ -328,7 +328,12 @@ var _ = Describe("FineTune dedicated endpoint (v2)", func() {
 	It("deletes a v1 endpoint recorded before the move to v2 through the v1 API", func() {
 		v1, err := sim.AddV1Endpoint(togethersim.V1EndpointRequest{Model: "m", Hardware: "1x_nvidia_a100_80gb_sxm", MinReplicas: 1, MaxReplicas: 1})
 		Expect(err).NotTo(HaveOccurred())
-		ft := &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Name: "legacy", Namespace: ns}, Spec: togetherv1.TogetherFineTuneSpec{JobID: "ft-legacy"}}
+		// An adopted job keeps its endpoint unless the resource says Cancel,
+		// which for an adopted job is allowed only with spec.deploy.endpoint:
+		// the endpoint is the resource's own.
+		ft := &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Name: "legacy", Namespace: ns}, Spec: togetherv1.TogetherFineTuneSpec{JobID: "ft-legacy",
+			DeletionPolicy: togetherv1.DeletionPolicyCancel,
+			Deploy:         &togetherv1.DeploySpec{Endpoint: &togetherv1.EndpointSpec{Hardware: "1xnvidia-h100-80gb", MinReplicas: 1, MaxReplicas: 1}}}}
 		Expect(k8sClient.Create(ctx, ft)).To(Succeed())
 		key := client.ObjectKeyFromObject(ft)
 		_, _ = r.Reconcile(ctx, ctrl.Request{NamespacedName: key}) // adds the finalizer

@@ -53,7 +53,7 @@ type statusOwnership struct {
 
 var (
 	fineTuneOwnership = statusOwnership{
-		owned: []string{"attempt", "attempts", "submission", "trainingFileID", "validationFileID", "cleanupAttempts",
+		owned: []string{"attempt", "attempts", "submission", "trainingFileID", "validationFileID", "cleanupAttempts", "deletionPolicy",
 			"deployedModel", "deployedAttempt", "deployment", "endpoint", "observedGeneration", "conditions"},
 		onNewAttempt: []string{"jobID", "phase", "remoteStatus", "step", "loss", "finalStep", "evalLoss", "secondsRemaining", "outputModel", "checkpoints", "error"},
 		startKeys:    []string{"jobID", "submission"},
@@ -62,7 +62,7 @@ var (
 			"processedEvents", "lastEvent"),
 	}
 	batchOwnership = statusOwnership{
-		owned:        []string{"output", "usage", "tokensAccounted", "accountedTokens", "fetchAttempts", "submission", "cleanupAttempts", "observedGeneration", "conditions"},
+		owned:        []string{"output", "usage", "tokensAccounted", "accountedTokens", "fetchAttempts", "submission", "cleanupAttempts", "deletionPolicy", "observedGeneration", "conditions"},
 		onNewAttempt: []string{"batchID", "phase", "progress", "totalTokens", "outputFileID", "errorFileID", "error", "parts"},
 		startKeys:    []string{"batchID", "submission"},
 		fillOnce:     []string{"outputFileID", "errorFileID", "parts[].outputFileID", "parts[].errorFileID"},

@@ -116,6 +116,11 @@ func (r *TogetherBatchReconciler) kind() *kind[*togetherv1.TogetherBatch] {
 		account:        r.useAccount,
 		finalize:       r.finalize,
 		steps: []step[*togetherv1.TogetherBatch]{
+			// policy: show in status which deletion policy applies.
+			{name: "policy", run: func(_ context.Context, tb *togetherv1.TogetherBatch, _ *scope) (ctrl.Result, error) {
+				tb.Status.DeletionPolicy = tb.EffectiveDeletionPolicy()
+				return ctrl.Result{}, nil
+			}},
 			// submission: adopt spec.batchID, or validate, upload and submit
 			// spec.input, finishing an interrupted submission instead of
 			// starting a second one. Stalls: InputNotFound, InvalidInput,
@@ -149,7 +154,7 @@ func (r *TogetherBatchReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 // finalize cancels batches that are still running (deletionPolicy Cancel)
 // or releases the outputs (Retain), and removes the fetch Job.
 func (r *TogetherBatchReconciler) finalize(ctx context.Context, tb *togetherv1.TogetherBatch, s *scope) error {
-	if tb.Spec.DeletionPolicy == togetherv1.DeletionPolicyRetain {
+	if tb.EffectiveDeletionPolicy() == togetherv1.DeletionPolicyRetain {
 		if err := r.releaseOutput(ctx, tb); err != nil {
 			return err
 		}

@@ -130,6 +130,11 @@ func (r *TogetherFineTuneReconciler) kind() *kind[*togetherv1.TogetherFineTune] 
 		finalize:       r.finalize,
 		gone:           func(req ctrl.Request) { deleteFineTuneMetrics(req.Namespace, req.Name) },
 		steps: []step[*togetherv1.TogetherFineTune]{
+			// policy: show in status which deletion policy applies.
+			{name: "policy", run: func(_ context.Context, ft *togetherv1.TogetherFineTune, _ *scope) (ctrl.Result, error) {
+				ft.Status.DeletionPolicy = ft.EffectiveDeletionPolicy()
+				return ctrl.Result{}, nil
+			}},
 			// target: check spec.deploy.deployment before the current
 			// attempt's model is deployed — before anything is submitted,
 			// so that training is not paid for a model with nowhere to go.
@@ -172,7 +177,7 @@ func (r *TogetherFineTuneReconciler) finalize(ctx context.Context, ft *togetherv
 	if err := r.releaseTarget(ctx, ft); err != nil {
 		logf.FromContext(ctx).Info("could not remove the deployed-by annotation; it names a deleted fine-tune and holds nothing", "error", err.Error())
 	}
-	if ft.Spec.DeletionPolicy == togetherv1.DeletionPolicyRetain {
+	if ft.EffectiveDeletionPolicy() == togetherv1.DeletionPolicyRetain {
 		return nil
 	}
 	// Remote cleanup that cannot succeed (401/403, an annotation, too many

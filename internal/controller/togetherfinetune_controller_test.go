@@ -310,7 +310,8 @@ var _ = Describe("FineTune reconciler", func() {
 		_, err := reconcile(key)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(get(key).Status.Phase).To(Equal(togetherv1.FineTuneRunning))
-		Expect(get(key).Spec.DeletionPolicy).To(Equal(togetherv1.DeletionPolicyCancel), "even with the default Cancel policy")
+		Expect(get(key).Spec.DeletionPolicy).To(BeEmpty(), "the CRD defaults nothing")
+		Expect(get(key).Status.DeletionPolicy).To(Equal(togetherv1.DeletionPolicyRetain), "adopted work is retained")
 
 		Expect(k8sClient.Delete(ctx, get(key))).To(Succeed())
 		_, err = reconcile(key)

@@ -125,6 +125,18 @@ var _ = Describe("A tenant in a shared cluster", func() {
 		// on its own would not be cancelled anyway.
 		sim.AddFineTune(togethersim.FineTune{ID: "ft-other-team", Model: "org/base", Status: "running",
 			Outcome: &togethersim.FineTuneOutcome{Stall: true}})
+		By("asking for Cancel on an adopted job: the API server refuses it")
+		cancelling := &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "grab-cancel"},
+			Spec: togetherv1.TogetherFineTuneSpec{JobID: "ft-other-team", DeletionPolicy: togetherv1.DeletionPolicyCancel}}
+		err := tenant.Create(ctx, cancelling)
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "Cancel with spec.jobID: %v", err)
+		Expect(err.Error()).To(ContainSubstring("cannot apply to an adopted job"))
+		batchCancelling := &togetherv1.TogetherBatch{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "grab-cancel"},
+			Spec: togetherv1.TogetherBatchSpec{BatchID: "batch-other-team", DeletionPolicy: togetherv1.DeletionPolicyCancel}}
+		err = tenant.Create(ctx, batchCancelling)
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "Cancel with spec.batchID: %v", err)
+		Expect(err.Error()).To(ContainSubstring("cannot apply to an adopted batch"))
+
 		ft := &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "grab"},
 			Spec: togetherv1.TogetherFineTuneSpec{JobID: "ft-other-team"}}
 		Expect(tenant.Create(ctx, ft)).To(Succeed())
@@ -133,6 +145,8 @@ var _ = Describe("A tenant in a shared cluster", func() {
 			g.Expect(ft.Status.Phase).To(Equal(togetherv1.FineTuneRunning))
 			g.Expect(ft.Finalizers).To(ContainElement(togetherv1.FinalizerName))
 		}).Should(Succeed(), "waiting for the adopted job to be followed (Running) under the finalizer")
+		Expect(ft.Spec.DeletionPolicy).To(BeEmpty(), "no CRD default")
+		Expect(ft.Status.DeletionPolicy).To(Equal(togetherv1.DeletionPolicyRetain), "the effective policy of adopted work, shown in status")
 		Expect(tenant.Delete(ctx, ft)).To(Succeed())
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(ft), &togetherv1.TogetherFineTune{}))
