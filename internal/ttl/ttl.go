@@ -91,6 +91,13 @@ func (e *Map[K, V]) Touch(k K, now time.Time, ttl time.Duration) {
 	}
 }
 
+// Delete forgets k.
+func (e *Map[K, V]) Delete(k K) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.m, k)
+}
+
 func (e *Map[K, V]) setLocked(k K, v V, now, expires time.Time) {
 	if _, present := e.m[k]; (!present && len(e.m) >= e.max) || now.Sub(e.lastSweep) >= e.sweepEvery {
 		e.sweepLocked(now)

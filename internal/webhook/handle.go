@@ -31,9 +31,7 @@ import (
 
 	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
@@ -417,23 +415,17 @@ func (s *Server) warnUnmatched(sub *togetherv1.TogetherWebhookSubscription, ev e
 		ev.Type, sub.Namespace)
 }
 
-// touch records status.lastEventTime at most once a minute per subscription,
-// so that a busy subscription does not cost a second write per event.
+// touch notes the time of an accepted delivery for status.lastEventTime, at
+// most once a minute per subscription so that a busy subscription does not
+// cost a second write per event; lastEventWriter writes it.
 func (s *Server) touch(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription) {
 	now := s.Now()
 	if _, loaded := s.lastSeen.GetOrSet(sub.UID, now, time.Minute, func() struct{} { return struct{}{} }); loaded {
 		return
 	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		patch := client.MergeFrom(sub.DeepCopy())
-		cp := sub.DeepCopy()
-		t := metav1.NewTime(now)
-		cp.Status.LastEventTime = &t
-		_ = s.Client.Status().Patch(ctx, cp, patch)
-	}()
+	s.lastEvents.note(sub, now, log.FromContext(ctx))
 }
+
 func (s *Server) respond(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription, ev event.Event, res intake.Result, logger logr.Logger) (int, string) {
 	switch res.Outcome {
 	case lattice.Applied, lattice.Duplicate, lattice.Stale:

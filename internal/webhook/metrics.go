@@ -57,6 +57,11 @@ var (
 	})
 )
 
+var lastEventWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "together_webhook_last_event_writes_total",
+	Help: "Writes of a subscription's status.lastEventTime, by outcome: written, failed (logged; the next delivery tries again), dropped (too many subscriptions waiting) or gone (the subscription was deleted).",
+}, []string{"outcome"})
+
 func init() {
-	metrics.Registry.MustRegister(budgetSpent, replaysTotal, connsRefused, rejectedAPIRequests)
+	metrics.Registry.MustRegister(budgetSpent, replaysTotal, connsRefused, rejectedAPIRequests, lastEventWrites)
 }

@@ -137,7 +137,9 @@ type Server struct {
 	// lastSeen remembers when status.lastEventTime was last written per
 	// subscription.
 	lastSeen *ttl.Map[types.UID, struct{}]
-	addr     chan net.Addr
+	// lastEvents writes status.lastEventTime.
+	lastEvents *lastEventWriter
+	addr       chan net.Addr
 }
 
 type replayKey struct {
@@ -202,6 +204,7 @@ func (s *Server) init() {
 		s.replays = ttl.New[replayKey, struct{}](maxReplayEntries, time.Minute)
 		s.warned = ttl.New[warnKey, struct{}](maxSubEntries, time.Minute)
 		s.lastSeen = ttl.New[types.UID, struct{}](maxSubEntries, time.Minute)
+		s.lastEvents = newLastEventWriter(s.Client, maxSubEntries, s.lastSeen.Delete)
 		s.addr = make(chan net.Addr, 1)
 	})
 }
