@@ -264,6 +264,12 @@ const (
 	ReasonWorkloadsAtRisk = "WorkloadsAtRisk"
 	// ReasonNoWorkloadsAtRisk means the last workloads at risk moved off the model.
 	ReasonNoWorkloadsAtRisk = "NoWorkloadsAtRisk"
+	// ReasonDeprecated is the Event on a migration a model.deprecated event
+	// created.
+	ReasonDeprecated = "Deprecated"
+	// ReasonDeprecationUpdated is the Event on a migration a newer
+	// model.deprecated event changed (replacement or sunset date).
+	ReasonDeprecationUpdated = "DeprecationUpdated"
 )
 
 // Reasons of TogetherWebhookSubscription conditions and Events.
@@ -283,6 +289,13 @@ const (
 	// ReasonNoAPI means registration was asked for but the manager has no
 	// Together API client configured.
 	ReasonNoAPI = "NoAPIConfigured"
+	// ReasonUnmatchedEvent is the Warning Event on a subscription that
+	// received an event about a job no resource tracks (once an hour).
+	ReasonUnmatchedEvent = "UnmatchedEvent"
+	// ReasonNoReplacementKnown is the Warning Event on a subscription that
+	// received a model.deprecated event naming no replacement, with none in
+	// its spec.modelReplacements (once an hour).
+	ReasonNoReplacementKnown = "NoReplacementKnown"
 )
 
 // StatusConditions returns the conditions for the reconcilers' one summary.
@@ -324,4 +337,8 @@ const (
 	// ReasonPollRecovered means a resource that had a PollFailed is read
 	// again.
 	ReasonPollRecovered = "PollRecovered"
+	// ReasonDeprecatedModelInUse is the Warning Event on a subscription whose
+	// namespace runs workloads on a deprecated model with no replacement
+	// declared.
+	ReasonDeprecatedModelInUse = "DeprecatedModelInUse"
 )

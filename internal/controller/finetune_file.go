@@ -110,6 +110,6 @@ func (r *TogetherFineTuneReconciler) validationFile(ctx context.Context, ft *tog
 		return "", r.apiFailure(err, "uploading evaluation data")
 	}
 	ft.Status.ValidationFileID = f.ID
-	r.Recorder.Eventf(ft, nil, corev1.EventTypeNormal, "Uploaded", "Upload", "Uploaded evaluation data from ConfigMap %s as file %s.", ref.Name, f.ID)
+	r.Recorder.Eventf(ft, nil, togetherv1.EventTypeNormal, togetherv1.EventReasonUploaded, "Upload", "Uploaded evaluation data from ConfigMap %s as file %s.", ref.Name, f.ID)
 	return f.ID, nil
 }

@@ -152,7 +152,7 @@ func (a *Writer) Apply(ctx context.Context, namespace string, ev event.Event, su
 		}
 		a.recordMigrationEvent(ctx, &existing, ev)
 		if a.Recorder != nil {
-			a.Recorder.Eventf(&existing, nil, "Normal", "DeprecationUpdated", "Apply",
+			a.Recorder.Eventf(&existing, nil, togetherv1.EventTypeNormal, togetherv1.ReasonDeprecationUpdated, "Apply",
 				"Model %s deprecation updated: replacement %s, sunset %s", d.ModelID, replacement, d.SunsetDate)
 		}
 		return Result{Outcome: lattice.Applied, Object: nn}
@@ -224,7 +224,7 @@ func (a *Writer) createMigration(ctx context.Context, nn types.NamespacedName, e
 	}
 	a.recordMigrationEvent(ctx, m, ev)
 	if a.Recorder != nil {
-		a.Recorder.Eventf(m, nil, "Normal", "Deprecated", "Apply",
+		a.Recorder.Eventf(m, nil, togetherv1.EventTypeNormal, togetherv1.ReasonDeprecated, "Apply",
 			"Model %s is deprecated (sunset %s); workloads will move to %s (%s)", d.ModelID, d.SunsetDate, replacement, m.Spec.Strategy)
 	}
 	return Result{Outcome: lattice.Applied, Object: nn}, true

@@ -217,7 +217,7 @@ var ops = map[string]kindOps{
 func fineTuneTransition(before, after client.Object) (string, string, string) {
 	b, a := before.(*togetherv1.TogetherFineTune), after.(*togetherv1.TogetherFineTune)
 	if b.Status.Phase != a.Status.Phase && a.Status.Phase == togetherv1.FineTuneRunning {
-		return "Normal", "JobRunning", fmt.Sprintf("Fine-tune job %s is running", a.Status.JobID)
+		return togetherv1.EventTypeNormal, togetherv1.ReasonJobRunning, fmt.Sprintf("Fine-tune job %s is running", a.Status.JobID)
 	}
 	return "", "", ""
 }

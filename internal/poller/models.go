@@ -210,6 +210,6 @@ func (p *Poller) warnAtRisk(sub *togetherv1.TogetherWebhookSubscription, model s
 	if already || p.Recorder == nil {
 		return
 	}
-	p.Recorder.Eventf(sub, nil, "Warning", "DeprecatedModelInUse", "Poll",
+	p.Recorder.Eventf(sub, nil, togetherv1.EventTypeWarning, togetherv1.ReasonDeprecatedModelInUse, "Poll",
 		"Model %s is deprecated and used by %v, but no replacement is known: add it to spec.modelReplacements to migrate them", model, users)
 }

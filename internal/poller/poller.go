@@ -32,7 +32,6 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -338,7 +337,7 @@ func (p *Poller) reportFailure(obj client.Object, err error) {
 	if together.IsUnauthorized(err) {
 		hint = " Together rejected the API key: replace it where the manager reads it (--api-key-secret or TOGETHER_API_KEY)."
 	}
-	p.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, ReasonPollFailed, "Poll",
+	p.Recorder.Eventf(obj, nil, togetherv1.EventTypeWarning, ReasonPollFailed, "Poll",
 		"Reading this job's state from Together failed; retrying every cycle: %s.%s", strings.TrimSuffix(msg, "."), hint)
 }
 
@@ -350,7 +349,7 @@ func (p *Poller) reportRecovered(obj client.Object) {
 	delete(p.failing, k)
 	p.mu.Unlock()
 	if was && p.Recorder != nil {
-		p.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, ReasonPollRecovered, "Poll", "Reading this job's state from Together works again.")
+		p.Recorder.Eventf(obj, nil, togetherv1.EventTypeNormal, ReasonPollRecovered, "Poll", "Reading this job's state from Together works again.")
 	}
 }
 

@@ -395,22 +395,22 @@ func (s *Server) warnUnmatched(sub *togetherv1.TogetherWebhookSubscription, ev e
 	if s.Recorder == nil {
 		return
 	}
-	reason := "UnmatchedEvent"
+	reason := togetherv1.ReasonUnmatchedEvent
 	if errors.Is(why, deprecation.ErrNoReplacement) {
-		reason = "NoReplacementKnown"
+		reason = togetherv1.ReasonNoReplacementKnown
 	}
 	if _, loaded := s.warned.GetOrSet(warnKey{sub: sub.UID, reason: reason}, s.Now(), warnEvery, func() struct{} { return struct{}{} }); loaded {
 		return
 	}
-	if reason == "NoReplacementKnown" {
-		s.Recorder.Eventf(sub, nil, "Warning", reason, "Receive",
+	if reason == togetherv1.ReasonNoReplacementKnown {
+		s.Recorder.Eventf(sub, nil, togetherv1.EventTypeWarning, reason, "Receive",
 			"Model %s is deprecated but no replacement is known: add it to spec.modelReplacements", ev.JobID)
 		return
 	}
 	// The job ID is not named: it is a remote ID this namespace has no
 	// resource for, possibly another team's, and Events are readable by
 	// everyone who may read the namespace.
-	s.Recorder.Eventf(sub, nil, "Warning", reason, "Receive",
+	s.Recorder.Eventf(sub, nil, togetherv1.EventTypeWarning, reason, "Receive",
 		"A %s event is about a job that no resource in %s tracks; set spec.adoptUnmatched to create one (further unmatched events are counted in together_events_total, not reported here)",
 		ev.Type, sub.Namespace)
 }
