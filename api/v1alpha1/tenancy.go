@@ -37,11 +37,6 @@ func IsModelID(s string) bool { return len(s) <= 256 && modelIDRE.MatchString(s)
 // workload of the namespace".
 const MigrateOptInLabel = "together.ai/migrate"
 
-// RolledBackAnnotation on a workload names the model it was rolled back to
-// (the rollback patch sets it). No migration moves that workload off that
-// model again, whoever creates it, until a person removes the annotation.
-const RolledBackAnnotation = PreviousModelAnnotationPrefix + "rolled-back"
-
 // DefaultModelEnvNames are the environment variables a migration rewrites
 // when spec.envNames is empty. Any other variable is left alone even when
 // its value equals the old model.

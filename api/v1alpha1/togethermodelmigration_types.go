@@ -40,10 +40,6 @@ const ApproveMigrationAnnotation = "together.ai/approve-migration"
 // that read the model from somewhere other than env or args.
 const ModelAnnotation = "together.ai/model"
 
-// PreviousModelAnnotationPrefix prefixes the annotations that record what a
-// migrated workload held before, so that a person can roll back.
-const PreviousModelAnnotationPrefix = "migration.together.ai/previous."
-
 // MigrationPhase is where a migration is.
 // +kubebuilder:validation:Enum=Pending;Scheduled;Migrating;Completed;Failed
 type MigrationPhase string

@@ -39,7 +39,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
-	"github.com/together-operator/together-operator/internal/migration"
 	"github.com/together-operator/together-operator/internal/testenv"
 )
 
@@ -321,23 +320,33 @@ func TestApproveAndRollback(t *testing.T) {
 		t.Fatalf("annotations after approve: %v", m.Annotations)
 	}
 
-	// A workload as the migration leaves it: the new model in its env, and
-	// the rollback patch recorded in an annotation.
-	rollbackPatch := `[{"op":"test","path":"/spec/template/spec/containers/0/env/0/value","value":"meta/new"},` +
-		`{"op":"replace","path":"/spec/template/spec/containers/0/env/0/value","value":"meta/old"},` +
-		`{"op":"remove","path":"/metadata/annotations/` + strings.ReplaceAll(migration.RollbackAnnotation, "/", "~1") + `"}]`
-	deploy := func(name, model string) *appsv1.Deployment {
+	// Workloads as migrations leave them: the new model in their env, and
+	// the rollback recorded in an annotation — in the current format, and in
+	// the two formats earlier versions wrote (a migration's JSON patch, a
+	// fine-tune's previous value), which the rollback still reads.
+	record := func(key string) string {
+		return `[{"op":"test","path":"/spec/template/spec/containers/0/env/0/value","value":"meta/new"},` +
+			`{"op":"replace","path":"/spec/template/spec/containers/0/env/0/value","value":"meta/old"},` +
+			`{"op":"remove","path":"/metadata/annotations/` + strings.ReplaceAll(key, "/", "~1") + `"}]`
+	}
+	deploy := func(name, model string, annotations map[string]string) *appsv1.Deployment {
 		labels := map[string]string{"app": name}
 		return &appsv1.Deployment{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: map[string]string{migration.RollbackAnnotation: rollbackPatch}},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: annotations},
 			Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app", Env: []corev1.EnvVar{{Name: "TOGETHER_MODEL", Value: model}}}}},
 			}},
 		}
 	}
-	migrated, changed := deploy("chat-app", "meta/new"), deploy("edited-by-hand", "meta/other")
-	for _, d := range []*appsv1.Deployment{migrated, changed} {
+	migrated := deploy("chat-app", "meta/new", map[string]string{togetherv1.RollbackAnnotation: record(togetherv1.RollbackAnnotation)})
+	changed := deploy("edited-by-hand", "meta/other", map[string]string{togetherv1.RollbackAnnotation: record(togetherv1.RollbackAnnotation)})
+	oldMigration := deploy("old-migration", "meta/new", map[string]string{
+		togetherv1.LegacyMigrationRollbackAnnotation:      record(togetherv1.LegacyMigrationRollbackAnnotation),
+		togetherv1.LegacyMigrationPreviousModelAnnotation: "meta/old",
+	})
+	oldFineTune := deploy("old-fine-tune", "meta/new", map[string]string{"together.ai/previous-model.app.TOGETHER_MODEL": "meta/old"})
+	for _, d := range []*appsv1.Deployment{migrated, changed, oldMigration, oldFineTune} {
 		if err := k8s.Create(ctx, d); err != nil {
 			t.Fatal(err)
 		}
@@ -346,6 +355,8 @@ func TestApproveAndRollback(t *testing.T) {
 	m.Status.Targets = []togetherv1.MigrationTarget{
 		{Kind: "Deployment", Name: "chat-app", Container: "app", Field: "env[TOGETHER_MODEL]", From: "meta/old", To: "meta/new", PatchedAt: &now},
 		{Kind: "Deployment", Name: "edited-by-hand", Container: "app", Field: "env[TOGETHER_MODEL]", From: "meta/old", To: "meta/new", PatchedAt: &now},
+		{Kind: "Deployment", Name: "old-migration", Container: "app", Field: "env[TOGETHER_MODEL]", From: "meta/old", To: "meta/new", PatchedAt: &now},
+		{Kind: "Deployment", Name: "old-fine-tune", Container: "app", Field: "env[TOGETHER_MODEL]", From: "meta/old", To: "meta/new", PatchedAt: &now},
 	}
 	if err := k8s.Status().Update(ctx, m); err != nil {
 		t.Fatal(err)
@@ -356,14 +367,16 @@ func TestApproveAndRollback(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "1 workloads") {
 		t.Errorf("a workload changed since the migration must be reported as not restored: err %v", err)
 	}
-	if err := k8s.Get(ctx, client.ObjectKeyFromObject(migrated), migrated); err != nil {
-		t.Fatal(err)
-	}
-	if v := migrated.Spec.Template.Spec.Containers[0].Env[0].Value; v != "meta/old" {
-		t.Errorf("chat-app's model after rollback = %q, want meta/old", v)
-	}
-	if _, ok := migrated.Annotations[migration.RollbackAnnotation]; ok {
-		t.Errorf("the applied rollback patch removes its own record; still there")
+	for _, d := range []*appsv1.Deployment{migrated, oldMigration, oldFineTune} {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
+			t.Fatal(err)
+		}
+		if v := d.Spec.Template.Spec.Containers[0].Env[0].Value; v != "meta/old" {
+			t.Errorf("%s's model after rollback = %q, want meta/old", d.Name, v)
+		}
+		if len(d.Annotations) != 0 {
+			t.Errorf("%s: the applied rollback removes its own record; annotations left: %v", d.Name, d.Annotations)
+		}
 	}
 	if err := k8s.Get(ctx, client.ObjectKeyFromObject(changed), changed); err != nil {
 		t.Fatal(err)
@@ -379,7 +392,7 @@ func TestApproveAndRollback(t *testing.T) {
 	}
 	// A second rollback finds nothing left to restore on chat-app.
 	out, _ = together(t, ns, "rollback", "llama-old")
-	if !strings.Contains(out, "chat-app: no "+migration.RollbackAnnotation) {
+	if !strings.Contains(out, "chat-app: no rollback record") {
 		t.Errorf("second rollback: %q", out)
 	}
 }

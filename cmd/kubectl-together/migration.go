@@ -19,15 +19,17 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
-	"github.com/together-operator/together-operator/internal/migration"
+	"github.com/together-operator/together-operator/internal/workload"
 )
 
 func getMigration(ctx context.Context, e *env, name string) (*togetherv1.TogetherModelMigration, error) {
@@ -96,13 +98,12 @@ func rollback(ctx context.Context, e *env, name string, keepActive bool) error {
 			failed++
 			continue
 		}
-		recorded := obj.GetAnnotations()[migration.RollbackAnnotation]
-		if recorded == "" {
-			fmt.Fprintf(e.out, "%s: no %s annotation (already rolled back, or patched by hand)\n", k, migration.RollbackAnnotation)
-			continue
-		}
-		if err := e.c.Patch(ctx, obj, client.RawPatch(types.JSONPatchType, []byte(recorded))); err != nil {
-			fmt.Fprintf(e.out, "%s: the recorded patch did not apply (the workload changed since the migration?): %v\n", k, err)
+		if err := applyRecord(ctx, e, obj); err != nil {
+			if errors.Is(err, errNoRecord) {
+				fmt.Fprintf(e.out, "%s: %v\n", k, err)
+				continue
+			}
+			fmt.Fprintf(e.out, "%s: %v\n", k, err)
 			failed++
 			continue
 		}
@@ -113,5 +114,38 @@ func rollback(ctx context.Context, e *env, name string, keepActive bool) error {
 		return fmt.Errorf("%d workloads of tmm/%s were not restored (see above)", failed, name)
 	}
 	fmt.Fprintf(e.out, "tmm/%s: %d workloads restored\n", name, restored)
+	return nil
+}
+
+// errNoRecord says a workload carries no rollback record.
+var errNoRecord = fmt.Errorf("no rollback record (%s): already rolled back, or never patched by the operator", togetherv1.RollbackAnnotation)
+
+// applyRecord applies the rollback record the operator keeps on a
+// Deployment or StatefulSet — in the current format or one an earlier
+// version wrote — which undoes every change the operator made to its model
+// fields. The record tests each field, so a workload changed since is
+// refused whole.
+func applyRecord(ctx context.Context, e *env, obj client.Object) error {
+	var tmpl *corev1.PodTemplateSpec
+	switch o := obj.(type) {
+	case *appsv1.Deployment:
+		tmpl = &o.Spec.Template
+	case *appsv1.StatefulSet:
+		tmpl = &o.Spec.Template
+	}
+	rec, err := workload.Read(workload.Workload{Annotations: obj.GetAnnotations(), Template: tmpl})
+	if err != nil {
+		return err
+	}
+	if !rec.Found() {
+		return errNoRecord
+	}
+	patch, err := rec.RollbackPatch()
+	if err != nil {
+		return err
+	}
+	if err := workload.Apply(ctx, e.c, obj, patch); err != nil {
+		return fmt.Errorf("the recorded rollback did not apply (the workload changed since the operator patched it?): %w", err)
+	}
 	return nil
 }

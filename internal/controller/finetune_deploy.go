@@ -18,30 +18,18 @@ package controller
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/validation"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/reconcile"
 	"github.com/together-operator/together-operator/internal/together"
+	"github.com/together-operator/together-operator/internal/workload"
 )
-
-// PreviousModelAnnotationPrefix starts the annotation, set on a patched
-// Deployment, that keeps the env var's value from before the operator wrote
-// the model: a person rolls back by copying it back. The full key is
-// <prefix><container>.<env>, or <prefix><hash> when that is not a valid key.
-const PreviousModelAnnotationPrefix = "together.ai/previous-model."
 
 // ftDefaultModelEnv is the env var used when spec.deploy.deployment.env is
 // empty (the CRD defaults it too; this covers objects created without
@@ -155,18 +143,13 @@ func ftTargetsText(ft *togetherv1.TogetherFineTune) string {
 	return " " + strings.Join(parts, " and ")
 }
 
-// ftPatchOp is one RFC 6902 operation.
-type ftPatchOp struct {
-	Op    string `json:"op"`
-	Path  string `json:"path"`
-	Value any    `json:"value"`
-}
-
-// patchDeployment sets one env var of one container to model with a JSON
-// patch that touches only that entry and the rollback annotation. "test"
-// operations pin the container and env indexes, so a concurrent edit of the
-// Deployment makes the patch fail (and the reconcile retry) rather than
-// write into the wrong entry.
+// patchDeployment sets one env var of one container to model with the
+// workload helper's patch (internal/workload): it touches only that entry,
+// the Deployment's one rollback record (togetherv1.RollbackAnnotation) and
+// the deployed-by annotation. Pinned to the resourceVersion read, the
+// holder check and the write are one step: a fine-tune that claimed the env
+// var meanwhile, or any concurrent edit, fails the patch and the next
+// reconcile looks again.
 func (r *TogetherFineTuneReconciler) patchDeployment(ctx context.Context, ft *togetherv1.TogetherFineTune, model string) error {
 	t := ft.Spec.Deploy.Deployment
 	// Re-checked now, just before the write: the target may have changed
@@ -179,80 +162,47 @@ func (r *TogetherFineTuneReconciler) patchDeployment(ctx context.Context, ft *to
 		}
 		return err
 	}
-	dep, ci, ei, envName := tg.dep, tg.ci, tg.ei, tg.env
-	c := dep.Spec.Template.Spec.Containers[ci]
-	current := ""
-	if ei >= 0 {
-		current = c.Env[ei].Value
+	dep, envName := tg.dep, tg.env
+	w := workload.Workload{Annotations: dep.Annotations, Template: &dep.Spec.Template, ResourceVersion: dep.ResourceVersion}
+	change, err := workload.SetEnv(w, tg.container, envName, model)
+	if err != nil {
+		return fmt.Errorf("setting env %s in Deployment %s/%s: %w", envName, ft.Namespace, t.Name, err)
 	}
-	annKey := previousModelAnnotation(c.Name, envName)
-	ownerKey := togetherv1.DeployedByAnnotation(c.Name, envName)
-	previous := current
-	if current == model && tg.recorded == ft.Name {
-		// Written by an earlier reconcile whose status write was lost; the
-		// annotation still holds the real previous value.
-		if v, ok := dep.Annotations[annKey]; ok {
+	rec, err := workload.Read(w)
+	if err != nil {
+		return fmt.Errorf("deploying model %s to Deployment %s/%s: %w", model, ft.Namespace, t.Name, err)
+	}
+	ownerKey := togetherv1.DeployedByAnnotation(tg.container, envName)
+	previous := change.From
+	if change.From == model {
+		// Written before (by an earlier reconcile whose status write was
+		// lost, or by an older version that recorded no holder): the
+		// rollback record has the real previous value.
+		if v, ok := rec.Previous(change.Path); ok {
 			previous = v
 		}
-	} else {
-		cpath := fmt.Sprintf("/spec/template/spec/containers/%d", ci)
-		ops := []ftPatchOp{{Op: "test", Path: cpath + "/name", Value: c.Name}}
-		switch {
-		case ei >= 0:
-			ops = append(ops,
-				ftPatchOp{Op: "test", Path: fmt.Sprintf("%s/env/%d/name", cpath, ei), Value: envName},
-				ftPatchOp{Op: "add", Path: fmt.Sprintf("%s/env/%d/value", cpath, ei), Value: model})
-		case c.Env == nil:
-			ops = append(ops, ftPatchOp{Op: "add", Path: cpath + "/env", Value: []corev1.EnvVar{{Name: envName, Value: model}}})
-		default:
-			ops = append(ops, ftPatchOp{Op: "add", Path: cpath + "/env/-", Value: corev1.EnvVar{Name: envName, Value: model}})
+	}
+	if change.From != model || tg.recorded != ft.Name {
+		var changes []workload.Change
+		if change.From != model {
+			changes = []workload.Change{change}
 		}
-		if current == model {
-			// Written before a lost status write, or by an older version
-			// that recorded no holder: the annotation has the real
-			// previous value.
-			if v, ok := dep.Annotations[annKey]; ok {
-				previous = v
-			}
-		}
-		// The resourceVersion test makes the holder check and the write one
-		// step: a fine-tune that claimed the env var meanwhile fails the
-		// patch, and the next reconcile sees it.
-		ops = append(ops, ftPatchOp{Op: "test", Path: "/metadata/resourceVersion", Value: dep.ResourceVersion})
-		if dep.Annotations == nil {
-			ops = append(ops, ftPatchOp{Op: "add", Path: "/metadata/annotations", Value: map[string]string{annKey: previous, ownerKey: ft.Name}})
-		} else {
-			ops = append(ops,
-				ftPatchOp{Op: "add", Path: "/metadata/annotations/" + ftEscapePointer(annKey), Value: previous},
-				ftPatchOp{Op: "add", Path: "/metadata/annotations/" + ftEscapePointer(ownerKey), Value: ft.Name})
-		}
-		body, err := json.Marshal(ops)
+		body, err := workload.Patch(w, changes, workload.Options{PinVersion: true, Annotations: map[string]string{ownerKey: ft.Name}})
 		if err != nil {
-			return fmt.Errorf("encoding patch for Deployment %s/%s: %w", ft.Namespace, t.Name, err)
+			return fmt.Errorf("building the patch of Deployment %s/%s: %w", ft.Namespace, t.Name, err)
 		}
-		if err := r.Patch(ctx, dep, client.RawPatch(types.JSONPatchType, body)); err != nil {
-			return fmt.Errorf("setting env %s of container %s in Deployment %s/%s: %w", envName, c.Name, ft.Namespace, t.Name, err)
+		if err := workload.Apply(ctx, r.Client, dep, body); err != nil {
+			return fmt.Errorf("setting env %s of container %s in Deployment %s/%s: %w", envName, tg.container, ft.Namespace, t.Name, err)
 		}
 		r.Recorder.Eventf(ft, dep, togetherv1.EventTypeNormal, togetherv1.EventReasonDeploymentPatched, "Deploy",
-			"Set %s of container %s in Deployment %s to %s (was %q; kept in annotation %s).", envName, c.Name, t.Name, model, previous, annKey)
+			"Set %s of container %s in Deployment %s to %s (was %q; the rollback is recorded in annotation %s).", envName, tg.container, t.Name, model, previous, togetherv1.RollbackAnnotation)
 		if tg.holder != "" {
 			r.Recorder.Eventf(ft, dep, togetherv1.EventTypeNormal, togetherv1.EventReasonDeployTargetTakenOver, "Deploy",
-				"Took env var %s of container %s in Deployment %s over from fine-tune %q (spec.deploy.takeOver); that fine-tune now reports Deployed=False.", envName, c.Name, t.Name, tg.holder)
+				"Took env var %s of container %s in Deployment %s over from fine-tune %q (spec.deploy.takeOver); that fine-tune now reports Deployed=False.", envName, tg.container, t.Name, tg.holder)
 		}
 	}
-	ft.Status.Deployment = &togetherv1.DeploymentStatus{Name: t.Name, Container: c.Name, Generation: dep.Generation, PreviousValue: previous}
+	ft.Status.Deployment = &togetherv1.DeploymentStatus{Name: t.Name, Container: tg.container, Generation: dep.Generation, PreviousValue: previous}
 	return nil
-}
-
-// previousModelAnnotation is the rollback annotation's key for one
-// container's env var, hashed when the readable form is not a valid key.
-func previousModelAnnotation(container, env string) string {
-	key := PreviousModelAnnotationPrefix + container + "." + env
-	if len(validation.IsQualifiedName(key)) == 0 {
-		return key
-	}
-	h := sha256.Sum256([]byte(container + "/" + env))
-	return PreviousModelAnnotationPrefix + hex.EncodeToString(h[:])[:12]
 }
 
 // ftEscapePointer escapes a map key for a JSON patch path (RFC 6901).

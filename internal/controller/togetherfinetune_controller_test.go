@@ -250,7 +250,8 @@ var _ = Describe("FineTune reconciler", func() {
 		Expect(ft.Status.Deployment.Container).To(Equal("server"))
 		Expect(ft.Status.Deployment.PreviousValue).To(Equal("base-model"))
 		Expect(ft.Status.Deployment.Generation).To(Equal(dep.Generation))
-		Expect(dep.Annotations).To(HaveKeyWithValue("together.ai/previous-model.server.TOGETHER_MODEL", "base-model"))
+		Expect(dep.Annotations).To(HaveKey(togetherv1.RollbackAnnotation), "the one rollback record")
+		Expect(dep.Annotations).NotTo(HaveKey("together.ai/previous-model.server.TOGETHER_MODEL"), "the old format is not written")
 		Expect(dep.Spec.Template.Spec.Containers[1].Env).To(Equal([]corev1.EnvVar{
 			{Name: "LOG_LEVEL", Value: "debug"}, {Name: "TOGETHER_MODEL", Value: ft.Status.OutputModel}}))
 		Expect(dep.Spec.Template.Spec.Containers[0].Env).To(Equal([]corev1.EnvVar{{Name: "TOGETHER_MODEL", Value: "sidecar-value"}}))
@@ -275,6 +276,15 @@ var _ = Describe("FineTune reconciler", func() {
 		Expect(dep.ResourceVersion).To(Equal(rv))
 		Expect(drainEvents(recorder)).To(BeEmpty())
 		Expect(counterValue(fineTuneCompletions)).To(Equal(1.0))
+
+		By("rolling back from the recorded patch, as docs/finetune.md says")
+		rolled := dep.DeepCopy()
+		Expect(k8sClient.Patch(ctx, rolled, client.RawPatch(types.JSONPatchType, []byte(dep.Annotations[togetherv1.RollbackAnnotation])))).To(Succeed())
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "chat"}, rolled)).To(Succeed())
+		Expect(rolled.Spec.Template.Spec.Containers[1].Env).To(Equal([]corev1.EnvVar{
+			{Name: "LOG_LEVEL", Value: "debug"}, {Name: "TOGETHER_MODEL", Value: "base-model"}}))
+		Expect(rolled.Annotations).NotTo(HaveKey(togetherv1.RollbackAnnotation))
+		Expect(rolled.Annotations).NotTo(HaveKey(togetherv1.RolledBackAnnotation), "a fine-tune's rollback does not stop migrations")
 	})
 
 	It("adopts an existing job by spec.jobID, reading it once", func() {
@@ -629,6 +639,41 @@ var _ = Describe("FineTune reconciler", func() {
 			"the other writer's annotation must survive the deploy")
 	})
 
+	It("deploys over a Deployment an earlier version patched: reads its old previous-value annotation, writes only the one record", func() {
+		labels := map[string]string{"app": "legacy"}
+		// As an earlier version left it after deploying org/m-legacy, its
+		// status write lost: the model in the env var, the value before in
+		// the old annotation, no holder recorded.
+		Expect(k8sClient.Create(ctx, &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "legacy", Namespace: ns, Annotations: map[string]string{
+				"together.ai/previous-model.server.TOGETHER_MODEL": "base-model"}},
+			Spec: appsv1.DeploymentSpec{
+				Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "server", Image: "server:1",
+						Env: []corev1.EnvVar{{Name: "TOGETHER_MODEL", Value: "org/m-legacy"}}}}}},
+			},
+		})).To(Succeed())
+		sim.AddFineTune(togethersim.FineTune{ID: "ft-done-legacy", Model: "m", Status: "completed", ModelOutputName: "org/m-legacy"})
+		key := newFineTune("legacy", togetherv1.TogetherFineTuneSpec{JobID: "ft-done-legacy",
+			Deploy: &togetherv1.DeploySpec{Deployment: &togetherv1.DeploymentTarget{Name: "legacy", Container: "server", Env: "TOGETHER_MODEL"}}})
+		drive(key, func(g Gomega, ft *togetherv1.TogetherFineTune) {
+			c := condition(ft, togetherv1.DeployedCondition)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Status).To(Equal(metav1.ConditionTrue), c.Message)
+		})
+		ft := &togetherv1.TogetherFineTune{}
+		Expect(k8sClient.Get(ctx, key, ft)).To(Succeed())
+		Expect(ft.Status.Deployment.PreviousValue).To(Equal("base-model"), "the value before comes from the old annotation")
+		d := &appsv1.Deployment{}
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "legacy"}, d)).To(Succeed())
+		Expect(d.Annotations).NotTo(HaveKey("together.ai/previous-model.server.TOGETHER_MODEL"), "the old format is carried into the record, not kept")
+		Expect(d.Annotations).To(HaveKeyWithValue(togetherv1.DeployedByAnnotation("server", "TOGETHER_MODEL"), "legacy"))
+		Expect(k8sClient.Patch(ctx, d, client.RawPatch(types.JSONPatchType, []byte(d.Annotations[togetherv1.RollbackAnnotation])))).To(Succeed())
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "legacy"}, d)).To(Succeed())
+		Expect(d.Spec.Template.Spec.Containers[0].Env).To(Equal([]corev1.EnvVar{{Name: "TOGETHER_MODEL", Value: "base-model"}}))
+	})
+
 	It("counts a failed attempt and warns about it once when the write recording it is lost", func() {
 		sim.SetFineTuneScript(func(togethersim.FineTuneRequest) bool { return true },
 			togethersim.FineTuneOutcome{FailAtStep: 2, FailMessage: "loss diverged"})
@@ -695,10 +740,4 @@ var _ = Describe("FineTune naming", func() {
 		Expect(jobSuffix(strings.Repeat("a", 30)+"-bbbb", tag)).NotTo(ContainSubstring("--"))
 	})
 
-	It("falls back to a hashed annotation key when the readable one is invalid", func() {
-		Expect(previousModelAnnotation("server", "TOGETHER_MODEL")).To(Equal("together.ai/previous-model.server.TOGETHER_MODEL"))
-		k := previousModelAnnotation(strings.Repeat("c", 60), "MODEL_")
-		Expect(k).To(HavePrefix(PreviousModelAnnotationPrefix))
-		Expect(len(k) - len("together.ai/")).To(BeNumerically("<=", 63))
-	})
 })

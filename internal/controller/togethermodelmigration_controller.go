@@ -18,7 +18,6 @@ package controller
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -31,14 +30,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
-	"github.com/together-operator/together-operator/internal/migration"
 	"github.com/together-operator/together-operator/internal/reconcile"
+	"github.com/together-operator/together-operator/internal/workload"
 )
 
 // Defaults of the reconciler's tunables.
@@ -230,7 +228,7 @@ func (r *TogetherModelMigrationReconciler) reconcileSchedule(obj *togetherv1.Tog
 type foundWorkload struct {
 	kind    string
 	name    string
-	changes []migration.Change
+	changes []workload.Change
 	patch   []byte
 	// result of patching: at most one of patchedAt and err is set.
 	patchedAt *metav1.Time
@@ -256,19 +254,22 @@ func (r *TogetherModelMigrationReconciler) reconcileScan(ctx context.Context, ob
 	var found []*foundWorkload
 	var moved []movedTarget
 	var held []togetherv1.MigrationTarget
+	t := workload.Target{From: obj.Spec.ModelID, To: obj.Spec.ReplacementModel, EnvNames: obj.Spec.ModelEnvNames()}
 	add := func(kind string, meta *metav1.ObjectMeta, tmpl *corev1.PodTemplateSpec) error {
-		w := migration.Workload{Annotations: meta.Annotations, Template: tmpl, ResourceVersion: meta.ResourceVersion}
-		if meta.Annotations[migration.PreviousModelAnnotation] == obj.Spec.ModelID {
-			moved = append(moved, movedTargets(kind, meta, w, migration.Target{From: obj.Spec.ModelID, To: obj.Spec.ReplacementModel, EnvNames: obj.Spec.ModelEnvNames()})...)
+		w := workload.Workload{Annotations: meta.Annotations, Template: tmpl, ResourceVersion: meta.ResourceVersion}
+		rec, err := workload.Read(w)
+		if err != nil {
+			return fmt.Errorf("reading the rollback record of %s %s: %w", kind, meta.Name, err)
 		}
-		for _, h := range migration.Held(w, migration.Target{From: obj.Spec.ModelID, To: obj.Spec.ReplacementModel, EnvNames: obj.Spec.ModelEnvNames()}) {
+		moved = append(moved, movedTargets(kind, meta.Name, w, rec, t)...)
+		for _, h := range workload.Held(w, t) {
 			held = append(held, togetherv1.MigrationTarget{Kind: kind, Name: meta.Name, Container: h.Container, Field: h.Field, From: h.From, To: h.From, HeldBy: h.HeldBy})
 		}
-		changes := migration.Scan(w, migration.Target{From: obj.Spec.ModelID, To: obj.Spec.ReplacementModel, EnvNames: obj.Spec.ModelEnvNames()})
+		changes := workload.Scan(w, t)
 		if len(changes) == 0 {
 			return nil
 		}
-		patch, err := migration.Patch(w, changes, obj.Spec.ModelID)
+		patch, err := workload.Patch(w, changes, workload.Options{RollbackTo: obj.Spec.ModelID})
 		if err != nil {
 			return fmt.Errorf("building patch for %s %s: %w", kind, meta.Name, err)
 		}
@@ -318,25 +319,29 @@ func (r *TogetherModelMigrationReconciler) reconcileScan(ctx context.Context, ob
 
 // movedTargets lists the fields of a migrated workload that hold the
 // replacement: a reverse scan (replacement to old model) names them exactly
-// as the forward scan named them before the patch.
-func movedTargets(kind string, meta *metav1.ObjectMeta, w migration.Workload, t migration.Target) []movedTarget {
-	restored := map[string]bool{}
-	var ops []migration.Op
-	if err := json.Unmarshal([]byte(meta.Annotations[migration.RollbackAnnotation]), &ops); err == nil {
-		for _, op := range ops {
-			if op.Op == "replace" {
-				restored[op.Path] = true
-			}
-		}
+// as the forward scan named them before the patch. A workload counts as
+// moved by this migration only when its rollback record (in any format)
+// puts one of them back to the old model; inRollback says which do.
+func movedTargets(kind, name string, w workload.Workload, rec workload.Record, t workload.Target) []movedTarget {
+	if !rec.Found() {
+		return nil
 	}
+	reverse := workload.Scan(w, workload.Target{From: t.To, To: t.From, EnvNames: t.EnvNames})
 	var out []movedTarget
-	for _, c := range migration.Scan(w, migration.Target{From: t.To, To: t.From, EnvNames: t.EnvNames}) {
+	ours := false
+	for _, c := range reverse {
+		prev, ok := rec.Previous(c.Path)
+		restores := ok && prev == c.To
+		ours = ours || restores
 		out = append(out, movedTarget{
 			target: togetherv1.MigrationTarget{
-				Kind: kind, Name: meta.Name, Container: c.Container, Field: c.Field, From: c.To, To: c.From,
+				Kind: kind, Name: name, Container: c.Container, Field: c.Field, From: c.To, To: c.From,
 			},
-			inRollback: restored[c.Path],
+			inRollback: restores,
 		})
+	}
+	if !ours {
+		return nil
 	}
 	return out
 }
@@ -358,7 +363,7 @@ func (r *TogetherModelMigrationReconciler) reconcilePatches(ctx context.Context,
 				}
 				target.SetNamespace(obj.Namespace)
 				target.SetName(w.name)
-				if err := r.Patch(ctx, target, client.RawPatch(types.JSONPatchType, w.patch)); err != nil {
+				if err := workload.Apply(ctx, r.Client, target, w.patch); err != nil {
 					log.Info("could not patch workload", "kind", w.kind, "name", w.name, "error", err.Error())
 					w.err = describePatchError(err)
 					continue

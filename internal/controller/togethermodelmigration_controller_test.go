@@ -38,7 +38,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
-	"github.com/together-operator/together-operator/internal/migration"
 )
 
 const (
@@ -239,23 +238,23 @@ var _ = Describe("TogetherModelMigration", func() {
 		Expect(drainEvents(recorder)).To(BeEmpty())
 	})
 
-	It("annotates the old model and a rollback patch that restores it", func() {
+	It("records one rollback patch that restores it", func() {
 		makeDeployment("app", nil, container("app", map[string]string{"MODEL": oldModel}, "--model", oldModel))
 		m := makeMigration("rollback", nil)
 		reconcile(m)
 
 		d := getDeployment("app")
-		Expect(d.Annotations).To(HaveKeyWithValue(migration.PreviousModelAnnotation, oldModel))
-		Expect(d.Annotations).To(HaveKey(migration.RollbackAnnotation))
+		Expect(d.Annotations).To(HaveKey(togetherv1.RollbackAnnotation))
+		Expect(d.Annotations).NotTo(HaveKey(togetherv1.LegacyMigrationRollbackAnnotation), "only the current format is written")
+		Expect(d.Annotations).NotTo(HaveKey(togetherv1.LegacyMigrationPreviousModelAnnotation), "only the current format is written")
 
 		// What docs/migration.md tells a person to run, after deleting the migration.
 		Expect(k8sClient.Delete(ctx, m)).To(Succeed())
-		Expect(k8sClient.Patch(ctx, d, client.RawPatch(types.JSONPatchType, []byte(d.Annotations[migration.RollbackAnnotation])))).To(Succeed())
+		Expect(k8sClient.Patch(ctx, d, client.RawPatch(types.JSONPatchType, []byte(d.Annotations[togetherv1.RollbackAnnotation])))).To(Succeed())
 		d = getDeployment("app")
 		Expect(envOf(d.Spec.Template.Spec.Containers[0], "MODEL")).To(Equal(oldModel))
 		Expect(d.Spec.Template.Spec.Containers[0].Args).To(Equal([]string{"--model", oldModel}))
-		Expect(d.Annotations).NotTo(HaveKey(migration.PreviousModelAnnotation))
-		Expect(d.Annotations).NotTo(HaveKey(migration.RollbackAnnotation))
+		Expect(d.Annotations).NotTo(HaveKey(togetherv1.RollbackAnnotation))
 		Expect(d.Annotations).To(HaveKeyWithValue(togetherv1.RolledBackAnnotation, oldModel))
 
 		By("not moving the rolled-back workload again when the migration is created anew")
@@ -266,6 +265,49 @@ var _ = Describe("TogetherModelMigration", func() {
 		Expect(getMigration(again).Status.Targets).To(BeEmpty())
 	})
 
+	It("reads the rollback record an earlier version wrote, counts the workload as moved and carries the record into the current format", func() {
+		// As an earlier version left a workload it had migrated: the old
+		// JSON-patch record and the previous-model annotation.
+		oldRecord := `[{"op":"test","path":"/spec/template/spec/containers/0/name","value":"app"},` +
+			`{"op":"test","path":"/spec/template/spec/containers/0/env/0/name","value":"MODEL"},` +
+			`{"op":"test","path":"/spec/template/spec/containers/0/env/0/value","value":"` + newModel + `"},` +
+			`{"op":"replace","path":"/spec/template/spec/containers/0/env/0/value","value":"` + oldModel + `"},` +
+			`{"op":"remove","path":"/metadata/annotations/migration.together.ai~1previous.model"},` +
+			`{"op":"remove","path":"/metadata/annotations/migration.together.ai~1previous.rollback"},` +
+			`{"op":"add","path":"/metadata/annotations/migration.together.ai~1previous.rolled-back","value":"` + oldModel + `"}]`
+		makeDeployment("old", map[string]string{
+			togetherv1.LegacyMigrationPreviousModelAnnotation: oldModel,
+			togetherv1.LegacyMigrationRollbackAnnotation:      oldRecord,
+		}, container("app", map[string]string{"MODEL": newModel}))
+		m := makeMigration("upgrade", func(s *togetherv1.TogetherModelMigrationSpec) { s.DryRun = true })
+		reconcile(m)
+		Expect(getMigration(m).Status.Targets).To(ConsistOf(HaveField("Name", "old")),
+			"a field the old record restores to the old model is the migration's own work")
+		Expect(getMigration(m).Status.Migrated).To(Equal(int32(1)))
+
+		By("merging a later change into one record in the current format")
+		d := getDeployment("old")
+		d.Spec.Template.Spec.Containers = append(d.Spec.Template.Spec.Containers, container("late", map[string]string{"TOGETHER_MODEL": oldModel}))
+		Expect(k8sClient.Update(ctx, d)).To(Succeed())
+		m = getMigration(m)
+		m.Spec.DryRun = false
+		Expect(k8sClient.Update(ctx, m)).To(Succeed())
+		reconcile(m)
+		d = getDeployment("old")
+		Expect(envOf(d.Spec.Template.Spec.Containers[1], "TOGETHER_MODEL")).To(Equal(newModel))
+		Expect(d.Annotations).To(HaveKey(togetherv1.RollbackAnnotation))
+		Expect(d.Annotations).NotTo(HaveKey(togetherv1.LegacyMigrationRollbackAnnotation))
+		Expect(d.Annotations).NotTo(HaveKey(togetherv1.LegacyMigrationPreviousModelAnnotation))
+		Expect(getMigration(m).Status.Migrated).To(Equal(int32(2)))
+
+		By("rolling back both changes, the old one too, from the one record")
+		Expect(k8sClient.Delete(ctx, m)).To(Succeed())
+		Expect(k8sClient.Patch(ctx, d, client.RawPatch(types.JSONPatchType, []byte(d.Annotations[togetherv1.RollbackAnnotation])))).To(Succeed())
+		d = getDeployment("old")
+		Expect(envOf(d.Spec.Template.Spec.Containers[0], "MODEL")).To(Equal(oldModel))
+		Expect(envOf(d.Spec.Template.Spec.Containers[1], "TOGETHER_MODEL")).To(Equal(oldModel))
+		Expect(d.Annotations).To(Equal(map[string]string{togetherv1.RolledBackAnnotation: oldModel}))
+	})
 	It("touches only model fields of opted-in or selected workloads, never a command or another variable", func() {
 		// The attack of issue 13: values that equal the "model" outside model
 		// fields, and a workload that neither opted in nor is selected.

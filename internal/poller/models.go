@@ -31,7 +31,7 @@ import (
 	"github.com/together-operator/together-operator/internal/event"
 	"github.com/together-operator/together-operator/internal/intake"
 	"github.com/together-operator/together-operator/internal/lattice"
-	"github.com/together-operator/together-operator/internal/migration"
+	"github.com/together-operator/together-operator/internal/workload"
 	"github.com/together-operator/together-operator/pkg/push"
 )
 
@@ -192,7 +192,7 @@ func (p *Poller) workloadsUsing(ctx context.Context, namespace string, models []
 }
 
 func uses(annotations map[string]string, tmpl *corev1.PodTemplateSpec, model string) bool {
-	return len(migration.Scan(migration.Workload{Annotations: annotations, Template: tmpl}, migration.Target{From: model, To: model + "-replacement"})) > 0
+	return len(workload.Scan(workload.Workload{Annotations: annotations, Template: tmpl}, workload.Target{From: model, To: model + "-replacement"})) > 0
 }
 
 // warnAtRisk raises one Warning per namespace and model (per process) and

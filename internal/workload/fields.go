@@ -14,18 +14,21 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Package migration finds the fields of a workload that name a deprecated
-// model and builds the minimal JSON patch that moves them to a replacement.
-// It is pure logic — no API calls — so that the controller's decisions about
-// what to touch can be tested exhaustively without a cluster.
-package migration
+// Package workload holds what the operator knows about the workloads
+// (Deployments and StatefulSets) whose model it changes: which fields carry
+// a model (fields.go), how a change is written with a patch that fails
+// rather than overwrite a concurrent edit (patch.go), and the one rollback
+// record both writers — a fine-tune's deploy step and a model migration —
+// keep on the workload and both rollback paths read (record.go).
+//
+// It is pure logic apart from Apply, so that the decisions about what to
+// touch and how to undo it can be tested exhaustively without a cluster.
+package workload
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -36,14 +39,6 @@ import (
 // for applications that read the model from somewhere other than env or args.
 const ModelAnnotation = togetherv1.ModelAnnotation
 
-// PreviousModelAnnotation records, on a migrated workload, the model it used
-// before, so that a person looking at the workload sees what changed.
-const PreviousModelAnnotation = togetherv1.PreviousModelAnnotationPrefix + "model"
-
-// RollbackAnnotation holds a JSON patch that restores every field the
-// migration changed; `kubectl patch --type=json -p "$(...)"` applies it.
-const RollbackAnnotation = togetherv1.PreviousModelAnnotationPrefix + "rollback"
-
 // Op is one RFC 6902 JSON patch operation.
 type Op struct {
 	Op    string `json:"op"`
@@ -51,23 +46,55 @@ type Op struct {
 	Value any    `json:"value,omitempty"`
 }
 
-// Change is one field of a workload that holds the old model.
+// Change is one model field of a workload and the value it gets.
 type Change struct {
 	// Container is the container holding the field, empty for annotations.
 	Container string
 	// Field is the path a person reads, e.g.
 	// spec.template.spec.containers[app].env[MODEL].
 	Field string
-	// Path is the JSON pointer of the value.
+	// Path is the JSON pointer of the value (after the change, for a value
+	// the change creates).
 	Path string
-	// From is the value before, To the value after.
+	// From is the value before ("" when the field does not exist yet), To
+	// the value after.
 	From, To string
 	// HeldBy, set only by Held, names the fine-tune that holds this env var.
 	HeldBy string
 	// guards pin the position of the value (container and env names at the
 	// indices used in Path), so that a concurrent edit that shifts lists makes
-	// the patch fail instead of rewriting an unrelated field.
-	guards []Op
+	// the patch fail instead of rewriting an unrelated field. undoGuards
+	// replace them in the rollback when they differ (a created env var is
+	// pinned by its own name there).
+	guards, undoGuards []Op
+	// write and undo are the operations that set To and put From back;
+	// nil means "replace Path with To" and "replace Path with From".
+	write, undo []Op
+}
+
+// forward returns the operations that set the change, after its tests.
+func (c Change) forward() []Op {
+	if c.write != nil {
+		return c.write
+	}
+	return []Op{{Op: "replace", Path: c.Path, Value: c.To}}
+}
+
+// backward returns the operations that undo the change, after its tests.
+func (c Change) backward() []Op {
+	if c.undo != nil {
+		return c.undo
+	}
+	return []Op{{Op: "replace", Path: c.Path, Value: c.From}}
+}
+
+// rollbackGuards returns the tests that pin the field's position when the
+// change is undone.
+func (c Change) rollbackGuards() []Op {
+	if c.undoGuards != nil {
+		return c.undoGuards
+	}
+	return c.guards
 }
 
 // Workload is what Scan and Patch need to know of a Deployment or StatefulSet.
@@ -76,7 +103,8 @@ type Workload struct {
 	Annotations map[string]string
 	// Template is the pod template.
 	Template *corev1.PodTemplateSpec
-	// ResourceVersion guards the patch when it has to create the annotations map.
+	// ResourceVersion guards the patch when it has to create the annotations
+	// map, and pins the whole patch with Options.PinVersion.
 	ResourceVersion string
 }
 
@@ -96,9 +124,9 @@ type Target struct {
 // command, not another env var, not a value that merely contains the model
 // (old/id-v2) — so that a migration cannot rewrite a URL, an executable or
 // a credential that happens to equal its model ID. A workload that a person
-// rolled back from t.From (RolledBackAnnotation) yields nothing.
+// rolled back from t.From (RolledBackTo) yields nothing.
 func Scan(w Workload, t Target) []Change {
-	if w.Annotations[togetherv1.RolledBackAnnotation] == t.From {
+	if RolledBackTo(w.Annotations) == t.From {
 		return nil
 	}
 	envNames := t.EnvNames
@@ -134,7 +162,7 @@ func Scan(w Workload, t Target) []Change {
 // deployed model takes precedence over a migration (docs/migration.md).
 // Change.HeldBy names the fine-tune.
 func Held(w Workload, t Target) []Change {
-	if w.Template == nil || w.Annotations[togetherv1.RolledBackAnnotation] == t.From {
+	if w.Template == nil || RolledBackTo(w.Annotations) == t.From {
 		return nil
 	}
 	envNames := t.EnvNames
@@ -215,105 +243,66 @@ func RewriteArg(arg, oldID, newID string) (string, bool) {
 	return "", false
 }
 
-// Patch builds the JSON patch that applies changes to w: it first tests every
-// old value (and the names that pin its position), so that a value someone
-// changed since the scan is not overwritten, then replaces the values and
-// records the previous model and a rollback patch in annotations. A rollback
-// record already on w (an earlier patch, by this migration or another) is
-// merged, never overwritten: the new rollback undoes this patch first and
-// then the earlier ones, and the patch tests the old record so that a
-// concurrent rewrite of it fails the patch instead of being lost.
-func Patch(w Workload, changes []Change, oldID string) ([]byte, error) {
-	var ops []Op
-	if w.Annotations == nil {
-		// Creating the map would replace one added concurrently; only do it
-		// on the exact version scanned.
-		ops = append(ops,
-			Op{Op: "test", Path: "/metadata/resourceVersion", Value: w.ResourceVersion},
-			Op{Op: "add", Path: "/metadata/annotations", Value: map[string]string{}})
+// RolledBackTo returns the model a person rolled the workload back to, from
+// RolledBackAnnotation or the annotation earlier versions set; "" when it
+// was not rolled back.
+func RolledBackTo(annotations map[string]string) string {
+	if v := annotations[togetherv1.RolledBackAnnotation]; v != "" {
+		return v
 	}
-	prior, hasPrior := w.Annotations[RollbackAnnotation]
-	if hasPrior {
-		ops = append(ops, Op{Op: "test", Path: "/metadata/annotations/" + escape(RollbackAnnotation), Value: prior})
-	}
-	seen := map[string]bool{}
-	for _, c := range changes {
-		for _, g := range c.guards {
-			if key := g.Path + "\x00" + fmt.Sprint(g.Value); !seen[key] {
-				seen[key] = true
-				ops = append(ops, g)
-			}
-		}
-		ops = append(ops, Op{Op: "test", Path: c.Path, Value: c.From})
-	}
-	for _, c := range changes {
-		ops = append(ops, Op{Op: "replace", Path: c.Path, Value: c.To})
-	}
-	rollback, err := rollbackPatch(changes, prior, oldID)
-	if err != nil {
-		return nil, err
-	}
-	ops = append(ops,
-		Op{Op: "add", Path: "/metadata/annotations/" + escape(PreviousModelAnnotation), Value: oldID},
-		Op{Op: "add", Path: "/metadata/annotations/" + escape(RollbackAnnotation), Value: string(rollback)})
-	out, err := json.Marshal(ops)
-	if err != nil {
-		return nil, fmt.Errorf("encoding migration patch: %w", err)
-	}
-	return out, nil
+	return annotations[togetherv1.LegacyRolledBackAnnotation]
 }
 
-// RollbackPatch builds the JSON patch stored in RollbackAnnotation for a
-// workload that had no rollback record: see rollbackPatch.
-func RollbackPatch(changes []Change, oldID string) ([]byte, error) {
-	return rollbackPatch(changes, "", oldID)
-}
-
-// rollbackPatch checks that each changed field still holds the replacement
-// and puts the old value back, then applies the earlier record prior (its
-// field operations, in order), removes the migration's annotations and
-// marks the workload rolled back from the model it returns to, so that no
-// migration moves it off that model again.
-func rollbackPatch(changes []Change, prior, oldID string) ([]byte, error) {
-	var ops []Op
-	for _, c := range changes {
-		ops = append(ops, c.guards...)
-		ops = append(ops, Op{Op: "test", Path: c.Path, Value: c.To})
+// SetEnv returns the change that sets env var env of container to value,
+// creating the variable when the container has none of that name (the
+// change's From is then ""). It refuses a container that does not exist and
+// an env var that takes its value from a source (valueFrom), which a value
+// cannot replace.
+func SetEnv(w Workload, container, env, value string) (Change, error) {
+	if w.Template == nil {
+		return Change{}, fmt.Errorf("the workload has no pod template")
 	}
-	for _, c := range changes {
-		ops = append(ops, Op{Op: "replace", Path: c.Path, Value: c.From})
+	containers := w.Template.Spec.Containers
+	ci := slices.IndexFunc(containers, func(c corev1.Container) bool { return c.Name == container })
+	if ci < 0 {
+		return Change{}, fmt.Errorf("the workload has no container %q", container)
 	}
-	restoredTo := oldID
-	if prior != "" {
-		var earlier []Op
-		if err := json.Unmarshal([]byte(prior), &earlier); err != nil {
-			return nil, fmt.Errorf("the workload's %s annotation is not a JSON patch (%v); remove or fix it before migrating", RollbackAnnotation, err)
-		}
-		for _, op := range earlier {
-			switch op.Path {
-			case "/metadata/annotations/" + escape(PreviousModelAnnotation), "/metadata/annotations/" + escape(RollbackAnnotation):
-				continue
-			case "/metadata/annotations/" + escape(togetherv1.RolledBackAnnotation):
-				if v, ok := op.Value.(string); ok {
-					restoredTo = v
-				}
-				continue
-			}
-			ops = append(ops, op)
+	c := containers[ci]
+	base := "/spec/template/spec/containers/" + strconv.Itoa(ci)
+	nameGuard := Op{Op: "test", Path: base + "/name", Value: c.Name}
+	field := "spec.template.spec.containers[" + c.Name + "].env[" + env + "]"
+	ei := -1
+	for i := range c.Env {
+		if c.Env[i].Name == env {
+			ei = i
 		}
 	}
-	ops = append(ops,
-		Op{Op: "remove", Path: "/metadata/annotations/" + escape(PreviousModelAnnotation)},
-		Op{Op: "remove", Path: "/metadata/annotations/" + escape(RollbackAnnotation)},
-		Op{Op: "add", Path: "/metadata/annotations/" + escape(togetherv1.RolledBackAnnotation), Value: restoredTo})
-	out, err := json.Marshal(ops)
-	if err != nil {
-		return nil, fmt.Errorf("encoding rollback patch: %w", err)
+	if ei >= 0 {
+		if c.Env[ei].ValueFrom != nil {
+			return Change{}, fmt.Errorf("env var %s of container %s takes its value from a source", env, c.Name)
+		}
+		p := base + "/env/" + strconv.Itoa(ei)
+		return Change{
+			Container: c.Name, Field: field, Path: p + "/value", From: c.Env[ei].Value, To: value,
+			guards: []Op{nameGuard, {Op: "test", Path: p + "/name", Value: env}},
+			// "add" sets the member whether or not it is there: an empty
+			// value is not serialised, so "replace" would fail on it.
+			write: []Op{{Op: "add", Path: p + "/value", Value: value}},
+		}, nil
 	}
-	return out, nil
-}
-
-// escape encodes a JSON pointer reference token (RFC 6901).
-func escape(s string) string {
-	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+	// A new env var is appended, so nothing after it shifts; undoing it
+	// removes exactly that entry, pinned by its name.
+	p := base + "/env/" + strconv.Itoa(len(c.Env))
+	entry := corev1.EnvVar{Name: env, Value: value}
+	write := []Op{{Op: "add", Path: base + "/env/-", Value: entry}}
+	if c.Env == nil {
+		write = []Op{{Op: "add", Path: base + "/env", Value: []corev1.EnvVar{entry}}}
+	}
+	return Change{
+		Container: c.Name, Field: field, Path: p + "/value", To: value,
+		guards:     []Op{nameGuard},
+		undoGuards: []Op{nameGuard, {Op: "test", Path: p + "/name", Value: env}},
+		write:      write,
+		undo:       []Op{{Op: "remove", Path: p}},
+	}, nil
 }

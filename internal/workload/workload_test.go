@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package migration
+package workload
 
 import (
 	"encoding/json"
@@ -137,7 +137,7 @@ func apply(t *testing.T, d *appsv1.Deployment, patch []byte) (*appsv1.Deployment
 func TestPatchChangesOnlyMatchesAndRollsBack(t *testing.T) {
 	orig := deployment()
 	changes := Scan(workloadOf(orig), target)
-	patch, err := Patch(workloadOf(orig), changes, oldID)
+	patch, err := Patch(workloadOf(orig), changes, Options{RollbackTo: oldID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,11 +153,8 @@ func TestPatchChangesOnlyMatchesAndRollsBack(t *testing.T) {
 	if !reflect.DeepEqual(migrated.Spec, want.Spec) {
 		t.Errorf("migrated spec = %+v\nwant %+v", migrated.Spec, want.Spec)
 	}
-	if migrated.Annotations[PreviousModelAnnotation] != oldID {
-		t.Errorf("previous-model annotation = %q, want %q", migrated.Annotations[PreviousModelAnnotation], oldID)
-	}
 
-	rolledBack, err := apply(t, migrated, []byte(migrated.Annotations[RollbackAnnotation]))
+	rolledBack, err := apply(t, migrated, []byte(migrated.Annotations[togetherv1.RollbackAnnotation]))
 	if err != nil {
 		t.Fatalf("applying rollback: %v", err)
 	}
@@ -176,7 +173,7 @@ func TestPatchRefusesConcurrentChange(t *testing.T) {
 	orig := deployment()
 	orig.Annotations = map[string]string{"keep": "me"}
 	changes := Scan(workloadOf(orig), target)
-	patch, err := Patch(workloadOf(orig), changes, oldID)
+	patch, err := Patch(workloadOf(orig), changes, Options{RollbackTo: oldID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +208,7 @@ func TestPatchRefusesConcurrentChange(t *testing.T) {
 
 func TestPatchCreatingAnnotationsNeedsSameVersion(t *testing.T) {
 	orig := deployment()
-	patch, err := Patch(workloadOf(orig), Scan(workloadOf(orig), target), oldID)
+	patch, err := Patch(workloadOf(orig), Scan(workloadOf(orig), target), Options{RollbackTo: oldID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +225,7 @@ func TestPatchCreatingAnnotationsNeedsSameVersion(t *testing.T) {
 // record: rolling back restores every field to its first value.
 func TestRollbackRecordMergesLaterPatches(t *testing.T) {
 	orig := deployment()
-	first, err := Patch(workloadOf(orig), Scan(workloadOf(orig), target), oldID)
+	first, err := Patch(workloadOf(orig), Scan(workloadOf(orig), target), Options{RollbackTo: oldID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +240,7 @@ func TestRollbackRecordMergesLaterPatches(t *testing.T) {
 	if len(changes) != 1 {
 		t.Fatalf("second scan found %+v, want the late container only", changes)
 	}
-	second, err := Patch(workloadOf(migrated), changes, oldID)
+	second, err := Patch(workloadOf(migrated), changes, Options{RollbackTo: oldID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +250,7 @@ func TestRollbackRecordMergesLaterPatches(t *testing.T) {
 	}
 	// Then a later migration moves new/id on to newer/id.
 	onward := Target{From: newID, To: "newer/id"}
-	third, err := Patch(workloadOf(migrated), Scan(workloadOf(migrated), onward), newID)
+	third, err := Patch(workloadOf(migrated), Scan(workloadOf(migrated), onward), Options{RollbackTo: newID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,9 +262,9 @@ func TestRollbackRecordMergesLaterPatches(t *testing.T) {
 		t.Fatalf("onward migration left MODEL at %q", v)
 	}
 
-	rolledBack, err := apply(t, migrated, []byte(migrated.Annotations[RollbackAnnotation]))
+	rolledBack, err := apply(t, migrated, []byte(migrated.Annotations[togetherv1.RollbackAnnotation]))
 	if err != nil {
-		t.Fatalf("applying the merged rollback %s: %v", migrated.Annotations[RollbackAnnotation], err)
+		t.Fatalf("applying the merged rollback %s: %v", migrated.Annotations[togetherv1.RollbackAnnotation], err)
 	}
 	want := deployment()
 	want.Spec.Template.Spec.Containers = append(want.Spec.Template.Spec.Containers,
@@ -284,12 +281,12 @@ func TestRollbackRecordMergesLaterPatches(t *testing.T) {
 // record a concurrent patch wrote.
 func TestPatchRefusesStaleRollbackRecord(t *testing.T) {
 	orig := deployment()
-	orig.Annotations = map[string]string{RollbackAnnotation: "[]"}
-	patch, err := Patch(workloadOf(orig), Scan(workloadOf(orig), target), oldID)
+	orig.Annotations = map[string]string{togetherv1.RollbackAnnotation: "[]"}
+	patch, err := Patch(workloadOf(orig), Scan(workloadOf(orig), target), Options{RollbackTo: oldID})
 	if err != nil {
 		t.Fatal(err)
 	}
-	orig.Annotations[RollbackAnnotation] = `[{"op":"test","path":"/x","value":"y"}]`
+	orig.Annotations[togetherv1.RollbackAnnotation] = `[{"op":"test","path":"/x","value":"y"}]`
 	if _, err := apply(t, orig, patch); err == nil {
 		t.Error("patch overwrote a rollback record written after the scan")
 	}
