@@ -50,6 +50,31 @@ type ConfigMapKeyRef struct {
 	Key string `json:"key"`
 }
 
+// APIKeySecretRef names a key of a Secret in the resource's own namespace
+// that holds a Together API key. A resource names one to act on a Together
+// account of its choosing — teams sharing a namespace can each bring their
+// own — and the operator reads the key when it needs it, never copying it.
+// There is no namespace field on purpose: a resource can reach only keys of
+// its own namespace, so whoever may create resources there cannot borrow
+// another namespace's account. Anyone who may create the operator's
+// resources in a namespace can name any Secret of it, even one they cannot
+// read: keep keys that must not be shared in a namespace of their own.
+type APIKeySecretRef struct {
+	// Name of the Secret, in the resource's namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+	// Key of the Secret's data holding the API key; api-key, as in the
+	// namespace default Secret, unless set.
+	// +kubebuilder:default=api-key
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +optional
+	Key string `json:"key,omitempty"`
+}
+
 // EventRecord names the last event that changed a resource, for people who
 // want to know why status says what it says.
 type EventRecord struct {

@@ -223,9 +223,10 @@ const (
 	ReasonFetching = "Fetching"
 	// ReasonFetchFailed means downloading the output failed and no attempt is left.
 	ReasonFetchFailed = "FetchFailed"
-	// ReasonAPIKeySecretNotFound means the Secret named by
-	// spec.output.persistentVolumeClaim.apiKeySecretRef, or its key, is
-	// missing, so the fetch Job cannot start.
+	// ReasonAPIKeySecretNotFound means a Secret a resource names for its
+	// Together API key (spec.apiKeySecretRef, or a batch fetch Job's
+	// spec.output.persistentVolumeClaim.apiKeySecretRef), or its key, is
+	// missing: nothing is done on Together until it exists.
 	ReasonAPIKeySecretNotFound = "APIKeySecretNotFound"
 	// ReasonOutputTooLarge means the output does not fit a ConfigMap.
 	ReasonOutputTooLarge = "OutputTooLarge"

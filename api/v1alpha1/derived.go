@@ -115,3 +115,15 @@ func compactIDs(ids []string) []string {
 	}
 	return out
 }
+
+// APIKeySecret is the Secret the fine-tune names for its Together API key,
+// or nil for its namespace's default (spec.apiKeySecretRef).
+func (ft *TogetherFineTune) APIKeySecret() *APIKeySecretRef { return ft.Spec.APIKeySecretRef }
+
+// APIKeySecret is the Secret the batch names for its Together API key, or
+// nil for its namespace's default (spec.apiKeySecretRef).
+func (b *TogetherBatch) APIKeySecret() *APIKeySecretRef { return b.Spec.APIKeySecretRef }
+
+// APIKeySecret is the Secret the subscription names for its Together API
+// key, or nil for its namespace's default (spec.apiKeySecretRef).
+func (s *TogetherWebhookSubscription) APIKeySecret() *APIKeySecretRef { return s.Spec.APIKeySecretRef }

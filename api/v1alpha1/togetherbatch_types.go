@@ -79,19 +79,6 @@ type PVCOutput struct {
 	APIKeySecretRef *APIKeySecretRef `json:"apiKeySecretRef,omitempty"`
 }
 
-// APIKeySecretRef names a key of a Secret in the batch's namespace.
-type APIKeySecretRef struct {
-	// Name of the Secret in the batch's namespace.
-	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=253
-	Name string `json:"name"`
-	// Key of the Secret holding the API key.
-	// +kubebuilder:default=api-key
-	// +kubebuilder:validation:MinLength=1
-	// +optional
-	Key string `json:"key,omitempty"`
-}
-
 // BatchOutput says where the results go.
 // +kubebuilder:validation:XValidation:rule="has(self.configMap) != has(self.persistentVolumeClaim)",message="set exactly one of spec.output.configMap or spec.output.persistentVolumeClaim"
 type BatchOutput struct {
@@ -152,6 +139,15 @@ type TogetherBatchSpec struct {
 	// PollInterval overrides the manager's poll interval for this batch.
 	// +optional
 	PollInterval *metav1.Duration `json:"pollInterval,omitempty"`
+	// APIKeySecretRef names the Secret in this resource's namespace whose
+	// key is the Together API key the resource acts with (see
+	// APIKeySecretRef). Unset, the namespace's default Secret
+	// together-api-key is used, or the operator-wide key where an
+	// administrator allowed the namespace. Pointing it at another account's
+	// key while work runs loses sight of that work: Together answers an
+	// account's IDs as unknown to every other account.
+	// +optional
+	APIKeySecretRef *APIKeySecretRef `json:"apiKeySecretRef,omitempty"`
 }
 
 // BatchPart is one Together batch of a split input.

@@ -341,6 +341,15 @@ type TogetherFineTuneSpec struct {
 	// PollInterval overrides the manager's poll interval for this job.
 	// +optional
 	PollInterval *metav1.Duration `json:"pollInterval,omitempty"`
+	// APIKeySecretRef names the Secret in this resource's namespace whose
+	// key is the Together API key the resource acts with (see
+	// APIKeySecretRef). Unset, the namespace's default Secret
+	// together-api-key is used, or the operator-wide key where an
+	// administrator allowed the namespace. Pointing it at another account's
+	// key while work runs loses sight of that work: Together answers an
+	// account's IDs as unknown to every other account.
+	// +optional
+	APIKeySecretRef *APIKeySecretRef `json:"apiKeySecretRef,omitempty"`
 }
 
 // Checkpoint is one saved checkpoint of a training run.

@@ -164,6 +164,16 @@ type TogetherWebhookSubscriptionSpec struct {
 	// Migration is the template for migrations created from deprecations.
 	// +optional
 	Migration *MigrationTemplate `json:"migration,omitempty"`
+	// APIKeySecretRef names the Secret in this subscription's namespace
+	// whose key is the Together API key it acts with (see APIKeySecretRef):
+	// the account a registration is made on, whose pushes it expects. Only
+	// resources on the same account take events pushed through it, and a
+	// resource adoptUnmatched creates names the same Secret. Unset, the
+	// namespace's default Secret together-api-key is used, or the
+	// operator-wide key where an administrator allowed the namespace.
+	// (SecretRef, beside it, is the signing secret of pushes.)
+	// +optional
+	APIKeySecretRef *APIKeySecretRef `json:"apiKeySecretRef,omitempty"`
 }
 
 // Accepts reports whether the subscription accepts signature scheme s. An

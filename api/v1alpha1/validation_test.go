@@ -244,3 +244,37 @@ func TestSubscriptionSchema(t *testing.T) {
 			[]string{"spec.secretRef.name"}},
 	})
 }
+
+// spec.apiKeySecretRef names a Secret of the resource's own namespace (there
+// is no namespace field to fill in): the name must be one a Secret can have,
+// the key one a Secret's data can hold, and the key defaults to api-key as in
+// the namespace default Secret.
+func TestAPIKeySecretRefSchema(t *testing.T) {
+	ft := func(name string, ref *togetherv1.APIKeySecretRef) *togetherv1.TogetherFineTune {
+		return &togetherv1.TogetherFineTune{ObjectMeta: meta(name), Spec: togetherv1.TogetherFineTuneSpec{JobID: "ft-1", APIKeySecretRef: ref}}
+	}
+	sub := func(name string, ref *togetherv1.APIKeySecretRef) *togetherv1.TogetherWebhookSubscription {
+		return &togetherv1.TogetherWebhookSubscription{ObjectMeta: meta(name), Spec: togetherv1.TogetherWebhookSubscriptionSpec{
+			SecretRef: togetherv1.WebhookSecretRef{Name: "s"}, APIKeySecretRef: ref}}
+	}
+	tb := func(name string, ref *togetherv1.APIKeySecretRef) *togetherv1.TogetherBatch {
+		return &togetherv1.TogetherBatch{ObjectMeta: meta(name), Spec: togetherv1.TogetherBatchSpec{BatchID: "b-1", APIKeySecretRef: ref}}
+	}
+	runCases(t, []schemaCase{
+		{"fine-tune with a Secret", ft("key-ok", &togetherv1.APIKeySecretRef{Name: "team-a.keys", Key: "TOGETHER_API_KEY"}), nil},
+		{"fine-tune Secret name not a DNS subdomain", ft("key-bad-name", &togetherv1.APIKeySecretRef{Name: "Team_A"}), []string{"spec.apiKeySecretRef.name"}},
+		{"fine-tune Secret name with a namespace", ft("key-ns", &togetherv1.APIKeySecretRef{Name: "other/key"}), []string{"spec.apiKeySecretRef.name"}},
+		{"fine-tune key not a Secret key", ft("key-bad-key", &togetherv1.APIKeySecretRef{Name: "k", Key: "a/b"}), []string{"spec.apiKeySecretRef.key"}},
+		{"subscription Secret name empty", sub("key-empty", &togetherv1.APIKeySecretRef{}), []string{"spec.apiKeySecretRef.name"}},
+		{"batch Secret name not a DNS subdomain", tb("key-bad-batch", &togetherv1.APIKeySecretRef{Name: "-x"}), []string{"spec.apiKeySecretRef.name"}},
+	})
+
+	got := ft("key-default", &togetherv1.APIKeySecretRef{Name: "team-a"})
+	if err := k8s.Create(context.Background(), got); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = k8s.Delete(context.Background(), got) }()
+	if got.Spec.APIKeySecretRef.Key != "api-key" {
+		t.Errorf("spec.apiKeySecretRef.key defaulted to %q, want api-key", got.Spec.APIKeySecretRef.Key)
+	}
+}

@@ -25,36 +25,22 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/credentials"
 	"github.com/together-operator/together-operator/internal/reconcile"
 )
 
-// Accounts finds the Together account of a namespace (internal/credentials).
-// With it, each reconcile runs under its resource's namespace's key, read
-// anew each time so that a rotated key takes effect without a restart;
-// without it (nil), every resource uses the reconciler's API.
+// Accounts finds the Together account of a resource (internal/credentials):
+// the Secret its spec.apiKeySecretRef names, or its namespace's default.
+// With it, each reconcile runs under its resource's key, read anew each time
+// so that a rotated key takes effect without a restart; without it (nil),
+// every resource uses the reconciler's API.
 type Accounts interface {
 	For(ctx context.Context, ns string, ref *credentials.SecretRef) (*credentials.Account, error)
 }
 
-// credentialsRecheck is how often a namespace without a key is looked at
+// credentialsRecheck is how often a resource without a key is looked at
 // again: Secrets are not watched.
 const credentialsRecheck = 30 * time.Second
-
-// resolveAccount returns the account of ns, or the reason the namespace has
-// none (an ErrNoCredentials error) with a nil account. Any other error is
-// a failure to read and is retried.
-func resolveAccount(ctx context.Context, a Accounts, ns string) (*credentials.Account, error, error) {
-	acc, err := a.For(ctx, ns, nil)
-	if errors.Is(err, credentials.ErrNoCredentials) {
-		return nil, err, nil
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("finding the Together account of namespace %s: %w", ns, err)
-	}
-	return acc, nil, nil
-}
 
 // TogetherAccess is embedded by the reconcilers that call Together (all
 // but the migration's): the one place that decides which Together account a
@@ -69,8 +55,9 @@ type TogetherAccess[A any] struct {
 	// KeySource says where API's key came from (flag, env or Secret), so
 	// that a rejected key's message names what to fix.
 	KeySource string
-	// Accounts, when set, gives each namespace its own Together account
-	// (API and KeySource are then the namespace's, per reconcile).
+	// Accounts, when set, gives each resource its own Together account: the
+	// Secret its spec.apiKeySecretRef names, or its namespace's (API and
+	// KeySource are then the resource's, per reconcile).
 	Accounts Accounts
 
 	// accountErr is why this reconcile's resource has no account; set by
@@ -81,26 +68,31 @@ type TogetherAccess[A any] struct {
 
 // useAccount resolves the account obj acts under, for one reconcile (the
 // receiver is that reconcile's copy): API and KeySource become the
-// account's. When the namespace has no key, it returns why (missing) and the
-// skeleton puts requireAccount first in the kind's steps; err is a failure to
-// read, retried.
-//
-// Hook for per-resource credentials: a resource naming its own Secret
-// passes it here instead of nil, and the Secret watch (watches.go) maps
-// that Secret to the resource through its index.
+// account's. The resource's spec.apiKeySecretRef, when set, decides it
+// (credentials.Resolver.For is the one place that orders the choices). When
+// the resource has no usable key it returns why (missing) and the skeleton
+// puts requireAccount first in the kind's steps, while a finalizer lets go
+// without remote cleanup; err is a failure to read, retried.
 func (t *TogetherAccess[A]) useAccount(ctx context.Context, obj client.Object) (missing, err error) {
 	if t.Accounts == nil {
 		return nil, nil
 	}
-	ns := obj.GetNamespace()
-	acc, missing, err := resolveAccount(ctx, t.Accounts, ns)
-	t.accountErr = missing
-	if acc == nil {
-		return missing, err
+	var ref *credentials.SecretRef
+	if r, ok := obj.(credentials.Resource); ok {
+		ref = credentials.RefOf(r)
+	}
+	key := client.ObjectKeyFromObject(obj)
+	acc, err := t.Accounts.For(ctx, key.Namespace, ref)
+	if errors.Is(err, credentials.ErrNoCredentials) {
+		t.accountErr = err
+		return err, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("finding the Together account of %s: %w", key, err)
 	}
 	api, ok := any(acc.Client).(A)
 	if !ok {
-		return nil, fmt.Errorf("the Together client of namespace %s lacks a method this reconciler calls", ns)
+		return nil, fmt.Errorf("the Together client of %s lacks a method this reconciler calls", key)
 	}
 	// The operator-wide key keeps the reconciler's own description of it.
 	t.API = api
@@ -116,10 +108,13 @@ func (t *TogetherAccess[A]) apiFailure(err error, doing string) error {
 	return reconcile.APIFailure(err, doing, t.KeySource)
 }
 
-// requireAccount is the first step of a kind whose namespace has no key: it
-// stalls with a message naming the Secret to create.
+// requireAccount is the first step of a kind whose resource has no key: it
+// stalls with a message naming the Secret (and key) to create — NoCredentials
+// for a namespace with none, APIKeySecretNotFound for a Secret the resource
+// names — and looks again after credentialsRecheck, as Secrets are not
+// watched.
 func requireAccount[T reconcile.Object](missing error) step[T] {
 	return step[T]{name: "credentials", run: func(context.Context, T, *scope) (ctrl.Result, error) {
-		return ctrl.Result{}, reconcile.Stalling(togetherv1.ReasonNoCredentials, missing.Error()+".").After(credentialsRecheck)
+		return ctrl.Result{}, reconcile.Stalling(credentials.Reason(missing), missing.Error()+".").After(credentialsRecheck)
 	}}
 }

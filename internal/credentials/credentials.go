@@ -40,6 +40,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/together"
 )
 
@@ -60,14 +61,57 @@ const SharedSource = "the operator-wide key"
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 
-// ErrNoCredentials means a namespace has no key of its own and may not use
-// the operator-wide one. Its message says what to create.
+// ErrNoCredentials means a resource has no key to act with: its namespace
+// has none and may not use the operator-wide one, or the Secret it names is
+// missing or lacks the key. Every such error is a *MissingError, whose
+// message says what to create.
 var ErrNoCredentials = errors.New("no Together API key for this namespace")
+
+// MissingError is an ErrNoCredentials with the condition reason that tells
+// the two cases apart: NoCredentials (nothing named, no default, no shared
+// key allowed) and APIKeySecretNotFound (the Secret the resource names, or
+// its key, is missing). Its message names the Secret and key, never a value.
+type MissingError struct {
+	Reason string
+	msg    string
+}
+
+func (e *MissingError) Error() string { return e.msg }
+
+// Is makes every MissingError an ErrNoCredentials, so that callers that only
+// need to know "no account" (a finalizer letting go) need not tell them apart.
+func (e *MissingError) Is(target error) bool { return target == ErrNoCredentials }
+
+// Reason is the condition reason for err: the MissingError's, or
+// NoCredentials.
+func Reason(err error) string {
+	var m *MissingError
+	if errors.As(err, &m) {
+		return m.Reason
+	}
+	return togetherv1.ReasonNoCredentials
+}
 
 // SecretRef names a Secret in the resource's namespace and the key in it;
 // an empty Key means APIKeyKey.
 type SecretRef struct {
 	Name, Key string
+}
+
+// Resource is what the resolver needs of a resource: its namespace and the
+// Secret it names for its key (the API types' APIKeySecret method).
+type Resource interface {
+	GetNamespace() string
+	APIKeySecret() *togetherv1.APIKeySecretRef
+}
+
+// RefOf is the Secret o names for its key, or nil when it names none.
+func RefOf(o Resource) *SecretRef {
+	ref := o.APIKeySecret()
+	if ref == nil || ref.Name == "" {
+		return nil
+	}
+	return &SecretRef{Name: ref.Name, Key: ref.Key}
 }
 
 // Account is the Together account a resource acts on.
@@ -102,14 +146,25 @@ type Resolver struct {
 	clients map[string]*together.Client
 }
 
-// For returns the account of namespace ns. ref, when set, names the Secret
-// the resource chose; otherwise the namespace default Secret is used, and
+// ForResource returns the account o acts on: For with its namespace and
+// the Secret it names.
+func (r *Resolver) ForResource(ctx context.Context, o Resource) (*Account, error) {
+	return r.For(ctx, o.GetNamespace(), RefOf(o))
+}
+
+// For returns the account of a resource in namespace ns. This is the one
+// place that decides it, in this order: ref, when set, names the Secret the
+// resource chose; otherwise the namespace default Secret is used, and
 // failing that the operator-wide key if ns is allowed it. A Secret the
-// resource names but that is missing is an error, never a fallback: the
-// resource asked for that account.
+// resource names but that is missing, or lacks the key, is an error
+// (APIKeySecretNotFound), never a fallback: the resource asked for that
+// account, and acting on another would be acting for someone else.
 func (r *Resolver) For(ctx context.Context, ns string, ref *SecretRef) (*Account, error) {
 	if ref != nil && ref.Name != "" {
 		key, err := r.readKey(ctx, ns, *ref)
+		if m := (*MissingError)(nil); errors.As(err, &m) {
+			return nil, &MissingError{Reason: togetherv1.ReasonAPIKeySecretNotFound, msg: "spec.apiKeySecretRef: " + m.msg}
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -135,12 +190,13 @@ func (r *Resolver) For(ctx context.Context, ns string, ref *SecretRef) (*Account
 			return r.account(shared, SharedSource)
 		}
 	}
-	return nil, fmt.Errorf("%w: create it with kubectl -n %s create secret generic %s --from-literal=%s=<your Together API key>, or name another Secret in the resource's spec.apiKeySecretRef",
-		ErrNoCredentials, ns, DefaultSecretName, APIKeyKey)
+	return nil, &MissingError{Reason: togetherv1.ReasonNoCredentials, msg: fmt.Sprintf(
+		"%v: create it with kubectl -n %s create secret generic %s --from-literal=%s=<your Together API key>, or name another Secret of the namespace in the resource's spec.apiKeySecretRef",
+		ErrNoCredentials, ns, DefaultSecretName, APIKeyKey)}
 }
 
-// readKey returns the key held by ref in ns, or an ErrNoCredentials error
-// naming what is missing.
+// readKey returns the key held by ref in ns, or a *MissingError naming what
+// is missing and how to create it (never a value).
 func (r *Resolver) readKey(ctx context.Context, ns string, ref SecretRef) (string, error) {
 	k := ref.Key
 	if k == "" {
@@ -149,14 +205,15 @@ func (r *Resolver) readKey(ctx context.Context, ns string, ref SecretRef) (strin
 	s := &corev1.Secret{}
 	err := r.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: ref.Name}, s)
 	if apierrors.IsNotFound(err) {
-		return "", fmt.Errorf("%w: Secret %s/%s does not exist", ErrNoCredentials, ns, ref.Name)
+		return "", &MissingError{msg: fmt.Sprintf("Secret %s/%s does not exist; create it with kubectl -n %s create secret generic %s --from-literal=%s=<your Together API key>",
+			ns, ref.Name, ns, ref.Name, k)}
 	}
 	if err != nil {
 		return "", fmt.Errorf("reading Secret %s/%s: %w", ns, ref.Name, err)
 	}
 	v := s.Data[k]
 	if len(v) == 0 {
-		return "", fmt.Errorf("%w: Secret %s/%s has no key %q", ErrNoCredentials, ns, ref.Name, k)
+		return "", &MissingError{msg: fmt.Sprintf("Secret %s/%s has no key %q; put the Together API key under that key, or name the key that holds it", ns, ref.Name, k)}
 	}
 	return string(v), nil
 }

@@ -27,6 +27,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/credentials"
 	"github.com/together-operator/together-operator/internal/testenv"
 	"github.com/together-operator/together-operator/internal/together"
@@ -169,5 +170,78 @@ func TestRotatedKeyTakesEffectWithoutRestart(t *testing.T) {
 	}
 	if after.ID == before.ID || (*built)[len(*built)-1] != "new-key" {
 		t.Errorf("after rotation the account is %s (was %s), clients built for %v", after.ID, before.ID, *built)
+	}
+}
+
+// A resource that names a Secret acts with that Secret's key, before the
+// namespace default and the operator-wide key; a named Secret that is
+// missing or lacks the key is APIKeySecretNotFound naming both (never a
+// fallback, never the value); two Secrets holding the same key are one
+// account; a rotated named Secret takes effect on the next resolution.
+func TestResourceNamesItsSecret(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, "named", map[string]string{credentials.SharedKeyLabel: "true"})
+	secret(t, ns, credentials.DefaultSecretName, credentials.APIKeyKey, "default-key")
+	own := secret(t, ns, "team-b", credentials.APIKeyKey, "key-b")
+	secret(t, ns, "team-b-copy", "token", "key-b")
+	r, built := resolver("shared-key")
+	ft := func(ref *togetherv1.APIKeySecretRef) *togetherv1.TogetherFineTune {
+		return &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "x"},
+			Spec: togetherv1.TogetherFineTuneSpec{APIKeySecretRef: ref}}
+	}
+
+	def, err := r.ForResource(ctx, ft(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	named, err := r.ForResource(ctx, ft(&togetherv1.APIKeySecretRef{Name: "team-b"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if named.ID == def.ID || named.Source != ns+"/team-b" || (*built)[len(*built)-1] != "key-b" {
+		t.Errorf("the named Secret gave account %+v (default %+v), clients built for %v", named, def, *built)
+	}
+	copied, err := r.ForResource(ctx, ft(&togetherv1.APIKeySecretRef{Name: "team-b-copy", Key: "token"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if copied.ID != named.ID || copied.Client != named.Client {
+		t.Errorf("two Secrets with the same key are two accounts: %+v, %+v", copied, named)
+	}
+
+	for _, c := range []struct {
+		ref  togetherv1.APIKeySecretRef
+		want []string
+	}{
+		{togetherv1.APIKeySecretRef{Name: "absent"}, []string{"Secret named/absent does not exist", "kubectl -n named create secret generic absent --from-literal=api-key="}},
+		{togetherv1.APIKeySecretRef{Name: "team-b", Key: "other"}, []string{"Secret named/team-b has no key \"other\""}},
+	} {
+		_, err := r.ForResource(ctx, ft(&c.ref))
+		if !errors.Is(err, credentials.ErrNoCredentials) || credentials.Reason(err) != togetherv1.ReasonAPIKeySecretNotFound {
+			t.Errorf("%+v: got %v (reason %s), want APIKeySecretNotFound and no fallback", c.ref, err, credentials.Reason(err))
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%+v: message %q does not say %q", c.ref, err, w)
+			}
+		}
+		for _, key := range []string{"key-b", "default-key", "shared-key"} {
+			if strings.Contains(err.Error(), key) {
+				t.Errorf("%+v: message %q reveals a key", c.ref, err)
+			}
+		}
+	}
+
+	own.Data[credentials.APIKeyKey] = []byte("key-b-rotated")
+	if err := k8s.Update(ctx, own); err != nil {
+		t.Fatal(err)
+	}
+	rotated, err := r.ForResource(ctx, ft(&togetherv1.APIKeySecretRef{Name: "team-b"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rotated.ID == named.ID || (*built)[len(*built)-1] != "key-b-rotated" {
+		t.Errorf("after rotating the named Secret the account is %s (was %s)", rotated.ID, named.ID)
 	}
 }

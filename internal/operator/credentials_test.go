@@ -1,0 +1,198 @@
+/*
+Copyright 2026 The together-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package operator
+
+import (
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/credentials"
+	"github.com/together-operator/together-operator/internal/testenv"
+	"github.com/together-operator/together-operator/internal/togethersim"
+	"github.com/together-operator/together-operator/internal/webhook"
+)
+
+// These specs are a tenant naming its own credentials Secret
+// (spec.apiKeySecretRef) in a namespace no administrator allowed the
+// operator-wide key, against the manager under config/rbac's role. The
+// simulator keeps one account per key (AddAccount): a job of one account is
+// unknown to the others, and its call counts say which key made each call,
+// so every spec checks at the simulator which account was used.
+var _ = Describe("A resource naming its API key Secret", func() {
+	var (
+		ns           string
+		tenant       client.Client
+		keyA, keyB   string
+		jobA, jobB   string
+		refA, refB   *togetherv1.APIKeySecretRef
+		refAbsent    *togetherv1.APIKeySecretRef
+		createSecret func(name, key, value string)
+	)
+
+	BeforeEach(func() {
+		ns = newNamespaceLabelled(nil)
+		cfg, err := testenv.AsTenant(ctx, adminCfg, k8s, ns, "tenant-of-"+ns)
+		Expect(err).NotTo(HaveOccurred())
+		tenant, err = client.New(cfg, client.Options{Scheme: scheme})
+		Expect(err).NotTo(HaveOccurred())
+		keyA, keyB = "key-a-"+ns, "key-b-"+ns
+		sim.AddAccount(keyA)
+		sim.AddAccount(keyB)
+		jobA = sim.AddFineTune(togethersim.FineTune{ID: "ft-a-" + ns, Model: "org/base", Status: "running", Account: keyA,
+			Outcome: &togethersim.FineTuneOutcome{Stall: true}})
+		jobB = sim.AddFineTune(togethersim.FineTune{ID: "ft-b-" + ns, Model: "org/base", Status: "running", Account: keyB,
+			Outcome: &togethersim.FineTuneOutcome{Stall: true}})
+		createSecret = func(name, key, value string) {
+			Expect(tenant.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+				StringData: map[string]string{key: value}})).To(Succeed())
+		}
+		createSecret("team-a", credentials.APIKeyKey, keyA)
+		createSecret("team-b", "token", keyB)
+		refA = &togetherv1.APIKeySecretRef{Name: "team-a"}
+		refB = &togetherv1.APIKeySecretRef{Name: "team-b", Key: "token"}
+		refAbsent = &togetherv1.APIKeySecretRef{Name: "absent"}
+	})
+
+	adopt := func(name, job string, ref *togetherv1.APIKeySecretRef) *togetherv1.TogetherFineTune {
+		ft := &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: togetherv1.TogetherFineTuneSpec{JobID: job, APIKeySecretRef: ref}}
+		Expect(tenant.Create(ctx, ft)).To(Succeed())
+		return ft
+	}
+	condition := func(ft *togetherv1.TogetherFineTune, typ string) func(Gomega) *metav1.Condition {
+		return func(g Gomega) *metav1.Condition {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ft), ft)).To(Succeed())
+			c := apimeta.FindStatusCondition(ft.Status.Conditions, typ)
+			g.Expect(c).NotTo(BeNil(), "no %s condition yet", typ)
+			return c
+		}
+	}
+	running := func(ft *togetherv1.TogetherFineTune) func(Gomega) {
+		return func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ft), ft)).To(Succeed())
+			g.Expect(ft.Status.Phase).To(Equal(togetherv1.FineTuneRunning))
+		}
+	}
+
+	It("runs under the key its Secret holds, and sees only that account's jobs", func() {
+		ftA := adopt("on-a", jobA, refA)
+		ftB := adopt("on-b", jobB, refB)
+		// Another account's job: the key it names cannot see it.
+		wrong := adopt("a-job-on-b", jobA, refB)
+
+		Eventually(func(g Gomega) {
+			c := condition(wrong, togetherv1.StalledCondition)(g)
+			g.Expect(c.Reason).To(Equal(togetherv1.ReasonJobNotFound), c.Message)
+		}).Should(Succeed(), "waiting for the fine-tune naming team-b's Secret to find no job %s on that account", jobA)
+		_, err := parts.Poller.PollOnce(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(running(ftA)).Should(Succeed(), "waiting for the fine-tune naming team-a's Secret to follow its account's job")
+		Eventually(running(ftB)).Should(Succeed(), "waiting for the fine-tune naming team-b's Secret (key token) to follow its account's job")
+
+		Expect(sim.CountCallsAs(keyA, "GET", "/v1/fine-tunes/"+jobA)).To(BeNumerically(">", 0), "team-a's job was read with team-a's key")
+		Expect(sim.CountCallsAs(keyB, "GET", "/v1/fine-tunes/"+jobB)).To(BeNumerically(">", 0), "team-b's job was read with team-b's key")
+		Expect(sim.CountCallsAs("", "GET", "/v1/fine-tunes/"+jobA)).To(BeZero(), "nothing ran on the operator-wide key")
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(wrong), wrong)).To(Succeed())
+		Expect(wrong.Status.Phase).To(BeEmpty(), "the poller did not give team-b's resource team-a's job")
+	})
+
+	It("stalls naming a missing Secret or key, calls nothing, and runs once the Secret is right", func() {
+		// The namespace default exists: a named Secret never falls back to it.
+		createSecret(credentials.DefaultSecretName, credentials.APIKeyKey, keyB)
+		ft := adopt("absent", jobA, refAbsent)
+		Eventually(func(g Gomega) {
+			c := condition(ft, togetherv1.StalledCondition)(g)
+			g.Expect(c.Reason).To(Equal(togetherv1.ReasonAPIKeySecretNotFound), c.Message)
+			g.Expect(c.Message).To(ContainSubstring("Secret " + ns + "/absent does not exist"))
+			g.Expect(c.Message).To(ContainSubstring("kubectl -n " + ns + " create secret generic absent --from-literal=api-key="))
+		}).Should(Succeed(), "waiting for the fine-tune to stall naming the Secret to create")
+
+		By("creating the Secret without the key")
+		createSecret("absent", "wrong-key", keyA)
+		Expect(tenant.Get(ctx, client.ObjectKeyFromObject(ft), ft)).To(Succeed())
+		ft.Annotations = map[string]string{"example.com/poke": "1"}
+		Expect(tenant.Update(ctx, ft)).To(Succeed())
+		var msg string
+		Eventually(func(g Gomega) {
+			c := condition(ft, togetherv1.StalledCondition)(g)
+			g.Expect(c.Reason).To(Equal(togetherv1.ReasonAPIKeySecretNotFound), c.Message)
+			g.Expect(c.Message).To(ContainSubstring(`Secret ` + ns + `/absent has no key "api-key"`))
+			msg = c.Message
+		}).Should(Succeed(), "waiting for the fine-tune to stall naming the missing key")
+		for _, k := range []string{keyA, keyB, simKey} {
+			Expect(msg).NotTo(ContainSubstring(k))
+		}
+		Expect(sim.CountCalls("GET", "/v1/fine-tunes/"+jobA)).To(BeZero(), "nothing was asked of Together for the stalled resource")
+
+		By("putting the key where the resource looks")
+		sec := &corev1.Secret{}
+		Expect(tenant.Get(ctx, client.ObjectKey{Namespace: ns, Name: "absent"}, sec)).To(Succeed())
+		sec.Data = map[string][]byte{credentials.APIKeyKey: []byte(keyA)}
+		Expect(tenant.Update(ctx, sec)).To(Succeed())
+		Expect(tenant.Get(ctx, client.ObjectKeyFromObject(ft), ft)).To(Succeed())
+		ft.Annotations = map[string]string{"example.com/poke": "2"}
+		Expect(tenant.Update(ctx, ft)).To(Succeed())
+		Eventually(func(g Gomega) {
+			running(ft)(g)
+			g.Expect(apimeta.FindStatusCondition(ft.Status.Conditions, togetherv1.StalledCondition)).To(BeNil())
+		}).Should(Succeed(), "waiting for the fine-tune to run on the key now in its Secret, without a restart")
+		Expect(sim.CountCallsAs(keyA, "GET", "/v1/fine-tunes/"+jobA)).To(BeNumerically(">", 0))
+	})
+
+	It("submits, and cancels on delete, with its own key", func() {
+		Expect(tenant.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "data"},
+			Data: map[string]string{"train.jsonl": `{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]}` + "\n"}})).To(Succeed())
+		sim.SetFineTuneScript(func(r togethersim.FineTuneRequest) bool { return r.Model == "org/creds-long-running" }, togethersim.FineTuneOutcome{Stall: true})
+		posts := sim.CountCallsAs(keyB, "POST", "/v1/fine-tunes")
+		ft := &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "own"},
+			Spec: togetherv1.TogetherFineTuneSpec{APIKeySecretRef: refB, Training: &togetherv1.TrainingSpec{Model: "org/creds-long-running",
+				TrainingData: &togetherv1.ConfigMapKeyRef{Name: "data", Key: "train.jsonl"}}}}
+		Expect(tenant.Create(ctx, ft)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ft), ft)).To(Succeed())
+			g.Expect(ft.Status.JobID).NotTo(BeEmpty())
+		}).Should(Succeed(), "waiting for the fine-tune to submit its job")
+		Expect(sim.CountCallsAs(keyB, "POST", "/v1/fine-tunes")-posts).To(Equal(1), "the job was created on team-b's account")
+
+		Expect(tenant.Delete(ctx, ft)).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(ft), &togetherv1.TogetherFineTune{}))
+		}).Should(BeTrue(), "waiting for the fine-tune to be deleted")
+		Expect(sim.CountCallsAs(keyB, "POST", "/v1/fine-tunes/"+ft.Status.JobID+"/cancel")).To(Equal(1), "the job was cancelled with the key that created it")
+	})
+
+	It("registers a subscription's webhook on the account its Secret names", func() {
+		url := eventsURL + webhook.PathFor(ns, "hooks")
+		sub := createSubscription(ns, "hooks", func(s *togetherv1.TogetherWebhookSubscription) {
+			s.Spec.Register, s.Spec.URL, s.Spec.APIKeySecretRef = true, url, refB
+		})
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(sub), sub)).To(Succeed())
+			g.Expect(sub.Status.RemoteID).NotTo(BeEmpty())
+		}).Should(Succeed(), "waiting for the subscription to register")
+		Expect(sim.CountCallsAs(keyB, "POST", "/v1/webhooks")).To(Equal(1), "registered with team-b's key")
+		Expect(k8s.Delete(ctx, sub)).To(Succeed())
+		Eventually(func() int { return sim.CountCallsAs(keyB, "DELETE", "/v1/webhooks/"+sub.Status.RemoteID) }).Should(Equal(1),
+			"waiting for the registration to be removed with the same key")
+	})
+})
