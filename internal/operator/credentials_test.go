@@ -73,10 +73,20 @@ var _ = Describe("A resource naming its API key Secret", func() {
 		refAbsent = &togetherv1.APIKeySecretRef{Name: "absent"}
 	})
 
+	// gone deletes a resource once the spec ends, so that the jobs its
+	// accounts follow do not add list calls to other specs' poll cycles.
+	gone := func(obj client.Object) {
+		DeferCleanup(func() {
+			Expect(client.IgnoreNotFound(k8s.Delete(ctx, obj))).To(Succeed())
+			Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj)) }).
+				Should(BeTrue(), "waiting for %s to be deleted after the spec", obj.GetName())
+		})
+	}
 	adopt := func(name, job string, ref *togetherv1.APIKeySecretRef) *togetherv1.TogetherFineTune {
 		ft := &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 			Spec: togetherv1.TogetherFineTuneSpec{JobID: job, APIKeySecretRef: ref}}
 		Expect(tenant.Create(ctx, ft)).To(Succeed())
+		gone(ft)
 		return ft
 	}
 	condition := func(ft *togetherv1.TogetherFineTune, typ string) func(Gomega) *metav1.Condition {
@@ -168,6 +178,7 @@ var _ = Describe("A resource naming its API key Secret", func() {
 			Spec: togetherv1.TogetherFineTuneSpec{APIKeySecretRef: refB, Training: &togetherv1.TrainingSpec{Model: "org/creds-long-running",
 				TrainingData: &togetherv1.ConfigMapKeyRef{Name: "data", Key: "train.jsonl"}}}}
 		Expect(tenant.Create(ctx, ft)).To(Succeed())
+		gone(ft)
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ft), ft)).To(Succeed())
 			g.Expect(ft.Status.JobID).NotTo(BeEmpty())

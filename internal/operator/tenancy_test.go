@@ -293,7 +293,10 @@ var _ = Describe("A tenant in a shared cluster", func() {
 		fineTune := func(name string) *togetherv1.TogetherFineTune {
 			ft := &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 				Spec: togetherv1.TogetherFineTuneSpec{JobID: "ft-" + ns + "-" + name}}
-			sim.AddFineTune(togethersim.FineTune{ID: ft.Spec.JobID, Model: "org/base", Status: "running"})
+			// A job that keeps running: the specs look for Running after
+			// a key is fixed, which a job that finished meanwhile skips.
+			sim.AddFineTune(togethersim.FineTune{ID: ft.Spec.JobID, Model: "org/base", Status: "running",
+				Outcome: &togethersim.FineTuneOutcome{Stall: true}})
 			Expect(tenant.Create(ctx, ft)).To(Succeed())
 			return ft
 		}
