@@ -95,7 +95,7 @@ func (s *Server) replyAnswer(w http.ResponseWriter, a answer) {
 
 func (s *Server) serveEvent(w http.ResponseWriter, r *http.Request) {
 	start := s.Now()
-	logger := log.FromContext(r.Context()).WithValues("path", r.URL.Path)
+	logger := requestLog{r: r}
 	body := &trackedBody{ReadCloser: r.Body}
 	r.Body = body
 	var calls atomic.Int64
@@ -127,6 +127,15 @@ func (s *Server) serveEvent(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// requestLog is the logger of one request, with its path, made only when
+// something is logged: building it costs a copy of the logger's encoder,
+// and a delivery that goes well logs nothing.
+type requestLog struct{ r *http.Request }
+
+func (l requestLog) get() logr.Logger {
+	return log.FromContext(l.r.Context()).WithValues("path", l.r.URL.Path)
+}
+
 // signed is what a request's headers say about its signature, read before
 // its body.
 type signed struct {
@@ -149,7 +158,7 @@ const maxWebhookIDLength = 256
 // under the per-request cap and the process-wide budget, verified, checked
 // against the replay cache and the subscription's bucket, and only then
 // decoded and applied.
-func (s *Server) handle(r *http.Request, logger logr.Logger) answer {
+func (s *Server) handle(r *http.Request, logger requestLog) answer {
 	now := s.Now()
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
 		return answer{code: http.StatusUnsupportedMediaType, msg: "content type must be application/json"}
@@ -163,7 +172,7 @@ func (s *Server) handle(r *http.Request, logger logr.Logger) answer {
 
 	sub, err := s.subscription(r)
 	if err != nil {
-		logger.Error(err, "reading subscription")
+		logger.get().Error(err, "reading subscription")
 		return busy("subscription unavailable, retry later")
 	}
 	var policy *togetherv1.TogetherWebhookSubscriptionSpec
@@ -209,10 +218,10 @@ func (s *Server) handle(r *http.Request, logger logr.Logger) answer {
 	ok, err = s.verify(r.Context(), sub, sg, body)
 	switch {
 	case errors.Is(err, ErrSecretMissing):
-		logger.V(1).Info("subscription's signing secret is missing; rejecting delivery", "subscription", sub.Namespace+"/"+sub.Name)
+		logger.get().V(1).Info("subscription's signing secret is missing; rejecting delivery", "subscription", sub.Namespace+"/"+sub.Name)
 		return unauthorized()
 	case err != nil:
-		logger.Error(err, "reading signing secret")
+		logger.get().Error(err, "reading signing secret")
 		return busy("could not verify now, retry later")
 	case !ok:
 		intake.EventsTotal.WithLabelValues("unknown", "push", string(lattice.Rejected)).Inc()
@@ -244,7 +253,7 @@ func (s *Server) handle(r *http.Request, logger logr.Logger) answer {
 }
 
 // deliver turns a decoded payload into its effect and answer.
-func (s *Server) deliver(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription, ev event.Event, decodeErr error, logger logr.Logger) answer {
+func (s *Server) deliver(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription, ev event.Event, decodeErr error, logger requestLog) answer {
 	if errors.Is(decodeErr, event.ErrUnknownType) {
 		intake.EventsTotal.WithLabelValues("unknown", "push", string(lattice.Ignored)).Inc()
 		return answer{code: http.StatusAccepted, msg: "ignored: unknown event type"}
@@ -426,7 +435,7 @@ func (s *Server) touch(ctx context.Context, sub *togetherv1.TogetherWebhookSubsc
 	s.lastEvents.note(sub, now, log.FromContext(ctx))
 }
 
-func (s *Server) respond(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription, ev event.Event, res intake.Result, logger logr.Logger) (int, string) {
+func (s *Server) respond(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription, ev event.Event, res intake.Result, logger requestLog) (int, string) {
 	switch res.Outcome {
 	case lattice.Applied, lattice.Duplicate, lattice.Stale:
 		s.touch(ctx, sub)
@@ -440,10 +449,10 @@ func (s *Server) respond(ctx context.Context, sub *togetherv1.TogetherWebhookSub
 		if errors.Is(res.Err, intake.ErrSubmitting) {
 			return http.StatusServiceUnavailable, "a resource in this namespace is submitting a job that may be this one; retry shortly"
 		}
-		logger.Error(res.Err, "recording event failed; the sender will retry", "event", ev.ID, "type", ev.Type)
+		logger.get().Error(res.Err, "recording event failed; the sender will retry", "event", ev.ID, "type", ev.Type)
 		return http.StatusServiceUnavailable, "could not record the event, retry later"
 	default:
-		logger.Error(res.Err, "recording event failed; the sender will retry", "event", ev.ID, "type", ev.Type)
+		logger.get().Error(res.Err, "recording event failed; the sender will retry", "event", ev.ID, "type", ev.Type)
 		return http.StatusServiceUnavailable, "could not record the event, retry later"
 	}
 }

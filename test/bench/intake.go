@@ -243,6 +243,17 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+func mean(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	var sum time.Duration
+	for _, d := range ds {
+		sum += d
+	}
+	return sum / time.Duration(len(ds))
+}
+
 // intake runs the intake scenarios against the real endpoint: a manager's
 // cache and indexes, the Applier and webhook.Server listening on a port,
 // wired as operator.Setup wires them. The reconcilers are left out so that
@@ -383,17 +394,20 @@ func (b *bench) distinct(ctx context.Context, s *sender, path, ns string, n int,
 	}
 	var intakeTime, minTime time.Duration
 	var intakeSrv, minSrv struct{ sum, count float64 }
+	var intakeCPU, minCPU cpuSample
 	m0, mm0 := meter.read(), b.minMeter.read()
-	timed := func(fn func() error, d *time.Duration, srv *struct{ sum, count float64 }) error {
+	timed := func(fn func() error, d *time.Duration, srv *struct{ sum, count float64 }, cpu *cpuSample) error {
 		before, err := b.scrapeServerTimes(ctx)
 		if err != nil {
 			return err
 		}
+		c0 := readCPU()
 		t := time.Now()
 		if err := fn(); err != nil {
 			return err
 		}
 		*d += time.Since(t)
+		*cpu = cpu.add(readCPU().sub(c0))
 		after, err := b.scrapeServerTimes(ctx)
 		if err != nil {
 			return err
@@ -418,7 +432,7 @@ func (b *bench) distinct(ctx context.Context, s *sender, path, ns string, n int,
 				lats[i] = lat
 				return nil
 			})
-		}, &intakeTime, &intakeSrv); err != nil {
+		}, &intakeTime, &intakeSrv, &intakeCPU); err != nil {
 			return err
 		}
 		if !paired {
@@ -432,7 +446,7 @@ func (b *bench) distinct(ctx context.Context, s *sender, path, ns string, n int,
 				minLats[i] = time.Since(t)
 				return err
 			})
-		}, &minTime, &minSrv); err != nil {
+		}, &minTime, &minSrv, &minCPU); err != nil {
 			return fmt.Errorf("minimal patches beside the intake: %w", err)
 		}
 	}
@@ -478,6 +492,26 @@ func (b *bench) distinct(ctx context.Context, s *sender, path, ns string, n int,
 	b.add(row{Scenario: "write cost: intake's write / minimal patch, client time", Value: msPer, Unit: "ms", Baseline: minMs, Ratio: msPer / minMs, Goal: "-", Pass: true})
 	b.add(row{Scenario: "write cost: intake's write / minimal patch, API server time", Value: intakeSrvMs, Unit: "ms", Baseline: minSrvMs, Ratio: intakeSrvMs / minSrvMs, Goal: "-", Pass: true,
 		Note: "apiserver_request_duration_seconds, status subresource, read around each slice"})
+	b.add(row{Scenario: "ack mean / minimal patch mean latency", Value: ms(mean(lats)), Unit: "ms", Baseline: ms(mean(minLats)), Ratio: ms(mean(lats)) / ms(mean(minLats)), Goal: "-", Pass: true})
+	// CPU per event of each process while each side ran: on two shared
+	// cores the endpoint's and the senders' CPU is taken from the API
+	// server's.
+	perEvent := func(d time.Duration) float64 { return ms(d) / float64(n) }
+	for _, c := range []struct {
+		what       string
+		intake, mn time.Duration
+	}{
+		{"bench process (senders, endpoint, intake, informer)", intakeCPU.self, minCPU.self},
+		{"kube-apiserver", intakeCPU.apiserver, minCPU.apiserver},
+		{"etcd", intakeCPU.etcd, minCPU.etcd},
+		{"all three", intakeCPU.self + intakeCPU.apiserver + intakeCPU.etcd, minCPU.self + minCPU.apiserver + minCPU.etcd},
+	} {
+		if c.mn <= 0 {
+			continue
+		}
+		b.add(row{Scenario: "write cost: CPU per event / per minimal patch, " + c.what, Value: perEvent(c.intake), Unit: "ms", Baseline: perEvent(c.mn),
+			Ratio: float64(c.intake) / float64(c.mn), Goal: "-", Pass: true, Note: "user+system time while each side's slices ran"})
+	}
 	b.minRate = minRate
 	return nil
 }
