@@ -17,6 +17,7 @@ limitations under the License.
 package controller
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -361,6 +362,49 @@ var _ = Describe("TogetherBatch", func() {
 		Expect(tb.Status.Submission).To(BeNil())
 		Expect(e.sim.CountCalls("POST", "/v1/batches")).To(Equal(1))
 		Expect(e.sim.CountCalls("POST", "/v1/files/upload")).To(Equal(1))
+	})
+
+	It("finds the batch of a submission interrupted under the tag of an earlier version, and tags new uploads with the namespace", func() {
+		e := newBatchEnv()
+		e.inputConfigMap("legacy", chatRequest("a", "x"), chatRequest("b", "y"))
+		key := e.create("legacy", togetherv1.TogetherBatchSpec{Input: configMapInput("legacy"), Model: "m"})
+		tb := e.get(key)
+		chunks, err := e.r.readBatchInput(ctx, tb)
+		Expect(err).NotTo(HaveOccurred())
+		// What an earlier version left behind: a marker with its tag (no
+		// namespace in it), the upload named after it and the batch created
+		// from that upload, but no recorded batch ID.
+		oldTag := fmt.Sprintf("tbatch-%s-a1-%s", tb.UID, inputDigest(chunks))
+		f, err := e.api.UploadFile(ctx, togetherv1.BatchPartFileName(oldTag, 0), together.FilePurposeBatch, bytes.NewReader(chunks[0].data))
+		Expect(err).NotTo(HaveOccurred())
+		earlier, err := e.api.CreateBatch(ctx, together.CreateBatchRequest{InputFileID: f.ID, Endpoint: "/v1/chat/completions", ModelID: "m"})
+		Expect(err).NotTo(HaveOccurred())
+		tb.Status.Submission = &togetherv1.SubmissionMarker{Attempt: 1, Tag: oldTag, StartedAt: metav1.Now()}
+		tb.Status.Phase = togetherv1.BatchPending
+		Expect(k8sClient.Status().Update(ctx, tb)).To(Succeed())
+
+		_, err = e.reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		tb = e.get(key)
+		Expect(tb.Status.BatchID).To(Equal(earlier.ID), "the earlier version's batch is found through its tagged upload")
+		Expect(tb.Status.Submission).To(BeNil())
+		Expect(e.sim.CountCalls("POST", "/v1/batches")).To(Equal(1), "only the earlier version's create: nothing paid twice")
+		Expect(e.sim.CountCalls("POST", "/v1/files/upload")).To(Equal(1))
+
+		By("submitting a new batch: its upload names the namespace")
+		e.inputConfigMap("fresh", chatRequest("c", "z"))
+		key = e.create("fresh", togetherv1.TogetherBatchSpec{Input: configMapInput("fresh"), Model: "m"})
+		_, err = e.reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		tb = e.get(key)
+		Expect(tb.Status.BatchID).NotTo(BeEmpty())
+		b, err := e.api.GetBatch(ctx, tb.Status.BatchID)
+		Expect(err).NotTo(HaveOccurred())
+		in, err := e.api.GetFile(ctx, b.InputFileID)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(in.Filename).To(HavePrefix(tb.SubmissionTag(1, "")[:len("tbatch-n")+8]))
+		Expect(togetherv1.TaggedFor(in.Filename, e.ns)).To(BeTrue(), "upload %q names the namespace", in.Filename)
+		Expect(togetherv1.TaggedFor(in.Filename, e.ns+"-other")).To(BeFalse())
 	})
 
 	It("submits the input as it is now when it grew after a create failed", func() {

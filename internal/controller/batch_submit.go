@@ -28,7 +28,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -38,14 +37,6 @@ import (
 	"github.com/together-operator/together-operator/internal/reconcile"
 	"github.com/together-operator/together-operator/internal/together"
 )
-
-// batchSubmissionTag names the uploads of one submission. It is derived from
-// the resource's UID, the attempt and a digest of the input it submits, so
-// it is the same after a restart, different for every resource, and tells
-// whether the input is still the one the submission began with.
-func batchSubmissionTag(uid types.UID, attempt int32, digest string) string {
-	return fmt.Sprintf("tbatch-%s-a%d-%s", uid, attempt, digest)
-}
 
 // inputDigest identifies the parts of an input: their content (or file ID)
 // in order, 12 hex digits.
@@ -116,12 +107,6 @@ func (r *TogetherBatchReconciler) abandonChangedPlan(ctx context.Context, tb *to
 		strings.Join(created, ", "), len(created), planned))
 }
 
-// batchPartFileName is the name the input of part i is uploaded under; the
-// tag in it is how an interrupted submission finds its own upload.
-func batchPartFileName(tag string, i int) string {
-	return fmt.Sprintf("%s-part-%d.jsonl", tag, i)
-}
-
 // submitted reports whether every batch of tb has been created.
 func submitted(tb *togetherv1.TogetherBatch) bool {
 	if tb.Status.BatchID == "" {
@@ -169,7 +154,7 @@ func (r *TogetherBatchReconciler) reconcileSubmission(ctx context.Context, tb *t
 		recovering = false
 	}
 	if !recovering {
-		tag := batchSubmissionTag(tb.UID, 1, inputDigest(chunks))
+		tag := tb.SubmissionTag(1, inputDigest(chunks))
 		tb.Status.Submission = &togetherv1.SubmissionMarker{Attempt: 1, Tag: tag, StartedAt: metav1.NewTime(r.now())}
 		tb.Status.Phase = togetherv1.BatchPending
 		if len(chunks) > 1 {
@@ -324,7 +309,7 @@ func (s *batchSubmitter) submitPart(ctx context.Context, i int, c batchChunk) er
 		}
 	}
 	if fileID == "" {
-		f, err := s.r.API.UploadFile(ctx, batchPartFileName(tag, i), together.FilePurposeBatch, bytes.NewReader(c.data))
+		f, err := s.r.API.UploadFile(ctx, togetherv1.BatchPartFileName(tag, i), together.FilePurposeBatch, bytes.NewReader(c.data))
 		if err != nil {
 			return fmt.Errorf("uploading input part %d: %w", i, err)
 		}
@@ -357,7 +342,7 @@ func (s *batchSubmitter) findCreated(ctx context.Context, i int, fileID string) 
 
 // uploaded returns the file this submission uploaded for part i, or "".
 func (s *batchSubmitter) uploaded(i int) string {
-	name := batchPartFileName(s.tb.Status.Submission.Tag, i)
+	name := togetherv1.BatchPartFileName(s.tb.Status.Submission.Tag, i)
 	id := ""
 	for _, f := range s.files {
 		if f.Filename == name {

@@ -38,11 +38,6 @@ import (
 	"github.com/together-operator/together-operator/internal/together"
 )
 
-// maxSuffixLen is the longest suffix sent to Together. The API documents 64
-// but older clients enforce 40, so the operator stays within 40 to be safe
-// with both; the user's part is shortened to leave room for the tag.
-const maxSuffixLen = 40
-
 // reconcileJob makes sure the resource follows exactly one job: it finishes
 // an interrupted submission, adopts spec.jobID, or submits the first attempt.
 func (r *TogetherFineTuneReconciler) reconcileJob(ctx context.Context, ft *togetherv1.TogetherFineTune, s *scope) (ctrl.Result, error) {
@@ -132,7 +127,7 @@ func (r *TogetherFineTuneReconciler) submit(ctx context.Context, ft *togetherv1.
 	}
 	st := &ft.Status
 	lr := attemptLearningRate(ft, attempt)
-	tag := ftSubmissionTag(ft.UID, attempt)
+	tag := ft.SubmissionTag(attempt)
 	if sub := st.Submission; sub != nil && sub.Attempt == attempt {
 		job, err := r.findTaggedJob(ctx, sub.Tag)
 		if err != nil {
@@ -164,7 +159,7 @@ func (r *TogetherFineTuneReconciler) submit(ctx context.Context, ft *togetherv1.
 	if err := s.persist(ctx, ft); err != nil {
 		return "", fmt.Errorf("recording submission marker before creating a job: %w", err)
 	}
-	req := ftCreateRequest(tr, fileID, jobSuffix(tr.Suffix, tag), lr)
+	req := ftCreateRequest(tr, fileID, ft.JobSuffix(tag), lr)
 	req.ValidationFile = valID
 	job, err := r.API.CreateFineTune(ctx, req)
 	if err != nil {
@@ -209,7 +204,8 @@ func withoutAttempt(as []togetherv1.FineTuneAttempt, attempt int32) []togetherv1
 
 // findTaggedJob returns the job whose suffix or output model name carries
 // tag, or nil. Together offers no idempotency key, so the tag is how the
-// operator recognises its own job.
+// operator recognises its own job. tag is the one the submission marker
+// recorded, of whichever form the version that wrote it used.
 func (r *TogetherFineTuneReconciler) findTaggedJob(ctx context.Context, tag string) (*together.FineTune, error) {
 	jobs, err := r.API.ListFineTunes(ctx)
 	if err != nil {
@@ -217,7 +213,7 @@ func (r *TogetherFineTuneReconciler) findTaggedJob(ctx context.Context, tag stri
 	}
 	for i := range jobs {
 		j := &jobs[i]
-		if j.Suffix == tag || strings.HasSuffix(j.Suffix, "-"+tag) || strings.Contains(j.ModelOutputName, tag) {
+		if togetherv1.FineTuneCarriesTag(j.Suffix, j.ModelOutputName, tag) {
 			return j, nil
 		}
 	}
@@ -287,28 +283,6 @@ func trainingFileName(ft *togetherv1.TogetherFineTune, data string) string {
 		base = base[:40]
 	}
 	return fmt.Sprintf("%s-%s.jsonl", base, hex.EncodeToString(h[:])[:12])
-}
-
-// ftSubmissionTag is 8 hex digits derived from the resource's UID and the
-// attempt: short enough to fit the suffix, unique enough to tell apart the
-// jobs of one account.
-func ftSubmissionTag(uid types.UID, attempt int32) string {
-	h := sha256.Sum256([]byte(fmt.Sprintf("%s/%d", uid, attempt)))
-	return hex.EncodeToString(h[:])[:8]
-}
-
-// jobSuffix joins the user's suffix and the tag within maxSuffixLen, cutting
-// the user's part when needed: the tag is what makes a crash recoverable.
-func jobSuffix(user, tag string) string {
-	keep := maxSuffixLen - len(tag) - 1
-	if len(user) > keep {
-		user = user[:keep]
-	}
-	user = strings.TrimRight(user, "-")
-	if user == "" {
-		return tag
-	}
-	return user + "-" + tag
 }
 
 // maxAttempts is spec.retry.maxAttempts, 1 when unset.

@@ -233,7 +233,8 @@ var _ = Describe("FineTune reconciler", func() {
 		Expect(ft.Status.Checkpoints).To(HaveLen(5))
 		Expect(ft.Status.Loss).NotTo(BeNil())
 		Expect(ft.Status.EvalLoss).To(HaveValue(Equal(0.42)), "the eval loss comes from the job's eval/loss metrics rows")
-		Expect(ft.Status.OutputModel).To(ContainSubstring("support-" + ftSubmissionTag(ft.UID, 1)))
+		Expect(ft.Status.OutputModel).To(ContainSubstring("support-" + ft.SubmissionTag(1)))
+		Expect(togetherv1.TaggedFor(ft.Status.OutputModel, ft.Namespace)).To(BeTrue(), "the job names the namespace that created it")
 		Expect(ft.Status.DeployedModel).To(Equal(ft.Status.OutputModel))
 		Expect(ft.Status.DeployedAttempt).To(BeEquivalentTo(1))
 		Expect(ft.Status.ObservedGeneration).To(Equal(ft.Generation))
@@ -460,7 +461,7 @@ var _ = Describe("FineTune reconciler", func() {
 		ft := get(key)
 		Expect(ft.Status.JobID).To(BeEmpty(), "the job's ID was lost with the status write")
 		Expect(ft.Status.Submission).NotTo(BeNil(), "the marker was written before the POST")
-		Expect(ft.Status.Submission.Tag).To(Equal(ftSubmissionTag(ft.UID, 1)))
+		Expect(ft.Status.Submission.Tag).To(Equal(ft.SubmissionTag(1)))
 
 		_, err = reconcile(key)
 		Expect(err).NotTo(HaveOccurred())
@@ -481,6 +482,42 @@ var _ = Describe("FineTune reconciler", func() {
 		}
 		Expect(submitted).To(ConsistOf(ContainSubstring("created before an interrupted status write")),
 			"one Event for the one job, telling what happened")
+	})
+
+	It("finds the job of a submission interrupted under the tag of an earlier version (no namespace in it)", func() {
+		key := newFineTune("legacy-tag", togetherv1.TogetherFineTuneSpec{Training: &togetherv1.TrainingSpec{Model: "m", TrainingFile: uploadedFile(), Suffix: "legacy"}})
+		// What an earlier version left behind: its 8-hex-digit tag in the
+		// marker and in the job's suffix, and no recorded job ID.
+		const oldTag = "0badc0de"
+		job, err := api.CreateFineTune(ctx, together.CreateFineTuneRequest{Model: "m", TrainingFile: get(key).Spec.Training.TrainingFile, Suffix: "legacy-" + oldTag})
+		Expect(err).NotTo(HaveOccurred())
+		ft := get(key)
+		ft.Status.Submission = &togetherv1.SubmissionMarker{Attempt: 1, Tag: oldTag, StartedAt: metav1.Now()}
+		Expect(k8sClient.Status().Update(ctx, ft)).To(Succeed())
+
+		_, err = reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		ft = get(key)
+		Expect(ft.Status.JobID).To(Equal(job.ID), "the earlier version's job is found by its tag")
+		Expect(ft.Status.Submission).To(BeNil())
+		Expect(sim.CountCalls("POST", "/v1/fine-tunes")).To(Equal(1), "only the earlier version's create: nothing paid twice")
+	})
+
+	It("tags a new job with its namespace as well as the resource and attempt", func() {
+		key := newFineTune("ns-tag", togetherv1.TogetherFineTuneSpec{Training: &togetherv1.TrainingSpec{Model: "m", TrainingFile: uploadedFile(), Suffix: strings.Repeat("s", 40)}})
+		_, err := reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		ft := get(key)
+		Expect(ft.Status.JobID).NotTo(BeEmpty())
+		jobs, err := api.ListFineTunes(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(jobs).To(HaveLen(1))
+		Expect(len(jobs[0].Suffix)).To(BeNumerically("<=", 40), "within the limit Together's Python client enforces")
+		Expect(jobs[0].Suffix).To(HaveSuffix("-" + ft.SubmissionTag(1)))
+		tag, ok := togetherv1.NamespaceTagIn(jobs[0].Suffix)
+		Expect(ok).To(BeTrue())
+		Expect(tag).To(Equal(togetherv1.NamespaceTag(ns)))
+		Expect(togetherv1.TaggedFor(jobs[0].Suffix, "some-other-namespace")).To(BeFalse())
 	})
 
 	It("retries a failure with a smaller learning rate, succeeds, and ignores events of the old attempt", func() {
@@ -725,19 +762,4 @@ var _ = Describe("FineTune reconciler", func() {
 		Entry("Cancel cancels the job", togetherv1.DeletionPolicyCancel, 1, together.FineTuneCancelled),
 		Entry("Retain leaves it running", togetherv1.DeletionPolicyRetain, 0, together.FineTuneRunning),
 	)
-})
-
-var _ = Describe("FineTune naming", func() {
-	It("keeps the suffix within 40 characters and the tag intact", func() {
-		tag := ftSubmissionTag("uid-1", 1)
-		Expect(tag).To(HaveLen(8))
-		Expect(tag).NotTo(Equal(ftSubmissionTag("uid-1", 2)))
-		Expect(jobSuffix("", tag)).To(Equal(tag))
-		Expect(jobSuffix("support", tag)).To(Equal("support-" + tag))
-		long := jobSuffix(strings.Repeat("a", 40), tag)
-		Expect(long).To(HaveLen(40))
-		Expect(long).To(HaveSuffix("-" + tag))
-		Expect(jobSuffix(strings.Repeat("a", 30)+"-bbbb", tag)).NotTo(ContainSubstring("--"))
-	})
-
 })
