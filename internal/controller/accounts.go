@@ -20,7 +20,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -37,10 +36,6 @@ import (
 type Accounts interface {
 	For(ctx context.Context, ns string, ref *credentials.SecretRef) (*credentials.Account, error)
 }
-
-// credentialsRecheck is how often a resource without a key is looked at
-// again: Secrets are not watched.
-const credentialsRecheck = 30 * time.Second
 
 // TogetherAccess is embedded by the reconcilers that call Together (all
 // but the migration's): the one place that decides which Together account a
@@ -111,10 +106,11 @@ func (t *TogetherAccess[A]) apiFailure(err error, doing string) error {
 // requireAccount is the first step of a kind whose resource has no key: it
 // stalls with a message naming the Secret (and key) to create — NoCredentials
 // for a namespace with none, APIKeySecretNotFound for a Secret the resource
-// names — and looks again after credentialsRecheck, as Secrets are not
-// watched.
+// names. No timer: creating that Secret (or giving it the key), or an
+// administrator labelling the namespace, wakes the resource
+// (withAccountWatches).
 func requireAccount[T reconcile.Object](missing error) step[T] {
 	return step[T]{name: "credentials", run: func(context.Context, T, *scope) (ctrl.Result, error) {
-		return ctrl.Result{}, reconcile.Stalling(credentials.Reason(missing), missing.Error()+".").After(credentialsRecheck)
+		return ctrl.Result{}, reconcile.Stalling(credentials.Reason(missing), missing.Error()+".")
 	}}
 }

@@ -57,9 +57,10 @@ const (
 	fetchMountPath = "/data"
 	// defaultAPIKeySecretKey is the key of apiKeySecretRef when unset.
 	defaultAPIKeySecretKey = "api-key"
-	// apiKeySecretRecheck is how often a missing API key Secret is looked
-	// for again: Secrets are not watched.
-	apiKeySecretRecheck = 30 * time.Second
+	// claimRecheck is how often a claim that has not opted in is looked at
+	// again: PersistentVolumeClaims are not watched. (A missing API key
+	// Secret needs no timer: the Secret watch wakes the batch.)
+	claimRecheck = 30 * time.Second
 	// fetchRetryDelay is the pause before a failed fetch Job is replaced.
 	fetchRetryDelay = time.Second
 )
@@ -462,14 +463,14 @@ func (r *TogetherBatchReconciler) startFetchJob(ctx context.Context, tb *togethe
 		return err
 	}
 	if missing != "" {
-		return reconcile.Stalling(togetherv1.ReasonAPIKeySecretNotFound, missing).On(togetherv1.OutputReadyCondition).After(apiKeySecretRecheck)
+		return reconcile.Stalling(togetherv1.ReasonAPIKeySecretNotFound, missing).On(togetherv1.OutputReadyCondition)
 	}
 	refused, err := r.checkOutputClaim(ctx, tb)
 	if err != nil {
 		return err
 	}
 	if refused != "" {
-		return reconcile.Stalling(togetherv1.ReasonClaimNotOptedIn, refused).On(togetherv1.OutputReadyCondition).After(apiKeySecretRecheck)
+		return reconcile.Stalling(togetherv1.ReasonClaimNotOptedIn, refused).On(togetherv1.OutputReadyCondition).After(claimRecheck)
 	}
 	if err := r.ensureFetchServiceAccount(ctx, tb.Namespace); err != nil {
 		return err

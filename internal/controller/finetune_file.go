@@ -77,14 +77,14 @@ func (r *TogetherFineTuneReconciler) validationFile(ctx context.Context, ft *tog
 	if err := r.Get(ctx, types.NamespacedName{Namespace: ft.Namespace, Name: ref.Name}, cm); err != nil {
 		if apierrors.IsNotFound(err) {
 			return "", reconcile.Stalling(togetherv1.ReasonTrainingDataNotFound,
-				fmt.Sprintf("ConfigMap %q (spec.training.validationData) does not exist; create it with key %q holding JSONL evaluation data.", ref.Name, ref.Key)).After(ftRecheckInterval)
+				fmt.Sprintf("ConfigMap %q (spec.training.validationData) does not exist; create it with key %q holding JSONL evaluation data.", ref.Name, ref.Key))
 		}
 		return "", fmt.Errorf("reading validation data ConfigMap %s/%s: %w", ft.Namespace, ref.Name, err)
 	}
 	data, found := cm.Data[ref.Key]
 	if !found {
 		return "", reconcile.Stalling(togetherv1.ReasonTrainingDataNotFound,
-			fmt.Sprintf("ConfigMap %q has no key %q; add the JSONL evaluation data under that key.", ref.Name, ref.Key)).After(ftRecheckInterval)
+			fmt.Sprintf("ConfigMap %q has no key %q; add the JSONL evaluation data under that key.", ref.Name, ref.Key))
 	}
 	if _, verr := dataset.ValidateFineTune(strings.NewReader(data)); verr != nil {
 		var le *dataset.LineError
@@ -92,7 +92,7 @@ func (r *TogetherFineTuneReconciler) validationFile(ctx context.Context, ft *tog
 			return "", fmt.Errorf("validating evaluation data of ConfigMap %s/%s: %w", ft.Namespace, ref.Name, verr)
 		}
 		return "", reconcile.Stalling(togetherv1.ReasonInvalidTrainingData,
-			fmt.Sprintf("Evaluation data in ConfigMap %q key %q is invalid at line %d: %s. Fix the data; nothing was uploaded.", ref.Name, ref.Key, le.Line, le.Reason)).After(ftRecheckInterval)
+			fmt.Sprintf("Evaluation data in ConfigMap %q key %q is invalid at line %d: %s. Fix the data; nothing was uploaded.", ref.Name, ref.Key, le.Line, le.Reason))
 	}
 	name := strings.TrimSuffix(trainingFileName(ft, data), ".jsonl") + "-eval.jsonl"
 	files, err := r.API.ListFiles(ctx)

@@ -213,18 +213,34 @@ func (r *TogetherBatchReconciler) apiReader() client.Reader {
 	return r.Client
 }
 
+// fetchKeySecretNames is the Secret a PVC output's fetch Job reads its API
+// key from (spec.output.persistentVolumeClaim.apiKeySecretRef).
+func fetchKeySecretNames(o client.Object) []string {
+	tb, ok := o.(*togetherv1.TogetherBatch)
+	if !ok || tb.Spec.Output == nil || tb.Spec.Output.PersistentVolumeClaim == nil || tb.Spec.Output.PersistentVolumeClaim.APIKeySecretRef == nil {
+		return nil
+	}
+	return []string{tb.Spec.Output.PersistentVolumeClaim.APIKeySecretRef.Name}
+}
+
 // SetupWithManager registers the reconciler with the manager. Fetch Jobs are
 // owned, so their completion triggers a reconcile.
 func (r *TogetherBatchReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := indexReferences(mgr, &togetherv1.TogetherBatch{}, indexBatchConfigMaps, batchConfigMapNames); err != nil {
 		return err
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	// The fetch Job's API key Secret, and the batch's own account's.
+	secrets, err := r.secretWatch(mgr, &togetherv1.TogetherBatch{}, &togetherv1.TogetherBatchList{}, fetchKeySecretNames)
+	if err != nil {
+		return err
+	}
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&togetherv1.TogetherBatch{}).
 		Owns(&batchv1.Job{}).
 		// The input ConfigMap, and an output ConfigMap in the way: created,
 		// fixed or deleted, it wakes the batches that name it.
-		WatchesMetadata(&corev1.ConfigMap{}, enqueueReferencing(mgr.GetClient(), &togetherv1.TogetherBatchList{}, indexBatchConfigMaps)).
+		WatchesMetadata(&corev1.ConfigMap{}, enqueueReferencing(mgr.GetClient(), &togetherv1.TogetherBatchList{}, indexBatchConfigMaps))
+	return r.withAccountWatches(b, mgr, &togetherv1.TogetherBatchList{}, secrets).
 		Named("togetherbatch").
 		Complete(requeueConflicts(r))
 }

@@ -241,18 +241,25 @@ func (r *TogetherFineTuneReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := indexReferences(mgr, &togetherv1.TogetherFineTune{}, indexTrainingConfigMap, trainingConfigMapNames); err != nil {
 		return err
 	}
+	secrets, err := r.secretWatch(mgr, &togetherv1.TogetherFineTune{}, &togetherv1.TogetherFineTuneList{}, nil)
+	if err != nil {
+		return err
+	}
 	// A metadata-only watch (managed fields stripped by the cache's
 	// transform) wakes the fine-tunes that target a Deployment when it is
 	// created, deleted, its spec changes or its annotations do (another
 	// fine-tune took the env var over): a fine-tune waiting for its target
 	// submits as soon as it exists, and a holder learns it lost the target.
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&togetherv1.TogetherFineTune{}).
 		WatchesMetadata(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.fineTunesTargeting),
 			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		// Training data: a ConfigMap created, fixed or deleted wakes the
-		// fine-tunes that read it (see watches.go).
-		WatchesMetadata(&corev1.ConfigMap{}, enqueueReferencing(mgr.GetClient(), &togetherv1.TogetherFineTuneList{}, indexTrainingConfigMap)).
+		// Training and evaluation data: a ConfigMap created, fixed or
+		// deleted wakes the fine-tunes that read it (see watches.go).
+		WatchesMetadata(&corev1.ConfigMap{}, enqueueReferencing(mgr.GetClient(), &togetherv1.TogetherFineTuneList{}, indexTrainingConfigMap))
+	// The API key Secrets: one created or rotated wakes the fine-tunes
+	// whose account it holds.
+	return r.withAccountWatches(b, mgr, &togetherv1.TogetherFineTuneList{}, secrets).
 		Named("togetherfinetune").
 		Complete(requeueConflicts(r))
 }

@@ -396,6 +396,28 @@ var _ = Describe("FineTune reconciler", func() {
 		})
 	})
 
+	It("stalls without a timer while its evaluation data ConfigMap is missing, and goes on once it exists", func() {
+		newConfigMap("train-ok", validJSONL)
+		key := newFineTune("eval-missing", togetherv1.TogetherFineTuneSpec{Training: &togetherv1.TrainingSpec{
+			Model: "m", TrainingData: &togetherv1.ConfigMapKeyRef{Name: "train-ok", Key: "train.jsonl"},
+			ValidationData: &togetherv1.ConfigMapKeyRef{Name: "eval", Key: "train.jsonl"}}})
+		Expect(trainingConfigMapNames(get(key))).To(ConsistOf("train-ok", "eval"),
+			"the ConfigMap watch's index names the evaluation data too, so creating it wakes the fine-tune")
+
+		res, err := reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.RequeueAfter).To(BeZero(), "the ConfigMap is watched: creating it wakes the fine-tune, no timer needed")
+		stalled := condition(get(key), togetherv1.StalledCondition)
+		Expect(stalled).NotTo(BeNil())
+		Expect(stalled.Reason).To(Equal(togetherv1.ReasonTrainingDataNotFound))
+		Expect(stalled.Message).To(ContainSubstring("spec.training.validationData"))
+
+		newConfigMap("eval", validJSONL)
+		_, err = reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(condition(get(key), togetherv1.StalledCondition)).To(BeNil(), "the evaluation data exists now")
+	})
+
 	It("rejects invalid JSONL naming the line and uploads nothing", func() {
 		newConfigMap("bad", validJSONL+`{"messages":[{"role":"assistant","content":"first"}]}`+"\n")
 		key := newFineTune("bad-data", togetherv1.TogetherFineTuneSpec{Training: &togetherv1.TrainingSpec{

@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -36,10 +35,6 @@ import (
 	"github.com/together-operator/together-operator/internal/together"
 	"github.com/together-operator/together-operator/internal/webhook"
 )
-
-// secretRecheckInterval is how soon a subscription whose Secret is missing
-// looks for it again.
-const secretRecheckInterval = 10 * time.Second
 
 // WebhookAPI is the part of the Together client that registers subscriptions.
 type WebhookAPI interface {
@@ -129,11 +124,11 @@ func (r *TogetherWebhookSubscriptionReconciler) reconcilePath(_ context.Context,
 func (r *TogetherWebhookSubscriptionReconciler) reconcileSecret(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription, _ *scope) (ctrl.Result, error) {
 	if _, err := webhook.ReadSigningSecrets(ctx, r.APIReader, sub.Namespace, sub.Spec.SecretRef); err != nil {
 		if errors.Is(err, webhook.ErrSecretMissing) {
-			// Secrets are not watched (that would cache every Secret of the
-			// cluster), so look again for one created after the subscription.
+			// No timer: the Secret watch wakes the subscription when the
+			// Secret is created.
 			return ctrl.Result{}, reconcile.Stalling(togetherv1.ReasonSecretNotFound,
 				fmt.Sprintf("%v. Create it, e.g. kubectl -n %s create secret generic %s --from-literal=%s=<signing secret>; deliveries are refused with 401 until then.",
-					err, sub.Namespace, sub.Spec.SecretRef.Name, secretKey(sub))).After(secretRecheckInterval)
+					err, sub.Namespace, sub.Spec.SecretRef.Name, secretKey(sub)))
 		}
 		return ctrl.Result{}, err
 	}
@@ -266,10 +261,24 @@ func registrationHash(sub *togetherv1.TogetherWebhookSubscription, secret *corev
 	return hex.EncodeToString(h[:8])
 }
 
+// signingSecretNames is the Secret holding a subscription's signing secret.
+func signingSecretNames(o client.Object) []string {
+	sub, ok := o.(*togetherv1.TogetherWebhookSubscription)
+	if !ok || sub.Spec.SecretRef.Name == "" {
+		return nil
+	}
+	return []string{sub.Spec.SecretRef.Name}
+}
+
 // SetupWithManager registers the reconciler with the manager.
 func (r *TogetherWebhookSubscriptionReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
-		For(&togetherv1.TogetherWebhookSubscription{}).
+	// The signing Secret (created, rotated, deleted), and the account's.
+	secrets, err := r.secretWatch(mgr, &togetherv1.TogetherWebhookSubscription{}, &togetherv1.TogetherWebhookSubscriptionList{}, signingSecretNames)
+	if err != nil {
+		return err
+	}
+	b := ctrl.NewControllerManagedBy(mgr).For(&togetherv1.TogetherWebhookSubscription{})
+	return r.withAccountWatches(b, mgr, &togetherv1.TogetherWebhookSubscriptionList{}, secrets).
 		Named("togetherwebhooksubscription").
 		Complete(requeueConflicts(r))
 }

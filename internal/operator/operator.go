@@ -27,6 +27,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -192,11 +193,32 @@ func ControllerOptions() config.Controller {
 // batch fetch Jobs): an unscoped informer would hold every Job of the
 // cluster on every replica, which on a CI-heavy cluster is more memory than
 // the manager has.
+//
+// Secrets are watched metadata-only (the reconcilers' Secret watches), and
+// StripSecretMetadata keeps no more of them than names and versions; the
+// client never reads a Secret through the cache (ClientOptions).
 func CacheOptions() cache.Options {
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
-			&batchv1.Job{}: {Label: labels.SelectorFromSet(labels.Set{togetherv1.ManagedByLabel: togetherv1.ManagedByValue})},
+			&batchv1.Job{}:   {Label: labels.SelectorFromSet(labels.Set{togetherv1.ManagedByLabel: togetherv1.ManagedByValue})},
+			&corev1.Secret{}: {Transform: StripSecretMetadata},
 		},
 	}
+}
+
+// StripSecretMetadata is the cache's transform of Secrets: it drops their
+// annotations, labels and managed fields before they are stored. A Secret's
+// annotations may hold its data in plain text — kubectl apply writes the
+// whole object, data included, into kubectl.kubernetes.io/last-applied-
+// configuration — and the Secret watches need only the name, namespace and
+// resourceVersion, so the cache keeps no more than that. (The informer is
+// metadata-only, so data and stringData never reach it.)
+func StripSecretMetadata(in any) (any, error) {
+	if obj, err := apimeta.Accessor(in); err == nil {
+		obj.SetAnnotations(nil)
+		obj.SetLabels(nil)
+		obj.SetManagedFields(nil)
+	}
+	return in, nil
 }

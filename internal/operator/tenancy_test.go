@@ -333,16 +333,43 @@ var _ = Describe("A tenant in a shared cluster", func() {
 			Expect(tenant.Get(ctx, types.NamespacedName{Namespace: ns, Name: credentials.DefaultSecretName}, sec)).To(Succeed())
 			sec.Data = map[string][]byte{credentials.APIKeyKey: []byte(simKey)}
 			Expect(tenant.Update(ctx, sec)).To(Succeed())
-			// Secrets are not watched; the stalled resource looks again
-			// within a minute, or at once when it changes, as here.
-			Expect(tenant.Get(ctx, client.ObjectKeyFromObject(ft), ft)).To(Succeed())
-			ft.Annotations = map[string]string{"example.com/rotated": "1"}
-			Expect(tenant.Update(ctx, ft)).To(Succeed())
+			// Nothing else moves the fine-tune: a rejected key looks again
+			// only after 5 minutes, so it is the Secret watch that wakes it.
 			Eventually(func(g Gomega) {
 				g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ft), ft)).To(Succeed())
 				g.Expect(ft.Status.Phase).To(Equal(togetherv1.FineTuneRunning))
 				g.Expect(apimeta.FindStatusCondition(ft.Status.Conditions, togetherv1.StalledCondition)).To(BeNil())
 			}).Should(Succeed(), "waiting for the fine-tune to run on the rotated key")
+		})
+
+		// running: the job was read from Together (the simulator may have
+		// finished it already) and nothing stalls.
+		running := func(ft *togetherv1.TogetherFineTune) func(Gomega) {
+			return func(g Gomega) {
+				g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ft), ft)).To(Succeed())
+				g.Expect(ft.Status.Phase).To(BeElementOf(togetherv1.FineTuneRunning, togetherv1.FineTuneSucceeded))
+				g.Expect(apimeta.FindStatusCondition(ft.Status.Conditions, togetherv1.StalledCondition)).To(BeNil())
+			}
+		}
+
+		It("runs as soon as the namespace's Secret is created: the Secret watch wakes it, no recheck timer", func() {
+			ft := fineTune("latekey")
+			Eventually(func(g Gomega) { stalled(ft, togetherv1.ReasonNoCredentials)(g) }).Should(Succeed(), "waiting for the fine-tune to stall with NoCredentials")
+			Expect(tenant.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: credentials.DefaultSecretName},
+				StringData: map[string]string{credentials.APIKeyKey: simKey}})).To(Succeed())
+			// The spec's wait (15 s) is shorter than the 30 s recheck this
+			// replaced, and nothing else touches the fine-tune.
+			Eventually(running(ft)).Should(Succeed(), "waiting for the fine-tune to run once its namespace's Secret exists")
+		})
+
+		It("runs as soon as an administrator allows the namespace the operator-wide key", func() {
+			ft := fineTune("allowed")
+			Eventually(func(g Gomega) { stalled(ft, togetherv1.ReasonNoCredentials)(g) }).Should(Succeed(), "waiting for the fine-tune to stall with NoCredentials")
+			nsObj := &corev1.Namespace{}
+			Expect(k8s.Get(ctx, types.NamespacedName{Name: ns}, nsObj)).To(Succeed())
+			nsObj.Labels = map[string]string{credentials.SharedKeyLabel: "true"}
+			Expect(k8s.Update(ctx, nsObj)).To(Succeed())
+			Eventually(running(ft)).Should(Succeed(), "waiting for the fine-tune to run on the operator-wide key once its namespace is labelled")
 		})
 
 		It("can still be deleted while it has no key (the finalizer lets go)", func() {
