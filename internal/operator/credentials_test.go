@@ -17,6 +17,8 @@ limitations under the License.
 package operator
 
 import (
+	"fmt"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -201,5 +203,68 @@ var _ = Describe("A resource naming its API key Secret", func() {
 		Expect(k8s.Delete(ctx, sub)).To(Succeed())
 		Eventually(func() int { return sim.CountCallsAs(keyB, "DELETE", "/v1/webhooks/"+sub.Status.RemoteID) }).Should(Equal(1),
 			"waiting for the registration to be removed with the same key")
+	})
+})
+
+var _ = Describe("The poller, with resources on several accounts", func() {
+	It("lists once per account per cycle, not once per resource or Secret", func() {
+		ns := newNamespaceLabelled(nil)
+		cfg, err := testenv.AsTenant(ctx, adminCfg, k8s, ns, "tenant-of-"+ns)
+		Expect(err).NotTo(HaveOccurred())
+		tenant, err := client.New(cfg, client.Options{Scheme: scheme})
+		Expect(err).NotTo(HaveOccurred())
+		keyA, keyB := "poll-a-"+ns, "poll-b-"+ns
+		sim.AddAccount(keyA)
+		sim.AddAccount(keyB)
+		// Two Secrets holding the same key are one account.
+		for name, key := range map[string]string{"team-a": keyA, "team-a-copy": keyA, "team-b": keyB} {
+			Expect(tenant.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+				StringData: map[string]string{credentials.APIKeyKey: key}})).To(Succeed())
+		}
+		var objs []client.Object
+		for i, secret := range []string{"team-a", "team-a", "team-a-copy", "team-b", "team-b"} {
+			key := keyA
+			if secret == "team-b" {
+				key = keyB
+			}
+			job := sim.AddFineTune(togethersim.FineTune{ID: fmt.Sprintf("ft-poll-%s-%d", ns, i), Model: "org/base", Status: "running", Account: key,
+				Outcome: &togethersim.FineTuneOutcome{Stall: true}})
+			objs = append(objs, &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("ft-%d", i)},
+				Spec: togetherv1.TogetherFineTuneSpec{JobID: job, APIKeySecretRef: &togetherv1.APIKeySecretRef{Name: secret}}})
+		}
+		batch := sim.AddBatch(togethersim.Batch{Status: "IN_PROGRESS", Account: keyB, Endpoint: "/v1/chat/completions", ModelID: "org/base",
+			Outcome: &togethersim.BatchOutcome{Stall: true}})
+		objs = append(objs, &togetherv1.TogetherBatch{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "batch"},
+			Spec: togetherv1.TogetherBatchSpec{BatchID: batch, APIKeySecretRef: &togetherv1.APIKeySecretRef{Name: "team-b"}}})
+		for _, o := range objs {
+			Expect(tenant.Create(ctx, o)).To(Succeed())
+			DeferCleanup(func() {
+				Expect(client.IgnoreNotFound(k8s.Delete(ctx, o))).To(Succeed())
+				Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(o), o)) }).
+					Should(BeTrue(), "waiting for %s to be deleted after the spec", o.GetName())
+			})
+		}
+		Eventually(func(g Gomega) {
+			var fts togetherv1.TogetherFineTuneList
+			g.Expect(k8s.List(ctx, &fts, client.InNamespace(ns))).To(Succeed())
+			g.Expect(fts.Items).To(HaveLen(5))
+			for _, ft := range fts.Items {
+				g.Expect(ft.Status.JobID).NotTo(BeEmpty(), "%s has not adopted its job", ft.Name)
+			}
+		}).Should(Succeed(), "waiting for the fine-tunes to adopt their jobs")
+
+		count := func(key, path string) int { return sim.CountCallsAs(key, "GET", path) }
+		aFT, bFT, aB, bB := count(keyA, "/v1/fine-tunes"), count(keyB, "/v1/fine-tunes"), count(keyA, "/v1/batches"), count(keyB, "/v1/batches")
+		_, err = parts.Poller.PollJobs(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(count(keyA, "/v1/fine-tunes")-aFT).To(Equal(1), "three fine-tunes through two Secrets holding one key: one list call")
+		Expect(count(keyB, "/v1/fine-tunes")-bFT).To(Equal(1), "two fine-tunes on team-b's account: one list call")
+		Expect(count(keyB, "/v1/batches")-bB).To(Equal(1), "one batch on team-b's account: one list call")
+		Expect(count(keyA, "/v1/batches")-aB).To(BeZero(), "no batch on team-a's account: no list call")
+		Eventually(func(g Gomega) {
+			b := &togetherv1.TogetherBatch{}
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "batch"}, b)).To(Succeed())
+			g.Expect(b.Status.Phase).To(Equal(togetherv1.BatchInProgress))
+		}).Should(Succeed(), "waiting for the batch to follow its account's batch")
 	})
 })

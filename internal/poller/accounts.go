@@ -24,7 +24,7 @@ import (
 	"github.com/together-operator/together-operator/internal/credentials"
 )
 
-// Accounts finds the Together account of a namespace (internal/credentials).
+// Accounts finds the Together account of a resource (internal/credentials).
 type Accounts interface {
 	For(ctx context.Context, ns string, ref *credentials.SecretRef) (*credentials.Account, error)
 }
@@ -35,31 +35,44 @@ type group[T any] struct {
 	items []T
 }
 
-// byAccount splits items by the Together account of their namespace, so
-// that a cycle lists each account once — O(accounts) list calls, however
-// many resources — and matches a resource only against its own account's
-// jobs. Without Accounts every item is in one group read with p.API. A
-// namespace without a key is skipped (its resources report NoCredentials
-// themselves).
-func byAccount[T any](ctx context.Context, p *Poller, items []T, namespace func(T) string, logger logr.Logger) []group[T] {
+// byAccount splits items by the Together account each acts on — the Secret
+// its spec.apiKeySecretRef names, or its namespace's — so that a cycle lists
+// each account once (O(accounts) list calls, however many resources) and
+// matches a resource only against its own account's jobs. Accounts are told
+// apart by the fingerprint of their key (credentials.Account.ID), so two
+// Secrets holding the same key are one account and one list call. Each
+// distinct Secret is read once per cycle. Without Accounts every item is in
+// one group read with p.API. A resource without a usable key is skipped (it
+// reports NoCredentials or APIKeySecretNotFound itself).
+func byAccount[T credentials.Resource](ctx context.Context, p *Poller, items []T, logger logr.Logger) []group[T] {
 	if p.Accounts == nil {
 		return []group[T]{{api: p.API, items: items}}
 	}
+	// source is where a resource's key comes from, as far as this cycle
+	// can tell without reading it.
+	type source struct {
+		ns string
+		credentials.SecretRef
+	}
 	var out []group[T]
-	index := map[string]int{}        // account ID → out index
-	nsAccount := map[string]string{} // namespace → account ID, per cycle
+	index := map[string]int{}       // account ID → out index
+	resolved := map[source]string{} // source → account ID ("" when none), per cycle
 	for _, it := range items {
-		ns := namespace(it)
-		id, known := nsAccount[ns]
+		ref := credentials.RefOf(it)
+		src := source{ns: it.GetNamespace()}
+		if ref != nil {
+			src.SecretRef = *ref
+		}
+		id, known := resolved[src]
 		if !known {
-			acc, err := p.Accounts.For(ctx, ns, nil)
+			acc, err := p.Accounts.For(ctx, src.ns, ref)
 			if err != nil {
-				logger.V(1).Info("skipping a namespace without a usable Together account", "namespace", ns, "reason", err.Error())
-				nsAccount[ns] = ""
+				logger.V(1).Info("skipping resources without a usable Together account", "namespace", src.ns, "secret", src.Name, "reason", err.Error())
+				resolved[src] = ""
 				continue
 			}
 			id = acc.ID
-			nsAccount[ns] = id
+			resolved[src] = id
 			if _, ok := index[id]; !ok {
 				index[id] = len(out)
 				out = append(out, group[T]{api: acc.Client})

@@ -63,7 +63,7 @@ func (p *Poller) pollBatches(ctx context.Context, s *Stats) error {
 		return nil
 	}
 	var errs []error
-	for _, g := range byAccount(ctx, p, active, func(b *togetherv1.TogetherBatch) string { return b.Namespace }, logger) {
+	for _, g := range byAccount(ctx, p, active, logger) {
 		errs = append(errs, p.pollBatchAccount(ctx, s, g, logger))
 	}
 	return errors.Join(errs...)

@@ -75,7 +75,7 @@ func (p *Poller) pollFineTunes(ctx context.Context, s *Stats) error {
 		return nil
 	}
 	var errs []error
-	for _, g := range byAccount(ctx, p, active, func(ft *togetherv1.TogetherFineTune) string { return ft.Namespace }, logger) {
+	for _, g := range byAccount(ctx, p, active, logger) {
 		errs = append(errs, p.pollFineTuneAccount(ctx, s, g, logger))
 	}
 	return errors.Join(errs...)

@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/credentials"
 	"github.com/together-operator/together-operator/internal/event"
 	"github.com/together-operator/together-operator/internal/intake"
 	"github.com/together-operator/together-operator/internal/lattice"
@@ -69,10 +70,11 @@ func (p *Poller) pollModels(ctx context.Context, s *Stats) error {
 	}
 	api := p.API
 	if p.Accounts != nil {
-		// The catalogue is read with a subscribing namespace's own key: the
-		// operator-wide one may serve no namespace at all.
+		// The catalogue is read with a subscription's own key (the Secret it
+		// names, or its namespace's): the operator-wide one may serve no
+		// namespace at all.
 		for i := range subs.Items {
-			if acc, err := p.Accounts.For(ctx, subs.Items[i].Namespace, nil); err == nil {
+			if acc, err := p.Accounts.For(ctx, subs.Items[i].Namespace, credentials.RefOf(&subs.Items[i])); err == nil {
 				api = acc.Client
 				break
 			}

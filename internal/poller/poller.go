@@ -66,8 +66,9 @@ type Poller struct {
 	Client client.Client
 	// API reads Together when Accounts is nil, and the model catalogue.
 	API API
-	// Accounts, when set, reads each namespace's resources with that
-	// namespace's own account, one list call per account and cycle.
+	// Accounts, when set, reads each resource with its own account (the
+	// Secret it names, or its namespace's), one list call per account and
+	// cycle.
 	Accounts Accounts
 	Applier  *intake.Applier
 	Recorder events.EventRecorder

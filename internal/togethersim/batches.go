@@ -62,6 +62,8 @@ type Batch struct {
 	// Account is the key of the account (AddAccount) the batch belongs
 	// to; empty for the default account.
 	Account string
+	// Outcome scripts how it ends (default: completes).
+	Outcome *BatchOutcome
 }
 
 // batchEndpoints are the endpoints a batch may target (GO batch.go
@@ -74,6 +76,9 @@ type BatchOutcome struct {
 	Fail string
 	// Expire makes the batch pass its deadline while in progress (EXPIRED).
 	Expire bool
+	// Stall keeps the batch in progress forever, for tests that need one
+	// still running.
+	Stall bool
 }
 
 type batchScript struct {
@@ -117,7 +122,11 @@ func (s *Server) AddBatch(b Batch) string {
 	if batchTerminal(b.Status) {
 		j.CompletedAt = &t
 	}
-	s.batches[b.ID] = &batch{batchJob: j, account: b.Account}
+	nb := &batch{batchJob: j, account: b.Account}
+	if b.Outcome != nil {
+		nb.outcome = *b.Outcome
+	}
+	s.batches[b.ID] = nb
 	return b.ID
 }
 
@@ -177,6 +186,9 @@ func (s *Server) stepBatch(b *batch) {
 		}
 		b.Status = batchInProgress
 	case batchInProgress:
+		if b.outcome.Stall {
+			return
+		}
 		b.Progress += batchProgressStep
 		if b.outcome.Expire && b.Progress >= 50 {
 			b.Error = "batch did not complete within its completion window"
