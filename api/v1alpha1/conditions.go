@@ -260,6 +260,11 @@ const (
 	ReasonPatchFailed = "PatchFailed"
 	// ReasonInvalidSpec means spec.sunsetDate or spec.selector cannot be used.
 	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonReplacementNotInCatalogue means spec.replacementModel is not in
+	// the model list (GET /v1/models) of the namespace's Together account,
+	// so nothing is patched: a typo would point workloads at a model that
+	// does not answer.
+	ReasonReplacementNotInCatalogue = "ReplacementNotInCatalogue"
 	// ReasonWorkloadsAtRisk means workloads still use the model after its
 	// sunset date, so their requests will fail.
 	ReasonWorkloadsAtRisk = "WorkloadsAtRisk"

@@ -98,6 +98,14 @@ type TogetherModelMigrationSpec struct {
 	// it, only workloads labelled together.ai/migrate=true are considered.
 	// +optional
 	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+	// SkipCatalogCheck turns off the check that replacementModel is in
+	// Together's model list (GET /v1/models, under the namespace's
+	// credentials) before anything is patched. That list is documented as
+	// Together's open-source models: set this for a fine-tuned, uploaded or
+	// dedicated-endpoint model that is not in it. Without the check the
+	// namespace needs no Together credentials.
+	// +optional
+	SkipCatalogCheck bool `json:"skipCatalogCheck,omitempty"`
 }
 
 // MigrationTarget is one field of one workload that used the old model.

@@ -37,8 +37,9 @@ type Accounts interface {
 	For(ctx context.Context, ns string, ref *credentials.SecretRef) (*credentials.Account, error)
 }
 
-// TogetherAccess is embedded by the reconcilers that call Together (all
-// but the migration's): the one place that decides which Together account a
+// TogetherAccess is embedded by the reconcilers that call Together (the
+// migration's only to check its replacement model, resolving the account
+// itself because it needs none when that check is off): the one place that decides which Together account a
 // reconcile acts under. API and KeySource are the operator-wide client and
 // where its key came from; with Accounts set, each reconcile runs on a copy
 // of the reconciler whose API and KeySource become those of the resource's

@@ -18,6 +18,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -35,7 +36,10 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/catalogue"
+	"github.com/together-operator/together-operator/internal/credentials"
 	"github.com/together-operator/together-operator/internal/reconcile"
+	"github.com/together-operator/together-operator/internal/together"
 	"github.com/together-operator/together-operator/internal/workload"
 )
 
@@ -52,6 +56,11 @@ const (
 	// migrationRetryInterval is the requeue after a patch failed, shorter than
 	// the rescan interval because conflicts clear quickly.
 	migrationRetryInterval = 30 * time.Second
+	// migrationCredentialsRecheck is how often a migration whose namespace
+	// has no key for the catalogue check looks again: unlike the kinds that
+	// always call Together, it does not watch the Secrets credentials come
+	// from.
+	migrationCredentialsRecheck = 30 * time.Second
 	// maxErrorLen keeps one workload's error from bloating status.
 	maxErrorLen = 300
 )
@@ -71,10 +80,28 @@ type TogetherModelMigrationReconciler struct {
 	Workers int
 	// PageSize is the list page size. Defaults to DefaultMigrationPageSize.
 	PageSize int64
+	// TogetherAccess is the API, where its key came from, and the namespace
+	// accounts: a migration reads only the model list, to check
+	// spec.replacementModel before it changes anything.
+	TogetherAccess[ModelsAPI]
+	// Catalogue keeps each account's model list for a short time, so that
+	// many migrations reconciled again and again cost one list call per
+	// account per TTL. Nil means one of the reconciler's own.
+	Catalogue *catalogue.Cache
+
+	catalogueOnce sync.Once
 
 	// check sees every status patch (the ownership test sets it).
 	check func(before, after client.Object, patch map[string]any) error
 }
+
+// ModelsAPI is the part of the Together client the migration reconciler
+// uses.
+type ModelsAPI interface {
+	ListModels(ctx context.Context) ([]together.Model, error)
+}
+
+var _ ModelsAPI = (*together.Client)(nil)
 
 // +kubebuilder:rbac:groups=together.ai,resources=togethermodelmigrations,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=together.ai,resources=togethermodelmigrations/status,verbs=get;update;patch
@@ -99,6 +126,12 @@ func (r *TogetherModelMigrationReconciler) kind() *kind[*togetherv1.TogetherMode
 			// schedule: read the spec and the clock: is it time to migrate?
 			// Stalls: InvalidSpec.
 			{name: "schedule", run: run.schedule},
+			// catalogue: unless spec.skipCatalogCheck, check that
+			// spec.replacementModel is in the account's model list. A
+			// failure does not stop the scan (status.targets still says what
+			// would move); it stops the patch and the phase step reports it:
+			// ReplacementNotInCatalogue, NoCredentials, or Together's error.
+			{name: "catalogue", run: run.catalogue},
 			// scan: list the selected workloads, page by page, and find the
 			// fields that use the old model.
 			{name: "scan", run: run.scan},
@@ -132,6 +165,8 @@ type migrationRun struct {
 	moved   []movedTarget
 	held    []togetherv1.MigrationTarget
 	patched int
+	// blocked is why nothing may be patched (the catalogue check failed).
+	blocked error
 }
 
 func (m *migrationRun) schedule(_ context.Context, obj *togetherv1.TogetherModelMigration, _ *scope) (ctrl.Result, error) {
@@ -142,6 +177,13 @@ func (m *migrationRun) schedule(_ context.Context, obj *togetherv1.TogetherModel
 	return ctrl.Result{}, err
 }
 
+func (m *migrationRun) catalogue(ctx context.Context, obj *togetherv1.TogetherModelMigration, _ *scope) (ctrl.Result, error) {
+	if !obj.Spec.SkipCatalogCheck {
+		m.blocked = m.r.checkCatalogue(ctx, obj)
+	}
+	return ctrl.Result{}, nil
+}
+
 func (m *migrationRun) scan(ctx context.Context, obj *togetherv1.TogetherModelMigration, _ *scope) (ctrl.Result, error) {
 	var err error
 	m.found, m.moved, m.held, err = m.r.reconcileScan(ctx, obj, m.plan.selector)
@@ -149,7 +191,7 @@ func (m *migrationRun) scan(ctx context.Context, obj *togetherv1.TogetherModelMi
 }
 
 func (m *migrationRun) patch(ctx context.Context, obj *togetherv1.TogetherModelMigration, _ *scope) (ctrl.Result, error) {
-	if m.plan.active && !obj.Spec.DryRun {
+	if m.plan.active && !obj.Spec.DryRun && m.blocked == nil {
 		m.patched = m.r.reconcilePatches(ctx, obj, m.found, m.now)
 	}
 	return ctrl.Result{}, nil
@@ -162,6 +204,11 @@ func (m *migrationRun) record(_ context.Context, obj *togetherv1.TogetherModelMi
 }
 
 func (m *migrationRun) phase(_ context.Context, obj *togetherv1.TogetherModelMigration, s *scope) (ctrl.Result, error) {
+	if m.blocked != nil {
+		// Nothing moves until the check passes.
+		obj.Status.Phase = togetherv1.MigrationPending
+		return ctrl.Result{}, m.blocked
+	}
 	return m.r.reconcilePhase(obj, m.prev, m.found, m.plan, m.patched, s)
 }
 
@@ -222,6 +269,63 @@ func (r *TogetherModelMigrationReconciler) reconcileSchedule(obj *togetherv1.Tog
 		plan.active = true
 	}
 	return plan, nil
+}
+
+// checkCatalogue returns nil when spec.replacementModel is in the model
+// list (GET /v1/models) of the namespace's Together account, and otherwise
+// the error that says why nothing may be patched: the model is not listed
+// (a stall naming the opt-out), the namespace has no credentials, or
+// Together's answer, classified as every kind classifies it. The list is
+// Together's open-source models (together-go model.go List); fine-tuned,
+// uploaded and dedicated-endpoint models are not documented to appear in
+// it, hence spec.skipCatalogCheck.
+func (r *TogetherModelMigrationReconciler) checkCatalogue(ctx context.Context, obj *togetherv1.TogetherModelMigration) error {
+	optOut := "set spec.skipCatalogCheck: true to migrate without the check (for a fine-tuned or private model the public list does not include)"
+	api, account, keySource := r.API, "operator-wide", r.KeySource
+	if r.Accounts != nil {
+		var ref *credentials.SecretRef
+		if res, ok := any(obj).(credentials.Resource); ok {
+			ref = credentials.RefOf(res)
+		}
+		acc, err := r.Accounts.For(ctx, obj.Namespace, ref)
+		if errors.Is(err, credentials.ErrNoCredentials) {
+			return reconcile.Stalling(credentials.Reason(err), fmt.Sprintf(
+				"%v. The migration checks spec.replacementModel against the account's model list before it changes anything; create the Secret, or %s.", err, optOut)).After(migrationCredentialsRecheck)
+		}
+		if err != nil {
+			return fmt.Errorf("finding the Together account of namespace %s: %w", obj.Namespace, err)
+		}
+		api, account = acc.Client, acc.ID
+		if acc.Source != credentials.SharedSource {
+			keySource = "Secret " + acc.Source
+		}
+	}
+	if api == nil {
+		return reconcile.Stalling(togetherv1.ReasonNoCredentials, fmt.Sprintf(
+			"The operator has no Together API key to check spec.replacementModel against the model list; configure one, or %s.", optOut))
+	}
+	cat := r.catalogue()
+	ok, err := cat.Has(ctx, account, api, obj.Spec.ReplacementModel)
+	if err != nil {
+		return reconcile.APIFailure(err, "listing Together's models to check spec.replacementModel", keySource)
+	}
+	if !ok {
+		return reconcile.Stalling(togetherv1.ReasonReplacementNotInCatalogue, fmt.Sprintf(
+			"spec.replacementModel %q is not in Together's model list (GET /v1/models) for this namespace's account, so no workload was changed. Fix the model ID (the list's IDs are case-sensitive), or %s. Checked again every %s.",
+			obj.Spec.ReplacementModel, optOut, cat.TTL())).After(cat.TTL())
+	}
+	return nil
+}
+
+// catalogue returns the model-list cache, the reconciler's own when none
+// was given.
+func (r *TogetherModelMigrationReconciler) catalogue() *catalogue.Cache {
+	r.catalogueOnce.Do(func() {
+		if r.Catalogue == nil {
+			r.Catalogue = catalogue.New(0, 0, nil)
+		}
+	})
+	return r.Catalogue
 }
 
 // foundWorkload is one workload that uses the old model.

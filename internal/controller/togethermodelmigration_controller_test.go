@@ -18,6 +18,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"golang.org/x/time/rate"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -38,6 +40,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/catalogue"
+	"github.com/together-operator/together-operator/internal/credentials"
+	"github.com/together-operator/together-operator/internal/together"
+	"github.com/together-operator/together-operator/internal/togethersim"
 )
 
 const (
@@ -51,6 +57,7 @@ var _ = Describe("TogetherModelMigration", func() {
 		clock    time.Time
 		recorder *events.FakeRecorder
 		r        *TogetherModelMigrationReconciler
+		sim      *togethersim.Server
 	)
 
 	BeforeEach(func() {
@@ -65,6 +72,18 @@ var _ = Describe("TogetherModelMigration", func() {
 			PageSize: 2, // several pages even in small tests
 		}
 		r.check = migrationOwnership.check(migrationStatusOf)
+		// Together's catalogue, as the simulator serves it (GET /v1/models),
+		// lists the replacements these specs migrate to.
+		sim = togethersim.New(togethersim.Options{APIKey: "test-key"})
+		_, err := sim.Start()
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(sim.Close)
+		sim.AddModel(newModel)
+		sim.AddModel("acme/third-model")
+		api, err := together.New(together.Options{BaseURL: sim.URL(), APIKey: "test-key", MaxRetries: -1, RateLimit: rate.Inf, Metrics: prometheus.NewRegistry()})
+		Expect(err).NotTo(HaveOccurred())
+		r.API = api
+		r.Catalogue = catalogue.New(0, 0, func() time.Time { return clock })
 	})
 
 	container := func(name string, env map[string]string, args ...string) corev1.Container {
@@ -345,6 +364,81 @@ var _ = Describe("TogetherModelMigration", func() {
 		})
 		reconcile(sel)
 		Expect(getDeployment("plain").ResourceVersion).To(Equal(plain.ResourceVersion), "MODEL is not in spec.envNames")
+	})
+
+	It("stalls and changes nothing when the replacement is not in Together's catalogue, and migrates once it is listed", func() {
+		dep := makeDeployment("app", nil, container("app", map[string]string{"MODEL": oldModel}))
+		m := makeMigration("typo", func(s *togetherv1.TogetherModelMigrationSpec) { s.ReplacementModel = "acme/new-modle" })
+		reconcile(m)
+
+		got := getMigration(m)
+		stalled := condition(got, togetherv1.StalledCondition)
+		Expect(stalled).NotTo(BeNil())
+		Expect(stalled.Reason).To(Equal(togetherv1.ReasonReplacementNotInCatalogue))
+		Expect(stalled.Message).To(ContainSubstring(`"acme/new-modle"`))
+		Expect(stalled.Message).To(ContainSubstring("spec.skipCatalogCheck: true"), "the message names the opt-out")
+		Expect(condition(got, togetherv1.ReadyCondition).Status).To(Equal(metav1.ConditionFalse))
+		Expect(got.Status.Phase).To(Equal(togetherv1.MigrationPending))
+		Expect(got.Status.Migrated).To(BeZero())
+		Expect(got.Status.Targets).To(ConsistOf(HaveField("PatchedAt", BeNil())), "what would move is still listed")
+		Expect(getDeployment("app").ResourceVersion).To(Equal(dep.ResourceVersion), "nothing is patched")
+		Expect(envOf(getDeployment("app").Spec.Template.Spec.Containers[0], "MODEL")).To(Equal(oldModel))
+		Expect(drainEvents(recorder)).To(ContainElement(HavePrefix("Warning " + togetherv1.ReasonReplacementNotInCatalogue)))
+
+		By("reconciled again within the TTL: the list is not read again")
+		reconcile(m)
+		Expect(sim.CountCalls("GET", "/v1/models")).To(Equal(1))
+		Expect(getDeployment("app").ResourceVersion).To(Equal(dep.ResourceVersion))
+
+		By("listed after the TTL: migrated")
+		sim.AddModel("acme/new-modle")
+		clock = clock.Add(catalogue.DefaultTTL)
+		reconcile(m)
+		Expect(envOf(getDeployment("app").Spec.Template.Spec.Containers[0], "MODEL")).To(Equal("acme/new-modle"))
+		got = getMigration(m)
+		Expect(condition(got, togetherv1.StalledCondition)).To(BeNil())
+		Expect(got.Status.Migrated).To(Equal(int32(1)))
+	})
+
+	It("migrates when the replacement is listed, reading the list once for many migrations", func() {
+		var ms []*togetherv1.TogetherModelMigration
+		for _, name := range []string{"a", "b", "c"} {
+			model := "acme/old-" + name
+			makeDeployment("app-"+name, nil, container("app", map[string]string{"MODEL": model}))
+			ms = append(ms, makeMigration("m-"+name, func(s *togetherv1.TogetherModelMigrationSpec) { s.ModelID = model }))
+		}
+		for range 2 {
+			for _, m := range ms {
+				reconcile(m)
+			}
+		}
+		for _, name := range []string{"a", "b", "c"} {
+			Expect(envOf(getDeployment("app-" + name).Spec.Template.Spec.Containers[0], "MODEL")).To(Equal(newModel))
+		}
+		Expect(sim.CountCalls("GET", "/v1/models")).To(Equal(1), "one list per account per TTL, not per migration per reconcile")
+	})
+
+	It("migrates to a model the catalogue does not list with spec.skipCatalogCheck, without asking Together or needing credentials", func() {
+		makeDeployment("app", nil, container("app", map[string]string{"MODEL": oldModel}))
+		r.Accounts = noAccounts{}
+		m := makeMigration("private", func(s *togetherv1.TogetherModelMigrationSpec) {
+			s.ReplacementModel = "me/Meta-Llama-3-8B-ft-abc123"
+			s.SkipCatalogCheck = true
+		})
+		reconcile(m)
+		Expect(envOf(getDeployment("app").Spec.Template.Spec.Containers[0], "MODEL")).To(Equal("me/Meta-Llama-3-8B-ft-abc123"))
+		Expect(getMigration(m).Status.Migrated).To(Equal(int32(1)))
+		Expect(sim.CountCalls("GET", "/v1/models")).To(BeZero())
+
+		By("without the opt-out, a namespace with no credentials is stalled and nothing moves")
+		dep := makeDeployment("other", nil, container("app", map[string]string{"MODEL": "acme/older"}))
+		checked := makeMigration("checked", func(s *togetherv1.TogetherModelMigrationSpec) { s.ModelID = "acme/older" })
+		reconcile(checked)
+		stalled := condition(getMigration(checked), togetherv1.StalledCondition)
+		Expect(stalled).NotTo(BeNil())
+		Expect(stalled.Reason).To(Equal(togetherv1.ReasonNoCredentials))
+		Expect(stalled.Message).To(ContainSubstring("spec.skipCatalogCheck"))
+		Expect(getDeployment("other").ResourceVersion).To(Equal(dep.ResourceVersion))
 	})
 
 	It("writes nothing when reconciled again with nothing new", func() {
@@ -699,4 +793,12 @@ func (c *afterGetClient) Get(ctx context.Context, key client.ObjectKey, obj clie
 		c.after(obj)
 	}
 	return err
+}
+
+// noAccounts is a credentials resolver for a namespace that has no key and
+// may not use the operator-wide one.
+type noAccounts struct{}
+
+func (noAccounts) For(_ context.Context, ns string, _ *credentials.SecretRef) (*credentials.Account, error) {
+	return nil, fmt.Errorf("%w: create Secret %s/together-api-key", credentials.ErrNoCredentials, ns)
 }

@@ -114,7 +114,10 @@ func setupReconcilers(mgr ctrl.Manager, cfg Config) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the fine-tune reconciler: %w", err)
 	}
-	if err := (&controller.TogetherModelMigrationReconciler{Client: mgr.GetClient(), Recorder: rec("together-migration")}).SetupWithManager(mgr); err != nil {
+	if err := (&controller.TogetherModelMigrationReconciler{
+		Client: mgr.GetClient(), Recorder: rec("together-migration"),
+		TogetherAccess: controller.TogetherAccess[controller.ModelsAPI]{API: cfg.API, KeySource: cfg.APIKeySource, Accounts: accounts},
+	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the migration reconciler: %w", err)
 	}
 	if err := (&controller.TogetherBatchReconciler{

@@ -84,6 +84,13 @@ var _ = BeforeSuite(func() {
 		DeliveryRetryMin: 20 * time.Millisecond, DeliveryRetryMax: 200 * time.Millisecond})
 	_, err = sim.Start()
 	Expect(err).NotTo(HaveOccurred())
+	// The replacements the specs migrate to are in Together's catalogue
+	// from the start: the migration reconciler keeps an account's model list
+	// for minutes (internal/catalogue), so a model added by a later spec
+	// would not be seen by a list an earlier spec's migration cached.
+	for _, m := range []string{"org/new", "org/successor"} {
+		sim.AddModel(m)
+	}
 	api, err := together.New(together.Options{BaseURL: sim.URL(), APIKey: simKey})
 	Expect(err).NotTo(HaveOccurred())
 

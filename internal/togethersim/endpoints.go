@@ -229,6 +229,8 @@ func defaultModels() []modelObject {
 	}
 	return []modelObject{
 		mk("meta-llama/Meta-Llama-3.1-8B-Instruct-Reference", "chat", "Meta", 131072),
+		// The replacement the samples migrate to.
+		mk("meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo", "chat", "Meta", 131072),
 		mk("meta-llama/Llama-3.3-70B-Instruct-Turbo", "chat", "Meta", 131072),
 		mk("Qwen/Qwen2.5-7B-Instruct", "chat", "Qwen", 32768),
 		mk("BAAI/bge-large-en-v1.5", "embedding", "BAAI", 512),
@@ -263,6 +265,16 @@ func (s *Server) DeprecateModel(id, replacement, sunsetDate string) {
 	}
 	s.deprecated[id] = true
 	s.emit(togetherv1.EventModelDeprecated, push.ModelDeprecated{ModelID: id, ReplacementModel: replacement, SunsetDate: sunsetDate})
+}
+
+// AddModel lists a model in GET /v1/models (type chat), as Together lists
+// one of its own; it is a no-op for a model already listed.
+func (s *Server) AddModel(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !slices.ContainsFunc(s.models, func(m modelObject) bool { return m.ID == id }) {
+		s.models = append(s.models, modelObject{ID: id, Object: "model", Created: s.now().Unix(), Type: "chat", DisplayName: id})
+	}
 }
 
 // listModels answers a bare array, like the real route.

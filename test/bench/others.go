@@ -141,7 +141,9 @@ func (b *bench) migration(ctx context.Context) error {
 		return err
 	}
 	m := &togetherv1.TogetherModelMigration{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "old-model"},
-		Spec: togetherv1.TogetherModelMigrationSpec{ModelID: oldModel, ReplacementModel: newModel, Strategy: togetherv1.MigrationImmediate}}
+		// The scenario measures patching; the catalogue check (one cached
+		// list call) is skipped, as the reconciler here has no API client.
+		Spec: togetherv1.TogetherModelMigrationSpec{ModelID: oldModel, ReplacementModel: newModel, Strategy: togetherv1.MigrationImmediate, SkipCatalogCheck: true}}
 	if err := b.k8s.Create(ctx, m); err != nil {
 		return err
 	}
