@@ -23,6 +23,7 @@ limitations under the License.
 //	kubectl together send --url URL ...       a signed test event, as a relay would send it
 //	kubectl together approve tmm/NAME         approve a Manual migration
 //	kubectl together rollback tmm/NAME        undo a migration from the patches recorded on its workloads
+//	kubectl together rollback tft/NAME        undo the model changes recorded on a fine-tune's Deployment
 package main
 
 import (
@@ -54,6 +55,7 @@ Commands:
                                                 post a signed test event to the events endpoint
   approve  tmm/NAME                             approve a Manual model migration
   rollback tmm/NAME                             stop a migration and restore its workloads
+  rollback tft/NAME                             restore a fine-tune's Deployment from its rollback record
 
 Common flags: -n/--namespace, -A/--all-namespaces (status), --kubeconfig, --context.
 `
@@ -180,6 +182,13 @@ func run(ctx context.Context, args []string, out, errOut io.Writer, e *env) erro
 		}
 		return approve(ctx, e, name)
 	case "rollback":
+		if len(pos) == 1 && isFineTuneRef(pos[0]) {
+			name, err := oneRef(pos, "tft", "togetherfinetune", "togetherfinetunes")
+			if err != nil {
+				return err
+			}
+			return rollbackFineTune(ctx, e, name)
+		}
 		name, err := oneRef(pos, "tmm", "togethermodelmigration", "togethermodelmigrations")
 		if err != nil {
 			return err
@@ -190,6 +199,12 @@ func run(ctx context.Context, args []string, out, errOut io.Writer, e *env) erro
 }
 
 // oneRef takes exactly one KIND/NAME (or NAME) argument of the given kind.
+// isFineTuneRef reports whether ref names a TogetherFineTune (tft/NAME).
+func isFineTuneRef(ref string) bool {
+	kind, _, found := strings.Cut(ref, "/")
+	return found && (strings.EqualFold(kind, "tft") || strings.EqualFold(kind, "togetherfinetune") || strings.EqualFold(kind, "togetherfinetunes"))
+}
+
 func oneRef(pos []string, kinds ...string) (string, error) {
 	if len(pos) != 1 {
 		return "", fmt.Errorf("want one %s/NAME argument, got %d", kinds[0], len(pos))

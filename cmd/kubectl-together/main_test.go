@@ -40,6 +40,7 @@ import (
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/testenv"
+	"github.com/together-operator/together-operator/internal/workload"
 )
 
 // The plugin's commands run against a real API server with the project's
@@ -394,6 +395,85 @@ func TestApproveAndRollback(t *testing.T) {
 	out, _ = together(t, ns, "rollback", "llama-old")
 	if !strings.Contains(out, "chat-app: no rollback record") {
 		t.Errorf("second rollback: %q", out)
+	}
+}
+
+// A fine-tune's rollback applies its Deployment's one record — written by
+// the operator's deploy step, or by an earlier version in the old
+// previous-value annotation — and says so; a fine-tune that deployed
+// nothing is refused.
+func TestRollbackFineTune(t *testing.T) {
+	ns := newNamespace(t)
+	ctx := context.Background()
+	mk := func(name, model string, annotations map[string]string) *appsv1.Deployment {
+		labels := map[string]string{"app": name}
+		d := &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: annotations},
+			Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app",
+					Env: []corev1.EnvVar{{Name: "A", Value: "a"}, {Name: "TOGETHER_MODEL", Value: model}}}}},
+			}},
+		}
+		if err := k8s.Create(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	// "current": deployed by the operator's own patch (the deploy step's
+	// helper), against the real API server.
+	cur := mk("current", "org/base", nil)
+	w := workload.Workload{Annotations: cur.Annotations, Template: &cur.Spec.Template, ResourceVersion: cur.ResourceVersion}
+	ch, err := workload.SetEnv(w, "app", "TOGETHER_MODEL", "me/ft-model")
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch, err := workload.Patch(w, []workload.Change{ch}, workload.Options{PinVersion: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := workload.Apply(ctx, k8s, cur, patch); err != nil {
+		t.Fatalf("deploying: %v", err)
+	}
+	old := mk("old", "me/ft-model", map[string]string{"together.ai/previous-model.app.TOGETHER_MODEL": "org/base"})
+
+	for _, d := range []string{"current", "old", ""} {
+		ft := &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ft-" + d},
+			Spec: togetherv1.TogetherFineTuneSpec{JobID: "ft-1"}}
+		if d == "" {
+			ft.Name = "nothing"
+		}
+		if err := k8s.Create(ctx, ft); err != nil {
+			t.Fatal(err)
+		}
+		if d != "" {
+			ft.Status.Deployment = &togetherv1.DeploymentStatus{Name: d, Container: "app", PreviousValue: "org/base"}
+			if err := k8s.Status().Update(ctx, ft); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, d := range []*appsv1.Deployment{cur, old} {
+		out, err := together(t, ns, "rollback", "tft/ft-"+d.Name)
+		if err != nil {
+			t.Fatalf("rollback tft/ft-%s: %v\n%s", d.Name, err, out)
+		}
+		if !strings.Contains(out, "Deployment/"+d.Name+": restored") {
+			t.Errorf("rollback output: %q", out)
+		}
+		got := &appsv1.Deployment{}
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(d), got); err != nil {
+			t.Fatal(err)
+		}
+		if env := got.Spec.Template.Spec.Containers[0].Env; len(env) != 2 || env[1].Value != "org/base" {
+			t.Errorf("%s: env after rollback = %v, want TOGETHER_MODEL=org/base", d.Name, env)
+		}
+		if len(got.Annotations) != 0 {
+			t.Errorf("%s: annotations after rollback = %v, want none", d.Name, got.Annotations)
+		}
+	}
+	if _, err := together(t, ns, "rollback", "tft/nothing"); err == nil || !strings.Contains(err.Error(), "status.deployment") {
+		t.Errorf("rollback of a fine-tune that deployed nothing: %v", err)
 	}
 }
 

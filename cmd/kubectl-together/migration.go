@@ -149,3 +149,31 @@ func applyRecord(ctx context.Context, e *env, obj client.Object) error {
 	}
 	return nil
 }
+
+// rollbackFineTune applies the rollback record of the Deployment a
+// fine-tune deployed its model into (status.deployment). The record is the
+// Deployment's one record, so it also undoes model changes a migration
+// made there, newest first. The fine-tune does not deploy the same attempt
+// again; it reports Deployed=False, DeployTargetLost.
+func rollbackFineTune(ctx context.Context, e *env, name string) error {
+	var ft togetherv1.TogetherFineTune
+	if err := e.c.Get(ctx, client.ObjectKey{Namespace: e.namespace, Name: name}, &ft); err != nil {
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("no TogetherFineTune %s in namespace %s", name, e.namespace)
+		}
+		return fmt.Errorf("reading TogetherFineTune %s/%s: %w", e.namespace, name, err)
+	}
+	if ft.Status.Deployment == nil {
+		return fmt.Errorf("tft/%s has deployed no model into a Deployment (status.deployment is empty)", name)
+	}
+	dep := &appsv1.Deployment{}
+	if err := e.c.Get(ctx, client.ObjectKey{Namespace: ft.Namespace, Name: ft.Status.Deployment.Name}, dep); err != nil {
+		return fmt.Errorf("reading Deployment %s/%s: %w", ft.Namespace, ft.Status.Deployment.Name, err)
+	}
+	k := "Deployment/" + dep.Name
+	if err := applyRecord(ctx, e, dep); err != nil {
+		return fmt.Errorf("%s: %w", k, err)
+	}
+	fmt.Fprintf(e.out, "%s: restored (container %s had %q before tft/%s)\n", k, ft.Status.Deployment.Container, ft.Status.Deployment.PreviousValue, name)
+	return nil
+}
