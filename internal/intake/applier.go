@@ -83,6 +83,9 @@ type Applier struct {
 	// MaxConflictRetries bounds how often a write is retried on conflict
 	// before the deliveries it holds fail (and their senders retry).
 	MaxConflictRetries int
+	// Accounts, when set, applies a pushed event only to a resource on the
+	// Together account of the subscription it came through (sameAccount).
+	Accounts Accounts
 
 	mu     sync.Mutex
 	queues map[queueKey]*queue
@@ -261,6 +264,16 @@ func (a *Applier) applyJob(ctx context.Context, kind, namespace string, ev event
 	}
 	if err != nil {
 		return Result{Outcome: lattice.Failed, Err: err}
+	}
+	if found {
+		// A push is applied only to a resource on the subscription's account.
+		same, err := a.sameAccount(ctx, kind, nn, o.Subscription)
+		if err != nil {
+			return Result{Outcome: lattice.Failed, Err: err}
+		}
+		if !same {
+			return Result{Outcome: lattice.Unmatched, Err: ErrOtherAccount}
+		}
 	}
 	if !found {
 		if !adopting {

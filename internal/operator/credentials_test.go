@@ -17,7 +17,10 @@ limitations under the License.
 package operator
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -266,5 +269,58 @@ var _ = Describe("The poller, with resources on several accounts", func() {
 			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "batch"}, b)).To(Succeed())
 			g.Expect(b.Status.Phase).To(Equal(togetherv1.BatchInProgress))
 		}).Should(Succeed(), "waiting for the batch to follow its account's batch")
+	})
+})
+
+var _ = Describe("A push through a subscription naming its API key Secret", func() {
+	It("is applied only to resources on the subscription's account", func() {
+		ns := newNamespaceLabelled(nil)
+		keyA, keyB := "push-a-"+ns, "push-b-"+ns
+		sim.AddAccount(keyA)
+		sim.AddAccount(keyB)
+		for name, key := range map[string]string{"team-a": keyA, "team-a-copy": keyA, "team-b": keyB} {
+			Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+				StringData: map[string]string{credentials.APIKeyKey: key}})).To(Succeed())
+		}
+		follow := func(name, secret, key string) *togetherv1.TogetherFineTune {
+			job := sim.AddFineTune(togethersim.FineTune{ID: "ft-push-" + ns + "-" + name, Model: "org/base", Status: "running", Account: key,
+				Outcome: &togethersim.FineTuneOutcome{Stall: true}})
+			ft := &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+				Spec: togetherv1.TogetherFineTuneSpec{JobID: job, APIKeySecretRef: &togetherv1.APIKeySecretRef{Name: secret}}}
+			Expect(k8s.Create(ctx, ft)).To(Succeed())
+			DeferCleanup(func() {
+				Expect(client.IgnoreNotFound(k8s.Delete(ctx, ft))).To(Succeed())
+				Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(ft), ft)) }).
+					Should(BeTrue(), "waiting for %s to be deleted after the spec", ft.Name)
+			})
+			return ft
+		}
+		onA := follow("on-a", "team-a", keyA)
+		// Another Secret holding the same key: the same account.
+		onACopy := follow("on-a-copy", "team-a-copy", keyA)
+		onB := follow("on-b", "team-b", keyB)
+		createSubscription(ns, "hooks", func(s *togetherv1.TogetherWebhookSubscription) {
+			s.Spec.APIKeySecretRef = &togetherv1.APIKeySecretRef{Name: "team-a"}
+		})
+
+		checkpoint := func(ft *togetherv1.TogetherFineTune, id string) int {
+			body, err := json.Marshal(map[string]any{"id": id, "type": "fine_tune.checkpoint",
+				"data": map[string]any{"fine_tune_id": ft.Spec.JobID, "step": 1, "loss": 1.5}})
+			Expect(err).NotTo(HaveOccurred())
+			return post(webhook.PathFor(ns, "hooks"), body)
+		}
+		processed := func(ft *togetherv1.TogetherFineTune) []string {
+			got := &togetherv1.TogetherFineTune{}
+			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ft), got)).To(Succeed())
+			return got.Status.ProcessedEvents
+		}
+		Eventually(func() int { return checkpoint(onA, "push-a-"+ns) }).Should(Equal(http.StatusOK), "waiting for team-a's checkpoint to be applied")
+		Expect(processed(onA)).To(ContainElement("push-a-" + ns))
+		Expect(checkpoint(onACopy, "push-a-copy-"+ns)).To(Equal(http.StatusOK), "a resource naming another Secret with the same key is on the same account")
+		Expect(processed(onACopy)).To(ContainElement("push-a-copy-" + ns))
+
+		Expect(checkpoint(onB, "push-b-"+ns)).To(Equal(http.StatusAccepted), "team-b's job is not the subscription's account's: unmatched")
+		Consistently(func() []string { return processed(onB) }).WithTimeout(time.Second).ShouldNot(ContainElement("push-b-"+ns),
+			"team-b's resource never records an event pushed for team-a's account")
 	})
 })

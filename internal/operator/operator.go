@@ -157,6 +157,7 @@ func setupIntake(mgr ctrl.Manager, cfg Config) (*Parts, error) {
 	}
 	if cfg.Accounts != nil {
 		p.Poller.Accounts = cfg.Accounts
+		p.Applier.Accounts = cfg.Accounts
 	}
 	if err := mgr.Add(p.Poller); err != nil {
 		return nil, fmt.Errorf("adding the poller: %w", err)
