@@ -17,6 +17,8 @@ limitations under the License.
 package workload
 
 import (
+	"fmt"
+	"maps"
 	"reflect"
 	"strings"
 	"testing"
@@ -288,4 +290,101 @@ func TestUnreadableRecord(t *testing.T) {
 			t.Errorf("record in %s: %v", key, err)
 		}
 	}
+}
+
+// FuzzRollbackRestoresEverything drives a workload through an adversarial
+// sequence of fine-tune deploys (SetEnv, creating variables or not) and
+// migrations (Scan and Patch between a few models, in any order), each
+// merged into the one record, and then applies the record: the workload must
+// be exactly as it was — every env var, argument and annotation — besides
+// the rolled-back mark when a migration took part. A lost or misordered
+// step shows as a difference.
+func FuzzRollbackRestoresEverything(f *testing.F) {
+	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7})
+	f.Add([]byte{3, 3, 9, 0, 12, 7, 1, 1, 200, 17})
+	f.Add([]byte{1, 0, 1, 0, 1, 0, 5, 5, 5, 5, 2, 8})
+	models := []string{"org/a", "org/b", "org/c", ""}
+	envs := []string{"TOGETHER_MODEL", "MODEL", "LLM_MODEL"}
+	f.Fuzz(func(t *testing.T, steps []byte) {
+		if len(steps) > 40 {
+			steps = steps[:40]
+		}
+		orig := &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "w", ResourceVersion: "1", Annotations: map[string]string{ModelAnnotation: "org/a", "keep": "me"}},
+			Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{
+				{Name: "one", Env: []corev1.EnvVar{{Name: "MODEL", Value: "org/a"}, {Name: "OTHER", Value: "org/a"}}, Args: []string{"--model", "org/a", "--model=org/b"}},
+				{Name: "two"},
+			}}}},
+		}
+		cur := orig.DeepCopy()
+		migrated := false
+		for i := 0; i+1 < len(steps); i += 2 {
+			op, arg := steps[i], steps[i+1]
+			w := workloadOf(cur)
+			var patch []byte
+			var err error
+			if op%2 == 0 {
+				c := []string{"one", "two"}[arg%2]
+				to := models[int(arg/2)%3]
+				ch, serr := SetEnv(w, c, envs[int(arg/6)%3], to)
+				if serr != nil || ch.From == ch.To {
+					continue
+				}
+				patch, err = Patch(w, []Change{ch}, Options{PinVersion: true})
+			} else {
+				from, to := models[int(arg)%3], models[int(arg/3)%3]
+				if from == to {
+					continue
+				}
+				changes := Scan(w, Target{From: from, To: to})
+				if len(changes) == 0 {
+					continue
+				}
+				patch, err = Patch(w, changes, Options{RollbackTo: from})
+				migrated = true
+			}
+			if err != nil {
+				t.Fatalf("step %d: building the patch: %v", i/2, err)
+			}
+			next, err := apply(t, cur, patch)
+			if err != nil {
+				t.Fatalf("step %d: a patch built on the current workload failed: %v\n%s", i/2, err, patch)
+			}
+			next.ResourceVersion = fmt.Sprint(i + 2)
+			cur = next
+		}
+		rec, err := Read(workloadOf(cur))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rec.Found() {
+			if !reflect.DeepEqual(cur.Spec, orig.Spec) {
+				t.Fatal("the workload changed and no record was kept")
+			}
+			return
+		}
+		rollback, err := rec.RollbackPatch()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := apply(t, cur, rollback)
+		if err != nil {
+			t.Fatalf("the record did not apply: %v\n%s", err, rollback)
+		}
+		for i, c := range back.Spec.Template.Spec.Containers {
+			o := orig.Spec.Template.Spec.Containers[i]
+			if !sameEnv(c.Env, o.Env) || !reflect.DeepEqual(c.Args, o.Args) || c.Name != o.Name {
+				t.Fatalf("container %s after the rollback = %+v, want %+v", c.Name, c, o)
+			}
+		}
+		ann := maps.Clone(back.Annotations)
+		mark, marked := ann[togetherv1.RolledBackAnnotation]
+		delete(ann, togetherv1.RolledBackAnnotation)
+		if !reflect.DeepEqual(ann, orig.Annotations) {
+			t.Fatalf("annotations after the rollback = %v, want %v", back.Annotations, orig.Annotations)
+		}
+		if marked != migrated || (marked && mark == "") {
+			t.Fatalf("rolled-back mark %q (set %v) after a sequence with migrations %v", mark, marked, migrated)
+		}
+	})
 }
