@@ -151,8 +151,12 @@ type TogetherWebhookSubscriptionSpec struct {
 	// Registered=False with reason NotSupported and relies on polling.
 	// +optional
 	Register bool `json:"register,omitempty"`
-	// AdoptUnmatched creates a resource for an event whose job no resource
-	// tracks yet, instead of acknowledging and ignoring it.
+	// AdoptUnmatched creates a resource for an event whose job or batch no
+	// resource tracks yet, instead of acknowledging and ignoring it — only
+	// when the work, read with this subscription's account, carries this
+	// namespace's ownership tag (the operator created it for a resource of
+	// this namespace; see NamespaceTagIn). Other work is answered unmatched.
+	// The check costs one or two Together reads per unmatched delivery.
 	// +optional
 	AdoptUnmatched bool `json:"adoptUnmatched,omitempty"`
 	// ModelReplacements maps deprecated models to their replacements, used

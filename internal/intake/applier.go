@@ -15,7 +15,8 @@ limitations under the License.
 */
 
 // Package intake is the one apply step: it finds the resource an event is
-// about (adopting an unmatched job when the subscription asks), records the
+// about (adopting an unmatched job when the subscription asks and the job
+// carries the namespace's tag on Together), records the
 // event's effect in its status through the state machine in
 // internal/lattice, and acknowledges only once that write is durable. Writes
 // for the same resource are grouped (group commit).
@@ -43,6 +44,7 @@ import (
 	"github.com/together-operator/together-operator/internal/deprecation"
 	"github.com/together-operator/together-operator/internal/event"
 	"github.com/together-operator/together-operator/internal/lattice"
+	"github.com/together-operator/together-operator/internal/together"
 	"github.com/together-operator/together-operator/internal/ttl"
 )
 
@@ -98,7 +100,50 @@ type Applier struct {
 	// tracks, for UnmatchedTTL, so that a sender repeating events about a
 	// job this namespace does not know costs one list, not one per event.
 	unmatched *ttl.Map[unmatchedKey, struct{}]
+
+	// Remote returns the Together client that reads as a subscription's
+	// adopted resources will act: the account of the subscription (its
+	// spec.apiKeySecretRef, else its namespace's), or nil when it has none.
+	// spec.adoptUnmatched adopts a job or batch only when that account's
+	// record of it carries the namespace's tag (togetherv1.TaggedFor): work
+	// the operator created for this namespace, never another's. Nil adopts
+	// nothing.
+	Remote func(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription) (RemoteReader, error)
+	// AdoptCheckTimeout bounds the Together reads of one adoption check;
+	// zero means DefaultAdoptCheckTimeout.
+	AdoptCheckTimeout time.Duration
+
+	foreignOnce sync.Once
+	// foreign remembers, for ForeignTTL, IDs whose remote record does not
+	// carry the namespace's tag, so that a sender repeating events about
+	// another namespace's job costs one check, not one per event.
+	foreign *ttl.Map[unmatchedKey, struct{}]
 }
+
+// RemoteReader is what an adoption check reads on Together;
+// *together.Client implements it.
+type RemoteReader interface {
+	GetFineTune(ctx context.Context, id string) (*together.FineTune, error)
+	GetBatch(ctx context.Context, id string) (*together.Batch, error)
+	GetFile(ctx context.Context, id string) (*together.File, error)
+}
+
+var _ RemoteReader = (*together.Client)(nil)
+
+// DefaultAdoptCheckTimeout bounds an adoption check's Together reads: the
+// sender waits for the answer, so it is shorter than a reconcile's calls.
+const DefaultAdoptCheckTimeout = 10 * time.Second
+
+// ForeignTTL is how long "this job is not the namespace's" is believed. A
+// job's tag never changes; the bound is for memory and for a namespace
+// whose account changes.
+const ForeignTTL = time.Minute
+
+// ErrAdoptCheck marks a failure to read Together while checking whether an
+// unmatched job may be adopted. Nothing was written; the sender should
+// retry (503). Its message names neither the job nor Together's answer
+// text, which may name it.
+var ErrAdoptCheck = errors.New("could not check with Together whether the job an unmatched event names was created for this namespace")
 
 type unmatchedKey struct{ kind, namespace, id string }
 
@@ -120,6 +165,11 @@ const SubmissionWindow = 10 * time.Minute
 // sender retries; by then the ID is recorded (or the marker gone), and the
 // event is neither lost as unmatched nor adopted into a second resource.
 var ErrSubmitting = errors.New("a resource in this namespace is submitting a job right now; retry shortly")
+
+func (a *Applier) foreignCache() *ttl.Map[unmatchedKey, struct{}] {
+	a.foreignOnce.Do(func() { a.foreign = ttl.New[unmatchedKey, struct{}](10_000, ForeignTTL) })
+	return a.foreign
+}
 
 func (a *Applier) unmatchedCache() *ttl.Map[unmatchedKey, struct{}] {
 	a.unmatchedOnce.Do(func() { a.unmatched = ttl.New[unmatchedKey, struct{}](100_000, UnmatchedTTL) })
@@ -259,6 +309,12 @@ func (a *Applier) ApplyTo(ctx context.Context, kind string, nn types.NamespacedN
 func (a *Applier) applyJob(ctx context.Context, kind, namespace string, ev event.Event, o Options) Result {
 	nn, found, err := a.find(ctx, kind, namespace, ev.JobID)
 	adopting := o.Subscription != nil && o.Subscription.Spec.AdoptUnmatched
+	if adopting && err == nil && !found {
+		// Known to be another namespace's (or nobody's here) a moment ago.
+		if _, recent := a.foreignCache().Get(unmatchedKey{kind: kind, namespace: namespace, id: ev.JobID}, a.now()); recent {
+			adopting = false
+		}
+	}
 	if err == nil && !found {
 		nn, found, err = a.confirmMiss(ctx, kind, namespace, ev.JobID, adopting)
 	}
@@ -279,11 +335,103 @@ func (a *Applier) applyJob(ctx context.Context, kind, namespace string, ev event
 		if !adopting {
 			return Result{Outcome: lattice.Unmatched}
 		}
-		if nn, err = a.adopt(ctx, kind, namespace, ev.JobID); err != nil {
+		ours, err := a.createdForNamespace(ctx, kind, namespace, ev.JobID, o.Subscription)
+		if err != nil {
+			return Result{Outcome: lattice.Failed, Err: err}
+		}
+		if !ours {
+			key := unmatchedKey{kind: kind, namespace: namespace, id: ev.JobID}
+			now := a.now()
+			a.foreignCache().Set(key, struct{}{}, now, now.Add(ForeignTTL))
+			return Result{Outcome: lattice.Unmatched}
+		}
+		if nn, err = a.adopt(ctx, kind, namespace, ev.JobID, o.Subscription); err != nil {
 			return Result{Outcome: lattice.Failed, Err: err}
 		}
 	}
 	return a.enqueue(ctx, queueKey{kind: kind, nn: nn}, ev)
+}
+
+// createdForNamespace reports whether the job or batch id, read under the
+// subscription's account, carries namespace's tag: a fine-tune's suffix or
+// model_output_name, a batch's input file name (one GET for a fine-tune,
+// two for a batch). It runs only for a signed delivery that no resource
+// matches, on a subscription with adoptUnmatched, and is bounded by
+// AdoptCheckTimeout. A job the account cannot see, or without the tag
+// (another namespace's, created outside the operator, or by a version
+// before tags named a namespace) is not adopted. A failed read is an
+// ErrAdoptCheck.
+func (a *Applier) createdForNamespace(ctx context.Context, kind, namespace, id string, sub *togetherv1.TogetherWebhookSubscription) (bool, error) {
+	if a.Remote == nil {
+		return false, nil
+	}
+	timeout := a.AdoptCheckTimeout
+	if timeout <= 0 {
+		timeout = DefaultAdoptCheckTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	api, err := a.Remote(ctx, sub)
+	if err != nil {
+		return false, fmt.Errorf("%w: finding the subscription's Together account: %v", ErrAdoptCheck, err)
+	}
+	if api == nil {
+		return false, nil // no account: nothing here could follow the job anyway
+	}
+	var names []string
+	switch kind {
+	case KindFineTune:
+		job, err := api.GetFineTune(ctx, id)
+		if together.IsNotFound(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, adoptCheckFailed(ctx, err)
+		}
+		names = []string{job.Suffix, job.ModelOutputName}
+	case KindBatch:
+		b, err := api.GetBatch(ctx, id)
+		if together.IsNotFound(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, adoptCheckFailed(ctx, err)
+		}
+		if b.InputFileID == "" {
+			return false, nil
+		}
+		f, err := api.GetFile(ctx, b.InputFileID)
+		if together.IsNotFound(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, adoptCheckFailed(ctx, err)
+		}
+		names = []string{f.Filename}
+	default:
+		return false, nil
+	}
+	for _, n := range names {
+		if togetherv1.TaggedFor(n, namespace) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// adoptCheckFailed describes a failed read of an adoption check by the
+// call and its status only: the error text of a URL or of Together's
+// answer may name the job, which must not reach logs.
+func adoptCheckFailed(ctx context.Context, err error) error {
+	var api *together.APIError
+	switch {
+	case errors.As(err, &api):
+		return fmt.Errorf("%w: %s answered HTTP %d", ErrAdoptCheck, api.Operation, api.StatusCode)
+	case ctx.Err() != nil:
+		return fmt.Errorf("%w: no answer in time (%v)", ErrAdoptCheck, ctx.Err())
+	default:
+		return fmt.Errorf("%w: the request failed", ErrAdoptCheck)
+	}
 }
 
 // confirmMiss decides what a cache miss for a job ID means. The cache may
@@ -411,20 +559,24 @@ func (a *Applier) findLive(ctx context.Context, kind, namespace, id string) (nn 
 	}
 }
 
-// adopt creates a resource that tracks a job no resource knew about. Its name
-// is derived from the job ID, so concurrent deliveries create it once.
-func (a *Applier) adopt(ctx context.Context, kind, namespace, id string) (types.NamespacedName, error) {
+// adopt creates a resource that tracks a job no resource knew about, on the
+// account the adoption check read it with (the subscription's Secret, if it
+// names one). Its name is derived from the job ID, so concurrent deliveries
+// create it once. Its deletion policy is left unset: adopted work is
+// retained (EffectiveDeletionPolicy).
+func (a *Applier) adopt(ctx context.Context, kind, namespace, id string, sub *togetherv1.TogetherWebhookSubscription) (types.NamespacedName, error) {
+	ref := sub.Spec.APIKeySecretRef.DeepCopy()
 	var obj client.Object
 	switch kind {
 	case KindFineTune:
 		obj = &togetherv1.TogetherFineTune{
 			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: event.ObjectName("ft", id), Labels: map[string]string{"together.ai/adopted": "true"}},
-			Spec:       togetherv1.TogetherFineTuneSpec{JobID: id, DeletionPolicy: togetherv1.DeletionPolicyRetain},
+			Spec:       togetherv1.TogetherFineTuneSpec{JobID: id, APIKeySecretRef: ref},
 		}
 	default:
 		obj = &togetherv1.TogetherBatch{
 			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: event.ObjectName("batch", id), Labels: map[string]string{"together.ai/adopted": "true"}},
-			Spec:       togetherv1.TogetherBatchSpec{BatchID: id, DeletionPolicy: togetherv1.DeletionPolicyRetain},
+			Spec:       togetherv1.TogetherBatchSpec{BatchID: id, APIKeySecretRef: ref},
 		}
 	}
 	if err := a.Client.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {

@@ -21,6 +21,7 @@ package operator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -139,7 +140,7 @@ func setupIntake(mgr ctrl.Manager, cfg Config) (*Parts, error) {
 	// The intake's API-server requests are attributed to the request that
 	// caused them (apicount), so that what bad traffic costs is measured.
 	p := &Parts{Applier: &intake.Applier{Client: apicount.Writes(mgr.GetClient()), Reader: apicount.Reader(mgr.GetAPIReader()),
-		Recorder: mgr.GetEventRecorder("together-events")}}
+		Recorder: mgr.GetEventRecorder("together-events"), Remote: adoptionReader(cfg)}}
 	p.Events = &webhook.Server{
 		Addr: cfg.EventsAddr, Client: apicount.Writes(mgr.GetClient()), SecretReader: apicount.Reader(mgr.GetAPIReader()), Applier: p.Applier,
 		Recorder: mgr.GetEventRecorder("together-events"), Tolerance: cfg.Tolerance, MaxBodyBytes: cfg.MaxBodyBytes,
@@ -164,6 +165,31 @@ func setupIntake(mgr ctrl.Manager, cfg Config) (*Parts, error) {
 	}
 	statusmetrics.SetReader(mgr.GetClient())
 	return p, nil
+}
+
+// adoptionReader gives the intake's adoption check the client of the
+// account a subscription's adopted resources will act on: the one
+// credentials.Resolver decides for the subscription (its Secret, its
+// namespace's, or the operator-wide key where allowed), or cfg.API when
+// there is no resolver. A subscription without an account gets none, and
+// adopts nothing.
+func adoptionReader(cfg Config) func(context.Context, *togetherv1.TogetherWebhookSubscription) (intake.RemoteReader, error) {
+	return func(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription) (intake.RemoteReader, error) {
+		if cfg.Accounts == nil {
+			if cfg.API == nil {
+				return nil, nil
+			}
+			return cfg.API, nil
+		}
+		acc, err := cfg.Accounts.ForResource(ctx, sub)
+		if errors.Is(err, credentials.ErrNoCredentials) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return acc.Client, nil
+	}
 }
 
 // ClientOptions are the manager's client settings. Secrets are read one at a

@@ -17,7 +17,10 @@ limitations under the License.
 package operator
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -152,6 +155,63 @@ var _ = Describe("A tenant in a shared cluster", func() {
 			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(ft), &togetherv1.TogetherFineTune{}))
 		}).Should(BeTrue(), "waiting for the fine-tune to be deleted")
 		Expect(sim.CountCalls("POST", "/v1/fine-tunes/ft-other-team/cancel")).To(BeZero())
+	})
+
+	It("adopts through a push only the work the operator created for its namespace, not another team's on the same account (scenario 1)", func() {
+		// Both namespaces run on the operator-wide key: one account, where
+		// only the namespace tag tells their work apart.
+		other := newNamespace()
+		sim.SetFineTuneScript(func(r togethersim.FineTuneRequest) bool { return r.Model == "org/keeps-running" }, togethersim.FineTuneOutcome{Stall: true})
+		submit := func(namespace, name string, policy togetherv1.DeletionPolicy) *togetherv1.TogetherFineTune {
+			Expect(k8s.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name + "-data"},
+				Data: map[string]string{"train.jsonl": `{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]}` + "\n"}})).To(Succeed())
+			ft := &togetherv1.TogetherFineTune{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+				Spec: togetherv1.TogetherFineTuneSpec{DeletionPolicy: policy, Training: &togetherv1.TrainingSpec{Model: "org/keeps-running",
+					TrainingData: &togetherv1.ConfigMapKeyRef{Name: name + "-data", Key: "train.jsonl"}}}}
+			Expect(k8s.Create(ctx, ft)).To(Succeed())
+			Eventually(func(g Gomega) {
+				g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ft), ft)).To(Succeed())
+				g.Expect(ft.Status.JobID).NotTo(BeEmpty())
+			}).Should(Succeed(), "waiting for %s/%s to submit its job", namespace, name)
+			return ft
+		}
+		theirs := submit(other, "their-job", "")
+		mine := submit(ns, "my-job", togetherv1.DeletionPolicyRetain)
+		// The resource goes; its job, retained, keeps running unfollowed.
+		Expect(k8s.Delete(ctx, mine)).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(mine), &togetherv1.TogetherFineTune{}))
+		}).Should(BeTrue(), "waiting for the fine-tune to be deleted")
+
+		createSubscription(ns, "adopter", func(s *togetherv1.TogetherWebhookSubscription) { s.Spec.AdoptUnmatched = true })
+		path := webhook.PathFor(ns, "adopter")
+		checkpoint := func(id, job string) []byte {
+			b, err := json.Marshal(map[string]any{"id": id, "type": "fine_tune.checkpoint", "created_at": time.Now().UTC().Format(time.RFC3339),
+				"data": map[string]any{"fine_tune_id": job, "step": 1, "loss": 1.0}})
+			Expect(err).NotTo(HaveOccurred())
+			return b
+		}
+		Eventually(func() int { return post(path, checkpoint("theirs-"+ns, theirs.Status.JobID)) }).Should(Equal(http.StatusAccepted),
+			"another namespace's job is answered unmatched (once the subscription is served)")
+		var fts togetherv1.TogetherFineTuneList
+		Expect(k8s.List(ctx, &fts, client.InNamespace(ns))).To(Succeed())
+		Expect(fts.Items).To(BeEmpty(), "nothing adopted from another namespace")
+
+		Expect(post(path, checkpoint("mine-"+ns, mine.Status.JobID))).To(Equal(http.StatusOK))
+		Expect(k8s.List(ctx, &fts, client.InNamespace(ns))).To(Succeed())
+		Expect(fts.Items).To(HaveLen(1))
+		Expect(fts.Items[0].Spec.JobID).To(Equal(mine.Status.JobID), "this namespace's own job is adopted")
+		Eventually(func(g Gomega) {
+			ft := &togetherv1.TogetherFineTune{}
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&fts.Items[0]), ft)).To(Succeed())
+			g.Expect(ft.Status.DeletionPolicy).To(Equal(togetherv1.DeletionPolicyRetain))
+		}).Should(Succeed(), "waiting for the adopted fine-tune to show that it is retained")
+
+		var evs eventsv1.EventList
+		Expect(k8s.List(ctx, &evs, client.InNamespace(ns))).To(Succeed())
+		for _, e := range evs.Items {
+			Expect(e.Note).NotTo(ContainSubstring(theirs.Status.JobID), "an Event in this namespace names another team's job")
+		}
 	})
 
 	It("gets a fetch Job without a token, as a role-less account, on a claim that opted in only (scenario 3)", func() {

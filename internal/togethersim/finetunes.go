@@ -243,6 +243,12 @@ func (s *Server) newFineTune(req ftCreateRequest) *fineTune {
 		out.EvalLoss = 0.42
 	}
 	j.outcome = out
+	// The output model's name is known from the start: the create answer
+	// and list items carry model_output_name (together-go finetuning.go
+	// FineTuningNewResponse.ModelOutputName; openapi.yaml FinetuneTruncated,
+	// whose example names it for a job with no events yet), built from the
+	// suffix.
+	j.outputName = outputName(j)
 	s.addFTEvent(j, "job_pending", "info", "Fine-tune job created")
 	return j
 }

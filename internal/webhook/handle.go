@@ -449,6 +449,11 @@ func (s *Server) respond(ctx context.Context, sub *togetherv1.TogetherWebhookSub
 		if errors.Is(res.Err, intake.ErrSubmitting) {
 			return http.StatusServiceUnavailable, "a resource in this namespace is submitting a job that may be this one; retry shortly"
 		}
+		if errors.Is(res.Err, intake.ErrAdoptCheck) {
+			// The error names the call and its status, never the job.
+			logger.get().Error(res.Err, "checking an unmatched job for adoption failed; the sender will retry", "event", ev.ID, "type", ev.Type)
+			return http.StatusServiceUnavailable, "could not check with Together whether this namespace created the job; nothing was written, retry later"
+		}
 		logger.get().Error(res.Err, "recording event failed; the sender will retry", "event", ev.ID, "type", ev.Type)
 		return http.StatusServiceUnavailable, "could not record the event, retry later"
 	default:

@@ -37,7 +37,10 @@ import (
 
 	"github.com/together-operator/together-operator/internal/testenv"
 
+	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/intake"
+	"github.com/together-operator/together-operator/internal/together"
+	"github.com/together-operator/together-operator/internal/togethersim"
 )
 
 // The suite runs the events endpoint in front of a real API server: a
@@ -56,7 +59,9 @@ var (
 	// cacheBehind makes the applier's cached lists come back empty, as
 	// they do for a moment after a write the informer has not seen yet.
 	cacheBehind atomic.Bool
-	scheme      = testenv.Scheme()
+	// suiteSim is the Together the suite's adoption checks read.
+	suiteSim *togethersim.Server
+	scheme   = testenv.Scheme()
 	// mgrClient and apiReader are the manager's cached client and its
 	// direct reader, for specs that build an endpoint of their own.
 	mgrClient client.Client
@@ -88,7 +93,17 @@ var _ = BeforeSuite(func() {
 
 	mgrClient, apiReader = mgr.GetClient(), mgr.GetAPIReader()
 	failing := failingClient{mgr.GetClient()}
-	applier = &intake.Applier{Client: failing, Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("together-events")}
+	// Adoption checks read the suite's simulator, as the namespace's
+	// account would.
+	suiteSim = togethersim.New(togethersim.Options{APIKey: "suite-key"})
+	_, err = suiteSim.Start()
+	Expect(err).NotTo(HaveOccurred())
+	suiteAPI, err := together.New(together.Options{BaseURL: suiteSim.URL(), APIKey: "suite-key", MaxRetries: -1})
+	Expect(err).NotTo(HaveOccurred())
+	applier = &intake.Applier{Client: failing, Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("together-events"),
+		Remote: func(context.Context, *togetherv1.TogetherWebhookSubscription) (intake.RemoteReader, error) {
+			return suiteAPI, nil
+		}}
 	srv = &Server{Client: mgr.GetClient(), SecretReader: mgr.GetAPIReader(), Applier: applier, Recorder: mgr.GetEventRecorder("together-events")}
 	endpoint = httptest.NewServer(srv.Handler())
 
@@ -101,6 +116,7 @@ var _ = BeforeSuite(func() {
 
 var _ = AfterSuite(func() {
 	endpoint.Close()
+	suiteSim.Close()
 	cancel()
 	Expect(testEnv.Stop()).To(Succeed())
 })

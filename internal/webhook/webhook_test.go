@@ -43,6 +43,7 @@ import (
 	"github.com/together-operator/together-operator/internal/event"
 	"github.com/together-operator/together-operator/internal/intake"
 	"github.com/together-operator/together-operator/internal/lattice"
+	"github.com/together-operator/together-operator/internal/togethersim"
 	"github.com/together-operator/together-operator/pkg/push"
 )
 
@@ -416,6 +417,10 @@ var _ = Describe("Events endpoint", func() {
 		}
 
 		makeSubscription(ns, "adopter", func(s *togetherv1.TogetherWebhookSubscription) { s.Spec.AdoptUnmatched = true })
+		// A job the operator created for this namespace (its tag in the
+		// output model's name), whose resource is gone.
+		suiteSim.AddFineTune(togethersim.FineTune{ID: "ft-orphan", Model: "org/base", Status: "completed",
+			ModelOutputName: "sim-user/base-n" + togetherv1.NamespaceTag(ns) + "-1234abcd-a1b2c3"})
 		code, _ := send(hexSigned(PathFor(ns, "adopter"), envelope("a1", "fine_tune.completed", map[string]any{"fine_tune_id": "ft-orphan", "model_name": "me/orphan"})))
 		Expect(code).To(Equal(200))
 		ft := getFineTune(ns, event.ObjectName("ft", "ft-orphan"))
