@@ -204,8 +204,3 @@ func (r *TogetherFineTuneReconciler) patchDeployment(ctx context.Context, ft *to
 	ft.Status.Deployment = &togetherv1.DeploymentStatus{Name: t.Name, Container: tg.container, Generation: dep.Generation, PreviousValue: previous}
 	return nil
 }
-
-// ftEscapePointer escapes a map key for a JSON patch path (RFC 6901).
-func ftEscapePointer(s string) string {
-	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
-}

@@ -30,6 +30,7 @@ import (
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/reconcile"
+	"github.com/together-operator/together-operator/internal/workload"
 )
 
 // This file holds what the fine-tune knows about its Deployment target
@@ -284,9 +285,11 @@ func (r *TogetherFineTuneReconciler) releaseTarget(ctx context.Context, ft *toge
 	if dep.Annotations[key] != ft.Name {
 		return nil
 	}
-	path := "/metadata/annotations/" + ftEscapePointer(key)
-	body := fmt.Sprintf(`[{"op":"test","path":%q,"value":%q},{"op":"remove","path":%q}]`, path, ft.Name, path)
-	if err := r.Patch(ctx, dep, client.RawPatch(types.JSONPatchType, []byte(body))); err != nil && !apierrors.IsNotFound(err) {
+	body, err := workload.RemoveAnnotation(key, ft.Name)
+	if err != nil {
+		return err
+	}
+	if err := workload.Apply(ctx, r.Client, dep, body); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("releasing env var %s of container %s in Deployment %s/%s: %w", env, st.Container, ft.Namespace, st.Name, err)
 	}
 	return nil

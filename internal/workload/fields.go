@@ -35,10 +35,6 @@ import (
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 )
 
-// ModelAnnotation on a workload or its pod template names the model it uses,
-// for applications that read the model from somewhere other than env or args.
-const ModelAnnotation = togetherv1.ModelAnnotation
-
 // Op is one RFC 6902 JSON patch operation.
 type Op struct {
 	Op    string `json:"op"`
@@ -134,20 +130,20 @@ func Scan(w Workload, t Target) []Change {
 		envNames = togetherv1.DefaultModelEnvNames
 	}
 	var changes []Change
-	if w.Annotations[ModelAnnotation] == t.From {
+	if w.Annotations[togetherv1.ModelAnnotation] == t.From {
 		changes = append(changes, Change{
-			Field: "metadata.annotations[" + ModelAnnotation + "]",
-			Path:  "/metadata/annotations/" + escape(ModelAnnotation),
+			Field: "metadata.annotations[" + togetherv1.ModelAnnotation + "]",
+			Path:  "/metadata/annotations/" + escape(togetherv1.ModelAnnotation),
 			From:  t.From, To: t.To,
 		})
 	}
 	if w.Template == nil {
 		return changes
 	}
-	if w.Template.Annotations[ModelAnnotation] == t.From {
+	if w.Template.Annotations[togetherv1.ModelAnnotation] == t.From {
 		changes = append(changes, Change{
-			Field: "spec.template.metadata.annotations[" + ModelAnnotation + "]",
-			Path:  "/spec/template/metadata/annotations/" + escape(ModelAnnotation),
+			Field: "spec.template.metadata.annotations[" + togetherv1.ModelAnnotation + "]",
+			Path:  "/spec/template/metadata/annotations/" + escape(togetherv1.ModelAnnotation),
 			From:  t.From, To: t.To,
 		})
 	}

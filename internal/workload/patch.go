@@ -127,6 +127,18 @@ func Patch(w Workload, changes []Change, o Options) ([]byte, error) {
 	return out, nil
 }
 
+// RemoveAnnotation returns the patch that removes the workload's
+// annotation key only while it still holds value: a "test" makes it fail,
+// changing nothing, when another writer changed it meanwhile (a fine-tune
+// releasing the env var another one has since taken over).
+func RemoveAnnotation(key, value string) ([]byte, error) {
+	out, err := json.Marshal([]Op{{Op: "test", Path: annotationPath(key), Value: value}, {Op: "remove", Path: annotationPath(key)}})
+	if err != nil {
+		return nil, fmt.Errorf("encoding the removal of annotation %s: %w", key, err)
+	}
+	return out, nil
+}
+
 // Apply sends a patch built by Patch (or a record's RollbackPatch) to the
 // workload obj names. Its tests make the API server refuse it when the
 // workload changed since it was read; the caller reads it again and retries.

@@ -310,7 +310,7 @@ func FuzzRollbackRestoresEverything(f *testing.F) {
 			steps = steps[:40]
 		}
 		orig := &appsv1.Deployment{
-			ObjectMeta: metav1.ObjectMeta{Name: "w", ResourceVersion: "1", Annotations: map[string]string{ModelAnnotation: "org/a", "keep": "me"}},
+			ObjectMeta: metav1.ObjectMeta{Name: "w", ResourceVersion: "1", Annotations: map[string]string{togetherv1.ModelAnnotation: "org/a", "keep": "me"}},
 			Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{
 				{Name: "one", Env: []corev1.EnvVar{{Name: "MODEL", Value: "org/a"}, {Name: "OTHER", Value: "org/a"}}, Args: []string{"--model", "org/a", "--model=org/b"}},
 				{Name: "two"},

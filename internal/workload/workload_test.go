@@ -93,8 +93,8 @@ func workloadOf(d *appsv1.Deployment) Workload {
 
 func TestScanFindsWholeValuesOnly(t *testing.T) {
 	d := deployment()
-	d.Annotations = map[string]string{ModelAnnotation: oldID}
-	d.Spec.Template.Annotations = map[string]string{ModelAnnotation: "old/id-v2"}
+	d.Annotations = map[string]string{togetherv1.ModelAnnotation: oldID}
+	d.Spec.Template.Annotations = map[string]string{togetherv1.ModelAnnotation: "old/id-v2"}
 	got := map[string][2]string{}
 	for _, c := range Scan(workloadOf(d), target) {
 		got[c.Field] = [2]string{c.From, c.To}
