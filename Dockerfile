@@ -4,11 +4,15 @@ ARG TARGETOS
 ARG TARGETARCH
 WORKDIR /workspace
 ENV GOTOOLCHAIN=local
+# api/ is a module of its own that go.mod replaces with ./api: its go.mod
+# must be there before the download.
 COPY go.mod go.sum ./
+COPY api/go.mod api/go.sum api/
 RUN go mod download
 COPY cmd/ cmd/
 COPY api/ api/
 COPY internal/ internal/
+COPY pkg/ pkg/
 # CGO off for a static binary that runs on distroless.
 RUN CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} go build -trimpath -ldflags="-s -w" -o manager ./cmd
 

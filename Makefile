@@ -35,13 +35,18 @@ help: ## Show the targets and what they do.
 
 ##@ Development
 
+# api/ is a Go module of its own (the root module replaces it with ./api):
+# its types are generated from within it, the operator's RBAC from the root.
+API_MODULE := api
+
 .PHONY: manifests
 manifests: controller-gen ## Generate CRDs and RBAC from the API types' markers.
-	$(CONTROLLER_GEN) rbac:roleName=manager-role crd:allowDangerousTypes=true paths="./..." output:crd:artifacts:config=config/crd/bases
+	cd $(API_MODULE) && $(CONTROLLER_GEN) crd:allowDangerousTypes=true paths="./..." output:crd:artifacts:config=../config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=manager-role paths="./..." output:rbac:artifacts:config=config/rbac
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods.
-	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./..."
+	cd $(API_MODULE) && $(CONTROLLER_GEN) object:headerFile="../hack/boilerplate.go.txt" paths="./..."
 
 .PHONY: docs
 docs: crd-ref-docs ## Generate the CRD reference (docs/api.md) from the Go types.
@@ -54,10 +59,12 @@ observability: ## Export the alerting rules, ServiceMonitor and Grafana dashboar
 .PHONY: fmt
 fmt: ## Run go fmt.
 	go fmt ./...
+	cd $(API_MODULE) && go fmt ./...
 
 .PHONY: vet
 vet: ## Run go vet.
 	go vet ./...
+	cd $(API_MODULE) && go vet ./...
 
 .PHONY: check-fmt
 check-fmt: ## Fail when a file is not gofmt-formatted.
@@ -66,6 +73,7 @@ check-fmt: ## Fail when a file is not gofmt-formatted.
 
 .PHONY: test
 test: check-fmt vet envtest controller-gen kustomize crd-ref-docs ## Run fmt/vet checks, unit tests, fuzz seed corpora and envtest suites.
+	cd $(API_MODULE) && go test $(GO_TEST_FLAGS) ./...
 	go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: test-soak

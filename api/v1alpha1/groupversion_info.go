@@ -21,8 +21,9 @@ limitations under the License.
 package v1alpha1
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/scheme"
 )
 
 var (
@@ -30,8 +31,33 @@ var (
 	GroupVersion = schema.GroupVersion{Group: "together.ai", Version: "v1alpha1"}
 
 	// SchemeBuilder registers this package's types with a runtime.Scheme.
-	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+	SchemeBuilder = &Builder{GroupVersion: GroupVersion}
 
 	// AddToScheme adds this package's types to a runtime.Scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
 )
+
+// Builder collects the types of one group version for a runtime.Scheme. It
+// does what controller-runtime's scheme.Builder does with apimachinery alone,
+// so that this module (a relay or another controller imports it for the
+// types) needs nothing of controller-runtime.
+// +kubebuilder:object:generate=false
+type Builder struct {
+	GroupVersion schema.GroupVersion
+	runtime.SchemeBuilder
+}
+
+// Register adds objs to the types the builder registers.
+func (b *Builder) Register(objs ...runtime.Object) *Builder {
+	b.SchemeBuilder.Register(func(s *runtime.Scheme) error {
+		s.AddKnownTypes(b.GroupVersion, objs...)
+		metav1.AddToGroupVersion(s, b.GroupVersion)
+		return nil
+	})
+	return b
+}
+
+// AddToScheme adds every registered type to s.
+func (b *Builder) AddToScheme(s *runtime.Scheme) error {
+	return b.SchemeBuilder.AddToScheme(s)
+}
