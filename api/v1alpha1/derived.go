@@ -127,3 +127,8 @@ func (b *TogetherBatch) APIKeySecret() *APIKeySecretRef { return b.Spec.APIKeySe
 // APIKeySecret is the Secret the subscription names for its Together API
 // key, or nil for its namespace's default (spec.apiKeySecretRef).
 func (s *TogetherWebhookSubscription) APIKeySecret() *APIKeySecretRef { return s.Spec.APIKeySecretRef }
+
+// APIKeySecret is the Secret the migration names for the Together API key
+// of its catalogue check, or nil for its namespace's default
+// (spec.apiKeySecretRef).
+func (m *TogetherModelMigration) APIKeySecret() *APIKeySecretRef { return m.Spec.APIKeySecretRef }

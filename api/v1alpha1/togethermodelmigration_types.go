@@ -106,6 +106,14 @@ type TogetherModelMigrationSpec struct {
 	// namespace needs no Together credentials.
 	// +optional
 	SkipCatalogCheck bool `json:"skipCatalogCheck,omitempty"`
+	// APIKeySecretRef names the Secret in this migration's namespace whose
+	// key is the Together API key of the account whose model list
+	// replacementModel is checked against (see APIKeySecretRef). Unset, the
+	// namespace's default Secret together-api-key is used, or the
+	// operator-wide key where an administrator allowed the namespace. Not
+	// read when skipCatalogCheck is set.
+	// +optional
+	APIKeySecretRef *APIKeySecretRef `json:"apiKeySecretRef,omitempty"`
 }
 
 // MigrationTarget is one field of one workload that used the old model.

@@ -193,6 +193,33 @@ var _ = Describe("A resource naming its API key Secret", func() {
 		Expect(sim.CountCallsAs(keyB, "POST", "/v1/fine-tunes/"+ft.Status.JobID+"/cancel")).To(Equal(1), "the job was cancelled with the key that created it")
 	})
 
+	It("checks a migration's replacement model with the key its Secret holds", func() {
+		migration := func(name string, ref *togetherv1.APIKeySecretRef) *togetherv1.TogetherModelMigration {
+			m := &togetherv1.TogetherModelMigration{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+				Spec: togetherv1.TogetherModelMigrationSpec{ModelID: "org/old-model", ReplacementModel: "meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo",
+					Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}}, APIKeySecretRef: ref}}
+			Expect(tenant.Create(ctx, m)).To(Succeed())
+			gone(m)
+			return m
+		}
+		lists := sim.CountCallsAs(keyB, "GET", "/v1/models")
+		onB := migration("on-b", refB)
+		missing := migration("absent", refAbsent)
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(onB), onB)).To(Succeed())
+			g.Expect(apimeta.FindStatusCondition(onB.Status.Conditions, togetherv1.StalledCondition)).To(BeNil())
+			g.Expect(onB.Status.ObservedGeneration).To(Equal(onB.Generation))
+		}).Should(Succeed(), "waiting for the migration naming team-b's Secret to pass its catalogue check")
+		Expect(sim.CountCallsAs(keyB, "GET", "/v1/models")).To(BeNumerically(">", lists), "the model list was read with team-b's key")
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(missing), missing)).To(Succeed())
+			c := apimeta.FindStatusCondition(missing.Status.Conditions, togetherv1.StalledCondition)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Reason).To(Equal(togetherv1.ReasonAPIKeySecretNotFound), c.Message)
+			g.Expect(c.Message).To(ContainSubstring("Secret " + ns + "/absent does not exist"))
+		}).Should(Succeed(), "waiting for the migration naming a missing Secret to stall naming it")
+	})
+
 	It("registers a subscription's webhook on the account its Secret names", func() {
 		url := eventsURL + webhook.PathFor(ns, "hooks")
 		sub := createSubscription(ns, "hooks", func(s *togetherv1.TogetherWebhookSubscription) {

@@ -267,6 +267,10 @@ func TestAPIKeySecretRefSchema(t *testing.T) {
 		{"fine-tune key not a Secret key", ft("key-bad-key", &togetherv1.APIKeySecretRef{Name: "k", Key: "a/b"}), []string{"spec.apiKeySecretRef.key"}},
 		{"subscription Secret name empty", sub("key-empty", &togetherv1.APIKeySecretRef{}), []string{"spec.apiKeySecretRef.name"}},
 		{"batch Secret name not a DNS subdomain", tb("key-bad-batch", &togetherv1.APIKeySecretRef{Name: "-x"}), []string{"spec.apiKeySecretRef.name"}},
+		{"migration Secret name not a DNS subdomain", &togetherv1.TogetherModelMigration{ObjectMeta: meta("key-bad-migration"),
+			Spec: togetherv1.TogetherModelMigrationSpec{ModelID: "org/a", ReplacementModel: "org/b",
+				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "x"}}, APIKeySecretRef: &togetherv1.APIKeySecretRef{Name: "a b"}}},
+			[]string{"spec.apiKeySecretRef.name"}},
 	})
 
 	got := ft("key-default", &togetherv1.APIKeySecretRef{Name: "team-a"})
