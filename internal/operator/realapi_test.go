@@ -234,24 +234,34 @@ var _ = Describe("Deprecations from /v2/supported-models", func() {
 			Expect(k8s.Create(ctx, deployment(ns, "uses-a", "org/old-a"))).To(Succeed())
 			Expect(k8s.Create(ctx, deployment(ns, "uses-b", "org/old-b"))).To(Succeed())
 		}
+		// A second subscription in the healthy namespace: the scan is per
+		// namespace, not per subscription.
+		createSubscription(good, "catalogue-too", nil)
 		var mu sync.Mutex
 		lists := map[string]int{}
+		setLists := map[string]int{}
 		counting := listHook{Client: k8s, hook: func(list client.ObjectList, opts []client.ListOption) error {
-			if _, ok := list.(*appsv1.DeploymentList); ok {
-				o := (&client.ListOptions{}).ApplyOptions(opts)
+			o := (&client.ListOptions{}).ApplyOptions(opts)
+			switch list.(type) {
+			case *appsv1.DeploymentList:
 				mu.Lock()
 				lists[o.Namespace]++
 				mu.Unlock()
 				if o.Namespace == bad {
 					return apierrors.NewServiceUnavailable("injected: listing Deployments fails here")
 				}
+			case *appsv1.StatefulSetList:
+				mu.Lock()
+				setLists[o.Namespace]++
+				mu.Unlock()
 			}
 			return nil
 		}}
 		p := &poller.Poller{Client: counting, API: api, Applier: parts.Applier, ModelsInterval: time.Millisecond}
 		_, err := p.PollOnce(ctx)
 		Expect(err).To(MatchError(ContainSubstring("injected")), "the failed namespace is reported")
-		Expect(lists[good]).To(Equal(1), "one Deployment list per namespace per scan, whatever the number of deprecated models")
+		Expect(lists[good]).To(Equal(1), "one Deployment list per namespace per scan, whatever the number of deprecated models and subscriptions")
+		Expect(setLists[good]).To(Equal(1), "one StatefulSet list per namespace per scan")
 		Expect(routeCalls(own, "GET /v2/supported-models")).NotTo(BeEmpty())
 		Expect(routeCalls(own, "GET /v1/models")).To(BeEmpty(), "v1 /models has no deprecation field")
 		Eventually(func(g Gomega) {
