@@ -224,10 +224,19 @@ const (
 	// ReasonFetchFailed means downloading the output failed and no attempt is left.
 	ReasonFetchFailed = "FetchFailed"
 	// ReasonAPIKeySecretNotFound means a Secret a resource names for its
-	// Together API key (spec.apiKeySecretRef, or a batch fetch Job's
-	// spec.output.persistentVolumeClaim.apiKeySecretRef), or its key, is
+	// Together API key (spec.apiKeySecretRef), or its key, is
 	// missing: nothing is done on Together until it exists.
 	ReasonAPIKeySecretNotFound = "APIKeySecretNotFound"
+	// ReasonOutputNeedsNamespaceKey means a PVC output cannot be fetched:
+	// the batch acts on the operator-wide key, which is never handed to a
+	// Job in a tenant's namespace, so the fetch Job needs a key Secret of
+	// the namespace (together-api-key, or one spec.apiKeySecretRef names).
+	ReasonOutputNeedsNamespaceKey = "OutputNeedsNamespaceKey"
+	// ReasonOutputKeyMismatch means the deprecated
+	// spec.output.persistentVolumeClaim.apiKeySecretRef names another
+	// Secret than the one the batch acts with; the fetch Job uses the
+	// batch's own.
+	ReasonOutputKeyMismatch = "OutputKeyMismatch"
 	// ReasonOutputTooLarge means the output does not fit a ConfigMap.
 	ReasonOutputTooLarge = "OutputTooLarge"
 	// ReasonOutputConflict means the output ConfigMap exists and was not

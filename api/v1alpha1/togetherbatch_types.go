@@ -62,7 +62,6 @@ type ConfigMapOutput struct {
 
 // PVCOutput writes the output to a file on a PersistentVolumeClaim, through a
 // Job that runs the operator's image in fetch mode.
-// +kubebuilder:validation:XValidation:rule="has(self.apiKeySecretRef)",message="spec.output.persistentVolumeClaim.apiKeySecretRef is required: name a Secret in the batch's namespace holding the Together API key for the fetch Job"
 type PVCOutput struct {
 	// ClaimName of the PersistentVolumeClaim.
 	// +kubebuilder:validation:MinLength=1
@@ -73,9 +72,13 @@ type PVCOutput struct {
 	// +kubebuilder:validation:XValidation:rule="!self.contains('..')",message="spec.output.persistentVolumeClaim.path must stay inside the volume (no '..')"
 	// +optional
 	Path string `json:"path,omitempty"`
-	// APIKeySecretRef is a Secret in the batch's namespace holding the
-	// Together API key for the fetch Job; the operator only references it (it
-	// never copies the key). Required.
+	// Deprecated: the fetch Job reads the key of the batch's own account,
+	// the Secret spec.apiKeySecretRef names or the namespace's
+	// together-api-key (the operator only references it, never copies it).
+	// When set, it must name that same Secret and key, or the output stalls
+	// with reason OutputKeyMismatch; remove it, or move it to
+	// spec.apiKeySecretRef.
+	// +optional
 	APIKeySecretRef *APIKeySecretRef `json:"apiKeySecretRef,omitempty"`
 }
 

@@ -55,6 +55,11 @@ type TogetherAccess[A any] struct {
 	// Secret its spec.apiKeySecretRef names, or its namespace's (API and
 	// KeySource are then the resource's, per reconcile).
 	Accounts Accounts
+	// KeySecret is the Secret of the resource's namespace its account's key
+	// comes from, set per reconcile; nil for the operator-wide key or
+	// without Accounts. Only such a Secret may be referenced by a Pod
+	// acting for the resource (a batch fetch Job).
+	KeySecret *credentials.SecretRef
 
 	// accountErr is why this reconcile's resource has no account; set by
 	// useAccount on the per-reconcile copy, read by finalizers that would
@@ -92,6 +97,7 @@ func (t *TogetherAccess[A]) useAccount(ctx context.Context, obj client.Object) (
 	}
 	// The operator-wide key keeps the reconciler's own description of it.
 	t.API = api
+	t.KeySecret = acc.Secret
 	if acc.Source != credentials.SharedSource {
 		t.KeySource = "Secret " + acc.Source
 	}

@@ -44,6 +44,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/credentials"
 	"github.com/together-operator/together-operator/internal/intake"
 	"github.com/together-operator/together-operator/internal/lattice"
 	"github.com/together-operator/together-operator/internal/poller"
@@ -60,6 +61,25 @@ type batchEnv struct {
 	ns       string
 	recorder *events.FakeRecorder
 	r        *TogetherBatchReconciler
+	// accounts, when set (withAccounts), resolves each batch's account as
+	// the operator does.
+	accounts *credentials.Resolver
+}
+
+// withAccounts makes the reconciler resolve each batch's account as the
+// operator does: its spec.apiKeySecretRef, the namespace's together-api-key,
+// or the operator-wide key (the simulator's) when shared allows the
+// namespace.
+func (e *batchEnv) withAccounts(shared bool) {
+	e.accounts = &credentials.Resolver{Reader: k8sClient,
+		NewClient: func(key string) (*together.Client, error) {
+			return together.New(together.Options{BaseURL: e.sim.URL(), APIKey: key, MaxRetries: -1})
+		},
+		SharedKey: func(context.Context) (string, error) { return batchTestKey, nil }}
+	if shared {
+		e.accounts.SharedNamespaces = []string{e.ns}
+	}
+	e.r = e.reconciler(k8sClient)
 }
 
 func newBatchEnv() *batchEnv {
@@ -78,8 +98,12 @@ func newBatchEnv() *batchEnv {
 
 // reconciler builds a fresh reconciler, as a restarted operator would.
 func (e *batchEnv) reconciler(c client.Client) *TogetherBatchReconciler {
+	access := TogetherAccess[BatchAPI]{API: e.api}
+	if e.accounts != nil {
+		access.Accounts = e.accounts
+	}
 	return &TogetherBatchReconciler{
-		Client: c, Recorder: e.recorder, TogetherAccess: TogetherAccess[BatchAPI]{API: e.api},
+		Client: c, Recorder: e.recorder, TogetherAccess: access,
 		BaseURL: e.sim.URL(), Image: "registry.example/together-operator:test",
 		check: batchOwnership.check(batchStatusOf),
 	}
@@ -497,30 +521,31 @@ var _ = Describe("TogetherBatch", func() {
 		Expect(e.sim.CountCalls("GET", "/v1/files/"+big.ID+"/content")).To(BeZero(), "the declared size is checked before downloading")
 	})
 
-	It("writes a PVC output through a fetch Job that references the user's key Secret, reads its result and cleans up", func() {
+	It("writes a PVC output through a fetch Job that references the batch's own key Secret, reads its result and cleans up", func() {
 		e := newBatchEnv()
+		e.withAccounts(false)
 		in := e.sim.AddFile("in.jsonl", "batch-api", []byte(chatRequest("a", "x")+"\n"))
 		outFile := e.sim.AddFile("out.jsonl", "batch-generated", []byte(`{"custom_id":"a"}`+"\n"))
 		e.sim.AddBatch(togethersim.Batch{ID: "batch-pvc", InputFileID: in.ID, Status: "COMPLETED", Progress: 100, OutputFileID: outFile.ID})
+		// The batch acts with the Secret it names; its fetch Job reads the
+		// same one, however the namespace's default is set up.
 		key := e.create("to-volume", togetherv1.TogetherBatchSpec{
-			BatchID: "batch-pvc",
-			Output: &togetherv1.BatchOutput{PersistentVolumeClaim: &togetherv1.PVCOutput{ClaimName: "results", Path: "runs/out.jsonl",
-				APIKeySecretRef: &togetherv1.APIKeySecretRef{Name: "together-key", Key: "token"}}},
+			BatchID:         "batch-pvc",
+			APIKeySecretRef: &togetherv1.APIKeySecretRef{Name: "together-key", Key: "token"},
+			Output:          &togetherv1.BatchOutput{PersistentVolumeClaim: &togetherv1.PVCOutput{ClaimName: "results", Path: "runs/out.jsonl"}},
 		})
 		jobKey := client.ObjectKey{Namespace: e.ns, Name: "to-volume-fetch"}
 
-		By("a missing key Secret stalls the output with the command to create it")
+		By("a missing key Secret stalls the batch with the command to create it")
 		res, err := e.reconcile(key)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(res.RequeueAfter).To(BeZero(), "no recheck timer: the Secret watch wakes the batch when the Secret is created")
 		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, jobKey, &batchv1.Job{}))).To(BeTrue())
 		tb := e.get(key)
 		Expect(tb.Status.FetchAttempts).To(BeZero())
-		for _, t := range []string{togetherv1.OutputReadyCondition, togetherv1.ReadyCondition} {
-			c := batchCond(tb, t)
-			Expect(c.Status).To(Equal(metav1.ConditionFalse))
-			Expect(c.Reason).To(Equal(togetherv1.ReasonAPIKeySecretNotFound))
-		}
+		c := batchCond(tb, togetherv1.ReadyCondition)
+		Expect(c.Status).To(Equal(metav1.ConditionFalse))
+		Expect(c.Reason).To(Equal(togetherv1.ReasonAPIKeySecretNotFound))
 		stalled := batchCond(tb, togetherv1.StalledCondition)
 		Expect(stalled).NotTo(BeNil())
 		Expect(stalled.Reason).To(Equal(togetherv1.ReasonAPIKeySecretNotFound))
@@ -544,7 +569,7 @@ var _ = Describe("TogetherBatch", func() {
 		Expect(stalled.Message).To(ContainSubstring(`no key "token"`))
 
 		By("a claim that has not opted in is not mounted")
-		userSecret.Data = map[string][]byte{"token": []byte("user-key")}
+		userSecret.Data = map[string][]byte{"token": []byte(batchTestKey)}
 		Expect(k8sClient.Update(ctx, userSecret)).To(Succeed())
 		claim := &corev1.PersistentVolumeClaim{
 			ObjectMeta: metav1.ObjectMeta{Name: "results", Namespace: e.ns},
@@ -559,7 +584,7 @@ var _ = Describe("TogetherBatch", func() {
 		Expect(stalled.Reason).To(Equal(togetherv1.ReasonClaimNotOptedIn))
 		Expect(stalled.Message).To(ContainSubstring("annotate pvc results " + togetherv1.BatchOutputOptInAnnotation + "=true"))
 
-		By("once the claim opts in, the Job starts and reads the key from the user's Secret")
+		By("once the claim opts in, the Job starts and reads the key from the batch's own Secret")
 		claim.Annotations = map[string]string{togetherv1.BatchOutputOptInAnnotation: "true"}
 		Expect(k8sClient.Update(ctx, claim)).To(Succeed())
 		_, err = e.reconcile(key)
@@ -595,7 +620,7 @@ var _ = Describe("TogetherBatch", func() {
 		Expect(secrets.Items).To(HaveLen(1))
 		Expect(secrets.Items[0].Name).To(Equal("together-key"))
 		Expect(secrets.Items[0].OwnerReferences).To(BeEmpty())
-		Expect(secrets.Items[0].Data).To(Equal(map[string][]byte{"token": []byte("user-key")}))
+		Expect(secrets.Items[0].Data).To(Equal(map[string][]byte{"token": []byte(batchTestKey)}))
 		tb = e.get(key)
 		Expect(batchCond(tb, togetherv1.StalledCondition)).To(BeNil())
 		Expect(tb.Status.FetchAttempts).To(Equal(int32(1)))
@@ -639,6 +664,68 @@ var _ = Describe("TogetherBatch", func() {
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(userSecret), &corev1.Secret{})).To(Succeed(), "the user's Secret is theirs to keep")
 	})
 
+	It("never hands the operator-wide key to a fetch Job: a namespace on the shared key gets a condition saying it needs its own Secret", func() {
+		e := newBatchEnv()
+		e.withAccounts(true)
+		in := e.sim.AddFile("in.jsonl", "batch-api", []byte(chatRequest("a", "x")+"\n"))
+		outFile := e.sim.AddFile("out.jsonl", "batch-generated", []byte(`{"custom_id":"a"}`+"\n"))
+		e.sim.AddBatch(togethersim.Batch{ID: "batch-shared", InputFileID: in.ID, Status: "COMPLETED", Progress: 100, OutputFileID: outFile.ID})
+		claim := &corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Name: "results", Namespace: e.ns, Annotations: map[string]string{togetherv1.BatchOutputOptInAnnotation: "true"}},
+			Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}},
+		}
+		Expect(k8sClient.Create(ctx, claim)).To(Succeed())
+		key := e.create("shared", togetherv1.TogetherBatchSpec{BatchID: "batch-shared",
+			Output: &togetherv1.BatchOutput{PersistentVolumeClaim: &togetherv1.PVCOutput{ClaimName: "results"}}})
+		jobKey := client.ObjectKey{Namespace: e.ns, Name: "shared-fetch"}
+
+		_, err := e.reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		tb := e.get(key)
+		Expect(tb.Status.Phase).To(Equal(togetherv1.BatchSucceeded), "the batch itself runs on the operator-wide key")
+		stalled := batchCond(tb, togetherv1.StalledCondition)
+		Expect(stalled).NotTo(BeNil())
+		Expect(stalled.Reason).To(Equal(togetherv1.ReasonOutputNeedsNamespaceKey))
+		Expect(stalled.Message).To(ContainSubstring("kubectl -n " + e.ns + " create secret generic together-api-key"))
+		Expect(batchCond(tb, togetherv1.OutputReadyCondition).Reason).To(Equal(togetherv1.ReasonOutputNeedsNamespaceKey))
+		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, jobKey, &batchv1.Job{}))).To(BeTrue(), "no Job was created")
+		secrets := &corev1.SecretList{}
+		Expect(k8sClient.List(ctx, secrets, client.InNamespace(e.ns))).To(Succeed())
+		Expect(secrets.Items).To(BeEmpty(), "the operator-wide key was not copied into the namespace")
+
+		By("the namespace getting its own key: the Job reads that Secret")
+		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: credentials.DefaultSecretName},
+			Data: map[string][]byte{credentials.APIKeyKey: []byte(batchTestKey)}})).To(Succeed())
+		_, err = e.reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		job := &batchv1.Job{}
+		Expect(k8sClient.Get(ctx, jobKey, job)).To(Succeed())
+		ref := job.Spec.Template.Spec.Containers[0].Env[0].ValueFrom.SecretKeyRef
+		Expect(ref.Name).To(Equal(credentials.DefaultSecretName))
+		Expect(ref.Key).To(Equal(credentials.APIKeyKey))
+	})
+
+	It("refuses a deprecated output key Secret that is not the batch's own", func() {
+		e := newBatchEnv()
+		e.withAccounts(false)
+		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: credentials.DefaultSecretName},
+			Data: map[string][]byte{credentials.APIKeyKey: []byte(batchTestKey)}})).To(Succeed())
+		in := e.sim.AddFile("in.jsonl", "batch-api", []byte(chatRequest("a", "x")+"\n"))
+		outFile := e.sim.AddFile("out.jsonl", "batch-generated", []byte(`{"custom_id":"a"}`+"\n"))
+		e.sim.AddBatch(togethersim.Batch{ID: "batch-legacy", InputFileID: in.ID, Status: "COMPLETED", Progress: 100, OutputFileID: outFile.ID})
+		key := e.create("legacy", togetherv1.TogetherBatchSpec{BatchID: "batch-legacy",
+			Output: &togetherv1.BatchOutput{PersistentVolumeClaim: &togetherv1.PVCOutput{ClaimName: "results",
+				APIKeySecretRef: &togetherv1.APIKeySecretRef{Name: "someone-elses-key"}}}})
+		_, err := e.reconcile(key)
+		Expect(err).NotTo(HaveOccurred())
+		stalled := batchCond(e.get(key), togetherv1.StalledCondition)
+		Expect(stalled).NotTo(BeNil())
+		Expect(stalled.Reason).To(Equal(togetherv1.ReasonOutputKeyMismatch))
+		Expect(stalled.Message).To(And(ContainSubstring(`"someone-elses-key"`), ContainSubstring(`"together-api-key"`), ContainSubstring("spec.apiKeySecretRef")))
+		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: "legacy-fetch"}, &batchv1.Job{}))).To(BeTrue())
+	})
+
 	It("neither trusts nor deletes a Job named like its fetch Job that it did not create", func() {
 		// Issue 13, scenario 3: a tenant's own Job named <batch>-fetch, with a
 		// Pod that reports a made-up result.
@@ -668,8 +755,7 @@ var _ = Describe("TogetherBatch", func() {
 
 		key := e.create("victim", togetherv1.TogetherBatchSpec{
 			BatchID: "batch-foreign-job",
-			Output: &togetherv1.BatchOutput{PersistentVolumeClaim: &togetherv1.PVCOutput{ClaimName: "results",
-				APIKeySecretRef: &togetherv1.APIKeySecretRef{Name: "k"}}},
+			Output:  &togetherv1.BatchOutput{PersistentVolumeClaim: &togetherv1.PVCOutput{ClaimName: "results"}},
 		})
 		tb := e.runToEnd(key)
 		Expect(tb.Status.Output).To(BeNil(), "a stranger's Job result is not recorded")

@@ -38,6 +38,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/credentials"
 	"github.com/together-operator/together-operator/internal/fetch"
 	"github.com/together-operator/together-operator/internal/reconcile"
 	"github.com/together-operator/together-operator/internal/together"
@@ -55,8 +56,6 @@ const (
 	batchLabel = "together.ai/batch"
 	// fetchMountPath is where fetch Jobs mount the output volume.
 	fetchMountPath = "/data"
-	// defaultAPIKeySecretKey is the key of apiKeySecretRef when unset.
-	defaultAPIKeySecretKey = "api-key"
 	// claimRecheck is how often a claim that has not opted in is looked at
 	// again: PersistentVolumeClaims are not watched. (A missing API key
 	// Secret needs no timer: the Secret watch wakes the batch.)
@@ -406,64 +405,49 @@ func pvcPath(pvc *togetherv1.PVCOutput) string {
 	return pvc.Path
 }
 
-// apiKeySecretRef returns the Secret name and key the fetch Job reads the
-// API key from; the name is empty when spec does not set it.
-func apiKeySecretRef(pvc *togetherv1.PVCOutput) (name, key string) {
-	if pvc.APIKeySecretRef == nil {
-		return "", defaultAPIKeySecretKey
+// fetchKeySecret is the Secret the fetch Job reads the API key from: the
+// one this reconcile's account was read from (credentials.Resolver decides
+// it, in one place: spec.apiKeySecretRef, or the namespace's
+// together-api-key), which the resolver has just read and found holding a
+// key. A batch on the operator-wide key has none to hand over — that key is
+// never copied into a tenant's namespace — and stalls until the namespace
+// has a key of its own (creating the Secret wakes it: Secrets are watched).
+// The deprecated spec.output.persistentVolumeClaim.apiKeySecretRef, when
+// set, must name the same Secret and key.
+func (r *TogetherBatchReconciler) fetchKeySecret(tb *togetherv1.TogetherBatch) (*credentials.SecretRef, error) {
+	sec := r.KeySecret
+	if sec == nil {
+		return nil, reconcile.Stalling(togetherv1.ReasonOutputNeedsNamespaceKey, fmt.Sprintf(
+			"PVC output needs an API key Secret of namespace %s: this batch acts on the operator-wide key, which is never copied into a fetch Job in the namespace. "+
+				"Create the namespace's Secret (kubectl -n %s create secret generic %s --from-literal=%s=<your Together API key>) or name one in spec.apiKeySecretRef, holding a key of the account that ran the batch; or write the output to spec.output.configMap.",
+			tb.Namespace, tb.Namespace, credentials.DefaultSecretName, credentials.APIKeyKey)).On(togetherv1.OutputReadyCondition)
 	}
-	key = pvc.APIKeySecretRef.Key
-	if key == "" {
-		key = defaultAPIKeySecretKey
+	if legacy := tb.Spec.Output.PersistentVolumeClaim.APIKeySecretRef; legacy != nil {
+		key := legacy.Key
+		if key == "" {
+			key = credentials.APIKeyKey
+		}
+		if legacy.Name != sec.Name || key != sec.Key {
+			return nil, reconcile.Stalling(togetherv1.ReasonOutputKeyMismatch, fmt.Sprintf(
+				"spec.output.persistentVolumeClaim.apiKeySecretRef (deprecated) names Secret %q key %q, but the batch acts with Secret %q key %q, which the fetch Job uses too. Remove the field, or move it to spec.apiKeySecretRef.",
+				legacy.Name, key, sec.Name, sec.Key)).On(togetherv1.OutputReadyCondition)
+		}
 	}
-	return pvc.APIKeySecretRef.Name, key
+	return sec, nil
 }
 
-// checkAPIKeySecret reads the user's API key Secret by name (Secrets are not
-// cached, so this is a GET to the API server) and returns why it cannot be
-// used, or "" when it holds a non-empty key.
-func (r *TogetherBatchReconciler) checkAPIKeySecret(ctx context.Context, tb *togetherv1.TogetherBatch) (string, error) {
-	name, key := apiKeySecretRef(tb.Spec.Output.PersistentVolumeClaim)
-	create := fmt.Sprintf("kubectl -n %s create secret generic %s --from-literal=%s=<your Together API key>", tb.Namespace, orDefault(name, "<name>"), key)
-	if name == "" {
-		return fmt.Sprintf("spec.output.persistentVolumeClaim.apiKeySecretRef is not set: the fetch Job needs a Secret in namespace %s holding the Together API key; create one (%s) and reference it.", tb.Namespace, create), nil
-	}
-	secret := &corev1.Secret{}
-	err := r.apiReader().Get(ctx, client.ObjectKey{Namespace: tb.Namespace, Name: name}, secret)
-	if apierrors.IsNotFound(err) {
-		return fmt.Sprintf("Secret %s/%s named by spec.output.persistentVolumeClaim.apiKeySecretRef does not exist; create it with the Together API key under key %q: %s", tb.Namespace, name, key, create), nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("reading API key Secret %s: %w", name, err)
-	}
-	if len(secret.Data[key]) == 0 {
-		return fmt.Sprintf("Secret %s/%s has no key %q (or it is empty); add the Together API key under that key, e.g. %s --dry-run=client -o yaml | kubectl apply -f -", tb.Namespace, name, key, create), nil
-	}
-	return "", nil
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
-// startFetchJob creates the Job for the next attempt, once the API key
-// Secret it references exists. The operator never creates that Secret nor
-// copies the key: it only checks the Secret is there.
+// startFetchJob creates the Job for the next attempt, referencing the key
+// Secret of the batch's own account (fetchKeySecret). The operator never
+// creates that Secret nor copies the key.
 func (r *TogetherBatchReconciler) startFetchJob(ctx context.Context, tb *togetherv1.TogetherBatch, parts []fetch.Part) error {
 	if tb.Status.FetchAttempts >= r.maxFetchAttempts() {
 		return reconcile.Stalling(togetherv1.ReasonFetchFailed, fmt.Sprintf(
 			"All %d fetch attempts are used; check the PVC and the API key Secret, then recreate the resource to fetch again.", tb.Status.FetchAttempts)).On(togetherv1.OutputReadyCondition)
 	}
 	name := fetchJobName(tb)
-	missing, err := r.checkAPIKeySecret(ctx, tb)
+	keySecret, err := r.fetchKeySecret(tb)
 	if err != nil {
 		return err
-	}
-	if missing != "" {
-		return reconcile.Stalling(togetherv1.ReasonAPIKeySecretNotFound, missing).On(togetherv1.OutputReadyCondition)
 	}
 	refused, err := r.checkOutputClaim(ctx, tb)
 	if err != nil {
@@ -475,7 +459,7 @@ func (r *TogetherBatchReconciler) startFetchJob(ctx context.Context, tb *togethe
 	if err := r.ensureFetchServiceAccount(ctx, tb.Namespace); err != nil {
 		return err
 	}
-	job := r.fetchJob(tb, name, parts)
+	job := r.fetchJob(tb, name, parts, keySecret)
 	if err := controllerutil.SetControllerReference(tb, job, r.Scheme()); err != nil {
 		return fmt.Errorf("owning fetch Job: %w", err)
 	}
@@ -501,13 +485,13 @@ func (r *TogetherBatchReconciler) startFetchJob(ctx context.Context, tb *togethe
 }
 
 // fetchJob builds the Job running the operator image in fetch mode. The API
-// key comes from the user's Secret (spec.output.persistentVolumeClaim.
-// apiKeySecretRef) as an environment variable, never an argument.
+// key comes from keySecret, the batch's own account's Secret, as an
+// environment variable, never an argument.
 // Retries are the reconciler's (backoffLimit 0), so that every attempt is
 // counted in status.fetchAttempts.
-func (r *TogetherBatchReconciler) fetchJob(tb *togetherv1.TogetherBatch, name string, parts []fetch.Part) *batchv1.Job {
+func (r *TogetherBatchReconciler) fetchJob(tb *togetherv1.TogetherBatch, name string, parts []fetch.Part, keySecret *credentials.SecretRef) *batchv1.Job {
 	pvc := tb.Spec.Output.PersistentVolumeClaim
-	secretName, secretKey := apiKeySecretRef(pvc)
+	secretName, secretKey := keySecret.Name, keySecret.Key
 	args := []string{"fetch"}
 	for _, p := range parts {
 		args = append(args, "--part", fetch.PartArg(p))

@@ -213,24 +213,14 @@ func (r *TogetherBatchReconciler) apiReader() client.Reader {
 	return r.Client
 }
 
-// fetchKeySecretNames is the Secret a PVC output's fetch Job reads its API
-// key from (spec.output.persistentVolumeClaim.apiKeySecretRef).
-func fetchKeySecretNames(o client.Object) []string {
-	tb, ok := o.(*togetherv1.TogetherBatch)
-	if !ok || tb.Spec.Output == nil || tb.Spec.Output.PersistentVolumeClaim == nil || tb.Spec.Output.PersistentVolumeClaim.APIKeySecretRef == nil {
-		return nil
-	}
-	return []string{tb.Spec.Output.PersistentVolumeClaim.APIKeySecretRef.Name}
-}
-
 // SetupWithManager registers the reconciler with the manager. Fetch Jobs are
 // owned, so their completion triggers a reconcile.
 func (r *TogetherBatchReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := indexReferences(mgr, &togetherv1.TogetherBatch{}, indexBatchConfigMaps, batchConfigMapNames); err != nil {
 		return err
 	}
-	// The fetch Job's API key Secret, and the batch's own account's.
-	secrets, err := r.secretWatch(mgr, &togetherv1.TogetherBatch{}, &togetherv1.TogetherBatchList{}, fetchKeySecretNames)
+	// The batch's own account's Secret, which its fetch Job reads too.
+	secrets, err := r.secretWatch(mgr, &togetherv1.TogetherBatch{}, &togetherv1.TogetherBatchList{}, nil)
 	if err != nil {
 		return err
 	}

@@ -124,6 +124,11 @@ type Account struct {
 	Source string
 	// Client talks to Together with this account's key.
 	Client *together.Client
+	// Secret is the Secret of the resource's namespace the key was read
+	// from (its Key set), or nil for the operator-wide key. It is what a
+	// Pod acting for the resource may reference (a batch fetch Job): the
+	// operator-wide key is never handed to a namespace.
+	Secret *SecretRef
 }
 
 // Resolver finds a namespace's account.
@@ -168,11 +173,11 @@ func (r *Resolver) For(ctx context.Context, ns string, ref *SecretRef) (*Account
 		if err != nil {
 			return nil, err
 		}
-		return r.account(key, ns+"/"+ref.Name)
+		return r.secretAccount(key, ns, *ref)
 	}
 	key, err := r.readKey(ctx, ns, SecretRef{Name: DefaultSecretName})
 	if err == nil {
-		return r.account(key, ns+"/"+DefaultSecretName)
+		return r.secretAccount(key, ns, SecretRef{Name: DefaultSecretName})
 	}
 	if !errors.Is(err, ErrNoCredentials) {
 		return nil, err
@@ -229,6 +234,19 @@ func (r *Resolver) sharedAllowed(ctx context.Context, ns string) (bool, error) {
 		return false, fmt.Errorf("reading Namespace %s: %w", ns, err)
 	}
 	return n.Labels[SharedKeyLabel] == "true", nil
+}
+
+// secretAccount is the account of key, read from ref in ns.
+func (r *Resolver) secretAccount(key, ns string, ref SecretRef) (*Account, error) {
+	acc, err := r.account(key, ns+"/"+ref.Name)
+	if err != nil {
+		return nil, err
+	}
+	if ref.Key == "" {
+		ref.Key = APIKeyKey
+	}
+	acc.Secret = &ref
+	return acc, nil
 }
 
 // account returns the account of key, reusing its client.

@@ -219,8 +219,10 @@ var _ = Describe("A tenant in a shared cluster", func() {
 		out := sim.AddFile("out.jsonl", "batch-generated", []byte(`{"custom_id":"a"}`+"\n"))
 		id := "batch-" + ns
 		sim.AddBatch(togethersim.Batch{ID: id, InputFileID: in.ID, Status: "COMPLETED", Progress: 100, OutputFileID: out.ID})
-		Expect(tenant.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "key"},
-			StringData: map[string]string{"api-key": simKey}})).To(Succeed())
+		// The namespace's own key: the batch acts with it, and so does its
+		// fetch Job.
+		Expect(tenant.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: credentials.DefaultSecretName},
+			StringData: map[string]string{credentials.APIKeyKey: simKey}})).To(Succeed())
 		claim := &corev1.PersistentVolumeClaim{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "team-data"},
 			Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
@@ -229,7 +231,7 @@ var _ = Describe("A tenant in a shared cluster", func() {
 		Expect(k8s.Create(ctx, claim)).To(Succeed())
 		tb := &togetherv1.TogetherBatch{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "results"},
 			Spec: togetherv1.TogetherBatchSpec{BatchID: id, Output: &togetherv1.BatchOutput{PersistentVolumeClaim: &togetherv1.PVCOutput{
-				ClaimName: "team-data", APIKeySecretRef: &togetherv1.APIKeySecretRef{Name: "key"}}}}}
+				ClaimName: "team-data"}}}}
 		Expect(tenant.Create(ctx, tb)).To(Succeed())
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(tb), tb)).To(Succeed())
@@ -252,11 +254,43 @@ var _ = Describe("A tenant in a shared cluster", func() {
 			g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "results-fetch"}, job)).To(Succeed())
 		}).Should(Succeed(), "waiting for the fetch Job to be created once the claim opted in")
 		pod := job.Spec.Template.Spec
+		Expect(pod.Containers[0].Env[0].ValueFrom.SecretKeyRef.Name).To(Equal(credentials.DefaultSecretName), "the key of the batch's own account")
 		Expect(pod.AutomountServiceAccountToken).To(Equal(ptr.To(false)))
 		Expect(pod.ServiceAccountName).To(Equal(togetherv1.FetchServiceAccount))
 		sa := &corev1.ServiceAccount{}
 		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: togetherv1.FetchServiceAccount}, sa)).To(Succeed())
 		Expect(sa.AutomountServiceAccountToken).To(Equal(ptr.To(false)))
+	})
+
+	It("never gets the operator-wide key into its namespace through a fetch Job: PVC output needs its own key Secret (scenario 3)", func() {
+		// ns may use the operator-wide key and has no Secret of its own.
+		in := sim.AddFile("in.jsonl", "batch-api", []byte(`{"custom_id":"a","body":{"messages":[{"role":"user","content":"x"}]}}`+"\n"))
+		out := sim.AddFile("out.jsonl", "batch-generated", []byte(`{"custom_id":"a"}`+"\n"))
+		id := "batch-shared-" + ns
+		sim.AddBatch(togethersim.Batch{ID: id, InputFileID: in.ID, Status: "COMPLETED", Progress: 100, OutputFileID: out.ID})
+		Expect(k8s.Create(ctx, &corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "team-data", Annotations: map[string]string{togetherv1.BatchOutputOptInAnnotation: "true"}},
+			Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}},
+		})).To(Succeed())
+		tb := &togetherv1.TogetherBatch{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "results"},
+			Spec: togetherv1.TogetherBatchSpec{BatchID: id, Output: &togetherv1.BatchOutput{PersistentVolumeClaim: &togetherv1.PVCOutput{ClaimName: "team-data"}}}}
+		Expect(tenant.Create(ctx, tb)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(tb), tb)).To(Succeed())
+			c := apimeta.FindStatusCondition(tb.Status.Conditions, togetherv1.StalledCondition)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Reason).To(Equal(togetherv1.ReasonOutputNeedsNamespaceKey), c.Message)
+			g.Expect(c.Message).To(ContainSubstring("kubectl -n " + ns + " create secret generic together-api-key"))
+		}).Should(Succeed(), "waiting for the batch to say its PVC output needs the namespace's own key")
+		Expect(apierrors.IsNotFound(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "results-fetch"}, &batchv1.Job{}))).To(BeTrue(), "no fetch Job")
+		var secrets corev1.SecretList
+		Expect(k8s.List(ctx, &secrets, client.InNamespace(ns))).To(Succeed())
+		for _, sec := range secrets.Items {
+			for k, v := range sec.Data {
+				Expect(string(v)).NotTo(Equal(simKey), "Secret %s key %s holds the operator-wide key", sec.Name, k)
+			}
+		}
 	})
 
 	It("can always delete a fine-tune, even when Together refuses the cleanup (scenario 4)", func() {

@@ -216,11 +216,12 @@ func TestBatchSchema(t *testing.T) {
 		{"path escapes volume", &togetherv1.TogetherBatch{ObjectMeta: meta("escape"), Spec: togetherv1.TogetherBatchSpec{BatchID: "b", Output: &togetherv1.BatchOutput{
 			PersistentVolumeClaim: &togetherv1.PVCOutput{ClaimName: "c", Path: "a/../../etc", APIKeySecretRef: keyRef}}}},
 			[]string{"spec.output.persistentVolumeClaim.path"}},
-		{"volume output with its key Secret", &togetherv1.TogetherBatch{ObjectMeta: meta("pvc-ok"), Spec: togetherv1.TogetherBatchSpec{BatchID: "b", Output: &togetherv1.BatchOutput{
+		{"volume output with the deprecated key Secret", &togetherv1.TogetherBatch{ObjectMeta: meta("pvc-ok"), Spec: togetherv1.TogetherBatchSpec{BatchID: "b", Output: &togetherv1.BatchOutput{
 			PersistentVolumeClaim: &togetherv1.PVCOutput{ClaimName: "c", APIKeySecretRef: keyRef}}}}, nil},
+		// The fetch Job uses the batch's own account's Secret: the output
+		// needs none of its own.
 		{"volume output without a key Secret", &togetherv1.TogetherBatch{ObjectMeta: meta("pvc-nokey"), Spec: togetherv1.TogetherBatchSpec{BatchID: "b", Output: &togetherv1.BatchOutput{
-			PersistentVolumeClaim: &togetherv1.PVCOutput{ClaimName: "c"}}}},
-			[]string{"spec.output.persistentVolumeClaim.apiKeySecretRef is required"}},
+			PersistentVolumeClaim: &togetherv1.PVCOutput{ClaimName: "c"}}}}, nil},
 		{"bad endpoint", &togetherv1.TogetherBatch{ObjectMeta: meta("bad-endpoint"), Spec: togetherv1.TogetherBatchSpec{BatchID: "b", Endpoint: "/v1/embeddings"}},
 			[]string{"spec.endpoint", "Unsupported value"}},
 		{"completions is not a batch endpoint", &togetherv1.TogetherBatch{ObjectMeta: meta("completions"), Spec: togetherv1.TogetherBatchSpec{BatchID: "b", Endpoint: "/v1/completions"}},
