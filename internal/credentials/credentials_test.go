@@ -109,6 +109,14 @@ func TestEachNamespaceGetsItsOwnKey(t *testing.T) {
 			t.Errorf("account %+v reveals its key", acc)
 		}
 	}
+	// The Secret each key came from, for a Pod acting for the resource (a
+	// batch fetch Job) to reference instead of a copy of the key.
+	if got := accA.Secret; got == nil || *got != (credentials.SecretRef{Name: credentials.DefaultSecretName, Key: credentials.APIKeyKey}) {
+		t.Errorf("account of %s names Secret %+v, want together-api-key/api-key", a, got)
+	}
+	if got := accB.Secret; got == nil || *got != (credentials.SecretRef{Name: "custom", Key: "token"}) {
+		t.Errorf("account of %s names Secret %+v, want custom/token", b, got)
+	}
 	again, err := r.For(ctx, a, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -142,6 +150,9 @@ func TestSharedKeyOnlyWhereAllowed(t *testing.T) {
 		}
 		if acc.Source != "the operator-wide key" {
 			t.Errorf("%s: source %q", ns, acc.Source)
+		}
+		if acc.Secret != nil {
+			t.Errorf("%s: the operator-wide key names Secret %+v of the namespace; it must name none, so that no Pod there is given it", ns, acc.Secret)
 		}
 	}
 

@@ -500,7 +500,7 @@ func (a *Applier) find(ctx context.Context, kind, namespace, id string) (types.N
 	case KindFineTune:
 		var list togetherv1.TogetherFineTuneList
 		if err := a.Client.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{IndexFineTuneJobID: id}, client.UnsafeDisableDeepCopy); err != nil {
-			return types.NamespacedName{}, false, fmt.Errorf("looking up fine-tune for job %s: %w", id, err)
+			return types.NamespacedName{}, false, fmt.Errorf("looking up the fine-tune of a job by ID in %s: %w", namespace, err)
 		}
 		for _, ft := range list.Items {
 			if ft.Status.JobID == id || (ft.Status.JobID == "" && ft.Spec.JobID == id) {
@@ -513,7 +513,7 @@ func (a *Applier) find(ctx context.Context, kind, namespace, id string) (types.N
 	case KindBatch:
 		var list togetherv1.TogetherBatchList
 		if err := a.Client.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{IndexBatchID: id}, client.UnsafeDisableDeepCopy); err != nil {
-			return types.NamespacedName{}, false, fmt.Errorf("looking up batch %s: %w", id, err)
+			return types.NamespacedName{}, false, fmt.Errorf("looking up the batch of an ID in %s: %w", namespace, err)
 		}
 		if len(list.Items) > 0 {
 			return client.ObjectKeyFromObject(&list.Items[0]), true, nil
@@ -539,7 +539,7 @@ func (a *Applier) findLive(ctx context.Context, kind, namespace, id string) (nn 
 	for {
 		list := op.newList()
 		if err := a.Reader.List(ctx, list, client.InNamespace(namespace), client.Limit(liveListPage), client.Continue(cont)); err != nil {
-			return types.NamespacedName{}, false, false, fmt.Errorf("confirming that no %s in %s tracks %s: %w", kind, namespace, id, err)
+			return types.NamespacedName{}, false, false, fmt.Errorf("confirming that no %s in %s tracks the event's job: %w", kind, namespace, err)
 		}
 		var match client.Object
 		_ = apimeta.EachListItem(list, func(o runtime.Object) error {
