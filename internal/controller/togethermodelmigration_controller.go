@@ -56,11 +56,6 @@ const (
 	// migrationRetryInterval is the requeue after a patch failed, shorter than
 	// the rescan interval because conflicts clear quickly.
 	migrationRetryInterval = 30 * time.Second
-	// migrationCredentialsRecheck is how often a migration whose namespace
-	// has no key for the catalogue check looks again: unlike the kinds that
-	// always call Together, it does not watch the Secrets credentials come
-	// from.
-	migrationCredentialsRecheck = 30 * time.Second
 	// maxErrorLen keeps one workload's error from bloating status.
 	maxErrorLen = 300
 )
@@ -290,7 +285,7 @@ func (r *TogetherModelMigrationReconciler) checkCatalogue(ctx context.Context, o
 		acc, err := r.Accounts.For(ctx, obj.Namespace, ref)
 		if errors.Is(err, credentials.ErrNoCredentials) {
 			return reconcile.Stalling(credentials.Reason(err), fmt.Sprintf(
-				"%v. The migration checks spec.replacementModel against the account's model list before it changes anything; create the Secret, or %s.", err, optOut)).After(migrationCredentialsRecheck)
+				"%v. The migration checks spec.replacementModel against the account's model list before it changes anything; create the Secret, or %s.", err, optOut))
 		}
 		if err != nil {
 			return fmt.Errorf("finding the Together account of namespace %s: %w", obj.Namespace, err)
@@ -774,10 +769,21 @@ func (r *TogetherModelMigrationReconciler) pageSize() int64 {
 }
 
 // SetupWithManager registers the reconciler with the manager. Workloads are
-// not watched: the reconciler lists them on each (periodic) reconcile.
+// not watched: the reconciler lists them on each (periodic) reconcile. The
+// Secrets and Namespace label its account comes from are (metadata only).
 func (r *TogetherModelMigrationReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&togetherv1.TogetherModelMigration{}).
-		Named("togethermodelmigration").
-		Complete(requeueConflicts(r))
+		Named("togethermodelmigration")
+	if r.Accounts != nil {
+		// The catalogue check reads the namespace's account: a key Secret
+		// created or rotated, or the shared-key label set, wakes the
+		// namespace's migrations instead of a recheck timer.
+		secrets, err := r.secretWatch(mgr, &togetherv1.TogetherModelMigration{}, &togetherv1.TogetherModelMigrationList{}, nil)
+		if err != nil {
+			return err
+		}
+		b = r.withAccountWatches(b, mgr, &togetherv1.TogetherModelMigrationList{}, secrets)
+	}
+	return b.Complete(requeueConflicts(r))
 }

@@ -474,5 +474,32 @@ var _ = Describe("A tenant in a shared cluster", func() {
 				return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(ft), &togetherv1.TogetherFineTune{}))
 			}).Should(BeTrue(), "waiting for the fine-tune to be deleted without a key")
 		})
+
+		It("a migration waits for the namespace's key to check its replacement, changing nothing, and moves once the Secret exists", func() {
+			dep := deployment(ns, "app", "org/old")
+			dep.Labels = map[string]string{togetherv1.MigrateOptInLabel: "true"}
+			Expect(k8s.Create(ctx, dep)).To(Succeed())
+			m := &togetherv1.TogetherModelMigration{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "move"},
+				Spec: togetherv1.TogetherModelMigrationSpec{ModelID: "org/old", ReplacementModel: "org/new", Strategy: togetherv1.MigrationImmediate}}
+			Expect(tenant.Create(ctx, m)).To(Succeed())
+			Eventually(func(g Gomega) {
+				g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(m), m)).To(Succeed())
+				c := apimeta.FindStatusCondition(m.Status.Conditions, togetherv1.StalledCondition)
+				g.Expect(c).NotTo(BeNil())
+				g.Expect(c.Reason).To(Equal(togetherv1.ReasonNoCredentials), c.Message)
+				g.Expect(c.Message).To(ContainSubstring("spec.skipCatalogCheck"))
+			}).Should(Succeed(), "waiting for the migration to stall with NoCredentials")
+			got := &appsv1.Deployment{}
+			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(dep), got)).To(Succeed())
+			Expect(got.ResourceVersion).To(Equal(dep.ResourceVersion), "nothing is patched before the check")
+
+			By("creating the namespace's key Secret: the Secret watch wakes the migration (a stalled migration has no timer)")
+			Expect(tenant.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: credentials.DefaultSecretName},
+				StringData: map[string]string{credentials.APIKeyKey: simKey}})).To(Succeed())
+			Eventually(func(g Gomega) {
+				g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(dep), got)).To(Succeed())
+				g.Expect(got.Spec.Template.Spec.Containers[0].Env[0].Value).To(Equal("org/new"))
+			}).Should(Succeed(), "waiting for the migration to move the workload once the namespace has a key")
+		})
 	})
 })
