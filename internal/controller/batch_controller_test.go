@@ -577,8 +577,10 @@ var _ = Describe("TogetherBatch", func() {
 				Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}},
 		}
 		Expect(k8sClient.Create(ctx, claim)).To(Succeed())
-		_, err = e.reconcile(key)
+		res, err = e.reconcile(key)
 		Expect(err).NotTo(HaveOccurred())
+		Expect(res.RequeueAfter).To(BeZero(), "no recheck timer: the claim's metadata is watched, so its opt-in wakes the batch")
+		Expect(outputClaimNames(e.get(key))).To(ConsistOf("results"), "the claim watch's index names the output claim")
 		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, jobKey, &batchv1.Job{}))).To(BeTrue())
 		stalled = batchCond(e.get(key), togetherv1.StalledCondition)
 		Expect(stalled.Reason).To(Equal(togetherv1.ReasonClaimNotOptedIn))

@@ -56,10 +56,6 @@ const (
 	batchLabel = "together.ai/batch"
 	// fetchMountPath is where fetch Jobs mount the output volume.
 	fetchMountPath = "/data"
-	// claimRecheck is how often a claim that has not opted in is looked at
-	// again: PersistentVolumeClaims are not watched. (A missing API key
-	// Secret needs no timer: the Secret watch wakes the batch.)
-	claimRecheck = 30 * time.Second
 	// fetchRetryDelay is the pause before a failed fetch Job is replaced.
 	fetchRetryDelay = time.Second
 )
@@ -454,7 +450,7 @@ func (r *TogetherBatchReconciler) startFetchJob(ctx context.Context, tb *togethe
 		return err
 	}
 	if refused != "" {
-		return reconcile.Stalling(togetherv1.ReasonClaimNotOptedIn, refused).On(togetherv1.OutputReadyCondition).After(claimRecheck)
+		return reconcile.Stalling(togetherv1.ReasonClaimNotOptedIn, refused).On(togetherv1.OutputReadyCondition)
 	}
 	if err := r.ensureFetchServiceAccount(ctx, tb.Namespace); err != nil {
 		return err

@@ -20,14 +20,16 @@ import (
 	"context"
 	"fmt"
 	"io"
-	corev1 "k8s.io/api/core/v1"
 	"net/http"
 	"os"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/reconcile"
@@ -95,7 +97,7 @@ type TogetherBatchReconciler struct {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
-// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;create
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -213,6 +215,16 @@ func (r *TogetherBatchReconciler) apiReader() client.Reader {
 	return r.Client
 }
 
+// outputClaimNames is the claim a PVC output is written to
+// (spec.output.persistentVolumeClaim.claimName).
+func outputClaimNames(o client.Object) []string {
+	tb, ok := o.(*togetherv1.TogetherBatch)
+	if !ok || tb.Spec.Output == nil || tb.Spec.Output.PersistentVolumeClaim == nil {
+		return nil
+	}
+	return []string{tb.Spec.Output.PersistentVolumeClaim.ClaimName}
+}
+
 // SetupWithManager registers the reconciler with the manager. Fetch Jobs are
 // owned, so their completion triggers a reconcile.
 func (r *TogetherBatchReconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -224,12 +236,19 @@ func (r *TogetherBatchReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err != nil {
 		return err
 	}
+	if err := indexReferences(mgr, &togetherv1.TogetherBatch{}, indexOutputClaim, outputClaimNames); err != nil {
+		return err
+	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&togetherv1.TogetherBatch{}).
 		Owns(&batchv1.Job{}).
 		// The input ConfigMap, and an output ConfigMap in the way: created,
 		// fixed or deleted, it wakes the batches that name it.
-		WatchesMetadata(&corev1.ConfigMap{}, enqueueReferencing(mgr.GetClient(), &togetherv1.TogetherBatchList{}, indexBatchConfigMaps))
+		WatchesMetadata(&corev1.ConfigMap{}, enqueueReferencing(mgr.GetClient(), &togetherv1.TogetherBatchList{}, indexBatchConfigMaps)).
+		// The output claim: created, or opted in with its annotation or
+		// label, it wakes the batches that write to it.
+		WatchesMetadata(&corev1.PersistentVolumeClaim{}, enqueueReferencing(mgr.GetClient(), &togetherv1.TogetherBatchList{}, indexOutputClaim),
+			builder.WithPredicates(predicate.Or(predicate.AnnotationChangedPredicate{}, predicate.LabelChangedPredicate{})))
 	return r.withAccountWatches(b, mgr, &togetherv1.TogetherBatchList{}, secrets).
 		Named("togetherbatch").
 		Complete(requeueConflicts(r))

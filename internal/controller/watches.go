@@ -61,6 +61,9 @@ const (
 	// indexBatchConfigMaps indexes batches by the ConfigMaps they read
 	// (spec.input.configMapRef) or write (spec.output.configMap).
 	indexBatchConfigMaps = "spec.configMaps"
+	// indexOutputClaim indexes batches by the PersistentVolumeClaim their
+	// output is written to (spec.output.persistentVolumeClaim.claimName).
+	indexOutputClaim = "spec.output.persistentVolumeClaim.claimName"
 	// indexSecrets indexes a kind's resources by the Secrets they read: the
 	// ones their spec names and, with per-namespace accounts, the Secrets an
 	// account may come from (secretWatch).

@@ -77,8 +77,10 @@ var allowedVerbs = map[string][]string{
 	// A namespace's label says whether it may use the operator-wide key;
 	// its metadata is watched so that the label takes effect at once.
 	"core/namespaces": {"get", "list", "watch"},
-	// A fetch Job mounts a claim only after its opt-in annotation is read.
-	"core/persistentvolumeclaims": {"get"},
+	// A fetch Job mounts a claim only after its opt-in annotation is read;
+	// claims are watched metadata-only, so that the opt-in (or the claim
+	// being created) wakes the batch that writes to it.
+	"core/persistentvolumeclaims": {"get", "list", "watch"},
 	// Fetch Jobs run as a token-less ServiceAccount the operator creates in
 	// the batch's namespace; it never binds a role to it.
 	"core/serviceaccounts":       {"create", "get"},
