@@ -132,11 +132,16 @@ var _ = Describe("Adopting unmatched work", func() {
 		Expect(bs).To(HaveLen(1))
 		Expect(bs[0].Spec.BatchID).To(Equal(oursBatch))
 
+		Eventually(func() int { return eventsFor(ns, "adopter", "UnmatchedEvent") }).Should(Equal(1), "waiting for the one UnmatchedEvent Warning")
 		var evs eventsv1.EventList
 		Expect(k8s.List(ctx, &evs, client.InNamespace(ns))).To(Succeed())
 		for _, e := range evs.Items {
 			for _, id := range []string{foreign, imitation, untagged, unknown, foreignBatch} {
 				Expect(e.Note).NotTo(ContainSubstring(id), "an Event names work that is not this namespace's")
+			}
+			if e.Reason == "UnmatchedEvent" {
+				Expect(e.Note).To(ContainSubstring("was not adopted"), "the Warning says why adoptUnmatched did not take it up")
+				Expect(e.Note).NotTo(ContainSubstring("set spec.adoptUnmatched"))
 			}
 		}
 	})

@@ -419,6 +419,12 @@ func (s *Server) warnUnmatched(sub *togetherv1.TogetherWebhookSubscription, ev e
 	// The job ID is not named: it is a remote ID this namespace has no
 	// resource for, possibly another team's, and Events are readable by
 	// everyone who may read the namespace.
+	if sub.Spec.AdoptUnmatched {
+		s.Recorder.Eventf(sub, nil, togetherv1.EventTypeWarning, reason, "Receive",
+			"A %s event is about a job that no resource in %s tracks and that was not adopted: the subscription's Together account does not show it as created for this namespace (another namespace's, made outside the operator, or unknown to the account). Create a resource with spec.jobID or spec.batchID to follow it on purpose (further unmatched events are counted in together_events_total, not reported here)",
+			ev.Type, sub.Namespace)
+		return
+	}
 	s.Recorder.Eventf(sub, nil, togetherv1.EventTypeWarning, reason, "Receive",
 		"A %s event is about a job that no resource in %s tracks; set spec.adoptUnmatched to create one (further unmatched events are counted in together_events_total, not reported here)",
 		ev.Type, sub.Namespace)
