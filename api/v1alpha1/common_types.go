@@ -93,8 +93,10 @@ type EventRecord struct {
 type SubmissionMarker struct {
 	// Attempt this submission belongs to (1-based).
 	Attempt int32 `json:"attempt"`
-	// Tag is derived from the resource's UID and attempt and is carried by the
-	// remote job (in the fine-tune suffix, or the batch input file name).
+	// Tag is derived from the resource's namespace, UID and attempt (see
+	// SubmissionTag) and is carried by the remote job (in the fine-tune
+	// suffix, or the batch input file name). A marker written by an earlier
+	// version holds a tag without the namespace; it is still looked for.
 	Tag string `json:"tag"`
 	// StartedAt is when the submission began.
 	StartedAt metav1.Time `json:"startedAt"`
