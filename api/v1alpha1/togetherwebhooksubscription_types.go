@@ -100,6 +100,13 @@ type ModelReplacement struct {
 	// +kubebuilder:validation:Format=date
 	// +optional
 	SunsetDate string `json:"sunsetDate,omitempty"`
+	// SkipCatalogCheck is given to the migration created for this model
+	// while its replacement is this entry's replacementModel: set it when
+	// the replacement is a fine-tuned or private model that Together's
+	// public model list does not include (see TogetherModelMigration
+	// spec.skipCatalogCheck).
+	// +optional
+	SkipCatalogCheck bool `json:"skipCatalogCheck,omitempty"`
 }
 
 // MigrationTemplate holds the settings given to TogetherModelMigrations that

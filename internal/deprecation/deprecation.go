@@ -60,6 +60,22 @@ func ReplacementFor(sub *togetherv1.TogetherWebhookSubscription, modelID, fromEv
 	return ""
 }
 
+// SkipCatalogCheckFor reports whether the subscription's declared mapping
+// of modelID to replacement asks created migrations to skip the check of
+// the replacement against Together's model list (a fine-tuned or private
+// model). A replacement named by the event, or another entry's, does not.
+func SkipCatalogCheckFor(sub *togetherv1.TogetherWebhookSubscription, modelID, replacement string) bool {
+	if sub == nil {
+		return false
+	}
+	for _, m := range sub.Spec.ModelReplacements {
+		if m.ModelID == modelID && m.ReplacementModel == replacement {
+			return m.SkipCatalogCheck
+		}
+	}
+	return false
+}
+
 // ErrNoReplacement means a deprecation named no replacement and none is
 // declared, so no migration can be created.
 var ErrNoReplacement = fmt.Errorf("no replacement model is known")
@@ -143,6 +159,10 @@ func (a *Writer) Apply(ctx context.Context, namespace string, ev event.Event, su
 		}
 		existing.Spec.ReplacementModel = replacement
 		existing.Spec.SunsetDate = d.SunsetDate
+		if SkipCatalogCheckFor(sub, d.ModelID, replacement) {
+			// Only ever turned on here: a person may have set it.
+			existing.Spec.SkipCatalogCheck = true
+		}
 		incoming.stamp(&existing)
 		if err := a.Client.Update(ctx, &existing); err != nil {
 			if apierrors.IsConflict(err) {
@@ -204,7 +224,8 @@ func (a *Writer) createMigration(ctx context.Context, nn types.NamespacedName, e
 			ModelID: d.ModelID, ReplacementModel: replacement, SunsetDate: d.SunsetDate,
 			// Manual unless the subscription says otherwise: a signed
 			// event alone never moves workloads.
-			Strategy: togetherv1.MigrationManual,
+			Strategy:         togetherv1.MigrationManual,
+			SkipCatalogCheck: SkipCatalogCheckFor(sub, d.ModelID, replacement),
 		},
 	}
 	v.stamp(m)

@@ -246,6 +246,31 @@ var _ = Describe("Event intake end to end", func() {
 		Expect(perJob).To(BeZero(), "%d idle jobs should cost no per-job call", n)
 	})
 
+	It("gives a migration created from a deprecation the subscription's skipCatalogCheck for a private replacement, and it migrates", func() {
+		ns := newNamespace()
+		createSubscription(ns, "private", func(s *togetherv1.TogetherWebhookSubscription) {
+			s.Spec.ModelReplacements = []togetherv1.ModelReplacement{{ModelID: "org/retiring-private", ReplacementModel: "me/fine-tuned-ft-1", SkipCatalogCheck: true}}
+			s.Spec.Migration = &togetherv1.MigrationTemplate{Strategy: togetherv1.MigrationImmediate}
+		})
+		dep := deployment(ns, "uses-retiring", "org/retiring-private")
+		dep.Labels = map[string]string{togetherv1.MigrateOptInLabel: "true"}
+		Expect(k8s.Create(ctx, dep)).To(Succeed())
+		sim.DeprecateModel("org/retiring-private", "", "2027-06-30")
+		parts.Poller.ModelsInterval = time.Millisecond
+		Eventually(func(g Gomega) {
+			_, err := parts.Poller.PollOnce(ctx)
+			g.Expect(err).NotTo(HaveOccurred())
+			var l togetherv1.TogetherModelMigrationList
+			g.Expect(k8s.List(ctx, &l, client.InNamespace(ns))).To(Succeed())
+			g.Expect(l.Items).To(HaveLen(1))
+			g.Expect(l.Items[0].Spec.SkipCatalogCheck).To(BeTrue())
+		}).Should(Succeed(), "waiting for the poller to create the migration")
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "uses-retiring"}, dep)).To(Succeed())
+			g.Expect(dep.Spec.Template.Spec.Containers[0].Env[0].Value).To(Equal("me/fine-tuned-ft-1"))
+		}).WithTimeout(20*time.Second).Should(Succeed(), "waiting for the Deployment to be migrated to a model the catalogue does not list")
+	})
+
 	It("turns a deprecated model in the catalogue that a workload uses into a migration", func() {
 		ns := newNamespace()
 		createSubscription(ns, "catalogue", func(s *togetherv1.TogetherWebhookSubscription) {
