@@ -307,6 +307,11 @@ const (
 	// ReasonUnmatchedEvent is the Warning Event on a subscription that
 	// received an event about a job no resource tracks (once an hour).
 	ReasonUnmatchedEvent = "UnmatchedEvent"
+	// ReasonEventForOtherAccount is the Warning Event on a subscription that
+	// received an event about a job a resource follows on another Together
+	// account than the subscription's (spec.apiKeySecretRef): the event was
+	// not applied (once an hour).
+	ReasonEventForOtherAccount = "EventForOtherAccount"
 	// ReasonNoReplacementKnown is the Warning Event on a subscription that
 	// received a model.deprecated event naming no replacement, with none in
 	// its spec.modelReplacements (once an hour).

@@ -25,6 +25,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -349,5 +350,16 @@ var _ = Describe("A push through a subscription naming its API key Secret", func
 		Expect(checkpoint(onB, "push-b-"+ns)).To(Equal(http.StatusAccepted), "team-b's job is not the subscription's account's: unmatched")
 		Consistently(func() []string { return processed(onB) }).WithTimeout(time.Second).ShouldNot(ContainElement("push-b-"+ns),
 			"team-b's resource never records an event pushed for team-a's account")
+		Eventually(func(g Gomega) {
+			var l eventsv1.EventList
+			g.Expect(k8s.List(ctx, &l, client.InNamespace(ns))).To(Succeed())
+			var notes []string
+			for _, e := range l.Items {
+				if e.Reason == togetherv1.ReasonEventForOtherAccount {
+					notes = append(notes, e.Note)
+				}
+			}
+			g.Expect(notes).To(ConsistOf(And(ContainSubstring("another Together key than this subscription's"), Not(ContainSubstring(onB.Spec.JobID)))))
+		}).Should(Succeed(), "waiting for the Warning Event that says the event was for another account, without naming the job")
 	})
 })

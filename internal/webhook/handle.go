@@ -405,8 +405,11 @@ func (s *Server) warnUnmatched(sub *togetherv1.TogetherWebhookSubscription, ev e
 		return
 	}
 	reason := togetherv1.ReasonUnmatchedEvent
-	if errors.Is(why, deprecation.ErrNoReplacement) {
+	switch {
+	case errors.Is(why, deprecation.ErrNoReplacement):
 		reason = togetherv1.ReasonNoReplacementKnown
+	case errors.Is(why, intake.ErrOtherAccount):
+		reason = togetherv1.ReasonEventForOtherAccount
 	}
 	if _, loaded := s.warned.GetOrSet(warnKey{sub: sub.UID, reason: reason}, s.Now(), warnEvery, func() struct{} { return struct{}{} }); loaded {
 		return
@@ -414,6 +417,12 @@ func (s *Server) warnUnmatched(sub *togetherv1.TogetherWebhookSubscription, ev e
 	if reason == togetherv1.ReasonNoReplacementKnown {
 		s.Recorder.Eventf(sub, nil, togetherv1.EventTypeWarning, reason, "Receive",
 			"Model %s is deprecated but no replacement is known: add it to spec.modelReplacements", ev.JobID)
+		return
+	}
+	if reason == togetherv1.ReasonEventForOtherAccount {
+		s.Recorder.Eventf(sub, nil, togetherv1.EventTypeWarning, reason, "Receive",
+			"A %s event is about a job that a resource in %s follows with another Together key than this subscription's (spec.apiKeySecretRef), so it was not applied; send that account's events through a subscription naming the same key Secret (further such events are counted in together_events_total, not reported here)",
+			ev.Type, sub.Namespace)
 		return
 	}
 	// The job ID is not named: it is a remote ID this namespace has no
@@ -448,6 +457,9 @@ func (s *Server) respond(ctx context.Context, sub *togetherv1.TogetherWebhookSub
 		return http.StatusOK, string(res.Outcome)
 	case lattice.Unmatched:
 		s.warnUnmatched(sub, ev, res.Err)
+		if errors.Is(res.Err, intake.ErrOtherAccount) {
+			return http.StatusAccepted, "unmatched: the resource that follows " + ev.JobID + " acts on another Together account than this subscription"
+		}
 		return http.StatusAccepted, "unmatched: no resource tracks " + ev.JobID
 	case lattice.Ignored:
 		return http.StatusAccepted, "ignored"
