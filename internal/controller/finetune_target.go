@@ -67,7 +67,9 @@ type deployTarget struct {
 func (r *TogetherFineTuneReconciler) inspectTarget(ctx context.Context, ft *togetherv1.TogetherFineTune) (*deployTarget, error) {
 	t := ft.Spec.Deploy.Deployment
 	notReady := func(reason, msg string) error {
-		return reconcile.Stalling(reason, msg).On(togetherv1.DeployTargetReadyCondition).After(ftRecheckInterval)
+		// No timer: the Deployment's metadata watch and holderChanges wake
+		// the fine-tune when any of this can have changed.
+		return reconcile.Stalling(reason, msg).On(togetherv1.DeployTargetReadyCondition)
 	}
 	dep := &appsv1.Deployment{}
 	if err := r.Get(ctx, types.NamespacedName{Namespace: ft.Namespace, Name: t.Name}, dep); err != nil {
@@ -187,7 +189,8 @@ func (r *TogetherFineTuneReconciler) reconcileTarget(ctx context.Context, ft *to
 		return ctrl.Result{}, e
 	}
 	// Training goes on (or is not ours to start): report, warn once per
-	// change, and look again later and before deploying.
+	// change; the watches wake the fine-tune when the target changes, and
+	// the deploy step looks again before deploying.
 	// A copy: SetCondition below changes the element in place.
 	prev := findCondition(st.Conditions, togetherv1.DeployTargetReadyCondition)
 	reconcile.SetCondition(&st.Conditions, ft.Generation, togetherv1.DeployTargetReadyCondition, metav1.ConditionFalse, e.Reason, e.Message)
@@ -199,7 +202,7 @@ func (r *TogetherFineTuneReconciler) reconcileTarget(ctx context.Context, ft *to
 			r.Recorder.Eventf(ft, nil, togetherv1.EventTypeWarning, reason, "CheckTarget", "%s The model will be deployed once the target is ready.", msg)
 		})
 	}
-	return ctrl.Result{RequeueAfter: ftRecheckInterval}, nil
+	return ctrl.Result{}, nil
 }
 
 // checkStillDeployed looks, for a fine-tune whose model is out, whether the

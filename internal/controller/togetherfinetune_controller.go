@@ -21,14 +21,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	corev1 "k8s.io/api/core/v1"
 	"net/http"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -254,6 +257,10 @@ func (r *TogetherFineTuneReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&togetherv1.TogetherFineTune{}).
 		WatchesMetadata(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.fineTunesTargeting),
 			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		// Another fine-tune's claim on a target ending (deleted, or
+		// retargeted) wakes the fine-tunes refused that target, even when
+		// its deployed-by annotation stays behind (stillHolds).
+		Watches(&togetherv1.TogetherFineTune{}, r.holderChanges()).
 		// Training and evaluation data: a ConfigMap created, fixed or
 		// deleted wakes the fine-tunes that read it (see watches.go).
 		WatchesMetadata(&corev1.ConfigMap{}, enqueueReferencing(mgr.GetClient(), &togetherv1.TogetherFineTuneList{}, indexTrainingConfigMap))
@@ -274,6 +281,38 @@ func deployTargetNames(o client.Object) []string {
 		return nil
 	}
 	return []string{ft.Spec.Deploy.Deployment.Name}
+}
+
+// holderChanges wakes the fine-tunes that target the same Deployment as a
+// fine-tune whose claim on it may have ended: deleted, being deleted, or
+// with a changed spec (retargeted). Status writes (most events) are not
+// spec changes, so they wake nothing. A fine-tune refused with
+// DeployTargetHeld thus looks again at once instead of on a timer.
+func (r *TogetherFineTuneReconciler) holderChanges() handler.EventHandler {
+	wake := func(ctx context.Context, q workqueue.TypedRateLimitingInterface[ctrl.Request], self string, objs ...client.Object) {
+		for _, o := range objs {
+			for _, name := range deployTargetNames(o) {
+				ref := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: o.GetNamespace(), Name: name}}
+				for _, req := range r.fineTunesTargeting(ctx, ref) {
+					if req.Name != self {
+						q.Add(req)
+					}
+				}
+			}
+		}
+	}
+	return handler.Funcs{
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[ctrl.Request]) {
+			if e.ObjectOld.GetGeneration() == e.ObjectNew.GetGeneration() &&
+				e.ObjectOld.GetDeletionTimestamp().IsZero() == e.ObjectNew.GetDeletionTimestamp().IsZero() {
+				return
+			}
+			wake(ctx, q, e.ObjectNew.GetName(), e.ObjectOld, e.ObjectNew)
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[ctrl.Request]) {
+			wake(ctx, q, e.Object.GetName(), e.Object)
+		},
+	}
 }
 
 // fineTunesTargeting maps a Deployment to the fine-tunes of its namespace
