@@ -23,9 +23,7 @@ limitations under the License.
 package intake
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -217,8 +215,6 @@ type kindOps struct {
 	// marker is the resource's submission marker, if any.
 	marker func(client.Object) *togetherv1.SubmissionMarker
 	apply  func(client.Object, event.Event, metav1.Time) lattice.Outcome
-	// status is the object's status, the only part the apply step changes.
-	status func(client.Object) any
 	// transition names the Kubernetes Event to emit after a write that
 	// moved the object into a new phase, or "" for none.
 	transition func(before, after client.Object) (eventType, reason, note string)
@@ -247,7 +243,6 @@ var ops = map[string]kindOps{
 			}
 			return lattice.ApplyFineTune(&ft.Status, ev, now)
 		},
-		status:     func(o client.Object) any { return &o.(*togetherv1.TogetherFineTune).Status },
 		transition: fineTuneTransition,
 	},
 	KindBatch: {
@@ -264,7 +259,6 @@ var ops = map[string]kindOps{
 			}
 			return lattice.ApplyBatch(&b.Status, ev, now)
 		},
-		status: func(o client.Object) any { return &o.(*togetherv1.TogetherBatch).Status },
 	},
 }
 
@@ -735,12 +729,7 @@ func (a *Applier) commit(key queueKey, batch []*delivery, last client.Object) cl
 		// be refused, but the request carries only the changed fields
 		// (about a third of a full status Update's bytes for a checkpoint),
 		// and nothing the intake does not own is sent back.
-		patch, err := guardedStatusPatch(obj.GetResourceVersion(), op.status(obj), op.status(work))
-		if err != nil {
-			failAll(err)
-			return nil
-		}
-		err = a.Client.Status().Patch(ctx, work, client.RawPatch(types.MergePatchType, patch))
+		err := a.Client.Status().Patch(ctx, work, client.MergeFromWithOptions(obj, client.MergeFromWithOptimisticLock{}))
 		if err == nil {
 			a.emitTransition(op, obj, work)
 			finish(results)
@@ -753,114 +742,6 @@ func (a *Applier) commit(key queueKey, batch []*delivery, last client.Object) cl
 		return nil
 	}
 }
-
-// guardedStatusPatch is the JSON merge patch that takes status from to
-// status to, guarded by resourceVersion rv:
-// {"metadata":{"resourceVersion":rv},"status":{...}}. It is the patch
-// client.MergeFromWithOptions(obj, client.MergeFromWithOptimisticLock{})
-// sends when only the status differs (TestGuardedStatusPatch), computed
-// from the two statuses instead of two copies of the whole object, and by
-// comparing encoded members instead of decoding both sides into maps: the
-// apply step changes nothing but status, the intake builds one patch per
-// write, and for a running job with its 24 checkpoints and 64 processed
-// events the generic diff was most of the intake's own CPU per event
-// (BenchmarkStatusPatch).
-func guardedStatusPatch(rv string, from, to any) ([]byte, error) {
-	if rv == "" {
-		return nil, errors.New("cannot guard a status patch: the object has no resourceVersion")
-	}
-	fromJSON, err := json.Marshal(from)
-	if err != nil {
-		return nil, fmt.Errorf("encoding the status written last: %w", err)
-	}
-	toJSON, err := json.Marshal(to)
-	if err != nil {
-		return nil, fmt.Errorf("encoding the new status: %w", err)
-	}
-	rvJSON, err := json.Marshal(rv)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]byte, 0, len(toJSON)/2+len(rvJSON)+48)
-	out = append(out, `{"metadata":{"resourceVersion":`...)
-	out = append(out, rvJSON...)
-	out = append(out, `},"status":`...)
-	if out, err = appendMergeDiff(out, fromJSON, toJSON); err != nil {
-		return nil, fmt.Errorf("computing the status patch: %w", err)
-	}
-	return append(out, '}'), nil
-}
-
-// appendMergeDiff appends the JSON merge patch (RFC 7386) that takes the
-// JSON object from to the JSON object to, as jsonpatch.CreateMergePatch
-// computes it: a member that is new or whose value changed is sent whole,
-// except that a changed object on both sides is diffed member by member
-// (a merge patch merges objects and replaces everything else); a member
-// that went away is sent as null. Members are compared by their encoding,
-// which encoding/json makes canonical for a Go value.
-func appendMergeDiff(out, from, to []byte) ([]byte, error) {
-	var f, t map[string]json.RawMessage
-	if err := json.Unmarshal(from, &f); err != nil {
-		return nil, err
-	}
-	if err := json.Unmarshal(to, &t); err != nil {
-		return nil, err
-	}
-	keys := make([]string, 0, len(t)+len(f))
-	for k := range t {
-		keys = append(keys, k)
-	}
-	for k := range f {
-		if _, ok := t[k]; !ok {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	out = append(out, '{')
-	first := true
-	member := func(k string) error {
-		if !first {
-			out = append(out, ',')
-		}
-		first = false
-		name, err := json.Marshal(k)
-		out = append(append(out, name...), ':')
-		return err
-	}
-	for _, k := range keys {
-		tv, inTo := t[k]
-		fv, inFrom := f[k]
-		switch {
-		case !inTo:
-			if err := member(k); err != nil {
-				return nil, err
-			}
-			out = append(out, "null"...)
-		case !inFrom:
-			if err := member(k); err != nil {
-				return nil, err
-			}
-			out = append(out, tv...)
-		case bytes.Equal(fv, tv):
-		case isObject(fv) && isObject(tv):
-			if err := member(k); err != nil {
-				return nil, err
-			}
-			var err error
-			if out, err = appendMergeDiff(out, fv, tv); err != nil {
-				return nil, err
-			}
-		default:
-			if err := member(k); err != nil {
-				return nil, err
-			}
-			out = append(out, tv...)
-		}
-	}
-	return append(out, '}'), nil
-}
-
-func isObject(v json.RawMessage) bool { return len(v) > 0 && v[0] == '{' }
 
 func anyStale(results []Result) bool {
 	for _, r := range results {

@@ -492,6 +492,8 @@ func (b *bench) distinct(ctx context.Context, s *sender, path, ns string, n int,
 	b.add(row{Scenario: "write cost: intake's write / minimal patch, client time", Value: msPer, Unit: "ms", Baseline: minMs, Ratio: msPer / minMs, Goal: "-", Pass: true})
 	b.add(row{Scenario: "write cost: intake's write / minimal patch, API server time", Value: intakeSrvMs, Unit: "ms", Baseline: minSrvMs, Ratio: intakeSrvMs / minSrvMs, Goal: "-", Pass: true,
 		Note: "apiserver_request_duration_seconds, status subresource, read around each slice"})
+	b.add(row{Scenario: "write cost: intake's write / minimal patch, client time p99", Value: ms(meter.p99Since(m0)), Unit: "ms", Baseline: ms(b.minMeter.p99Since(mm0)),
+		Ratio: ms(meter.p99Since(m0)) / ms(b.minMeter.p99Since(mm0)), Goal: "-", Pass: true})
 	b.add(row{Scenario: "ack mean / minimal patch mean latency", Value: ms(mean(lats)), Unit: "ms", Baseline: ms(mean(minLats)), Ratio: ms(mean(lats)) / ms(mean(minLats)), Goal: "-", Pass: true})
 	// CPU per event of each process while each side ran: on two shared
 	// cores the endpoint's and the senders' CPU is taken from the API

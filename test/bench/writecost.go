@@ -27,6 +27,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,6 +51,11 @@ type writeMeter struct {
 	writes atomic.Int64
 	bytes  atomic.Int64
 	nanos  atomic.Int64
+	// lats are the client-side times of the writes, in order, for
+	// percentiles (a write's tail says whether a slow acknowledgement was
+	// a slow write).
+	mu   sync.Mutex
+	lats []time.Duration
 }
 
 func (m *writeMeter) wrap(cfg *rest.Config) *rest.Config {
@@ -80,14 +86,31 @@ func (t meteredTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.rt.RoundTrip(req)
 	t.m.writes.Add(1)
 	t.m.bytes.Add(n)
-	t.m.nanos.Add(int64(time.Since(start)))
+	d := time.Since(start)
+	t.m.nanos.Add(int64(d))
+	t.m.mu.Lock()
+	t.m.lats = append(t.m.lats, d)
+	t.m.mu.Unlock()
 	return resp, err
 }
 
-type meterReading struct{ writes, bytes, nanos int64 }
+type meterReading struct {
+	writes, bytes, nanos int64
+	lats                 int
+}
 
 func (m *writeMeter) read() meterReading {
-	return meterReading{m.writes.Load(), m.bytes.Load(), m.nanos.Load()}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return meterReading{m.writes.Load(), m.bytes.Load(), m.nanos.Load(), len(m.lats)}
+}
+
+// p99Since is the 99th percentile of the client-side times of the writes
+// made after r0.
+func (m *writeMeter) p99Since(r0 meterReading) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return percentile(m.lats[r0.lats:], 0.99)
 }
 
 // since returns the mean request bytes and client-side milliseconds of the
