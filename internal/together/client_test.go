@@ -371,12 +371,12 @@ func TestModelsAndDeprecation(t *testing.T) {
 	sim.DeprecateModel("Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen3-8B", "2026-12-31")
 	sim.DeprecateModel("org/extra", "", "")
 	ms, err := c.ListModels(context.Background())
-	if err != nil || len(ms) != 5 {
+	if err != nil || len(ms) != 6 {
 		t.Fatalf("ListModels = %v, %v", ms, err)
 	}
 	sms, err := c.ListSupportedModels(context.Background())
-	if err != nil || len(sms) != 5 {
-		t.Fatalf("ListSupportedModels = %d models, %v; want all 5 across pages", len(sms), err)
+	if err != nil || len(sms) != 6 {
+		t.Fatalf("ListSupportedModels = %d models, %v; want all 6 across pages", len(sms), err)
 	}
 	for _, m := range sms {
 		want := m.ID == "Qwen/Qwen2.5-7B-Instruct" || m.ID == "org/extra"
