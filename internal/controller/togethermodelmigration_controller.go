@@ -356,9 +356,12 @@ func (r *TogetherModelMigrationReconciler) reconcileScan(ctx context.Context, ob
 	t := workload.Target{From: obj.Spec.ModelID, To: obj.Spec.ReplacementModel, EnvNames: obj.Spec.ModelEnvNames()}
 	add := func(kind string, meta *metav1.ObjectMeta, tmpl *corev1.PodTemplateSpec) error {
 		w := workload.Workload{Annotations: meta.Annotations, Template: tmpl, ResourceVersion: meta.ResourceVersion}
-		rec, err := workload.Read(w)
-		if err != nil {
-			return fmt.Errorf("reading the rollback record of %s %s: %w", kind, meta.Name, err)
+		// A record that cannot be read stops this workload only: its
+		// targets carry the error (naming the annotation to fix) and it is
+		// not patched, since its rollback could not be kept.
+		rec, recErr := workload.Read(w)
+		if recErr != nil {
+			rec = workload.Record{}
 		}
 		moved = append(moved, movedTargets(kind, meta.Name, w, rec, t)...)
 		for _, h := range workload.Held(w, t) {
@@ -366,6 +369,10 @@ func (r *TogetherModelMigrationReconciler) reconcileScan(ctx context.Context, ob
 		}
 		changes := workload.Scan(w, t)
 		if len(changes) == 0 {
+			return nil
+		}
+		if recErr != nil {
+			found = append(found, &foundWorkload{kind: kind, name: meta.Name, changes: changes, err: truncateError(recErr.Error())})
 			return nil
 		}
 		patch, err := workload.Patch(w, changes, workload.Options{RollbackTo: obj.Spec.ModelID})
@@ -456,6 +463,9 @@ func (r *TogetherModelMigrationReconciler) reconcilePatches(ctx context.Context,
 	for range min(r.workers(), len(found)) {
 		wg.Go(func() {
 			for w := range work {
+				if w.patch == nil {
+					continue // not patchable; w.err says why
+				}
 				var target client.Object = &appsv1.Deployment{}
 				if w.kind == "StatefulSet" {
 					target = &appsv1.StatefulSet{}
@@ -492,6 +502,11 @@ func describePatchError(err error) string {
 	if reason := apierrors.ReasonForError(err); reason != metav1.StatusReasonUnknown {
 		msg = string(reason) + ": " + msg
 	}
+	return truncateError(msg)
+}
+
+// truncateError keeps one workload's error from bloating status.
+func truncateError(msg string) string {
 	if len(msg) > maxErrorLen {
 		msg = msg[:maxErrorLen] + "…"
 	}

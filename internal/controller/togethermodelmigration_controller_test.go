@@ -441,6 +441,23 @@ var _ = Describe("TogetherModelMigration", func() {
 		Expect(getDeployment("other").ResourceVersion).To(Equal(dep.ResourceVersion))
 	})
 
+	It("leaves a workload whose rollback record cannot be read alone, naming the annotation, and migrates the others", func() {
+		makeDeployment("good", nil, container("app", map[string]string{"MODEL": oldModel}))
+		bad := makeDeployment("bad", map[string]string{togetherv1.RollbackAnnotation: "{not a patch"}, container("app", map[string]string{"MODEL": oldModel}))
+		m := makeMigration("partial", nil)
+		reconcile(m)
+
+		Expect(envOf(getDeployment("good").Spec.Template.Spec.Containers[0], "MODEL")).To(Equal(newModel))
+		Expect(getDeployment("bad").ResourceVersion).To(Equal(bad.ResourceVersion), "no patch without a rollback it can keep")
+		got := getMigration(m)
+		Expect(got.Status.Targets).To(ContainElement(SatisfyAll(
+			HaveField("Name", "bad"), HaveField("PatchedAt", BeNil()),
+			HaveField("Error", SatisfyAll(ContainSubstring(togetherv1.RollbackAnnotation), ContainSubstring("not a JSON patch"))))))
+		stalled := condition(got, togetherv1.StalledCondition)
+		Expect(stalled).NotTo(BeNil())
+		Expect(stalled.Reason).To(Equal(togetherv1.ReasonPartiallyMigrated))
+	})
+
 	It("writes nothing when reconciled again with nothing new", func() {
 		makeDeployment("app", nil, container("app", map[string]string{"MODEL": oldModel}))
 		m := makeMigration("noop", nil)
