@@ -95,21 +95,5 @@ func (r *TogetherFineTuneReconciler) validationFile(ctx context.Context, ft *tog
 			fmt.Sprintf("Evaluation data in ConfigMap %q key %q is invalid at line %d: %s. Fix the data; nothing was uploaded.", ref.Name, ref.Key, le.Line, le.Reason))
 	}
 	name := strings.TrimSuffix(trainingFileName(ft, data), ".jsonl") + "-eval.jsonl"
-	files, err := r.API.ListFiles(ctx)
-	if err != nil {
-		return "", r.apiFailure(err, "listing files before uploading evaluation data")
-	}
-	for _, f := range files {
-		if f.Filename == name {
-			ft.Status.ValidationFileID = f.ID
-			return f.ID, nil
-		}
-	}
-	f, err := r.API.UploadFile(ctx, name, together.FilePurposeFineTune, strings.NewReader(data))
-	if err != nil {
-		return "", r.apiFailure(err, "uploading evaluation data")
-	}
-	ft.Status.ValidationFileID = f.ID
-	r.Recorder.Eventf(ft, nil, togetherv1.EventTypeNormal, togetherv1.EventReasonUploaded, "Upload", "Uploaded evaluation data from ConfigMap %s as file %s.", ref.Name, f.ID)
-	return f.ID, nil
+	return r.uploadOnce(ctx, ft, name, data, "evaluation data", ref.Name, &ft.Status.ValidationFileID)
 }

@@ -254,22 +254,31 @@ func (r *TogetherFineTuneReconciler) trainingFile(ctx context.Context, ft *toget
 	}
 
 	name := trainingFileName(ft, data)
+	return r.uploadOnce(ctx, ft, name, data, "training data", ref.Name, &ft.Status.TrainingFileID)
+}
+
+// uploadOnce uploads data from a ConfigMap as the file name, unless a file
+// of that name is already there. Together has no idempotency keys, so the
+// name (derived from the resource and the data) is how an upload whose
+// status write was lost is found instead of made twice. The file's ID is
+// recorded in *id, the status field that names it.
+func (r *TogetherFineTuneReconciler) uploadOnce(ctx context.Context, ft *togetherv1.TogetherFineTune, name, data, what, configMap string, id *string) (string, error) {
 	files, err := r.API.ListFiles(ctx)
 	if err != nil {
-		return "", r.apiFailure(err, "listing files before uploading training data")
+		return "", r.apiFailure(err, "listing files before uploading "+what)
 	}
 	for _, f := range files {
 		if f.Filename == name {
-			ft.Status.TrainingFileID = f.ID
+			*id = f.ID
 			return f.ID, nil
 		}
 	}
 	f, err := r.API.UploadFile(ctx, name, together.FilePurposeFineTune, strings.NewReader(data))
 	if err != nil {
-		return "", r.apiFailure(err, "uploading training data")
+		return "", r.apiFailure(err, "uploading "+what)
 	}
-	ft.Status.TrainingFileID = f.ID
-	r.Recorder.Eventf(ft, nil, togetherv1.EventTypeNormal, togetherv1.EventReasonUploaded, "Upload", "Uploaded training data from ConfigMap %s as file %s.", ref.Name, f.ID)
+	*id = f.ID
+	r.Recorder.Eventf(ft, nil, togetherv1.EventTypeNormal, togetherv1.EventReasonUploaded, "Upload", "Uploaded %s from ConfigMap %s as file %s.", what, configMap, f.ID)
 	return f.ID, nil
 }
 
