@@ -17,6 +17,7 @@ limitations under the License.
 package fault
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strconv"
@@ -28,6 +29,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -68,21 +70,23 @@ type ack struct {
 // consistent read. It retries while the API server is down (the outage
 // spec): a later revision only makes the check more lenient, never wrong.
 func currentRevision() int64 {
-	deadline := time.Now().Add(5 * time.Minute)
-	for {
+	rev := int64(-1)
+	// A timeout or a cancelled suite leaves rev at -1, which the ledger
+	// reports; the poll runs in sender goroutines, where Eventually could
+	// not fail the spec.
+	_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
 		var l corev1.NamespaceList
-		err := k8s.List(ctx, &l, client.Limit(1))
-		if err == nil {
-			rv, perr := strconv.ParseInt(l.ResourceVersion, 10, 64)
-			if perr == nil {
-				return rv
-			}
+		if err := k8s.List(ctx, &l, client.Limit(1)); err != nil {
+			return false, nil // the API server is down: try again
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return -1
+		r, err := strconv.ParseInt(l.ResourceVersion, 10, 64)
+		if err != nil {
+			return false, nil
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		rev = r
+		return true, nil
+	})
+	return rev
 }
 
 // stored is what the ledger needs of one stored version.
