@@ -83,6 +83,7 @@ type options struct {
 	maxConns            int
 	maxConnsPerSrc      int
 	operatorImage       string
+	pprofAddr           string
 }
 
 func parseFlags() (options, zap.Options) {
@@ -108,6 +109,7 @@ func parseFlags() (options, zap.Options) {
 	flag.IntVar(&o.maxConns, "webhook-max-connections", webhook.DefaultMaxConnections, "Connections the events endpoint serves at once; further ones wait to be accepted. Negative: no limit.")
 	flag.IntVar(&o.maxConnsPerSrc, "webhook-max-connections-per-source", webhook.DefaultMaxConnectionsPerSource, "Connections one source address may hold to the events endpoint; further ones are closed. Negative: no limit.")
 	flag.Float64Var(&o.subRate, "webhook-subscription-rate", webhook.DefaultSubscriptionRate, "Verified deliveries per second one subscription may take (burst twice that); beyond it, 429. Negative: no limit.")
+	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "Address Go's pprof handlers bind to, for profiling a manager that uses more CPU or memory than expected; 0 (the default) serves none. Bind it to localhost and reach it with kubectl port-forward: it is not authenticated.")
 	flag.StringVar(&o.operatorImage, "operator-image", os.Getenv(controller.OperatorImageEnv), "Image that batch fetch Jobs run in fetch mode, normally this operator's own (env OPERATOR_IMAGE).")
 	zo := zap.Options{Development: false}
 	zo.BindFlags(flag.CommandLine)
@@ -145,6 +147,7 @@ func main() {
 		Scheme:                  scheme,
 		Metrics:                 metricsOpts,
 		HealthProbeBindAddress:  o.probeAddr,
+		PprofBindAddress:        o.pprofAddr,
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "together-operator.together.ai",
 		LeaderElectionNamespace: o.leaderElectNS,

@@ -21,11 +21,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -106,11 +109,15 @@ func AsManager(ctx context.Context, admin *rest.Config, c client.Client) (*rest.
 		return nil, err
 	}
 
-	cfg := rest.CopyConfig(admin)
-	cfg.Impersonate = rest.ImpersonationConfig{
-		UserName: ManagerUser(),
-		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + ManagerNamespace, "system:authenticated"},
+	groups := []string{"system:serviceaccounts", "system:serviceaccounts:" + ManagerNamespace, "system:authenticated"}
+	if err := waitAllowed(ctx, c, ManagerUser(), groups,
+		authorizationv1.ResourceAttributes{Verb: "watch", Group: "together.ai", Resource: "togetherfinetunes"},
+		authorizationv1.ResourceAttributes{Namespace: ManagerNamespace, Verb: "create", Group: "coordination.k8s.io", Resource: "leases"},
+	); err != nil {
+		return nil, err
 	}
+	cfg := rest.CopyConfig(admin)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: ManagerUser(), Groups: groups}
 	return cfg, nil
 }
 
@@ -151,9 +158,41 @@ func AsTenant(ctx context.Context, admin *rest.Config, c client.Client, ns, user
 	}); err != nil {
 		return nil, err
 	}
+	groups := []string{"system:authenticated"}
+	if err := waitAllowed(ctx, c, user, groups,
+		authorizationv1.ResourceAttributes{Namespace: ns, Verb: "create", Resource: "secrets"},
+		authorizationv1.ResourceAttributes{Namespace: ns, Verb: "create", Resource: "configmaps"},
+		authorizationv1.ResourceAttributes{Namespace: ns, Verb: "create", Group: "together.ai", Resource: "togetherfinetunes"},
+	); err != nil {
+		return nil, err
+	}
 	cfg := rest.CopyConfig(admin)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: []string{"system:authenticated"}}
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: groups}
 	return cfg, nil
+}
+
+// waitAllowed waits until the API server's authorizer grants user each of
+// checks. A new RoleBinding takes effect only once the authorizer's own
+// informers have seen it; a spec that acted at once could be refused by
+// that lag on a loaded machine (it was, in CI) rather than by the role.
+func waitAllowed(ctx context.Context, c client.Client, user string, groups []string, checks ...authorizationv1.ResourceAttributes) error {
+	for _, attrs := range checks {
+		var last string
+		err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+				User: user, Groups: groups, ResourceAttributes: &attrs,
+			}}
+			if err := c.Create(ctx, review); err != nil {
+				return false, fmt.Errorf("asking whether %s may %s %s: %w", user, attrs.Verb, attrs.Resource, err)
+			}
+			last = review.Status.Reason
+			return review.Status.Allowed, nil
+		})
+		if err != nil {
+			return fmt.Errorf("%s is still not allowed to %s %s in %q (%s): %w", user, attrs.Verb, attrs.Resource, attrs.Namespace, last, err)
+		}
+	}
+	return nil
 }
 
 func createOrKeep(ctx context.Context, c client.Client, obj client.Object) error {
