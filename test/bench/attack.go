@@ -20,6 +20,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -27,10 +28,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -44,14 +47,16 @@ import (
 )
 
 // attack runs the manager binary (default limits) and sends good traffic to
-// its events endpoint twice at the same rate: alone, then beside an attack
-// from other source addresses — slow unauthenticated 1 MiB bodies, slow
-// chunked bodies under forged Standard Webhooks headers (which pass the
-// header checks and so hold body budget), a flood of bad signatures, and
-// replays of captured good deliveries (as sent, and downgraded to the hex
-// form). It reports good traffic's p99 with and without the attack, the
-// manager's peak RSS during it, and the API-server requests the bad traffic
-// caused, read from the API server's own request counter.
+// its events endpoint at one rate, in rounds that alternate between alone
+// and beside an attack from other source addresses — slow unauthenticated
+// 1 MiB bodies, slow chunked bodies under forged Standard Webhooks headers
+// (which pass the header checks and so hold body budget), a flood of bad
+// signatures, and replays of captured good deliveries (as sent, and
+// downgraded to the hex form). The attack runs in a process of its own at
+// the lowest CPU priority (startAttacker says why). It reports good
+// traffic's p99 with and without the attack, the manager's peak RSS during
+// it, and the API-server requests the bad traffic caused, as the manager
+// attributes them.
 func (b *bench) attack(ctx context.Context) error {
 	const ns = "attack"
 	if err := b.namespace(ctx, ns); err != nil {
@@ -86,7 +91,13 @@ func (b *bench) attack(ctx context.Context) error {
 		return err
 	}
 	metricsURL := "http://127.0.0.1:" + strconv.Itoa(mport) + "/metrics"
+	pport, err := freePort()
+	if err != nil {
+		return err
+	}
+	pprofURL := "http://127.0.0.1:" + strconv.Itoa(pport) + "/debug/pprof/profile"
 	cmd := exec.CommandContext(ctx, bin, "--metrics-bind-address=127.0.0.1:"+strconv.Itoa(mport), "--metrics-secure=false",
+		"--pprof-bind-address=127.0.0.1:"+strconv.Itoa(pport),
 		"--health-probe-bind-address=0", "--events-bind-address="+addr, "--zap-log-level=error")
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kcPath, "TOGETHER_API_KEY="+benchAPIKey, "TOGETHER_BASE_URL="+b.sim.URL())
 	logs := &logWatch{}
@@ -134,23 +145,27 @@ func (b *bench) attack(ctx context.Context) error {
 	// Good traffic: checkpoints at a steady rate, each fine-tune's step
 	// rising, Standard-signed from 127.0.0.1. The captured requests feed the
 	// replay attack.
-	rate, dur := 100, 10*time.Second
+	const rate = 100
+	rounds, phase := 3, 5*time.Second
 	if b.sz.distinct < 3000 { // -quick
-		dur = 3 * time.Second
+		rounds, phase = 1, 3*time.Second
 	}
 	var captured capturedRequests
 	nextStep := make([]atomic.Int64, jobs)
 	for i := range nextStep {
 		nextStep[i].Store(step.Load() + 1)
 	}
-	goodRun := func(label string) (time.Duration, int, error) {
-		n := rate * int(dur/time.Second)
+	sent := 0
+	goodRun := func() ([]time.Duration, int, error) {
+		n := rate * int(phase/time.Second)
 		lats := make([]time.Duration, n)
 		var bad atomic.Int64
+		from := sent
+		sent += n
 		err := openLoop(rate, 0, n, lats, func(i int) error {
-			j := i % jobs
+			j := (from + i) % jobs
 			st := nextStep[j].Add(1)
-			body := checkpoint(fmt.Sprintf("%s-%d", label, i), fmt.Sprintf("atk-%d", j), st)
+			body := checkpoint(fmt.Sprintf("good-%d", from+i), fmt.Sprintf("atk-%d", j), st)
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(body))
 			req.Header.Set("Content-Type", "application/json")
 			signStandard(req.Header, body)
@@ -158,8 +173,7 @@ func (b *bench) attack(ctx context.Context) error {
 			// does) sends it.
 			req.Header.Set(push.HeaderSignature, push.Hex([]byte(benchSecret), body))
 			captured.add(req.Header.Clone(), body)
-			code, lat, err := good.post(ctx, path, body)
-			lats[i] = lat
+			code, _, err := good.post(ctx, path, body)
 			if err != nil {
 				return err
 			}
@@ -168,13 +182,7 @@ func (b *bench) attack(ctx context.Context) error {
 			}
 			return nil
 		})
-		return percentile(lats, 0.99), int(bad.Load()), err
-	}
-
-	fmt.Fprintln(os.Stderr, "   good traffic alone")
-	p99Alone, badAlone, err := goodRun("alone")
-	if err != nil {
-		return err
+		return lats, int(bad.Load()), err
 	}
 
 	// What bad traffic costs the API server, as the manager attributes it:
@@ -187,50 +195,108 @@ func (b *bench) attack(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	window := 5 * time.Second
-	fmt.Fprintln(os.Stderr, "   attack alone")
-	atk := &attacker{base: base, path: path, captured: &captured}
-	actx, stopAttack := context.WithTimeout(ctx, window)
-	atk.run(actx)
-	stopAttack()
 
-	fmt.Fprintln(os.Stderr, "   good traffic beside the attack")
-	actx, stopAttack = context.WithCancel(ctx)
+	// The phases alternate — good traffic alone, then beside the attack —
+	// for several rounds, and each side's p99 is taken over all its
+	// rounds, so that the manager's background work (resyncs, poll cycles,
+	// garbage collection) falls on both sides alike rather than on one.
+	// The first round's phases are profiled (the manager's CPU profiles,
+	// in the output directory) and every phase's CPU is counted per
+	// process, so that a missed goal says where the attack's cost went.
+	var alone, attacked []time.Duration
+	var cpuAlone, cpuAttack phaseCPU
+	var roundRatios []string
 	var peak atomic.Int64
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); atk.run(actx) }()
-	go func() {
-		defer wg.Done()
-		for actx.Err() == nil {
-			if kib, err := vmRSS(cmd.Process.Pid); err == nil && kib > peak.Load() {
-				peak.Store(kib)
+	report := attackReport{Sent: map[string]int64{}}
+	// Every good delivery's latency, by the time it was sent, goes to
+	// attack-latencies.csv: a p99 over seconds is set by a few slow moments,
+	// and the series shows whether they follow the attack.
+	var series bytes.Buffer
+	series.WriteString("round,phase,sent_s,latency_ms\n")
+	seriesStart := time.Now()
+	measure := func(label string, round int, run func() ([]time.Duration, int, error)) ([]time.Duration, phaseCPU, error) {
+		prof := make(chan struct{})
+		go func() {
+			defer close(prof)
+			if round == 0 {
+				saveProfile(ctx, pprofURL, max(1, int(phase/time.Second)-1), filepath.Join(b.outDir, "attack-manager-"+label+".pprof"))
 			}
-			select {
-			case <-time.After(200 * time.Millisecond):
-			case <-actx.Done():
-			}
+		}()
+		before := readPhaseCPU(cmd.Process.Pid)
+		t0 := time.Now()
+		lats, bad, err := run()
+		used := readPhaseCPU(cmd.Process.Pid).sub(before)
+		for i, l := range lats {
+			fmt.Fprintf(&series, "%d,%s,%.3f,%.3f\n", round+1, label, t0.Sub(seriesStart).Seconds()+float64(i)/rate, ms(l))
 		}
-	}()
-	p99Attack, badAttack, err := goodRun("attacked")
-	stopAttack()
-	wg.Wait()
-	if err != nil {
-		return err
+		<-prof
+		if err == nil && bad > 0 {
+			err = fmt.Errorf("%d good deliveries %s were not answered 200", bad, label)
+		}
+		return lats, used, err
 	}
-	select {
-	case <-exited:
-		return fmt.Errorf("the manager died under attack (%v); its last log lines:\n%s", cmd.ProcessState, logs.tail())
-	default:
+	for round := range rounds {
+		fmt.Fprintf(os.Stderr, "   round %d: good traffic alone\n", round+1)
+		la, used, err := measure("alone", round, goodRun)
+		if err != nil {
+			return err
+		}
+		alone, cpuAlone = append(alone, la...), cpuAlone.add(used)
+
+		fmt.Fprintf(os.Stderr, "   round %d: good traffic beside the attack\n", round+1)
+		atk, err := b.startAttacker(ctx, base, path, captured.snapshot(), phase+attackWarmUp+time.Second)
+		if err != nil {
+			return err
+		}
+		sampling, stopSampling := context.WithCancel(ctx)
+		sampled := make(chan struct{})
+		go func() {
+			defer close(sampled)
+			for sampling.Err() == nil {
+				if kib, err := vmRSS(cmd.Process.Pid); err == nil && kib > peak.Load() {
+					peak.Store(kib)
+				}
+				select {
+				case <-time.After(200 * time.Millisecond):
+				case <-sampling.Done():
+				}
+			}
+		}()
+		// The attack's connections are opening and its buckets filling:
+		// the good traffic meets it in full.
+		select {
+		case <-time.After(attackWarmUp):
+		case <-ctx.Done():
+			stopSampling()
+			return ctx.Err()
+		}
+		lt, used, err := measure("attacked", round, goodRun)
+		stopSampling()
+		<-sampled
+		rep, werr := atk.wait()
+		if err == nil {
+			err = werr
+		}
+		if err != nil {
+			return err
+		}
+		attacked, cpuAttack = append(attacked, lt...), cpuAttack.add(used)
+		cpuAttack.attacker += rep.CPU
+		for k, v := range rep.Sent {
+			report.Sent[k] += v
+		}
+		roundRatios = append(roundRatios, fmt.Sprintf("%.2f", float64(percentile(lt, 0.99))/float64(max(percentile(la, 0.99), time.Microsecond))))
+		select {
+		case <-exited:
+			return fmt.Errorf("the manager died under attack (%v); its last log lines:\n%s", cmd.ProcessState, logs.tail())
+		default:
+		}
 	}
 	calls1, err := rejectedCalls()
 	if err != nil {
 		return err
 	}
-	badRequests, caused := atk.sent.Load(), calls1-calls0
-	if badAlone+badAttack > 0 {
-		return fmt.Errorf("good deliveries not answered 200: %d alone, %d under attack", badAlone, badAttack)
-	}
+	badRequests, caused := report.total(), calls1-calls0
 	// Correctness: every fine-tune reached the last step its good traffic sent.
 	for j := range jobs {
 		var ft togetherv1.TogetherFineTune
@@ -242,18 +308,27 @@ func (b *bench) attack(ctx context.Context) error {
 		}
 	}
 
+	if err := os.WriteFile(filepath.Join(b.outDir, "attack-latencies.csv"), series.Bytes(), 0o644); err != nil {
+		return err
+	}
 	mib := func(kib int64) float64 { return float64(kib) / 1024 }
+	p99Alone, p99Attack := percentile(alone, 0.99), percentile(attacked, 0.99)
 	ratio := float64(p99Attack) / float64(max(p99Alone, time.Microsecond))
 	b.add(row{Scenario: "attack: good p99 beside the attack", Value: ms(p99Attack), Unit: "ms", Baseline: ms(p99Alone), Ratio: ratio,
-		Goal: "<= 1.5x no-attack p99", Pass: ratio <= 1.5, Note: fmt.Sprintf("%d events/s of good traffic; attack mix: %s", rate, atk.summary())})
+		Goal: "<= 1.5x no-attack p99", Pass: ratio <= 1.5, Note: fmt.Sprintf("%d events/s of good traffic, %d rounds of %s alone then %s beside the attack (per round %s); attack mix: %s; CPU alone %s; beside the attack %s",
+			rate, rounds, phase, phase, strings.Join(roundRatios, ", "), report.summary(), cpuAlone, cpuAttack)})
 	growth := mib(peak.Load() - rssBefore)
 	b.add(row{Scenario: "attack: manager peak RSS", Value: mib(peak.Load()), Unit: "MiB", Baseline: mib(rssBefore), Ratio: float64(peak.Load()) / float64(max(rssBefore, 1)),
 		Goal: "growth < 64 MiB (16 MiB bodies + 1024 connections)", Pass: growth < 64, Note: fmt.Sprintf("growth %.1f MiB", growth)})
 	perReq := caused / float64(max(badRequests, 1))
 	b.add(row{Scenario: "attack: API-server requests caused by bad traffic", Value: caused, Unit: "requests", Goal: "none per request (caches only)",
-		Pass: perReq < 0.01, Note: fmt.Sprintf("for %d bad requests over %s + %s (%.5f per request)", badRequests, window, dur, perReq)})
+		Pass: perReq < 0.01, Note: fmt.Sprintf("for %d bad requests over %d rounds of %s (%.5f per request)", badRequests, rounds, phase+attackWarmUp, perReq)})
 	return nil
 }
+
+// attackWarmUp is how long the attack runs before the good traffic beside
+// it is measured.
+const attackWarmUp = time.Second
 
 // managerBinary builds the manager (once per bench run) and writes a
 // kubeconfig for a user of its own.
@@ -323,9 +398,10 @@ type capturedRequests struct {
 	reqs []capturedRequest
 }
 
+// capturedRequest is one good delivery as sent, for the attacker to replay.
 type capturedRequest struct {
-	header http.Header
-	body   []byte
+	Header http.Header `json:"header"`
+	Body   []byte      `json:"body"`
 }
 
 func (c *capturedRequests) add(h http.Header, body []byte) {
@@ -336,13 +412,120 @@ func (c *capturedRequests) add(h http.Header, body []byte) {
 	}
 }
 
-func (c *capturedRequests) pick(i int) (capturedRequest, bool) {
+func (c *capturedRequests) snapshot() []capturedRequest {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.reqs) == 0 {
-		return capturedRequest{}, false
+	return slices.Clone(c.reqs)
+}
+
+// attackPlan is what the bench hands its attacker process.
+type attackPlan struct {
+	Base     string            `json:"base"`
+	Path     string            `json:"path"`
+	Duration time.Duration     `json:"duration"`
+	Captured []capturedRequest `json:"captured"`
+}
+
+// attackReport is what the attacker process sent, by kind, and the CPU it
+// used (filled in by the bench from the process's own accounting).
+type attackReport struct {
+	Sent map[string]int64 `json:"sent"`
+	CPU  time.Duration    `json:"-"`
+}
+
+func (r attackReport) total() int64 {
+	var n int64
+	for _, v := range r.Sent {
+		n += v
 	}
-	return c.reqs[i%len(c.reqs)], true
+	return n
+}
+
+func (r attackReport) summary() string {
+	var parts []string
+	for _, k := range attackKinds {
+		if v, ok := r.Sent[k]; ok {
+			parts = append(parts, fmt.Sprintf("%d %s", v, k))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+var attackKinds = []string{"slow 1 MiB unsigned", "slow chunked forged", "bad signature", "replay", "replay downgraded to hex"}
+
+// attackProcess is a running attacker process.
+type attackProcess struct {
+	cmd *exec.Cmd
+	out bytes.Buffer
+}
+
+// startAttacker runs the attack for d in a process of its own (this
+// binary, with -attacker), at the lowest CPU priority. An attacker spends
+// its own machines' CPU, not the operator's: on one shared machine the
+// priority is what keeps the cost of generating the attack out of the good
+// traffic's latency, so that what is measured is the cost of refusing it.
+// The attacker runs only on CPU nothing else wants; the kinds and counts it
+// reached are reported, so a starved attack shows.
+func (b *bench) startAttacker(ctx context.Context, base, path string, captured []capturedRequest, d time.Duration) (*attackProcess, error) {
+	plan, err := json.Marshal(attackPlan{Base: base, Path: path, Duration: d, Captured: captured})
+	if err != nil {
+		return nil, err
+	}
+	planFile := filepath.Join(b.outDir, "attack-plan.json")
+	if err := os.WriteFile(planFile, plan, 0o600); err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	p := &attackProcess{cmd: exec.CommandContext(ctx, self, "-attacker", planFile)}
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, os.Stderr
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting the attacker: %w", err)
+	}
+	if err := syscall.Setpriority(syscall.PRIO_PROCESS, p.cmd.Process.Pid, 19); err != nil {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+		return nil, fmt.Errorf("lowering the attacker's priority: %w", err)
+	}
+	return p, nil
+}
+
+// wait waits for the attack to end and returns what it sent.
+func (p *attackProcess) wait() (attackReport, error) {
+	if err := p.cmd.Wait(); err != nil {
+		return attackReport{}, fmt.Errorf("the attacker failed: %w", err)
+	}
+	var r attackReport
+	if err := json.Unmarshal(p.out.Bytes(), &r); err != nil {
+		return attackReport{}, fmt.Errorf("reading the attacker's report: %w", err)
+	}
+	r.CPU = p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
+	return r, nil
+}
+
+// runAttacker is the attacker process: it reads its plan, attacks for the
+// plan's duration and prints what it sent.
+func runAttacker(planFile string) error {
+	data, err := os.ReadFile(planFile)
+	if err != nil {
+		return err
+	}
+	var plan attackPlan
+	if err := json.Unmarshal(data, &plan); err != nil {
+		return fmt.Errorf("reading the attack plan: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), plan.Duration)
+	defer cancel()
+	a := &attacker{base: plan.Base, path: plan.Path, captured: plan.Captured}
+	a.run(ctx)
+	r := attackReport{Sent: map[string]int64{}}
+	a.kinds.Range(func(k, v any) bool {
+		r.Sent[k.(string)] = v.(*atomic.Int64).Load()
+		return true
+	})
+	return json.NewEncoder(os.Stdout).Encode(r)
 }
 
 // attacker sends the bad traffic, each kind from source addresses of its
@@ -350,8 +533,7 @@ func (c *capturedRequests) pick(i int) (capturedRequest, bool) {
 // per-source buckets see them apart from the good sender.
 type attacker struct {
 	base, path string
-	captured   *capturedRequests
-	sent       atomic.Int64
+	captured   []capturedRequest
 	kinds      sync.Map // kind → *atomic.Int64
 }
 
@@ -363,19 +545,8 @@ const (
 )
 
 func (a *attacker) count(kind string) {
-	a.sent.Add(1)
 	v, _ := a.kinds.LoadOrStore(kind, &atomic.Int64{})
 	v.(*atomic.Int64).Add(1)
-}
-
-func (a *attacker) summary() string {
-	var parts []string
-	for _, k := range []string{"slow 1 MiB unsigned", "slow chunked forged", "bad signature", "replay", "replay downgraded to hex"} {
-		if v, ok := a.kinds.Load(k); ok {
-			parts = append(parts, fmt.Sprintf("%d %s", v.(*atomic.Int64).Load(), k))
-		}
-	}
-	return strings.Join(parts, ", ")
 }
 
 func sourceClient(ip string) *http.Client {
@@ -495,12 +666,12 @@ func (a *attacker) replay(ctx context.Context) {
 		case <-ctx.Done():
 			continue
 		}
-		cr, ok := a.captured.pick(i)
-		if !ok {
+		if len(a.captured) == 0 {
 			continue
 		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, a.base+a.path, bytes.NewReader(cr.body))
-		req.Header = cr.header.Clone()
+		cr := a.captured[i%len(a.captured)]
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, a.base+a.path, bytes.NewReader(cr.Body))
+		req.Header = cr.Header.Clone()
 		if i%2 == 0 {
 			a.count("replay")
 		} else {
@@ -513,5 +684,52 @@ func (a *attacker) replay(ctx context.Context) {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 		}
+	}
+}
+
+// phaseCPU is the CPU time each process of the scenario used in one phase.
+type phaseCPU struct {
+	manager, attacker time.Duration
+	cpuSample
+}
+
+func readPhaseCPU(manager int) phaseCPU {
+	return phaseCPU{manager: procCPU(manager), cpuSample: readCPU()}
+}
+
+func (p phaseCPU) sub(o phaseCPU) phaseCPU {
+	return phaseCPU{manager: p.manager - o.manager, cpuSample: p.cpuSample.sub(o.cpuSample)}
+}
+
+func (p phaseCPU) add(o phaseCPU) phaseCPU {
+	return phaseCPU{manager: p.manager + o.manager, attacker: p.attacker + o.attacker, cpuSample: p.cpuSample.add(o.cpuSample)}
+}
+
+func (p phaseCPU) String() string {
+	s := fmt.Sprintf("manager %.1fs, good sender %.1fs, apiserver %.1fs, etcd %.1fs",
+		p.manager.Seconds(), p.self.Seconds(), p.apiserver.Seconds(), p.etcd.Seconds())
+	if p.attacker > 0 {
+		s += fmt.Sprintf(", attacker (nice 19, its whole run) %.1fs", p.attacker.Seconds())
+	}
+	return s
+}
+
+// saveProfile fetches a CPU profile of seconds from a pprof endpoint into
+// path; a failure is reported on stderr only, since the profile is an aid
+// to reading the figures, not one of them.
+func saveProfile(ctx context.Context, url string, seconds int, path string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"?seconds="+strconv.Itoa(seconds), nil)
+	if err == nil {
+		var resp *http.Response
+		if resp, err = http.DefaultClient.Do(req); err == nil {
+			defer resp.Body.Close()
+			var data []byte
+			if data, err = io.ReadAll(resp.Body); err == nil {
+				err = os.WriteFile(path, data, 0o600)
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "   (no CPU profile %s: %v)\n", filepath.Base(path), err)
 	}
 }

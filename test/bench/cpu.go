@@ -59,23 +59,17 @@ func readCPU() cpuSample {
 		if err != nil {
 			continue
 		}
-		// pid (comm) state ppid ... utime(14) stime(15), counted from 1;
-		// comm may hold spaces, so split after its closing parenthesis.
+		// pid (comm) state ppid ...: the parent is the first field after
+		// comm, which may hold spaces.
 		open, close := bytes.IndexByte(data, '('), bytes.LastIndexByte(data, ')')
 		if open < 0 || close < open {
 			continue
 		}
 		comm := string(data[open+1 : close])
-		f := strings.Fields(string(data[close+1:]))
-		if len(f) < 13 || f[1] != me {
+		if f := strings.Fields(string(data[close+1:])); len(f) < 2 || f[1] != me {
 			continue
 		}
-		ut, err1 := strconv.ParseInt(f[11], 10, 64)
-		st, err2 := strconv.ParseInt(f[12], 10, 64)
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		d := time.Duration(ut+st) * time.Second / clockTicks
+		d := statCPU(data)
 		switch {
 		case strings.HasPrefix(comm, "kube-apiserver"):
 			s.apiserver += d
@@ -84,6 +78,36 @@ func readCPU() cpuSample {
 		}
 	}
 	return s
+}
+
+// procCPU is the CPU time (user + system) process pid has used, zero when
+// it cannot be read.
+func procCPU(pid int) time.Duration {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	return statCPU(data)
+}
+
+// statCPU reads utime + stime from a /proc/PID/stat line: fields 14 and 15
+// counted from 1; comm may hold spaces, so they are counted after its
+// closing parenthesis.
+func statCPU(data []byte) time.Duration {
+	close := bytes.LastIndexByte(data, ')')
+	if close < 0 {
+		return 0
+	}
+	f := strings.Fields(string(data[close+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return time.Duration(ut+st) * time.Second / clockTicks
 }
 
 // clockTicks is USER_HZ, the unit of /proc/PID/stat's times: 100 on every

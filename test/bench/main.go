@@ -114,8 +114,16 @@ func main() {
 	quick := flag.Bool("quick", false, "shrink every scenario (development runs)")
 	only := flag.String("only", "", "run only the scenarios whose step name contains this, or one of these comma-separated (e.g. attack, or 'raw baseline,event intake'); the raw baseline runs only if named")
 	noMem := flag.Bool("skip-memory", false, "skip the manager-memory scenario (it builds and runs the manager binary)")
+	attackerPlan := flag.String("attacker", "", "run as the attack scenario's attacker process with this plan (used by the bench itself)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the bench process (senders, endpoint, apply step) to this file")
 	flag.Parse()
+	if *attackerPlan != "" {
+		if err := runAttacker(*attackerPlan); err != nil {
+			fmt.Fprintln(os.Stderr, "attacker:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
