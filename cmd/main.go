@@ -29,6 +29,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	_ "k8s.io/client-go/plugin/pkg/client/auth"
@@ -202,8 +203,11 @@ func main() {
 
 // accounts gives each namespace its own Together account: the Secret
 // together-api-key in the namespace, or the operator-wide key where an
-// administrator allowed it. The operator-wide key is read again on each use
-// when it comes from a Secret, so that rotating it needs no restart.
+// administrator allowed it. Secrets' versions and Namespaces' labels come
+// from the manager's metadata cache; a key is read again (live) only when
+// its Secret's version changed, the operator-wide key's Secret included, so
+// that rotating a key needs no restart and an unchanged one costs no
+// API-server read.
 func accounts(mgr ctrl.Manager, o options, envKey string) *credentials.Resolver {
 	var allowed []string
 	for _, ns := range strings.Split(o.sharedKeyNamespaces, ",") {
@@ -211,25 +215,21 @@ func accounts(mgr ctrl.Manager, o options, envKey string) *credentials.Resolver 
 			allowed = append(allowed, ns)
 		}
 	}
-	reader := mgr.GetAPIReader()
-	return &credentials.Resolver{
-		Reader: reader,
+	r := &credentials.Resolver{
+		Reader: mgr.GetAPIReader(),
+		Cache:  mgr.GetCache(),
 		NewClient: func(key string) (*together.Client, error) {
 			return together.New(together.Options{BaseURL: o.apiBaseURL, APIKey: key, Logger: ctrl.Log.WithName("together")})
 		},
-		SharedKey: func(ctx context.Context) (string, error) {
-			if o.apiKeySecret == "" {
-				return envKey, nil
-			}
-			ns, name, _ := strings.Cut(o.apiKeySecret, "/")
-			sec := &corev1.Secret{}
-			if err := reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, sec); err != nil {
-				return "", fmt.Errorf("reading API key Secret %s: %w", o.apiKeySecret, err)
-			}
-			return string(sec.Data["api-key"]), nil
-		},
+		SharedKey:        func(context.Context) (string, error) { return envKey, nil },
 		SharedNamespaces: allowed,
 	}
+	if o.apiKeySecret != "" {
+		// readAPIKey has checked the namespace/name form.
+		ns, name, _ := strings.Cut(o.apiKeySecret, "/")
+		r.SharedSecret = &types.NamespacedName{Namespace: ns, Name: name}
+	}
+	return r
 }
 
 // apiKeySource names where readAPIKey takes the key from, for messages that

@@ -30,8 +30,9 @@ import (
 
 // Accounts finds the Together account of a resource (internal/credentials):
 // the Secret its spec.apiKeySecretRef names, or its namespace's default.
-// With it, each reconcile runs under its resource's key, read anew each time
-// so that a rotated key takes effect without a restart; without it (nil),
+// With it, each reconcile runs under its resource's key, read again whenever
+// its Secret's version changes so that a rotated key takes effect without a
+// restart (and an unchanged one costs no API-server read); without it (nil),
 // every resource uses the reconciler's API.
 type Accounts interface {
 	For(ctx context.Context, ns string, ref *credentials.SecretRef) (*credentials.Account, error)

@@ -21,9 +21,16 @@ limitations under the License.
 // team's key reaches. An operator-wide key serves only the namespaces an
 // administrator allowed, by flag or by a namespace label; none by default.
 //
-// Keys are read on every resolution with an uncached GET (the manager never
-// caches Secrets), so a rotated key takes effect on the next reconcile or
-// poll, without a restart. A key is never logged or put in an error: an
+// A resolution reads nothing from the API server in steady state. Whether a
+// Secret exists, and its version, come from the manager's metadata-only
+// cache of Secrets (the same informer the reconcilers' Secret watches use,
+// which never holds data); its key is read with a live GET only when that
+// version (UID or resourceVersion) differs from the one this Resolver last
+// read, and reused otherwise. A rotated key therefore takes effect on the
+// first reconcile or poll after the cache sees the Secret's new version —
+// the same watch event that wakes the resources using it — without a
+// restart. The shared-key label of a Namespace is read from the cached
+// Namespace metadata too. A key is never logged or put in an error: an
 // account is named by a short hash of its key.
 package credentials
 
@@ -35,13 +42,17 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/together"
+	"github.com/together-operator/together-operator/internal/ttl"
 )
 
 const (
@@ -58,6 +69,10 @@ const (
 // SharedSource is the Account.Source of the operator-wide key.
 const SharedSource = "the operator-wide key"
 
+// The cached metadata of Secrets and Namespaces comes from the informers
+// the reconcilers' watches already run (internal/controller, list and
+// watch); the live reads need get.
+//
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 
@@ -133,23 +148,67 @@ type Account struct {
 
 // Resolver finds a namespace's account.
 type Resolver struct {
-	// Reader reads Secrets and Namespaces one at a time from the API server
-	// (the manager's API reader: never a cache).
+	// Reader reads a Secret's data from the API server (the manager's API
+	// reader: never a cache), when Cache says it changed since the last
+	// read.
 	Reader client.Reader
+	// Cache serves the metadata (name, UID, resourceVersion, labels) of
+	// Secrets and Namespaces as metav1.PartialObjectMetadata: the manager's
+	// cache, whose metadata-only informers the reconcilers' watches start.
+	// It is never asked for a Secret's data. Nil reads everything with
+	// Reader on every resolution (tests without a manager).
+	Cache client.Reader
 	// NewClient builds a client for a key: the operator's client options
 	// with APIKey set.
 	NewClient func(key string) (*together.Client, error)
 	// SharedKey returns the operator-wide key, or "" when there is none. It
 	// is called on each resolution that needs it, so that it may re-read a
-	// rotated Secret.
+	// rotated Secret; SharedSecret, when set, is used instead.
 	SharedKey func(ctx context.Context) (string, error)
+	// SharedSecret, when set, names the Secret whose key APIKeyKey holds the
+	// operator-wide key (--api-key-secret). It is read as a namespace's
+	// Secret is: its version from Cache, its value again only when that
+	// changed. Missing, it is an error (retried), not a missing account; a
+	// Secret without the key means no operator-wide key.
+	SharedSecret *types.NamespacedName
 	// SharedNamespaces may use the operator-wide key (besides namespaces
 	// labelled SharedKeyLabel=true).
 	SharedNamespaces []string
 
 	mu      sync.Mutex
 	clients map[string]*together.Client
+
+	// read remembers, per Secret and key resolved, the version last read
+	// live and what it held, so that an unchanged Secret is not read again.
+	// Only Secrets a resolution asked for are in it, and at most
+	// maxRemembered of them; one dropped or expired is read once more.
+	readOnce sync.Once
+	read     *ttl.Map[secretKey, readKey]
 }
+
+// maxRemembered bounds the Secrets (and keys) a Resolver remembers, and
+// rememberFor how long it keeps one nobody resolves.
+const (
+	maxRemembered = 10000
+	rememberFor   = time.Hour
+)
+
+// secretKey names a key of a Secret.
+type secretKey struct{ ns, name, key string }
+
+// readKey is what a live read of a Secret found under a key: the
+// Secret's version, and the key's value ("" when it has none).
+type readKey struct {
+	uid             types.UID
+	resourceVersion string
+	value           string
+}
+
+// String keeps a remembered key out of anything that prints it.
+func (readKey) String() string { return "credentials.readKey{redacted}" }
+
+// GoString keeps a remembered key out of %#v too.
+func (k readKey) GoString() string { return k.String() }
 
 // ForResource returns the account o acts on: For with its namespace and
 // the Secret it names.
@@ -186,8 +245,8 @@ func (r *Resolver) For(ctx context.Context, ns string, ref *SecretRef) (*Account
 	if aerr != nil {
 		return nil, aerr
 	}
-	if allowed && r.SharedKey != nil {
-		shared, serr := r.SharedKey(ctx)
+	if allowed {
+		shared, serr := r.sharedKey(ctx)
 		if serr != nil {
 			return nil, fmt.Errorf("reading the operator-wide API key: %w", serr)
 		}
@@ -207,33 +266,110 @@ func (r *Resolver) readKey(ctx context.Context, ns string, ref SecretRef) (strin
 	if k == "" {
 		k = APIKeyKey
 	}
-	s := &corev1.Secret{}
-	err := r.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: ref.Name}, s)
-	if apierrors.IsNotFound(err) {
+	v, found, err := r.secretValue(ctx, ns, ref.Name, k)
+	if err != nil {
+		return "", err
+	}
+	if !found {
 		return "", &MissingError{msg: fmt.Sprintf("Secret %s/%s does not exist; create it with kubectl -n %s create secret generic %s --from-literal=%s=<your Together API key>",
 			ns, ref.Name, ns, ref.Name, k)}
 	}
-	if err != nil {
-		return "", fmt.Errorf("reading Secret %s/%s: %w", ns, ref.Name, err)
-	}
-	v := s.Data[k]
-	if len(v) == 0 {
+	if v == "" {
 		return "", &MissingError{msg: fmt.Sprintf("Secret %s/%s has no key %q; put the Together API key under that key, or name the key that holds it", ns, ref.Name, k)}
 	}
-	return string(v), nil
+	return v, nil
+}
+
+// secretValue returns what Secret ns/name holds under k ("" for nothing),
+// and found=false when the Secret does not exist. The Secret's existence
+// and version come from Cache; its data is read live only when that version
+// is not the one last read. A Secret the cache does not have yet is
+// missing: the Secret watch wakes the resource when the cache sees it.
+func (r *Resolver) secretValue(ctx context.Context, ns, name, k string) (value string, found bool, err error) {
+	id := secretKey{ns: ns, name: name, key: k}
+	var uid types.UID
+	var version string
+	if r.Cache != nil {
+		meta := &metav1.PartialObjectMetadata{}
+		meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		err := r.Cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, meta)
+		if apierrors.IsNotFound(err) {
+			r.memory().Delete(id)
+			return "", false, nil
+		}
+		if err != nil {
+			return "", false, fmt.Errorf("reading Secret %s/%s from the cache: %w", ns, name, err)
+		}
+		uid, version = meta.UID, meta.ResourceVersion
+		now := time.Now()
+		if last, ok := r.memory().Get(id, now); ok && last.uid == uid && last.resourceVersion == version {
+			r.memory().Touch(id, now, rememberFor)
+			return last.value, true, nil
+		}
+	}
+	s := &corev1.Secret{}
+	err = r.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, s)
+	if apierrors.IsNotFound(err) {
+		r.memory().Delete(id)
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("reading Secret %s/%s: %w", ns, name, err)
+	}
+	value = string(s.Data[k])
+	if r.Cache != nil {
+		// Remembered under the version the live read returned: while the
+		// cache still lags behind it, the versions differ and the next
+		// resolution reads again, so a newer value is never traded for an
+		// older one.
+		now := time.Now()
+		r.memory().Set(id, readKey{uid: s.UID, resourceVersion: s.ResourceVersion, value: value}, now, now.Add(rememberFor))
+	}
+	return value, true, nil
+}
+
+// memory is the map of Secrets read, made on first use.
+func (r *Resolver) memory() *ttl.Map[secretKey, readKey] {
+	r.readOnce.Do(func() { r.read = ttl.New[secretKey, readKey](maxRemembered, rememberFor) })
+	return r.read
+}
+
+// sharedKey returns the operator-wide key, or "" when there is none.
+func (r *Resolver) sharedKey(ctx context.Context) (string, error) {
+	if s := r.SharedSecret; s != nil {
+		v, found, err := r.secretValue(ctx, s.Namespace, s.Name, APIKeyKey)
+		if err != nil {
+			return "", err
+		}
+		if !found {
+			return "", fmt.Errorf("the Secret %s named by --api-key-secret does not exist", s)
+		}
+		return v, nil
+	}
+	if r.SharedKey == nil {
+		return "", nil
+	}
+	return r.SharedKey(ctx)
 }
 
 // sharedAllowed says whether ns may use the operator-wide key: listed by
-// flag, or labelled by an administrator.
+// flag, or labelled by an administrator. The label is read from Cache (the
+// Namespace watch's metadata informer) when set.
 func (r *Resolver) sharedAllowed(ctx context.Context, ns string) (bool, error) {
 	if slices.Contains(r.SharedNamespaces, ns) {
 		return true, nil
 	}
-	n := &corev1.Namespace{}
-	if err := r.Reader.Get(ctx, client.ObjectKey{Name: ns}, n); err != nil {
+	var n client.Object = &corev1.Namespace{}
+	reader := r.Reader
+	if r.Cache != nil {
+		meta := &metav1.PartialObjectMetadata{}
+		meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+		n, reader = meta, r.Cache
+	}
+	if err := reader.Get(ctx, client.ObjectKey{Name: ns}, n); err != nil {
 		return false, fmt.Errorf("reading Namespace %s: %w", ns, err)
 	}
-	return n.Labels[SharedKeyLabel] == "true", nil
+	return n.GetLabels()[SharedKeyLabel] == "true", nil
 }
 
 // secretAccount is the account of key, read from ref in ns.

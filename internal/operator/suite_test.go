@@ -107,10 +107,12 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	// Each namespace's resources run under its own key (the Secret
 	// together-api-key), or the operator-wide one where a namespace is
-	// labelled for it, as newNamespace does; read by the manager's reader,
-	// under its RBAC.
+	// labelled for it, as newNamespace does; read as the binary reads them
+	// (versions and labels from the manager's cache, a key live when its
+	// Secret changed), under the manager's RBAC.
 	accounts := &credentials.Resolver{
 		Reader: mgr.GetAPIReader(),
+		Cache:  mgr.GetCache(),
 		NewClient: func(key string) (*together.Client, error) {
 			return together.New(together.Options{BaseURL: sim.URL(), APIKey: key})
 		},

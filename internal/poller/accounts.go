@@ -41,7 +41,8 @@ type group[T any] struct {
 // matches a resource only against its own account's jobs. Accounts are told
 // apart by the fingerprint of their key (credentials.Account.ID), so two
 // Secrets holding the same key are one account and one list call. Each
-// distinct Secret is read once per cycle. Without Accounts every item is in
+// distinct Secret is resolved once per cycle (its key is read from the API
+// server only when the Secret changed). Without Accounts every item is in
 // one group read with p.API. A resource without a usable key is skipped (it
 // reports NoCredentials or APIKeySecretNotFound itself).
 func byAccount[T credentials.Resource](ctx context.Context, p *Poller, items []T, logger logr.Logger) []group[T] {
