@@ -29,6 +29,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
@@ -130,6 +131,33 @@ var _ = Describe("A resource naming its API key Secret", func() {
 		Expect(sim.CountCallsAs("", "GET", "/v1/fine-tunes/"+jobA)).To(BeZero(), "nothing ran on the operator-wide key")
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(wrong), wrong)).To(Succeed())
 		Expect(wrong.Status.Phase).To(BeEmpty(), "the poller did not give team-b's resource team-a's job")
+	})
+
+	It("reads an unchanged key from the API server once, however often its resource is reconciled", func() {
+		ft := adopt("steady", jobA, refA)
+		_, err := parts.Poller.PollOnce(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(running(ft)).Should(Succeed(), "waiting for the fine-tune naming team-a's Secret to follow its job")
+		live, _ := secretReads.of(ns, "team-a")
+		Expect(live).To(BeNumerically(">=", 1), "the key was read")
+		// reads is every look at the Secret, live or cached: one or more per
+		// resolution of the fine-tune's account.
+		reads := func() int {
+			l, c := secretReads.of(ns, "team-a")
+			return l + c
+		}
+
+		// Each annotation is an update of the fine-tune, so a reconcile,
+		// which resolves the account again.
+		for i := range 10 {
+			before := reads()
+			Expect(k8s.Patch(ctx, ft, client.RawPatch(types.MergePatchType,
+				fmt.Appendf(nil, `{"metadata":{"annotations":{"test.together.ai/nudge":"%d"}}}`, i)))).To(Succeed())
+			Eventually(reads).Should(BeNumerically(">", before), "waiting for reconcile %d to resolve the fine-tune's account", i)
+		}
+		after, _ := secretReads.of(ns, "team-a")
+		Expect(after).To(Equal(live), "reconciles on an unchanged Secret read it again from the API server")
+		Expect(sim.CountCallsAs("", "GET", "/v1/fine-tunes/"+jobA)).To(BeZero(), "nothing ran on the operator-wide key")
 	})
 
 	It("stalls naming a missing Secret or key, calls nothing, and runs once the Secret is right", func() {

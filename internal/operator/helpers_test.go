@@ -17,10 +17,48 @@ limitations under the License.
 package operator
 
 import (
+	"context"
+	"sync"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
+
+// secretReads counts, per Secret (namespace/name), the account resolver's
+// reads of it: live GETs from the API server, and metadata reads from the
+// manager's cache (one per resolution that looks at that Secret).
+var secretReads = &readCounts{live: map[string]int{}, cached: map[string]int{}}
+
+type readCounts struct {
+	mu           sync.Mutex
+	live, cached map[string]int
+}
+
+// of returns the live and cached reads of Secret ns/name so far.
+func (c *readCounts) of(ns, name string) (live, cached int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.live[ns+"/"+name], c.cached[ns+"/"+name]
+}
+
+// countSecretReads wraps a reader of the resolver, counting its Secret reads
+// in counts (live or cached).
+type countSecretReads struct {
+	client.Reader
+	counts map[string]int
+}
+
+func (r countSecretReads) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	_, full := obj.(*corev1.Secret)
+	if m, ok := obj.(*metav1.PartialObjectMetadata); full || ok && m.Kind == "Secret" {
+		secretReads.mu.Lock()
+		r.counts[key.String()]++
+		secretReads.mu.Unlock()
+	}
+	return r.Reader.Get(ctx, key, obj, opts...)
+}
 
 func deployment(ns, name, model string) *appsv1.Deployment {
 	labels := map[string]string{"app": name}

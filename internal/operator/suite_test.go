@@ -109,10 +109,10 @@ var _ = BeforeSuite(func() {
 	// together-api-key), or the operator-wide one where a namespace is
 	// labelled for it, as newNamespace does; read as the binary reads them
 	// (versions and labels from the manager's cache, a key live when its
-	// Secret changed), under the manager's RBAC.
+	// Secret changed), under the manager's RBAC; secretReads counts both.
 	accounts := &credentials.Resolver{
-		Reader: mgr.GetAPIReader(),
-		Cache:  mgr.GetCache(),
+		Reader: countSecretReads{mgr.GetAPIReader(), secretReads.live},
+		Cache:  countSecretReads{mgr.GetCache(), secretReads.cached},
 		NewClient: func(key string) (*together.Client, error) {
 			return together.New(together.Options{BaseURL: sim.URL(), APIKey: key})
 		},
