@@ -47,6 +47,13 @@ const signingSecret = "operator-suite-secret"
 func createSubscription(ns, name string, mut func(*togetherv1.TogetherWebhookSubscription)) *togetherv1.TogetherWebhookSubscription {
 	Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-secret"},
 		StringData: map[string]string{"secret": signingSecret}})).To(Succeed())
+	// The endpoint takes a signing Secret's existence from the manager's
+	// cache: a sender pushing the moment it is created would be told 401.
+	Eventually(func() error {
+		m := &metav1.PartialObjectMetadata{}
+		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		return mgr.GetClient().Get(ctx, client.ObjectKey{Namespace: ns, Name: name + "-secret"}, m)
+	}).Should(Succeed(), "waiting for the manager's cache to see the signing Secret")
 	sub := &togetherv1.TogetherWebhookSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: togetherv1.TogetherWebhookSubscriptionSpec{SecretRef: togetherv1.WebhookSecretRef{Name: name + "-secret"}}}
 	if mut != nil {

@@ -17,55 +17,24 @@ limitations under the License.
 package webhook
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/event"
 )
 
-// secretsEverywhere answers every Secret GET with a signing secret.
-type secretsEverywhere struct{ client.Reader }
-
-func (secretsEverywhere) Get(_ context.Context, key client.ObjectKey, obj client.Object, _ ...client.GetOption) error {
-	obj.(*corev1.Secret).Data = map[string][]byte{"secret": []byte("s-" + key.Name)}
-	return nil
-}
-
 func subscriptionN(i int) *togetherv1.TogetherWebhookSubscription {
 	return &togetherv1.TogetherWebhookSubscription{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: fmt.Sprint("sub-", i), UID: types.UID(fmt.Sprint("uid-", i))},
 		Spec:       togetherv1.TogetherWebhookSubscriptionSpec{SecretRef: togetherv1.WebhookSecretRef{Name: fmt.Sprint("secret-", i)}},
-	}
-}
-
-// The secret cache holds only subscriptions that received deliveries within
-// its TTL: one that saw 500 subscriptions once holds one after they go quiet.
-func TestSecretCacheForgetsQuietSubscriptions(t *testing.T) {
-	now := time.Unix(1_800_000_000, 0)
-	c := newSecretCache(secretsEverywhere{}, func() time.Time { return now })
-	c.reads.SetBurst(1000)
-	for i := range 500 {
-		if _, _, err := c.get(context.Background(), subscriptionN(i), false); err != nil {
-			t.Fatal(err)
-		}
-	}
-	now = now.Add(c.ttl + time.Second)
-	if _, _, err := c.get(context.Background(), subscriptionN(0), false); err != nil {
-		t.Fatal(err)
-	}
-	if n := c.size(); n != 1 {
-		t.Fatalf("the cache holds %d subscriptions after the others went quiet, want 1", n)
 	}
 }
 

@@ -347,32 +347,17 @@ func readBody(body io.Reader, reserved, max int64) ([]byte, error) {
 }
 
 // verify checks the signature the headers announced against the current and
-// previous secret; on a mismatch it asks the cache once for a fresh copy,
-// since the Secret may have been rotated since it was cached.
+// previous secret of the Secret's version the cache holds. A mismatch reads
+// nothing again: a rotated Secret is a new version, which get reads once.
 func (s *Server) verify(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription, sg signed, body []byte) (bool, error) {
-	check := func(secrets [][]byte) bool {
-		if sg.scheme == togetherv1.SignatureStandardWebhooks {
-			return push.VerifyStandard(sg.id, sg.ts, sg.sig, body, s.Now(), s.Tolerance, secrets...)
-		}
-		return push.VerifyHex(sg.sig, body, secrets...)
-	}
-	secrets, refreshed, err := s.secrets.get(ctx, sub, false)
+	secrets, err := s.secrets.get(ctx, sub)
 	if err != nil {
 		return false, err
 	}
-	if check(secrets) {
-		return true, nil
+	if sg.scheme == togetherv1.SignatureStandardWebhooks {
+		return push.VerifyStandard(sg.id, sg.ts, sg.sig, body, s.Now(), s.Tolerance, secrets...), nil
 	}
-	if refreshed {
-		return false, nil
-	}
-	if secrets, refreshed, err = s.secrets.get(ctx, sub, true); err != nil || !refreshed {
-		if errors.Is(err, ErrBusy) {
-			err = nil // the cached secret stands; a rotation is picked up at the next refresh
-		}
-		return false, err
-	}
-	return check(secrets), nil
+	return push.VerifyHex(sg.sig, body, secrets...), nil
 }
 
 // sourceOf is the bucket key of a request: the connection's remote address

@@ -24,12 +24,11 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/secretread"
 )
 
 // ErrSecretMissing means the subscription's Secret or its key does not exist.
@@ -39,165 +38,128 @@ var ErrSecretMissing = errors.New("signing secret not found")
 // is spent, or secret reads are being rate-limited); the sender retries.
 var ErrBusy = errors.New("busy")
 
-// secretCache holds the signing secrets of subscriptions, read one Secret at
-// a time with a plain GET (no informer, no list: the manager never caches
-// every Secret of the cluster). What it may cost the API server is bounded
-// whatever the traffic:
+// secretCache gives the endpoint a subscription's signing secrets. Whether
+// the Secret exists, and which version, comes from the manager's
+// metadata-only cache of Secrets; its values are read with a GET only when
+// that version is not the one last read (secretread). So what deliveries
+// cost the API server does not depend on how many arrive, or how they are
+// signed:
 //
-//   - an entry lives for ttl; a Secret that does not exist is remembered as
-//     missing for negativeTTL, so deliveries to a subscription without its
-//     Secret cost no GET each;
-//   - a delivery that fails verification with a cached secret may ask for a
-//     refresh (the Secret may have been rotated), but at most one per
-//     minRefresh per subscription, and only one read per subscription is in
-//     flight: concurrent deliveries wait for it and share its result;
-//   - every read, across subscriptions, takes a token from reads, so a flood
-//     of bad signatures to many subscriptions is still a bounded rate of GETs.
-//
-// Entries are swept once they expire, so the cache holds only subscriptions
-// that received deliveries in the last ttl.
+//   - a subscription whose Secret does not exist costs no read at all, and
+//     is served as soon as the cache sees the Secret created;
+//   - a bad signature costs no read: it is checked against the version the
+//     cache holds, and a rotated Secret is a new version, read once;
+//   - a read happens once per new version, one per subscription in flight
+//     (concurrent deliveries wait for it and share its result), and every
+//     read, across subscriptions, takes a token from reads.
 type secretCache struct {
-	reader      client.Reader
-	ttl         time.Duration
-	negativeTTL time.Duration
-	minRefresh  time.Duration
-	reads       *rate.Limiter
-	now         func() time.Time
+	read  *secretread.Reader
+	reads *rate.Limiter
+	now   func() time.Time
 
 	mu      sync.Mutex
-	entries map[types.NamespacedName]*secretEntry
-	swept   time.Time
+	loading map[types.NamespacedName]*secretLoad
 }
 
-type secretEntry struct {
-	ref     togetherv1.WebhookSecretRef
+// secretLoad is a read in flight; done is closed when it ends.
+type secretLoad struct {
+	done    chan struct{}
 	secrets [][]byte
-	// err is ErrSecretMissing for a negative entry.
 	err     error
-	fetched time.Time
-	// loading is closed when the read in flight for this entry finishes.
-	loading chan struct{}
 }
 
-func newSecretCache(r client.Reader, now func() time.Time) *secretCache {
-	return &secretCache{reader: r, ttl: 30 * time.Second, negativeTTL: 10 * time.Second, minRefresh: time.Second,
-		reads: rate.NewLimiter(20, 40), now: now, entries: map[types.NamespacedName]*secretEntry{}}
+func newSecretCache(meta, live client.Reader, now func() time.Time) *secretCache {
+	return &secretCache{read: &secretread.Reader{Meta: meta, Live: live, Now: now}, reads: rate.NewLimiter(20, 40), now: now,
+		loading: map[types.NamespacedName]*secretLoad{}}
 }
 
-// get returns the subscription's secrets. With forceRefresh it reads the
-// Secret again unless the cached copy is younger than minRefresh. refreshed
-// says whether the result comes from a read made for this call (or one it
-// waited for), so the caller does not ask again.
-func (c *secretCache) get(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription, forceRefresh bool) ([][]byte, bool, error) {
-	key := types.NamespacedName{Namespace: sub.Namespace, Name: sub.Name}
+// get returns the subscription's secrets: the current one, and during a
+// rotation the previous one.
+func (c *secretCache) get(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription) ([][]byte, error) {
+	key := types.NamespacedName{Namespace: sub.Namespace, Name: sub.Spec.SecretRef.Name}
+	keys := signingKeys(sub.Spec.SecretRef)
+	values, found, current, err := c.read.Cached(ctx, key, keys...)
+	switch {
+	case err != nil:
+		return nil, err
+	case !found:
+		return nil, fmt.Errorf("%w: Secret %s does not exist", ErrSecretMissing, key)
+	case current:
+		return signingSecrets(key, keys, values)
+	}
+
 	c.mu.Lock()
-	e := c.entries[key]
-	if e != nil && e.loading != nil {
-		ch := e.loading
+	if l := c.loading[key]; l != nil {
 		c.mu.Unlock()
 		select {
-		case <-ch:
+		case <-l.done:
+			return l.secrets, l.err
 		case <-ctx.Done():
-			return nil, false, ctx.Err()
+			return nil, ctx.Err()
 		}
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return e.secrets, true, e.err
 	}
-	now := c.now()
-	usable := e != nil && e.ref == sub.Spec.SecretRef
-	if usable {
-		ttl := c.ttl
-		if e.err != nil {
-			ttl = c.negativeTTL
-		}
-		usable = now.Sub(e.fetched) < ttl
-	}
-	if usable && (!forceRefresh || now.Sub(e.fetched) < c.minRefresh || e.err != nil) {
+	if !c.reads.AllowN(c.now(), 1) {
 		c.mu.Unlock()
-		return e.secrets, false, e.err
+		return nil, fmt.Errorf("%w: reading signing secrets is rate-limited", ErrBusy)
 	}
-	if !c.reads.AllowN(now, 1) {
-		c.mu.Unlock()
-		if usable {
-			return e.secrets, false, e.err
-		}
-		return nil, false, fmt.Errorf("%w: reading signing secrets is rate-limited", ErrBusy)
-	}
-	fresh := &secretEntry{ref: sub.Spec.SecretRef, loading: make(chan struct{})}
-	if usable {
-		fresh.secrets, fresh.err, fresh.fetched = e.secrets, e.err, e.fetched
-	}
-	c.entries[key] = fresh
+	l := &secretLoad{done: make(chan struct{})}
+	c.loading[key] = l
 	c.mu.Unlock()
 
-	secrets, err := ReadSigningSecrets(ctx, c.reader, sub.Namespace, sub.Spec.SecretRef)
-
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	values, found, err = c.read.Read(ctx, key, keys...)
 	switch {
-	case err == nil || errors.Is(err, ErrSecretMissing):
-		fresh.secrets, fresh.err, fresh.fetched = secrets, err, now
-	case !usable:
-		// A failed read caches nothing; the next delivery tries again.
-		// Those waiting for this read get its error.
-		fresh.err = err
-		delete(c.entries, key)
+	case err != nil:
+		l.err = err
+	case !found:
+		l.err = fmt.Errorf("%w: Secret %s does not exist", ErrSecretMissing, key)
+	default:
+		l.secrets, l.err = signingSecrets(key, keys, values)
 	}
-	close(fresh.loading)
-	fresh.loading = nil
-	c.sweepLocked(now)
-	if err != nil && !errors.Is(err, ErrSecretMissing) {
-		return nil, true, err
-	}
-	return secrets, true, err
-}
-
-// sweepLocked drops expired entries, at most once per ttl.
-func (c *secretCache) sweepLocked(now time.Time) {
-	if now.Sub(c.swept) < c.ttl {
-		return
-	}
-	c.swept = now
-	for k, e := range c.entries {
-		if e.loading == nil && now.Sub(e.fetched) >= c.ttl {
-			delete(c.entries, k)
-		}
-	}
-}
-
-// size reports how many subscriptions the cache holds secrets for.
-func (c *secretCache) size() int {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.entries)
+	delete(c.loading, key)
+	c.mu.Unlock()
+	close(l.done)
+	return l.secrets, l.err
 }
 
-// ReadSigningSecrets returns the current secret and, during a rotation, the
-// previous one. The error names the Secret and key but never their values.
-func ReadSigningSecrets(ctx context.Context, r client.Reader, namespace string, ref togetherv1.WebhookSecretRef) ([][]byte, error) {
-	var s corev1.Secret
-	if err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, &s); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("%w: Secret %s/%s does not exist", ErrSecretMissing, namespace, ref.Name)
-		}
-		return nil, fmt.Errorf("reading Secret %s/%s: %w", namespace, ref.Name, err)
-	}
-	key := ref.Key
+// signingKeys are the keys of a subscription's Secret that hold its
+// current and previous signing secret.
+func signingKeys(ref togetherv1.WebhookSecretRef) []string {
+	key, prev := ref.Key, ref.PreviousKey
 	if key == "" {
 		key = "secret"
 	}
-	cur := s.Data[key]
-	if len(cur) == 0 {
-		return nil, fmt.Errorf("%w: Secret %s/%s has no key %q", ErrSecretMissing, namespace, ref.Name, key)
+	if prev == "" {
+		prev = "previousSecret"
 	}
-	out := [][]byte{cur}
-	prevKey := ref.PreviousKey
-	if prevKey == "" {
-		prevKey = "previousSecret"
+	return []string{key, prev}
+}
+
+// signingSecrets turns the values of signingKeys into the secrets to
+// verify with: the current one first, then the previous one if set.
+func signingSecrets(secret types.NamespacedName, keys []string, values [][]byte) ([][]byte, error) {
+	if len(values) == 0 || len(values[0]) == 0 {
+		return nil, fmt.Errorf("%w: Secret %s has no key %q", ErrSecretMissing, secret, keys[0])
 	}
-	if prev := s.Data[prevKey]; len(prev) > 0 {
-		out = append(out, prev)
+	out := [][]byte{values[0]}
+	if len(values) > 1 && len(values[1]) > 0 {
+		out = append(out, values[1])
 	}
 	return out, nil
+}
+
+// ReadSigningSecrets returns the current secret and, during a rotation, the
+// previous one, read from r. The error names the Secret and key but never
+// their values.
+func ReadSigningSecrets(ctx context.Context, r client.Reader, namespace string, ref togetherv1.WebhookSecretRef) ([][]byte, error) {
+	key := types.NamespacedName{Namespace: namespace, Name: ref.Name}
+	keys := signingKeys(ref)
+	values, found, err := (&secretread.Reader{Live: r}).Read(ctx, key, keys...)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("%w: Secret %s does not exist", ErrSecretMissing, key)
+	}
+	return signingSecrets(key, keys, values)
 }

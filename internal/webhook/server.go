@@ -78,9 +78,11 @@ const (
 type Server struct {
 	// Addr is the listen address, e.g. ":8090".
 	Addr string
-	// Client reads subscriptions from the manager's cache.
+	// Client reads subscriptions, and the metadata (version) of their
+	// signing Secrets, from the manager's cache.
 	Client client.Client
-	// SecretReader reads Secrets straight from the API server.
+	// SecretReader reads a signing Secret's data straight from the API
+	// server, once per version of it (secretCache).
 	SecretReader client.Reader
 	Applier      *intake.Applier
 	Recorder     events.EventRecorder
@@ -197,7 +199,7 @@ func (s *Server) init() {
 		if s.ReadTimeout == 0 {
 			s.ReadTimeout = 10 * time.Second
 		}
-		s.secrets = newSecretCache(s.SecretReader, s.Now)
+		s.secrets = newSecretCache(s.Client, s.SecretReader, s.Now)
 		s.budget = &byteBudget{limit: s.MaxInFlightBytes}
 		s.sources = newBuckets(s.SourceRate, max(s.SourceBurst, 1), maxSourceEntries)
 		s.subs = newBuckets(s.SubscriptionRate, max(s.SubscriptionBurst, 1), maxSubEntries)

@@ -24,7 +24,10 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -241,4 +244,17 @@ func countedEndpoint(mut func(*Server)) (*httptest.Server, *apiCounter) {
 	hs := httptest.NewServer(s.Handler())
 	DeferCleanup(hs.Close)
 	return hs, c
+}
+
+// awaitCachedSecret waits until the manager's cache holds version rv of a
+// Secret: the endpoint reads a signing Secret's values again only when the
+// version its cache holds changes, as a sender would see after a rotation.
+func awaitCachedSecret(key types.NamespacedName, rv string) {
+	GinkgoHelper()
+	Eventually(func(g Gomega) {
+		m := &metav1.PartialObjectMetadata{}
+		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		g.Expect(mgrClient.Get(ctx, key, m)).To(Succeed())
+		g.Expect(m.ResourceVersion).To(Equal(rv))
+	}).Should(Succeed(), "waiting for the manager's cache to see Secret %s at version %s", key, rv)
 }

@@ -61,6 +61,7 @@ func newNamespace() string {
 func makeSubscription(ns, name string, mut func(*togetherv1.TogetherWebhookSubscription)) *togetherv1.TogetherWebhookSubscription {
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-secret"}, StringData: map[string]string{"secret": testSecret}}
 	Expect(k8s.Create(ctx, secret)).To(Succeed())
+	awaitCachedSecret(client.ObjectKeyFromObject(secret), secret.ResourceVersion)
 	sub := &togetherv1.TogetherWebhookSubscription{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: togetherv1.TogetherWebhookSubscriptionSpec{SecretRef: togetherv1.WebhookSecretRef{Name: secret.Name},

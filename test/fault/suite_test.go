@@ -216,9 +216,16 @@ func (f fixture) runningFineTunes(prefix string, n int) map[string]togetherv1.To
 	return out
 }
 
-// waitCached waits until an intake's cache finds every fine-tune by job ID.
+// waitCached waits until an intake's cache finds every fine-tune by job ID,
+// and the fixture's signing Secret (the endpoint takes a Secret's existence
+// and version from its cache).
 func waitCached(in *intake, f fixture, jobs map[string]togetherv1.TogetherFineTuneStatus) {
 	GinkgoHelper()
+	Eventually(func() error {
+		m := &metav1.PartialObjectMetadata{}
+		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		return in.srv.Client.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "hook"}, m)
+	}).Should(Succeed(), "waiting for the intake's cache to see the signing Secret")
 	for job := range jobs {
 		Eventually(func() int {
 			var l togetherv1.TogetherFineTuneList
