@@ -183,7 +183,7 @@ type Resolver struct {
 	// Only Secrets a resolution asked for are in it, and at most
 	// maxRemembered of them; one dropped or expired is read once more.
 	readOnce sync.Once
-	read     *ttl.Map[secretKey, readKey]
+	read     *ttl.Map[secretKey, keyRead]
 }
 
 // maxRemembered bounds the Secrets (and keys) a Resolver remembers, and
@@ -196,19 +196,19 @@ const (
 // secretKey names a key of a Secret.
 type secretKey struct{ ns, name, key string }
 
-// readKey is what a live read of a Secret found under a key: the
+// keyRead is what a live read of a Secret found under a key: the
 // Secret's version, and the key's value ("" when it has none).
-type readKey struct {
+type keyRead struct {
 	uid             types.UID
 	resourceVersion string
 	value           string
 }
 
 // String keeps a remembered key out of anything that prints it.
-func (readKey) String() string { return "credentials.readKey{redacted}" }
+func (keyRead) String() string { return "credentials.keyRead{redacted}" }
 
 // GoString keeps a remembered key out of %#v too.
-func (k readKey) GoString() string { return k.String() }
+func (k keyRead) GoString() string { return k.String() }
 
 // ForResource returns the account o acts on: For with its namespace and
 // the Secret it names.
@@ -323,14 +323,14 @@ func (r *Resolver) secretValue(ctx context.Context, ns, name, k string) (value s
 		// resolution reads again, so a newer value is never traded for an
 		// older one.
 		now := time.Now()
-		r.memory().Set(id, readKey{uid: s.UID, resourceVersion: s.ResourceVersion, value: value}, now, now.Add(rememberFor))
+		r.memory().Set(id, keyRead{uid: s.UID, resourceVersion: s.ResourceVersion, value: value}, now, now.Add(rememberFor))
 	}
 	return value, true, nil
 }
 
 // memory is the map of Secrets read, made on first use.
-func (r *Resolver) memory() *ttl.Map[secretKey, readKey] {
-	r.readOnce.Do(func() { r.read = ttl.New[secretKey, readKey](maxRemembered, rememberFor) })
+func (r *Resolver) memory() *ttl.Map[secretKey, keyRead] {
+	r.readOnce.Do(func() { r.read = ttl.New[secretKey, keyRead](maxRemembered, rememberFor) })
 	return r.read
 }
 
