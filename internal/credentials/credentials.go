@@ -42,17 +42,15 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/secretread"
 	"github.com/together-operator/together-operator/internal/together"
-	"github.com/together-operator/together-operator/internal/ttl"
 )
 
 const (
@@ -178,37 +176,12 @@ type Resolver struct {
 	mu      sync.Mutex
 	clients map[string]*together.Client
 
-	// read remembers, per Secret and key resolved, the version last read
-	// live and what it held, so that an unchanged Secret is not read again.
-	// Only Secrets a resolution asked for are in it, and at most
-	// maxRemembered of them; one dropped or expired is read once more.
-	readOnce sync.Once
-	read     *ttl.Map[secretKey, keyRead]
+	// secrets reads key Secrets through Cache and Reader: live only when a
+	// Secret's version changed since it last read it, from a bounded memory
+	// of the Secrets resolutions asked for otherwise.
+	secretsOnce sync.Once
+	secrets     *secretread.Reader
 }
-
-// maxRemembered bounds the Secrets (and keys) a Resolver remembers, and
-// rememberFor how long it keeps one nobody resolves.
-const (
-	maxRemembered = 10000
-	rememberFor   = time.Hour
-)
-
-// secretKey names a key of a Secret.
-type secretKey struct{ ns, name, key string }
-
-// keyRead is what a live read of a Secret found under a key: the
-// Secret's version, and the key's value ("" when it has none).
-type keyRead struct {
-	uid             types.UID
-	resourceVersion string
-	value           string
-}
-
-// String keeps a remembered key out of anything that prints it.
-func (keyRead) String() string { return "credentials.keyRead{redacted}" }
-
-// GoString keeps a remembered key out of %#v too.
-func (k keyRead) GoString() string { return k.String() }
 
 // ForResource returns the account o acts on: For with its namespace and
 // the Secret it names.
@@ -283,55 +256,16 @@ func (r *Resolver) readKey(ctx context.Context, ns string, ref SecretRef) (strin
 // secretValue returns what Secret ns/name holds under k ("" for nothing),
 // and found=false when the Secret does not exist. The Secret's existence
 // and version come from Cache; its data is read live only when that version
-// is not the one last read. A Secret the cache does not have yet is
-// missing: the Secret watch wakes the resource when the cache sees it.
+// is not the one last read (internal/secretread). A Secret the cache does
+// not have yet is missing: the Secret watch wakes the resource when the
+// cache sees it.
 func (r *Resolver) secretValue(ctx context.Context, ns, name, k string) (value string, found bool, err error) {
-	id := secretKey{ns: ns, name: name, key: k}
-	var uid types.UID
-	var version string
-	if r.Cache != nil {
-		meta := &metav1.PartialObjectMetadata{}
-		meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-		err := r.Cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, meta)
-		if apierrors.IsNotFound(err) {
-			r.memory().Delete(id)
-			return "", false, nil
-		}
-		if err != nil {
-			return "", false, fmt.Errorf("reading Secret %s/%s from the cache: %w", ns, name, err)
-		}
-		uid, version = meta.UID, meta.ResourceVersion
-		now := time.Now()
-		if last, ok := r.memory().Get(id, now); ok && last.uid == uid && last.resourceVersion == version {
-			r.memory().Touch(id, now, rememberFor)
-			return last.value, true, nil
-		}
+	r.secretsOnce.Do(func() { r.secrets = &secretread.Reader{Meta: r.Cache, Live: r.Reader} })
+	values, found, err := r.secrets.Values(ctx, types.NamespacedName{Namespace: ns, Name: name}, k)
+	if err != nil || !found {
+		return "", found, err
 	}
-	s := &corev1.Secret{}
-	err = r.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, s)
-	if apierrors.IsNotFound(err) {
-		r.memory().Delete(id)
-		return "", false, nil
-	}
-	if err != nil {
-		return "", false, fmt.Errorf("reading Secret %s/%s: %w", ns, name, err)
-	}
-	value = string(s.Data[k])
-	if r.Cache != nil {
-		// Remembered under the version the live read returned: while the
-		// cache still lags behind it, the versions differ and the next
-		// resolution reads again, so a newer value is never traded for an
-		// older one.
-		now := time.Now()
-		r.memory().Set(id, keyRead{uid: s.UID, resourceVersion: s.ResourceVersion, value: value}, now, now.Add(rememberFor))
-	}
-	return value, true, nil
-}
-
-// memory is the map of Secrets read, made on first use.
-func (r *Resolver) memory() *ttl.Map[secretKey, keyRead] {
-	r.readOnce.Do(func() { r.read = ttl.New[secretKey, keyRead](maxRemembered, rememberFor) })
-	return r.read
+	return string(values[0]), true, nil
 }
 
 // sharedKey returns the operator-wide key, or "" when there is none.
