@@ -142,7 +142,7 @@ func setupIntake(mgr ctrl.Manager, cfg Config) (*Parts, error) {
 	p := &Parts{Applier: &intake.Applier{Client: apicount.Writes(mgr.GetClient()), Reader: apicount.Reader(mgr.GetAPIReader()),
 		Recorder: mgr.GetEventRecorder("together-events"), Remote: adoptionReader(cfg)}}
 	p.Events = &webhook.Server{
-		Addr: cfg.EventsAddr, Client: apicount.Writes(mgr.GetClient()), SecretReader: apicount.Reader(mgr.GetAPIReader()), Applier: p.Applier,
+		Addr: cfg.EventsAddr, Client: apicount.Writes(mgr.GetClient()), SecretCache: mgr.GetCache(), SecretReader: apicount.Reader(mgr.GetAPIReader()), Applier: p.Applier,
 		Recorder: mgr.GetEventRecorder("together-events"), Tolerance: cfg.Tolerance, MaxBodyBytes: cfg.MaxBodyBytes,
 		MaxInFlightBytes: cfg.MaxInFlightBytes, MaxConnections: cfg.MaxConnections, MaxConnectionsPerSource: cfg.MaxConnectionsPerSource,
 		SourceRate: cfg.SourceRate, SourceBurst: int(2 * cfg.SourceRate),

@@ -52,7 +52,7 @@ func createSubscription(ns, name string, mut func(*togetherv1.TogetherWebhookSub
 	Eventually(func() error {
 		m := &metav1.PartialObjectMetadata{}
 		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-		return mgr.GetClient().Get(ctx, client.ObjectKey{Namespace: ns, Name: name + "-secret"}, m)
+		return mgr.GetCache().Get(ctx, client.ObjectKey{Namespace: ns, Name: name + "-secret"}, m)
 	}).Should(Succeed(), "waiting for the manager's cache to see the signing Secret")
 	sub := &togetherv1.TogetherWebhookSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: togetherv1.TogetherWebhookSubscriptionSpec{SecretRef: togetherv1.WebhookSecretRef{Name: name + "-secret"}}}

@@ -78,9 +78,12 @@ const (
 type Server struct {
 	// Addr is the listen address, e.g. ":8090".
 	Addr string
-	// Client reads subscriptions, and the metadata (version) of their
-	// signing Secrets, from the manager's cache.
+	// Client reads subscriptions from the manager's cache.
 	Client client.Client
+	// SecretCache serves the metadata (existence, version) of signing
+	// Secrets: the manager's cache itself (mgr.GetCache()), since the
+	// manager's client reads Secrets past it. Nil uses Client.
+	SecretCache client.Reader
 	// SecretReader reads a signing Secret's data straight from the API
 	// server, once per version of it (secretCache).
 	SecretReader client.Reader
@@ -199,7 +202,11 @@ func (s *Server) init() {
 		if s.ReadTimeout == 0 {
 			s.ReadTimeout = 10 * time.Second
 		}
-		s.secrets = newSecretCache(s.Client, s.SecretReader, s.Now)
+		meta := s.SecretCache
+		if meta == nil && s.Client != nil {
+			meta = s.Client
+		}
+		s.secrets = newSecretCache(meta, s.SecretReader, s.Now)
 		s.budget = &byteBudget{limit: s.MaxInFlightBytes}
 		s.sources = newBuckets(s.SourceRate, max(s.SourceBurst, 1), maxSourceEntries)
 		s.subs = newBuckets(s.SubscriptionRate, max(s.SubscriptionBurst, 1), maxSubEntries)

@@ -136,7 +136,7 @@ func startIntake(mutate func(*webhook.Server)) *intake {
 	Expect(err).NotTo(HaveOccurred())
 	Expect(applyintake.SetupIndexes(ctx, mgr.GetFieldIndexer())).To(Succeed())
 	applier := &applyintake.Applier{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("together-events")}
-	srv := &webhook.Server{Addr: "127.0.0.1:0", Client: mgr.GetClient(), SecretReader: mgr.GetAPIReader(), Applier: applier,
+	srv := &webhook.Server{Addr: "127.0.0.1:0", Client: mgr.GetClient(), SecretCache: mgr.GetCache(), SecretReader: mgr.GetAPIReader(), Applier: applier,
 		Recorder: mgr.GetEventRecorder("together-events"), AckTimeout: 5 * time.Second}
 	if mutate != nil {
 		mutate(srv)
@@ -224,7 +224,7 @@ func waitCached(in *intake, f fixture, jobs map[string]togetherv1.TogetherFineTu
 	Eventually(func() error {
 		m := &metav1.PartialObjectMetadata{}
 		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-		return in.srv.Client.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "hook"}, m)
+		return in.srv.SecretCache.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "hook"}, m)
 	}).Should(Succeed(), "waiting for the intake's cache to see the signing Secret")
 	for job := range jobs {
 		Eventually(func() int {
