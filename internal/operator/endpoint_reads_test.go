@@ -33,6 +33,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/together-operator/together-operator/internal/secretread"
 	"github.com/together-operator/together-operator/internal/webhook"
 	"github.com/together-operator/together-operator/pkg/push"
 )
@@ -74,9 +75,8 @@ var _ = Describe("The events endpoint, wired as the manager binary wires it", fu
 		orphaned := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orphan-secret"}}
 		Expect(k8s.Delete(ctx, orphaned)).To(Succeed())
 		Eventually(func() bool {
-			m := &metav1.PartialObjectMetadata{}
-			m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-			return apierrors.IsNotFound(mgr.GetCache().Get(ctx, client.ObjectKeyFromObject(orphaned), m))
+			_, err := secretread.Metadata(ctx, mgr.GetCache(), client.ObjectKeyFromObject(orphaned))
+			return apierrors.IsNotFound(err)
 		}).Should(BeTrue(), "waiting for the manager's cache to see the Secret gone")
 
 		body := func(i int) []byte {
@@ -103,6 +103,6 @@ var _ = Describe("The events endpoint, wired as the manager binary wires it", fu
 		}
 		// One read of the signing Secret's current version is allowed
 		// (the first delivery to it); none per delivery.
-		Expect(secretGETs() - before).To(BeNumerically("<=", 1), "Secret GETs the API server served for 100 refused deliveries")
+		Expect(secretGETs()-before).To(BeNumerically("<=", 1), "Secret GETs the API server served for 100 refused deliveries")
 	})
 })

@@ -36,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
+	"github.com/together-operator/together-operator/internal/secretread"
 	"github.com/together-operator/together-operator/internal/together"
 	"github.com/together-operator/together-operator/internal/togethersim"
 	"github.com/together-operator/together-operator/internal/webhook"
@@ -50,9 +51,8 @@ func createSubscription(ns, name string, mut func(*togetherv1.TogetherWebhookSub
 	// The endpoint takes a signing Secret's existence from the manager's
 	// cache: a sender pushing the moment it is created would be told 401.
 	Eventually(func() error {
-		m := &metav1.PartialObjectMetadata{}
-		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-		return mgr.GetCache().Get(ctx, client.ObjectKey{Namespace: ns, Name: name + "-secret"}, m)
+		_, err := secretread.Metadata(ctx, mgr.GetCache(), client.ObjectKey{Namespace: ns, Name: name + "-secret"})
+		return err
 	}).Should(Succeed(), "waiting for the manager's cache to see the signing Secret")
 	sub := &togetherv1.TogetherWebhookSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: togetherv1.TogetherWebhookSubscriptionSpec{SecretRef: togetherv1.WebhookSecretRef{Name: name + "-secret"}}}

@@ -111,10 +111,9 @@ func (r *Reader) Cached(ctx context.Context, key types.NamespacedName, keys ...s
 	if r.Meta == nil {
 		return nil, true, false, nil
 	}
-	meta := &metav1.PartialObjectMetadata{}
-	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 	id := memoFor(key, keys)
-	if err := r.Meta.Get(ctx, key, meta); err != nil {
+	meta, err := Metadata(ctx, r.Meta, key)
+	if err != nil {
 		if apierrors.IsNotFound(err) {
 			r.memory().Delete(id)
 			return nil, false, false, nil
@@ -128,6 +127,17 @@ func (r *Reader) Cached(ctx context.Context, key types.NamespacedName, keys ...s
 	}
 	r.memory().Touch(id, now, rememberFor)
 	return last.values, true, true, nil
+}
+
+// Metadata returns Secret key's metadata as cache holds it: name, UID,
+// resourceVersion, never data.
+func Metadata(ctx context.Context, cache client.Reader, key types.NamespacedName) (*metav1.PartialObjectMetadata, error) {
+	meta := &metav1.PartialObjectMetadata{}
+	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	if err := cache.Get(ctx, key, meta); err != nil {
+		return nil, err
+	}
+	return meta, nil
 }
 
 // Read reads the Secret live and remembers the values of keys with its

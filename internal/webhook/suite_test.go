@@ -24,9 +24,7 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -38,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/together-operator/together-operator/internal/secretread"
 	"github.com/together-operator/together-operator/internal/testenv"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
@@ -252,9 +251,8 @@ func countedEndpoint(mut func(*Server)) (*httptest.Server, *apiCounter) {
 func awaitCachedSecret(key types.NamespacedName, rv string) {
 	GinkgoHelper()
 	Eventually(func(g Gomega) {
-		m := &metav1.PartialObjectMetadata{}
-		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-		g.Expect(mgrClient.Get(ctx, key, m)).To(Succeed())
+		m, err := secretread.Metadata(ctx, mgrClient, key)
+		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(m.ResourceVersion).To(Equal(rv))
 	}).Should(Succeed(), "waiting for the manager's cache to see Secret %s at version %s", key, rv)
 }

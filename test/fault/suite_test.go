@@ -54,6 +54,7 @@ import (
 	"github.com/together-operator/together-operator/internal/event"
 	applyintake "github.com/together-operator/together-operator/internal/intake"
 	"github.com/together-operator/together-operator/internal/lattice"
+	"github.com/together-operator/together-operator/internal/secretread"
 	"github.com/together-operator/together-operator/pkg/push"
 
 	"github.com/together-operator/together-operator/internal/operator"
@@ -222,9 +223,8 @@ func (f fixture) runningFineTunes(prefix string, n int) map[string]togetherv1.To
 func waitCached(in *intake, f fixture, jobs map[string]togetherv1.TogetherFineTuneStatus) {
 	GinkgoHelper()
 	Eventually(func() error {
-		m := &metav1.PartialObjectMetadata{}
-		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-		return in.srv.SecretCache.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "hook"}, m)
+		_, err := secretread.Metadata(ctx, in.srv.SecretCache, client.ObjectKey{Namespace: f.ns, Name: "hook"})
+		return err
 	}).Should(Succeed(), "waiting for the intake's cache to see the signing Secret")
 	for job := range jobs {
 		Eventually(func() int {
