@@ -32,6 +32,7 @@ import (
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/reconcile"
+	"github.com/together-operator/together-operator/internal/secretread"
 	"github.com/together-operator/together-operator/internal/together"
 	"github.com/together-operator/together-operator/internal/webhook"
 )
@@ -51,7 +52,12 @@ type TogetherWebhookSubscriptionReconciler struct {
 	client.Client
 	// APIReader reads Secrets straight from the API server (never cached).
 	APIReader client.Reader
-	Recorder  EventRecorder
+	// SigningSecrets reads the signing Secret for the Ready check: its
+	// existence and version from the manager's cache, its values through
+	// APIReader once per version. SetupWithManager sets it; nil reads
+	// through APIReader each time.
+	SigningSecrets *secretread.Reader
+	Recorder       EventRecorder
 	// TogetherAccess is the API, where its key came from, and the
 	// namespace accounts that replace both per reconcile.
 	TogetherAccess[WebhookAPI]
@@ -122,7 +128,11 @@ func (r *TogetherWebhookSubscriptionReconciler) reconcilePath(_ context.Context,
 // reconcileSecret checks that the signing secret exists. A missing one is
 // Stalled (the person must create it).
 func (r *TogetherWebhookSubscriptionReconciler) reconcileSecret(ctx context.Context, sub *togetherv1.TogetherWebhookSubscription, _ *scope) (ctrl.Result, error) {
-	if _, err := webhook.ReadSigningSecrets(ctx, r.APIReader, sub.Namespace, sub.Spec.SecretRef); err != nil {
+	secrets := r.SigningSecrets
+	if secrets == nil {
+		secrets = &secretread.Reader{Live: r.APIReader}
+	}
+	if _, err := webhook.SigningSecrets(ctx, secrets, sub.Namespace, sub.Spec.SecretRef); err != nil {
 		if errors.Is(err, webhook.ErrSecretMissing) {
 			// No timer: the Secret watch wakes the subscription when the
 			// Secret is created.
@@ -276,6 +286,9 @@ func (r *TogetherWebhookSubscriptionReconciler) SetupWithManager(mgr ctrl.Manage
 	secrets, err := r.secretWatch(mgr, &togetherv1.TogetherWebhookSubscription{}, &togetherv1.TogetherWebhookSubscriptionList{}, signingSecretNames)
 	if err != nil {
 		return err
+	}
+	if r.SigningSecrets == nil {
+		r.SigningSecrets = &secretread.Reader{Meta: mgr.GetCache(), Live: r.APIReader}
 	}
 	b := ctrl.NewControllerManagedBy(mgr).For(&togetherv1.TogetherWebhookSubscription{})
 	return r.withAccountWatches(b, mgr, &togetherv1.TogetherWebhookSubscriptionList{}, secrets).

@@ -152,9 +152,16 @@ func signingSecrets(secret types.NamespacedName, keys []string, values [][]byte)
 // previous one, read from r. The error names the Secret and key but never
 // their values.
 func ReadSigningSecrets(ctx context.Context, r client.Reader, namespace string, ref togetherv1.WebhookSecretRef) ([][]byte, error) {
+	return SigningSecrets(ctx, &secretread.Reader{Live: r}, namespace, ref)
+}
+
+// SigningSecrets is ReadSigningSecrets through a secretread.Reader: with its
+// cache set, a missing Secret costs no read and an unchanged one is read
+// once per version.
+func SigningSecrets(ctx context.Context, r *secretread.Reader, namespace string, ref togetherv1.WebhookSecretRef) ([][]byte, error) {
 	key := types.NamespacedName{Namespace: namespace, Name: ref.Name}
 	keys := signingKeys(ref)
-	values, found, err := (&secretread.Reader{Live: r}).Read(ctx, key, keys...)
+	values, found, err := r.Values(ctx, key, keys...)
 	if err != nil {
 		return nil, err
 	}
