@@ -30,10 +30,11 @@ import (
 // input line.
 const MaxCustomIDLength = 64
 
-// Batch endpoints whose request bodies the validator knows how to check.
+// Batch endpoints whose request bodies the validator knows how to check:
+// those TogetherBatch's spec.endpoint allows (Together's SDKs list no
+// /v1/completions for a batch).
 const (
 	EndpointChatCompletions     = "/v1/chat/completions"
-	EndpointCompletions         = "/v1/completions"
 	EndpointAudioTranscriptions = "/v1/audio/transcriptions"
 	EndpointAudioTranslations   = "/v1/audio/translations"
 )
@@ -120,15 +121,6 @@ func checkBatchBody(body map[string]json.RawMessage, endpoint string) string {
 			if err := json.Unmarshal(m["role"], &role); err != nil || role == "" {
 				return fmt.Sprintf("body.messages[%d] has no role; set role to system, user or assistant", i)
 			}
-		}
-	case EndpointCompletions:
-		raw, ok := body["prompt"]
-		if !ok {
-			return "body has no prompt; requests for /v1/completions need a prompt"
-		}
-		var p string
-		if err := json.Unmarshal(raw, &p); err != nil || p == "" {
-			return "body.prompt must be a non-empty string"
 		}
 	case EndpointAudioTranscriptions, EndpointAudioTranslations:
 		if _, ok := body["file"]; !ok {

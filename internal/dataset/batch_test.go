@@ -65,8 +65,7 @@ func TestParseBatchInputReportsFirstBadLine(t *testing.T) {
 		{"no messages", `{"custom_id":"a","body":{"prompt":"x"}}`, EndpointChatCompletions, 1, "no messages"},
 		{"empty messages", `{"custom_id":"a","body":{"messages":[]}}`, EndpointChatCompletions, 1, "messages is empty"},
 		{"message no role", `{"custom_id":"a","body":{"messages":[{"content":"x"}]}}`, EndpointChatCompletions, 1, "messages[0] has no role"},
-		{"completions no prompt", chat("a"), EndpointCompletions, 1, "no prompt"},
-		{"completions empty prompt", `{"custom_id":"a","body":{"prompt":""}}`, EndpointCompletions, 1, "non-empty string"},
+		{"an endpoint a batch cannot use", `{"custom_id":"a","body":{"prompt":"x"}}`, "/v1/completions", 1, "not one the operator can validate"},
 		{"audio no file", `{"custom_id":"a","body":{"model":"w"}}`, EndpointAudioTranscriptions, 1, "no file"},
 		{"blank line", chat("a") + "\n\n" + chat("b"), EndpointChatCompletions, 2, "empty"},
 		{"empty file", "", EndpointChatCompletions, 1, "no requests"},
@@ -82,13 +81,6 @@ func TestParseBatchInputReportsFirstBadLine(t *testing.T) {
 				t.Fatalf("got line %d %q, want line %d containing %q", le.Line, le.Reason, tc.line, tc.reason)
 			}
 		})
-	}
-}
-
-func TestParseBatchInputCompletions(t *testing.T) {
-	reqs, err := ParseBatchInput(strings.NewReader(`{"custom_id":"p","body":{"prompt":"Once"}}`), EndpointCompletions)
-	if err != nil || len(reqs) != 1 || reqs[0].CustomID != "p" {
-		t.Fatalf("got %v, %v", reqs, err)
 	}
 }
 
@@ -118,7 +110,7 @@ func FuzzCheckBatchLine(f *testing.F) {
 		`{"custom_id":"a","body":{"messages":[null]}}`, `{"custom_id":"a","body":{"messages":[{"role":1}]}}`,
 		`[]`, `{`, ``, `{"custom_id":"\u00e9","body":{"file":"x"}}`, `{"custom_id":"a","body":null}`,
 	} {
-		for _, ep := range []string{EndpointChatCompletions, EndpointCompletions, EndpointAudioTranslations} {
+		for _, ep := range []string{EndpointChatCompletions, EndpointAudioTranslations, "/v1/completions"} {
 			f.Add([]byte(s), ep)
 		}
 	}
