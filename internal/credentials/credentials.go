@@ -42,6 +42,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -51,6 +52,7 @@ import (
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/secretread"
 	"github.com/together-operator/together-operator/internal/together"
+	"github.com/together-operator/together-operator/internal/ttl"
 )
 
 const (
@@ -172,9 +174,14 @@ type Resolver struct {
 	// SharedNamespaces may use the operator-wide key (besides namespaces
 	// labelled SharedKeyLabel=true).
 	SharedNamespaces []string
+	// Now is the clock of the clients' idle time (time.Now when nil).
+	Now func() time.Time
 
+	// clients holds one Together client per key in use, keyed by its
+	// fingerprint; a key nobody resolved for clientIdle (a rotated-out one)
+	// is dropped, so rotations do not pile clients up.
 	mu      sync.Mutex
-	clients map[string]*together.Client
+	clients *ttl.Map[string, *together.Client]
 
 	// secrets reads key Secrets through Cache and Reader: live only when a
 	// Secret's version changed since it last read it, from a bounded memory
@@ -319,22 +326,44 @@ func (r *Resolver) secretAccount(key, ns string, ref SecretRef) (*Account, error
 	return acc, nil
 }
 
+// ClientsHeld says how many Together clients the Resolver keeps (expired
+// ones included until swept), for tests and debugging.
+func (r *Resolver) ClientsHeld() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.clients == nil {
+		return 0
+	}
+	return r.clients.Len()
+}
+
+// Bounds of the clients a Resolver keeps: one per key in use, at most
+// maxClients, each dropped after clientIdle without a resolution.
+const (
+	maxClients = 10000
+	clientIdle = time.Hour
+)
+
 // account returns the account of key, reusing its client.
 func (r *Resolver) account(key, source string) (*Account, error) {
 	sum := sha256.Sum256([]byte(key))
 	id := hex.EncodeToString(sum[:8])
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	c, ok := r.clients[id]
+	if r.clients == nil {
+		r.clients = ttl.New[string, *together.Client](maxClients, clientIdle)
+	}
+	now := time.Now()
+	if r.Now != nil {
+		now = r.Now()
+	}
+	c, ok := r.clients.Get(id, now)
 	if !ok {
 		var err error
 		if c, err = r.NewClient(key); err != nil {
 			return nil, fmt.Errorf("creating a Together client for %s: %w", source, err)
 		}
-		if r.clients == nil {
-			r.clients = map[string]*together.Client{}
-		}
-		r.clients[id] = c
 	}
+	r.clients.Set(id, c, now, now.Add(clientIdle))
 	return &Account{ID: id, Source: source, Client: c}, nil
 }

@@ -485,3 +485,37 @@ func TestSharedKeyCostsNoLiveReadOnceRead(t *testing.T) {
 		t.Errorf("a missing --api-key-secret Secret gave %v, want an error naming the flag (retried, not a missing account)", err)
 	}
 }
+
+// A key rotated out stops holding a Together client once nobody has
+// resolved it for an hour: rotations do not pile clients up.
+func TestRotatedOutKeysClientIsDropped(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, "rotated-out", nil)
+	shared := "key-one"
+	r, built := resolver("", ns)
+	r.SharedKey = func(context.Context) (string, error) { return shared, nil }
+	now := time.Unix(1_800_000_000, 0)
+	r.Now = func() time.Time { return now }
+
+	if _, err := r.For(ctx, ns, nil); err != nil {
+		t.Fatal(err)
+	}
+	shared = "key-two"
+	now = now.Add(30 * time.Minute)
+	if _, err := r.For(ctx, ns, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.ClientsHeld(); n != 2 {
+		t.Fatalf("during the rotation the resolver holds %d clients, want 2", n)
+	}
+	now = now.Add(50 * time.Minute) // key-one idle 80 min, key-two 50
+	if _, err := r.For(ctx, ns, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.ClientsHeld(); n != 1 {
+		t.Fatalf("an hour after the rotation the resolver holds %d clients, want only the new key's", n)
+	}
+	if len(*built) != 2 {
+		t.Fatalf("clients built for %d keys, want 2 (the new key's client is reused)", len(*built))
+	}
+}
