@@ -49,9 +49,9 @@ var ErrBusy = errors.New("busy")
 //     is served as soon as the cache sees the Secret created;
 //   - a bad signature costs no read: it is checked against the version the
 //     cache holds, and a rotated Secret is a new version, read once;
-//   - a read happens once per new version, one per subscription in flight
+//   - a read happens once per new version, one per Secret in flight
 //     (concurrent deliveries wait for it and share its result), and every
-//     read, across subscriptions, takes a token from reads.
+//     read, across Secrets, takes a token from reads.
 type secretCache struct {
 	read  *secretread.Reader
 	reads *rate.Limiter
