@@ -20,12 +20,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	togetherv1 "github.com/together-operator/together-operator/api/v1alpha1"
 	"github.com/together-operator/together-operator/internal/event"
@@ -104,3 +106,17 @@ func TestConnectionsPerSourceAreBounded(t *testing.T) {
 		}
 	}
 }
+
+// A Server started without the manager's cache for its signing Secrets
+// refuses to run: the manager's client reads Secrets past the cache, so
+// every delivery would cost an API-server read.
+func TestStartNeedsTheSecretCache(t *testing.T) {
+	s := &Server{Addr: "127.0.0.1:0", Client: noClient{}}
+	err := s.Start(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "SecretCache") {
+		t.Fatalf("Start without SecretCache returned %v, want an error naming SecretCache", err)
+	}
+}
+
+// noClient is a client.Client no call reaches.
+type noClient struct{ client.Client }

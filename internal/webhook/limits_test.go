@@ -97,7 +97,7 @@ func (c *clock) advance(d time.Duration) {
 // suite's API server and applier.
 func ownEndpoint(mut func(*Server)) string {
 	GinkgoHelper()
-	s := &Server{Client: srv.Client, SecretReader: srv.SecretReader, Applier: applier, Recorder: srv.Recorder}
+	s := &Server{Client: srv.Client, SecretCache: srv.SecretCache, SecretReader: srv.SecretReader, Applier: applier, Recorder: srv.Recorder}
 	if mut != nil {
 		mut(s)
 	}

@@ -24,6 +24,7 @@ package webhook
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -82,7 +83,10 @@ type Server struct {
 	Client client.Client
 	// SecretCache serves the metadata (existence, version) of signing
 	// Secrets: the manager's cache itself (mgr.GetCache()), since the
-	// manager's client reads Secrets past it. Nil uses Client.
+	// manager's client reads Secrets past it (operator.ClientOptions).
+	// Start refuses to run without it: every delivery would then read its
+	// Secret from the API server. Handler alone (tests) falls back to
+	// Client.
 	SecretCache client.Reader
 	// SecretReader reads a signing Secret's data straight from the API
 	// server, once per version of it (secretCache).
@@ -235,6 +239,9 @@ func (s *Server) Handler() http.Handler {
 
 // Start serves until ctx ends, then shuts down gracefully.
 func (s *Server) Start(ctx context.Context) error {
+	if s.SecretCache == nil && s.Client != nil {
+		return errors.New("the events endpoint needs SecretCache (the manager's cache): without it every delivery would read its signing Secret from the API server")
+	}
 	s.init()
 	srv := &http.Server{
 		Handler:           s.Handler(),

@@ -106,7 +106,7 @@ var _ = BeforeSuite(func() {
 		Remote: func(context.Context, *togetherv1.TogetherWebhookSubscription) (intake.RemoteReader, error) {
 			return suiteAPI, nil
 		}}
-	srv = &Server{Client: mgr.GetClient(), SecretReader: mgr.GetAPIReader(), Applier: applier, Recorder: mgr.GetEventRecorder("together-events")}
+	srv = &Server{Client: mgr.GetClient(), SecretCache: mgr.GetCache(), SecretReader: mgr.GetAPIReader(), Applier: applier, Recorder: mgr.GetEventRecorder("together-events")}
 	endpoint = httptest.NewServer(srv.Handler())
 
 	go func() {

@@ -276,7 +276,7 @@ func (b *bench) intake(ctx context.Context) error {
 		return err
 	}
 	applier := &intake.Applier{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("together-events")}
-	srv := &webhook.Server{Addr: "127.0.0.1:0", Client: mgr.GetClient(), SecretReader: mgr.GetAPIReader(), Applier: applier, Recorder: mgr.GetEventRecorder("together-events")}
+	srv := &webhook.Server{Addr: "127.0.0.1:0", Client: mgr.GetClient(), SecretCache: mgr.GetCache(), SecretReader: mgr.GetAPIReader(), Applier: applier, Recorder: mgr.GetEventRecorder("together-events")}
 	if err := mgr.Add(srv); err != nil {
 		return err
 	}
