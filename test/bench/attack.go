@@ -153,9 +153,9 @@ func (b *bench) attack(ctx context.Context) error {
 	// rising, Standard-signed from 127.0.0.1. The captured requests feed the
 	// replay attack.
 	const rate = 100
-	rounds, phase := 3, 5*time.Second
-	if b.sz.distinct < 3000 { // -quick
-		rounds, phase = 1, 3*time.Second
+	quick, phase := b.sz.distinct < 3000, 5*time.Second
+	if quick {
+		phase = 3 * time.Second
 	}
 	var captured capturedRequests
 	nextStep := make([]atomic.Int64, jobs)
@@ -212,20 +212,20 @@ func (b *bench) attack(ctx context.Context) error {
 	// process, so that a missed goal says where the attack's cost went.
 	var alone, attacked []time.Duration
 	var cpuAlone, cpuAttack phaseCPU
-	var roundRatios []string
+	var pairRatios []string
 	var peak atomic.Int64
 	report := attackReport{Sent: map[string]int64{}}
 	// Every good delivery's latency, by the time it was sent, goes to
 	// attack-latencies.csv: a p99 over seconds is set by a few slow moments,
 	// and the series shows whether they follow the attack.
 	var series bytes.Buffer
-	series.WriteString("round,phase,sent_s,latency_ms\n")
+	series.WriteString("nth,phase,sent_s,latency_ms\n")
 	seriesStart := time.Now()
-	measure := func(label string, round int, run func() ([]time.Duration, int, error)) ([]time.Duration, phaseCPU, error) {
+	measure := func(label string, nth int, run func() ([]time.Duration, int, error)) ([]time.Duration, phaseCPU, error) {
 		prof := make(chan struct{})
 		go func() {
 			defer close(prof)
-			if round == 0 {
+			if nth == 0 {
 				saveProfile(ctx, pprofURL, max(1, int(phase/time.Second)-1), filepath.Join(b.outDir, "attack-manager-"+label+".pprof"))
 			}
 		}()
@@ -234,7 +234,7 @@ func (b *bench) attack(ctx context.Context) error {
 		lats, bad, err := run()
 		used := readPhaseCPU(cmd.Process.Pid).sub(before)
 		for i, l := range lats {
-			fmt.Fprintf(&series, "%d,%s,%.3f,%.3f\n", round+1, label, t0.Sub(seriesStart).Seconds()+float64(i)/rate, ms(l))
+			fmt.Fprintf(&series, "%d,%s,%.3f,%.3f\n", nth+1, label, t0.Sub(seriesStart).Seconds()+float64(i)/rate, ms(l))
 		}
 		<-prof
 		if err == nil && bad > 0 {
@@ -247,7 +247,7 @@ func (b *bench) attack(ctx context.Context) error {
 	// growing busier over it (the API server's heap, other tenants) does
 	// not count against one side.
 	order := []bool{false, true, true, false, false, true}
-	if rounds == 1 {
+	if quick {
 		order = []bool{false, true}
 	}
 	var aloneRuns, attackRuns [][]time.Duration
@@ -310,7 +310,7 @@ func (b *bench) attack(ctx context.Context) error {
 		}
 	}
 	for k := range attackRuns {
-		roundRatios = append(roundRatios, fmt.Sprintf("%.2f", float64(percentile(attackRuns[k], 0.99))/float64(max(percentile(aloneRuns[k], 0.99), time.Microsecond))))
+		pairRatios = append(pairRatios, fmt.Sprintf("%.2f", float64(percentile(attackRuns[k], 0.99))/float64(max(percentile(aloneRuns[k], 0.99), time.Microsecond))))
 	}
 	calls1, err := rejectedCalls()
 	if err != nil {
@@ -336,7 +336,7 @@ func (b *bench) attack(ctx context.Context) error {
 	ratio := float64(p99Attack) / float64(max(p99Alone, time.Microsecond))
 	b.add(row{Scenario: "attack: good p99 beside the attack", Value: ms(p99Attack), Unit: "ms", Baseline: ms(p99Alone), Ratio: ratio,
 		Goal: "<= 1.5x no-attack p99", Pass: ratio <= 1.5, Note: fmt.Sprintf("%d events/s of good traffic, %d phases of %s alone and as many beside the attack, in the order ABBAAB (per pair %s), after %s; attack mix: %s; CPU alone %s; beside the attack %s",
-			rate, len(aloneRuns), phase, strings.Join(roundRatios, ", "), idle, report.summary(), cpuAlone, cpuAttack)})
+			rate, len(aloneRuns), phase, strings.Join(pairRatios, ", "), idle, report.summary(), cpuAlone, cpuAttack)})
 	growth := mib(peak.Load() - rssBefore)
 	b.add(row{Scenario: "attack: manager peak RSS", Value: mib(peak.Load()), Unit: "MiB", Baseline: mib(rssBefore), Ratio: float64(peak.Load()) / float64(max(rssBefore, 1)),
 		Goal: "growth < 64 MiB (16 MiB bodies + 1024 connections)", Pass: growth < 64, Note: fmt.Sprintf("growth %.1f MiB", growth)})
