@@ -220,6 +220,12 @@ func (s *Server) handle(r *http.Request, logger requestLog) answer {
 	case errors.Is(err, ErrSecretMissing):
 		logger.get().V(1).Info("subscription's signing secret is missing; rejecting delivery", "subscription", sub.Namespace+"/"+sub.Name)
 		return unauthorized()
+	case errors.Is(err, ErrBusy):
+		// Reads of new Secret versions are rate-limited across the
+		// process; the sender retries, and an error per delivery would
+		// flood the log.
+		logger.get().V(1).Info("signing secret reads are rate-limited; answering 503", "subscription", sub.Namespace+"/"+sub.Name)
+		return busy("could not verify now, retry later")
 	case err != nil:
 		logger.get().Error(err, "reading signing secret")
 		return busy("could not verify now, retry later")
