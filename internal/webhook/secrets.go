@@ -148,16 +148,10 @@ func signingSecrets(secret types.NamespacedName, keys []string, values [][]byte)
 	return out, nil
 }
 
-// ReadSigningSecrets returns the current secret and, during a rotation, the
-// previous one, read from r. The error names the Secret and key but never
-// their values.
-func ReadSigningSecrets(ctx context.Context, r client.Reader, namespace string, ref togetherv1.WebhookSecretRef) ([][]byte, error) {
-	return SigningSecrets(ctx, &secretread.Reader{Live: r}, namespace, ref)
-}
-
-// SigningSecrets is ReadSigningSecrets through a secretread.Reader: with its
-// cache set, a missing Secret costs no read and an unchanged one is read
-// once per version.
+// SigningSecrets returns a subscription's current signing secret and, during
+// a rotation, the previous one, read through r: with its cache set, a
+// missing Secret costs no read and an unchanged one is read once per
+// version. The error names the Secret and key but never their values.
 func SigningSecrets(ctx context.Context, r *secretread.Reader, namespace string, ref togetherv1.WebhookSecretRef) ([][]byte, error) {
 	key := types.NamespacedName{Namespace: namespace, Name: ref.Name}
 	keys := signingKeys(ref)
